@@ -1,0 +1,2 @@
+//! The loadtest crate: mock LLM providers with fault injection, an open-loop load
+//! generator, and the outage scenario suite for switchyard.

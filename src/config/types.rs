@@ -1,0 +1,227 @@
+//! The validated, runtime form of the configuration: what shards route with.
+//!
+//! Everything here has already been checked by the loader (see `config::load`):
+//! references resolve, durations are positive, secrets are expanded. Shards hold an
+//! `Arc<Config>` and swap it whole on reload, so nothing in here is mutable.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// The whole validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub shards: ShardCount,
+    pub driver: DriverChoice,
+    pub admin: Option<AdminConfig>,
+    /// Client keys; empty means an open gateway (logged loudly at start).
+    pub keys: Vec<ClientKey>,
+    pub providers: Vec<Provider>,
+    pub routes: Vec<Route>,
+    pub health: HealthConfig,
+    pub limits: Limits,
+    pub log: LogConfig,
+    /// How long SIGTERM waits for in-flight requests and streams.
+    pub shutdown_grace: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ShardCount {
+    /// One shard per CPU the process may use (affinity mask and cgroup quota).
+    Auto,
+    Fixed(usize),
+}
+
+/// Which monoio driver each shard runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DriverChoice {
+    /// io_uring when the kernel allows it, else the legacy epoll driver.
+    Auto,
+    IoUring,
+    Legacy,
+}
+
+#[derive(Debug, Clone)]
+pub struct AdminConfig {
+    pub listen: SocketAddr,
+    /// Optional bearer token required on admin requests.
+    pub token: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ClientKey {
+    pub name: String,
+    pub key: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProviderKind {
+    OpenAi,
+    OpenAiCompatible,
+    Azure,
+    Anthropic,
+    Gemini,
+    Bedrock,
+}
+
+impl ProviderKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProviderKind::OpenAi => "openai",
+            ProviderKind::OpenAiCompatible => "openai-compatible",
+            ProviderKind::Azure => "azure",
+            ProviderKind::Anthropic => "anthropic",
+            ProviderKind::Gemini => "gemini",
+            ProviderKind::Bedrock => "bedrock",
+        }
+    }
+}
+
+/// A parsed `base_url`: `http[s]://host[:port][/path]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BaseUrl {
+    pub tls: bool,
+    pub host: String,
+    pub port: u16,
+    /// Path prefix without a trailing slash, e.g. `/v1` (empty for none).
+    pub path: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Provider {
+    pub name: String,
+    pub kind: ProviderKind,
+    pub base_url: BaseUrl,
+    pub api_key: Option<String>,
+    /// Extra headers sent on every request to this provider.
+    pub headers: Vec<(String, String)>,
+    /// Upper bound on open upstream connections per shard.
+    pub max_connections: usize,
+    /// Idle pooled connections are closed after this long.
+    pub pool_idle_timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct Route {
+    pub name: String,
+    pub matcher: RouteMatch,
+    pub strategy: Strategy,
+    pub targets: Vec<Target>,
+    pub retry: RetryPolicy,
+    pub fallback: FallbackPolicy,
+    pub timeouts: Timeouts,
+    pub stream: StreamPolicy,
+}
+
+/// A rule matches when every present condition holds.
+#[derive(Debug, Clone, Default)]
+pub struct RouteMatch {
+    /// Model names the client sends; `*` matches any. Empty = any model.
+    pub models: Vec<String>,
+    /// Client key names allowed on this route. Empty = any key.
+    pub keys: Vec<String>,
+    /// Request headers that must be present with exactly this value
+    /// (names lower-cased).
+    pub headers: Vec<(String, String)>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Strategy {
+    Priority,
+    Weighted,
+    Latency,
+    LeastBusy,
+}
+
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// Index into `Config::providers`.
+    pub provider: usize,
+    /// Model name sent to the provider.
+    pub model: String,
+    pub priority: u32,
+    pub weight: u32,
+    /// Per-target retry override; `None` uses the route's.
+    pub retry: Option<RetryPolicy>,
+    /// Whether this target accepts an assistant message as the last message
+    /// (prefill) for stream continuation; `None` = what the provider kind implies.
+    pub prefill: Option<bool>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RetryPolicy {
+    /// Total tries on the same target, including the first (1 = no retry).
+    pub attempts: u32,
+    pub backoff: Duration,
+    pub max_backoff: Duration,
+    pub on_status: Vec<u16>,
+    /// Retries allowed as a fraction of recent requests per target.
+    pub budget_ratio: f64,
+    /// Retries always allowed per second per target, whatever the ratio says.
+    pub budget_min_per_sec: u32,
+    /// Cap on how long a provider's `Retry-After` can make us wait.
+    pub max_retry_after: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct FallbackPolicy {
+    pub on_status: Vec<u16>,
+    pub on_timeout: bool,
+    pub on_connect_error: bool,
+    /// Route to re-route a `context_length_exceeded` request to.
+    pub on_context_length: Option<String>,
+    /// Fall back on a content-policy rejection instead of returning it.
+    pub on_content_policy: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Timeouts {
+    pub connect: Duration,
+    pub first_byte: Duration,
+    pub between_chunks: Duration,
+    pub total: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StreamPolicy {
+    pub continue_after_commit: bool,
+    /// Hold the client's response head until the first chunk that carries
+    /// content (not just a role delta). `false` commits on the first event.
+    pub hold_until_content: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct HealthConfig {
+    pub window: Duration,
+    pub min_requests: u32,
+    pub failure_rate: f64,
+    pub consecutive_failures: u32,
+    pub cooldown: Duration,
+    pub max_cooldown: Duration,
+    /// Probe requests let through while half-open.
+    pub half_open_probes: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Limits {
+    pub max_header_bytes: usize,
+    pub max_body_bytes: usize,
+    pub max_connections: usize,
+    /// A keep-alive connection with no request for this long is closed.
+    pub idle_timeout: Duration,
+    /// A started request must arrive completely within this long (else 408).
+    pub request_timeout: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Json,
+    Logfmt,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LogConfig {
+    pub format: LogFormat,
+    /// Fraction of requests logged one line each (0 = none, 1 = all).
+    pub request_sample: f64,
+}
