@@ -1,5 +1,20 @@
 //! switchyard: a thread-per-core LLM gateway that keeps applications answering when
 //! model providers fail.
 
+pub mod admin;
+pub mod bufio;
 pub mod config;
+pub mod demo;
+pub mod gateway;
+pub mod health;
+pub mod http;
+pub mod log;
+pub mod metrics;
 pub mod outcome;
+pub mod provider;
+pub mod proxy;
+pub mod route;
+pub mod server;
+pub mod shard;
+pub mod systemd;
+pub mod upstream;

@@ -1,2 +1,5 @@
 //! The loadtest crate: mock LLM providers with fault injection, an open-loop load
 //! generator, and the outage scenario suite for switchyard.
+pub mod client;
+pub mod loadgen;
+pub mod mock;

@@ -1,0 +1,179 @@
+//! The result of a load run: counts, latency percentiles and a per-second series,
+//! serialisable to JSON and printable as a human summary.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use hdrhistogram::Histogram;
+use serde::{Deserialize, Serialize};
+
+/// Everything one run measured (warmup excluded).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LoadReport {
+    /// True for a fixed arrival rate (latency from intended send time); false for
+    /// max-throughput closed loop (latency is service time).
+    pub open_loop: bool,
+    /// Requests scheduled in the measured window (open loop) or sent in it (closed loop).
+    pub requests: u64,
+    /// 2xx with a complete body (and, streaming, a completed stream).
+    pub ok: u64,
+    /// `requests - ok`.
+    pub errors: u64,
+    /// HTTP status of each request; 0 = no response (connect error, reset, timeout, unsent).
+    pub statuses: BTreeMap<u16, u64>,
+    /// `x-switchyard-target` response header values.
+    pub targets: BTreeMap<String, u64>,
+    /// Open loop: requests sent more than 1 ms after their intended time.
+    pub late_starts: u64,
+    /// Open loop: requests still backlogged when the run gave up (counted as status 0).
+    pub unsent: u64,
+    /// Seconds from the end of warmup to the end of the run (or last completion).
+    pub elapsed_s: f64,
+    /// `ok / elapsed_s`.
+    pub throughput: f64,
+    /// Requests that got a response head or timed out, from intended send time.
+    pub latency_us: Percentiles,
+    /// Streaming: intended send time to first content token.
+    pub ttft_us: Option<Percentiles>,
+    /// Streaming: how the 2xx streams ended.
+    pub streams: Option<StreamCounts>,
+    /// One entry per second of completion time, relative to the end of warmup.
+    pub series: Vec<SecondStats>,
+}
+
+/// Percentiles of a histogram in microseconds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Percentiles {
+    pub p50: u64,
+    pub p90: u64,
+    pub p99: u64,
+    pub p999: u64,
+    pub max: u64,
+    pub mean: f64,
+}
+
+impl Percentiles {
+    pub(crate) fn of(h: &Histogram<u64>) -> Self {
+        if h.is_empty() {
+            return Percentiles::default();
+        }
+        Percentiles {
+            p50: h.value_at_quantile(0.50),
+            p90: h.value_at_quantile(0.90),
+            p99: h.value_at_quantile(0.99),
+            p999: h.value_at_quantile(0.999),
+            max: h.max(),
+            mean: h.mean(),
+        }
+    }
+}
+
+/// How 2xx streams ended. `continued` overlaps the other two: it counts streams
+/// marked as continued by the gateway (`x_switchyard` event or header).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StreamCounts {
+    /// Saw `[DONE]` and no error event.
+    pub completed: u64,
+    /// Error event, cut connection, or no `[DONE]`.
+    pub errored: u64,
+    /// Marked as continued on another target.
+    pub continued: u64,
+}
+
+/// One second of the run, bucketed by completion time.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct SecondStats {
+    pub second: u32,
+    pub ok: u64,
+    pub errors: u64,
+    pub p50_us: u64,
+    pub p99_us: u64,
+}
+
+impl fmt::Display for LoadReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mode = if self.open_loop {
+            "open loop, latency from intended send"
+        } else {
+            "closed loop, service time"
+        };
+        writeln!(f, "mode        {mode}")?;
+        writeln!(
+            f,
+            "requests    {} ok, {} errors, {} total in {:.2} s",
+            self.ok, self.errors, self.requests, self.elapsed_s
+        )?;
+        writeln!(f, "throughput  {:.1} ok/s", self.throughput)?;
+        if self.open_loop {
+            writeln!(
+                f,
+                "late starts {} (> 1 ms), unsent {}",
+                self.late_starts, self.unsent
+            )?;
+        }
+        writeln!(f, "latency     {}", self.latency_us)?;
+        if let Some(ttft) = &self.ttft_us {
+            writeln!(f, "ttft        {ttft}")?;
+        }
+        if let Some(s) = &self.streams {
+            writeln!(
+                f,
+                "streams     {} completed, {} errored, {} continued",
+                s.completed, s.errored, s.continued
+            )?;
+        }
+        writeln!(f, "statuses    {}", join(&self.statuses))?;
+        if !self.targets.is_empty() {
+            writeln!(f, "targets     {}", join(&self.targets))?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Display for Percentiles {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let ms = |us: u64| us as f64 / 1000.0;
+        write!(
+            f,
+            "p50 {:.3} ms  p90 {:.3} ms  p99 {:.3} ms  p99.9 {:.3} ms  max {:.3} ms  mean {:.3} ms",
+            ms(self.p50),
+            ms(self.p90),
+            ms(self.p99),
+            ms(self.p999),
+            ms(self.max),
+            self.mean / 1000.0
+        )
+    }
+}
+
+fn join<K: fmt::Display>(counts: &BTreeMap<K, u64>) -> String {
+    let parts: Vec<String> = counts.iter().map(|(k, n)| format!("{k}: {n}")).collect();
+    if parts.is_empty() {
+        "-".to_string()
+    } else {
+        parts.join(", ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_of_empty_histogram_are_zero() {
+        let h = Histogram::<u64>::new(3).unwrap();
+        assert_eq!(Percentiles::of(&h), Percentiles::default());
+    }
+
+    #[test]
+    fn percentiles_follow_the_data() {
+        let mut h = Histogram::<u64>::new(3).unwrap();
+        for v in 1..=1000 {
+            h.record(v).unwrap();
+        }
+        let p = Percentiles::of(&h);
+        assert!((495..=505).contains(&p.p50), "{p:?}");
+        assert!((985..=995).contains(&p.p99), "{p:?}");
+        assert_eq!(p.max, 1000);
+    }
+}

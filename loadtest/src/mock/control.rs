@@ -1,0 +1,53 @@
+//! The `/_mock/` control routes: read or switch the fault, read the counters.
+
+use super::openai;
+use super::request::Route;
+use super::state::Shared;
+use super::wire;
+use super::Fault;
+
+/// Builds a control answer in `out`; returns its status and the fault to apply
+/// once it is sent.
+pub(super) fn control_reply(
+    shared: &Shared,
+    route: Route,
+    body: &[u8],
+    out: &mut Vec<u8>,
+) -> (u16, Option<Fault>) {
+    out.clear();
+    match route {
+        Route::Stats => {
+            let stats = shared.stats();
+            out.extend_from_slice(b"{\"connections\":");
+            wire::push_u64(out, stats.connections);
+            out.extend_from_slice(b",\"requests\":");
+            wire::push_u64(out, stats.requests);
+            out.extend_from_slice(b",\"streams\":");
+            wire::push_u64(out, stats.streams);
+            out.extend_from_slice(b",\"faults_injected\":");
+            wire::push_u64(out, stats.faults_injected);
+            out.push(b'}');
+            (200, None)
+        }
+        Route::GetFault => {
+            out.extend_from_slice(shared.fault().1.to_json().as_bytes());
+            (200, None)
+        }
+        Route::SetFault => match Fault::from_json(body) {
+            Ok(fault) => {
+                out.extend_from_slice(b"{\"ok\":true,\"fault\":");
+                out.extend_from_slice(fault.to_json().as_bytes());
+                out.push(b'}');
+                (200, Some(fault))
+            }
+            Err(e) => {
+                openai::write_error(out, &e.to_string(), "invalid_request_error");
+                (400, None)
+            }
+        },
+        _ => {
+            openai::write_error(out, "unknown path", "invalid_request_error");
+            (404, None)
+        }
+    }
+}

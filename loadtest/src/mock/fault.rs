@@ -1,0 +1,204 @@
+//! The provider failures the mock can inject, and their JSON control form.
+//!
+//! The JSON form is a tagged object: `{"mode":"status","status":503,"rate":1.0,
+//! "retry_after":2}`, `{"mode":"latency","base_ms":200,"jitter_ms":50}`,
+//! `{"mode":"reset_mid_stream","after_chunks":3}`, `{"mode":"none"}`, ...
+//!
+//! Stream faults count `after_chunks` in SSE events written after the response
+//! head: event 1 is the role delta, event `i + 2` carries word `w{i}`. So
+//! `after_chunks: 0` fails right after the head, `after_chunks: 1` after the role
+//! delta (the first byte a gateway commits on), and `after_chunks: k + 1` after `k`
+//! words. A count past the end of the stream leaves that stream untouched.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// One failure mode, applied to every provider request until changed.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "mode", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Fault {
+    /// Answer normally.
+    #[default]
+    None,
+    /// Answer `status` to a fraction `rate` (0.0..=1.0) of requests with an
+    /// OpenAI-shaped error (type `rate_limit_error` for 429, `overloaded_error`
+    /// for 529, `server_error` for other 5xx, `invalid_request_error` otherwise),
+    /// or with `body` verbatim; sends `retry-after` when set.
+    Status {
+        status: u16,
+        #[serde(default = "full_rate")]
+        rate: f64,
+        #[serde(default)]
+        retry_after: Option<u64>,
+        #[serde(default)]
+        body: Option<String>,
+    },
+    /// Stop listening: connects are refused and open connections are closed until
+    /// the fault changes; healing re-binds the same port.
+    Refuse,
+    /// Read the request, then reset the connection (SO_LINGER 0) without answering.
+    ResetOnRequest,
+    /// Brownout: each response head waits `base + uniform(0..=jitter)`.
+    Latency {
+        #[serde(rename = "base_ms", with = "millis", default)]
+        base: Duration,
+        #[serde(rename = "jitter_ms", with = "millis", default)]
+        jitter: Duration,
+    },
+    /// Streams: head and `after_chunks` events, then silence with the socket open.
+    /// Non-streaming requests: silence right after the request is read.
+    Stall {
+        #[serde(default)]
+        after_chunks: usize,
+    },
+    /// Streams: head and `after_chunks` events, then a connection reset.
+    ResetMidStream {
+        #[serde(default)]
+        after_chunks: usize,
+    },
+    /// Streams (status 200): `after_chunks` events, then an `event: error` with an
+    /// `overloaded_error` payload, and the stream ends (no `[DONE]`).
+    SseErrorEvent {
+        #[serde(default)]
+        after_chunks: usize,
+    },
+    /// Streams: one `data: {not json` event after `after_chunks` events, then the
+    /// stream continues normally.
+    MalformedEvent {
+        #[serde(default)]
+        after_chunks: usize,
+    },
+    /// Streams: end cleanly (final chunk, usage) but without `data: [DONE]`.
+    NoDone,
+}
+
+/// Why a JSON fault description was rejected.
+#[derive(Debug, thiserror::Error)]
+pub enum FaultError {
+    #[error("invalid fault JSON: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("fault status {0} is outside 100..=999")]
+    Status(u16),
+    #[error("fault rate {0} is outside 0.0..=1.0")]
+    Rate(f64),
+}
+
+impl Fault {
+    /// Parses and validates the JSON control form.
+    pub fn from_json(bytes: &[u8]) -> Result<Fault, FaultError> {
+        let fault: Fault = serde_json::from_slice(bytes)?;
+        fault.validate()?;
+        Ok(fault)
+    }
+
+    /// Checks the ranges serde cannot express.
+    pub fn validate(&self) -> Result<(), FaultError> {
+        if let Fault::Status { status, rate, .. } = self {
+            if !(100..=999).contains(status) {
+                return Err(FaultError::Status(*status));
+            }
+            if !(0.0..=1.0).contains(rate) {
+                return Err(FaultError::Rate(*rate));
+            }
+        }
+        Ok(())
+    }
+
+    /// The JSON control form of this fault.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_else(|_| String::from("{\"mode\":\"none\"}"))
+    }
+
+    /// True when the listeners must be closed.
+    pub fn refuses(&self) -> bool {
+        matches!(self, Fault::Refuse)
+    }
+}
+
+fn full_rate() -> f64 {
+    1.0
+}
+
+mod millis {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        u64::deserialize(d).map(Duration::from_millis)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_every_mode() {
+        let cases = [
+            (r#"{"mode":"none"}"#, Fault::None),
+            (r#"{"mode":"refuse"}"#, Fault::Refuse),
+            (r#"{"mode":"reset_on_request"}"#, Fault::ResetOnRequest),
+            (r#"{"mode":"no_done"}"#, Fault::NoDone),
+            (
+                r#"{"mode":"status","status":503,"retry_after":2}"#,
+                Fault::Status {
+                    status: 503,
+                    rate: 1.0,
+                    retry_after: Some(2),
+                    body: None,
+                },
+            ),
+            (
+                r#"{"mode":"latency","base_ms":200,"jitter_ms":50}"#,
+                Fault::Latency {
+                    base: Duration::from_millis(200),
+                    jitter: Duration::from_millis(50),
+                },
+            ),
+            (
+                r#"{"mode":"stall","after_chunks":2}"#,
+                Fault::Stall { after_chunks: 2 },
+            ),
+            (
+                r#"{"mode":"reset_mid_stream","after_chunks":3}"#,
+                Fault::ResetMidStream { after_chunks: 3 },
+            ),
+            (
+                r#"{"mode":"sse_error_event"}"#,
+                Fault::SseErrorEvent { after_chunks: 0 },
+            ),
+            (
+                r#"{"mode":"malformed_event","after_chunks":1}"#,
+                Fault::MalformedEvent { after_chunks: 1 },
+            ),
+        ];
+        for (json, want) in cases {
+            let got = Fault::from_json(json.as_bytes()).expect(json);
+            assert_eq!(got, want, "{json}");
+            assert_eq!(
+                Fault::from_json(got.to_json().as_bytes()).expect("round trip"),
+                want
+            );
+        }
+    }
+
+    #[test]
+    fn rejects_bad_input() {
+        for json in [
+            r#"{"mode":"explode"}"#,
+            r#"{"mode":"status"}"#,
+            r#"{"mode":"status","status":42}"#,
+            r#"{"mode":"status","status":500,"rate":1.5}"#,
+            r#"{"mode":"stall","after":1}"#,
+            "not json",
+        ] {
+            assert!(Fault::from_json(json.as_bytes()).is_err(), "{json}");
+        }
+    }
+}

@@ -1,0 +1,155 @@
+//! State shared by all threads of one mock: the current fault (published through a
+//! generation counter so each request pays one atomic load), counters, the last
+//! recorded request, and the shutdown flag.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use super::{Fault, MockStats, RecordedRequest};
+
+/// Settings every thread reads but never changes.
+#[derive(Clone, Debug)]
+pub(crate) struct Settings {
+    pub name: String,
+    pub stream_chunks: usize,
+    pub chunk_delay: Duration,
+    pub latency: Duration,
+    pub created: u64,
+}
+
+/// The cross-thread state of one mock.
+pub(crate) struct Shared {
+    pub settings: Settings,
+    fault: Mutex<Arc<Fault>>,
+    generation: AtomicU64,
+    pub shutdown: AtomicBool,
+    applied: Vec<AtomicU64>,
+    pub connections: AtomicU64,
+    pub requests: AtomicU64,
+    pub streams: AtomicU64,
+    pub faults_injected: AtomicU64,
+    last: Mutex<Option<RawRequest>>,
+}
+
+/// The raw bytes of a request, parsed only when someone asks for it.
+#[derive(Default)]
+struct RawRequest {
+    head: Vec<u8>,
+    body: Vec<u8>,
+}
+
+impl Shared {
+    pub(crate) fn new(settings: Settings, fault: Fault, threads: usize) -> Self {
+        Shared {
+            settings,
+            fault: Mutex::new(Arc::new(fault)),
+            generation: AtomicU64::new(1),
+            shutdown: AtomicBool::new(false),
+            applied: (0..threads).map(|_| AtomicU64::new(0)).collect(),
+            connections: AtomicU64::new(0),
+            requests: AtomicU64::new(0),
+            streams: AtomicU64::new(0),
+            faults_injected: AtomicU64::new(0),
+            last: Mutex::new(None),
+        }
+    }
+
+    /// The generation of the current fault; it changes on every `set_fault`.
+    pub(crate) fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// The current fault and its generation.
+    pub(crate) fn fault(&self) -> (u64, Arc<Fault>) {
+        let guard = lock(&self.fault);
+        (self.generation(), Arc::clone(&guard))
+    }
+
+    /// Publishes a new fault; returns its generation and whether it changes
+    /// whether the mock listens.
+    pub(crate) fn set_fault(&self, fault: Fault) -> (u64, bool) {
+        let mut guard = lock(&self.fault);
+        let toggles = guard.refuses() != fault.refuses();
+        *guard = Arc::new(fault);
+        let generation = self.generation.fetch_add(1, Ordering::AcqRel) + 1;
+        (generation, toggles)
+    }
+
+    /// Thread `index` reports that its listener matches generation `generation`.
+    pub(crate) fn mark_applied(&self, index: usize, generation: u64) {
+        if let Some(slot) = self.applied.get(index) {
+            slot.store(generation, Ordering::Release);
+        }
+    }
+
+    /// Waits (bounded by `limit`) until every thread applied `generation`.
+    pub(crate) fn wait_applied(&self, generation: u64, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        loop {
+            if self
+                .applied
+                .iter()
+                .all(|a| a.load(Ordering::Acquire) >= generation)
+            {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    pub(crate) fn stats(&self) -> MockStats {
+        MockStats {
+            connections: self.connections.load(Ordering::Relaxed),
+            requests: self.requests.load(Ordering::Relaxed),
+            streams: self.streams.load(Ordering::Relaxed),
+            faults_injected: self.faults_injected.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Counts one provider request and keeps its bytes; returns its sequence number.
+    pub(crate) fn record(&self, head: &[u8], body: &[u8]) -> u64 {
+        let mut last = lock(&self.last);
+        let raw = last.get_or_insert_with(RawRequest::default);
+        raw.head.clear();
+        raw.head.extend_from_slice(head);
+        raw.body.clear();
+        raw.body.extend_from_slice(body);
+        self.requests.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    pub(crate) fn last_request(&self) -> Option<RecordedRequest> {
+        let last = lock(&self.last);
+        let raw = last.as_ref()?;
+        let mut headers = [httparse::EMPTY_HEADER; 64];
+        let mut req = httparse::Request::new(&mut headers);
+        req.parse(&raw.head).ok()?;
+        Some(RecordedRequest {
+            method: req.method?.to_string(),
+            path: req.path?.to_string(),
+            headers: req
+                .headers
+                .iter()
+                .map(|h| {
+                    (
+                        h.name.to_ascii_lowercase(),
+                        String::from_utf8_lossy(h.value).into_owned(),
+                    )
+                })
+                .collect(),
+            body: raw.body.clone(),
+        })
+    }
+
+    pub(crate) fn count(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Locks ignoring poisoning: the guarded values stay valid after any panic.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}

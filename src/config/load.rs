@@ -1,0 +1,475 @@
+//! Loading a config: YAML text → shape check → `${VAR}` expansion → defaults and
+//! validation → [`Config`], reporting every mistake with its file and line.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use serde_yaml::Value;
+
+use super::env;
+use super::error::{ConfigError, ConfigErrors, Report};
+use super::locate::YamlPath;
+use super::raw::{self, RawAdmin, RawConfig, RawHealth, RawKey, RawLimits, RawLog, RawProvider};
+use super::routes;
+use super::types::*;
+
+const DEFAULT_LISTEN: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), 8080);
+const DEFAULT_ADMIN_LISTEN: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 9090);
+
+const DRIVERS: &[(&str, DriverChoice)] = &[
+    ("auto", DriverChoice::Auto),
+    ("io_uring", DriverChoice::IoUring),
+    ("legacy", DriverChoice::Legacy),
+];
+
+const KINDS: &[(&str, ProviderKind)] = &[
+    ("openai", ProviderKind::OpenAi),
+    ("openai-compatible", ProviderKind::OpenAiCompatible),
+    ("azure", ProviderKind::Azure),
+    ("anthropic", ProviderKind::Anthropic),
+    ("gemini", ProviderKind::Gemini),
+    ("bedrock", ProviderKind::Bedrock),
+];
+
+const LOG_FORMATS: &[(&str, LogFormat)] =
+    &[("logfmt", LogFormat::Logfmt), ("json", LogFormat::Json)];
+
+/// Reads and validates a config file; `${VAR}` comes from the process environment.
+pub fn load_file(path: &Path) -> Result<Config, ConfigErrors> {
+    let origin = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|error| {
+        ConfigErrors(vec![ConfigError {
+            origin: origin.clone(),
+            line: None,
+            path: String::new(),
+            message: format!("cannot read the config file: {error}"),
+        }])
+    })?;
+    load_str(&text, &origin, &|name| std::env::var(name).ok())
+}
+
+/// Validates config text; `origin` names it in errors, `env` resolves `${VAR}`.
+pub fn load_str(
+    text: &str,
+    origin: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Config, ConfigErrors> {
+    let mut report = Report::new(text, origin);
+    let Some(raw) = read(text, env, &mut report) else {
+        return Err(report.into_errors());
+    };
+    let config = build(raw, &mut report);
+    report.finish(config)
+}
+
+/// Parses, shape-checks and expands; `None` once any of that failed.
+fn read(
+    text: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+    report: &mut Report<'_>,
+) -> Option<RawConfig> {
+    let doc: Value = match serde_yaml::from_str(text) {
+        Ok(doc) => doc,
+        Err(error) => {
+            let line = error.location().map(|l| l.line());
+            report.error_at(line, String::new(), format!("invalid YAML: {error}"));
+            return None;
+        }
+    };
+    let shape = raw::read_raw(&doc);
+    if let Err(errors) = &shape {
+        for error in errors {
+            report.error(&error.path, error.message.clone());
+        }
+    }
+    // A string whose `${VAR}` failed stays unexpanded; validation goes on, but
+    // errors at that path would only echo the env error, so they are muted.
+    let mut expanded = doc;
+    for (path, error) in env::expand_tree(&mut expanded, &YamlPath::default(), env) {
+        report.error(&path, error.to_string());
+        report.mute(&path);
+    }
+    if shape.is_err() {
+        return None;
+    }
+    match raw::read_raw(&expanded) {
+        Ok(raw) => Some(raw),
+        Err(errors) => {
+            for error in errors {
+                report.error(&error.path, "invalid value after ${VAR} expansion");
+            }
+            None
+        }
+    }
+}
+
+fn build(raw: RawConfig, r: &mut Report<'_>) -> Config {
+    let root = YamlPath::default();
+    let keys = keys(raw.keys.unwrap_or_default(), &root.key("keys"), r);
+    let providers = providers(
+        raw.providers.map(|p| p.0).unwrap_or_default(),
+        &root.key("providers"),
+        r,
+    );
+    let refs = routes::Refs {
+        providers: &providers,
+        keys: &keys,
+    };
+    let routes = routes::routes(
+        raw.routes.unwrap_or_default(),
+        &refs,
+        &root.key("routes"),
+        r,
+    );
+    let listen = r.socket_addr(raw.listen.as_deref(), &root.key("listen"), DEFAULT_LISTEN);
+    Config {
+        listen,
+        shards: shards(raw.shards.as_ref(), &root.key("shards"), r),
+        driver: r.choice(
+            raw.driver.as_deref(),
+            &root.key("driver"),
+            DRIVERS,
+            DriverChoice::Auto,
+        ),
+        admin: raw
+            .admin
+            .map(|admin_raw| admin(admin_raw, listen, &root.key("admin"), r)),
+        keys,
+        providers,
+        routes,
+        health: health(raw.health.unwrap_or_default(), &root.key("health"), r),
+        limits: limits(raw.limits.unwrap_or_default(), &root.key("limits"), r),
+        log: log(raw.log.unwrap_or_default(), &root.key("log"), r),
+        shutdown_grace: r.duration(
+            raw.shutdown_grace.as_ref(),
+            &root.key("shutdown_grace"),
+            Duration::from_secs(30),
+        ),
+    }
+}
+
+fn shards(raw: Option<&Value>, path: &YamlPath, r: &mut Report<'_>) -> ShardCount {
+    const EXPECTED: &str = "expected `auto` or a positive integer";
+    let count = match raw {
+        None => return ShardCount::Auto,
+        Some(Value::String(s)) if s.trim() == "auto" => return ShardCount::Auto,
+        Some(Value::String(s)) => s.trim().parse::<usize>().ok(),
+        Some(Value::Number(n)) => n.as_u64().and_then(|n| usize::try_from(n).ok()),
+        Some(_) => None,
+    };
+    match count {
+        Some(n) if n > 0 => ShardCount::Fixed(n),
+        Some(_) => {
+            r.error(path, format!("must not be 0; {EXPECTED}"));
+            ShardCount::Auto
+        }
+        None => {
+            r.error(path, EXPECTED);
+            ShardCount::Auto
+        }
+    }
+}
+
+fn admin(
+    raw: RawAdmin,
+    main_listen: SocketAddr,
+    path: &YamlPath,
+    r: &mut Report<'_>,
+) -> AdminConfig {
+    let listen_path = path.key("listen");
+    let listen = r.socket_addr(raw.listen.as_deref(), &listen_path, DEFAULT_ADMIN_LISTEN);
+    if listen == main_listen {
+        r.error(&listen_path, "must differ from the top-level `listen`");
+    }
+    if raw.token.as_deref().is_some_and(|t| t.trim().is_empty()) {
+        r.error(
+            &path.key("token"),
+            "is empty (an empty environment variable?); omit it for no token",
+        );
+    }
+    AdminConfig {
+        listen,
+        token: raw.token,
+    }
+}
+
+fn keys(raw: Vec<RawKey>, path: &YamlPath, r: &mut Report<'_>) -> Vec<ClientKey> {
+    let mut keys: Vec<ClientKey> = Vec::with_capacity(raw.len());
+    for (i, entry) in raw.into_iter().enumerate() {
+        let here = path.index(i);
+        let name = r.required(entry.name.as_deref(), &here.key("name"));
+        let key = r.required(entry.key.as_deref(), &here.key("key"));
+        if !name.is_empty() && keys.iter().any(|k| k.name == name) {
+            r.error(
+                &here.key("name"),
+                format!("duplicate client key name `{name}`"),
+            );
+        }
+        if let Some(first) = keys.iter().find(|k| !key.is_empty() && k.key == key) {
+            let message = format!(
+                "uses the same key value as client key `{}`; each client needs its own key",
+                first.name
+            );
+            r.error(&here.key("key"), message);
+        }
+        keys.push(ClientKey { name, key });
+    }
+    keys
+}
+
+fn providers(
+    raw: Vec<(String, RawProvider)>,
+    path: &YamlPath,
+    r: &mut Report<'_>,
+) -> Vec<Provider> {
+    if raw.is_empty() {
+        r.error(path, "at least one provider is required");
+    }
+    raw.into_iter()
+        .map(|(name, p)| provider(name.clone(), p, &path.key(&name), r))
+        .collect()
+}
+
+fn provider(name: String, raw: RawProvider, path: &YamlPath, r: &mut Report<'_>) -> Provider {
+    let kind_path = path.key("kind");
+    if raw.kind.is_none() {
+        r.error(
+            &kind_path,
+            format!("is required but missing; expected one of: {}", names(KINDS)),
+        );
+    }
+    let kind = r.choice(raw.kind.as_deref(), &kind_path, KINDS, ProviderKind::OpenAi);
+    let url_path = path.key("base_url");
+    let url_text = r.required(raw.base_url.as_deref(), &url_path);
+    let base_url = parse_base_url(&url_text).unwrap_or_else(|message| {
+        if !url_text.is_empty() {
+            r.error(&url_path, message);
+        }
+        BaseUrl {
+            tls: false,
+            host: String::new(),
+            port: 0,
+            path: String::new(),
+        }
+    });
+    if raw.api_key.as_deref().is_some_and(|k| k.trim().is_empty()) {
+        r.error(
+            &path.key("api_key"),
+            "is empty (an empty environment variable?); omit it for no key",
+        );
+    }
+    Provider {
+        name,
+        kind,
+        base_url,
+        api_key: raw.api_key,
+        headers: r.headers(raw.headers.as_ref(), &path.key("headers"), false),
+        max_connections: r.at_least_one(raw.max_connections, &path.key("max_connections"), 1024),
+        pool_idle_timeout: r.positive_duration(
+            raw.pool_idle_timeout.as_ref(),
+            &path.key("pool_idle_timeout"),
+            Duration::from_secs(90),
+        ),
+    }
+}
+
+fn names<T>(options: &[(&str, T)]) -> String {
+    options
+        .iter()
+        .map(|(name, _)| *name)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `http[s]://host[:port][/path]`; the message never repeats the URL.
+pub(crate) fn parse_base_url(text: &str) -> Result<BaseUrl, &'static str> {
+    let text = text.trim();
+    let (tls, rest) = if let Some(rest) = strip_prefix_ignore_case(text, "https://") {
+        (true, rest)
+    } else if let Some(rest) = strip_prefix_ignore_case(text, "http://") {
+        (false, rest)
+    } else {
+        return Err("expected a URL starting with http:// or https://");
+    };
+    if rest.contains(['?', '#']) {
+        return Err("base_url must not have a query or fragment");
+    }
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    if authority.contains('@') {
+        return Err("credentials in base_url are not supported; use api_key");
+    }
+    let (host, port) = split_host_port(authority)?;
+    let port = port.unwrap_or(if tls { 443 } else { 80 });
+    let path = path.trim_end_matches('/').to_string();
+    Ok(BaseUrl {
+        tls,
+        host,
+        port,
+        path,
+    })
+}
+
+fn strip_prefix_ignore_case<'t>(text: &'t str, prefix: &str) -> Option<&'t str> {
+    let head = text.get(..prefix.len())?;
+    head.eq_ignore_ascii_case(prefix)
+        .then(|| text.get(prefix.len()..))
+        .flatten()
+}
+
+/// `host`, `host:port` or `[v6]:port`; the host is returned without brackets.
+fn split_host_port(authority: &str) -> Result<(String, Option<u16>), &'static str> {
+    let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
+        let (host, after) = v6
+            .split_once(']')
+            .ok_or("base_url has an unclosed `[` in its host")?;
+        let port = match after {
+            "" => None,
+            _ => Some(
+                after
+                    .strip_prefix(':')
+                    .ok_or("base_url has junk after its `]`")?,
+            ),
+        };
+        (host, port)
+    } else {
+        match authority.rsplit_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (authority, None),
+        }
+    };
+    if host.is_empty() || host.contains(char::is_whitespace) {
+        return Err("base_url has no valid host");
+    }
+    let port = match port {
+        None => None,
+        Some(p) => Some(
+            p.parse::<u16>()
+                .ok()
+                .filter(|p| *p > 0)
+                .ok_or("base_url has an invalid port")?,
+        ),
+    };
+    Ok((host.to_ascii_lowercase(), port))
+}
+
+fn health(raw: RawHealth, path: &YamlPath, r: &mut Report<'_>) -> HealthConfig {
+    let window = r.positive_duration(
+        raw.window.as_ref(),
+        &path.key("window"),
+        Duration::from_secs(60),
+    );
+    if window < Duration::from_secs(1) {
+        r.error(
+            &path.key("window"),
+            "must be at least 1s (health is counted in one-second buckets)",
+        );
+    }
+    let cooldown = r.positive_duration(
+        raw.cooldown.as_ref(),
+        &path.key("cooldown"),
+        Duration::from_secs(10),
+    );
+    let max_cooldown = r.duration(
+        raw.max_cooldown.as_ref(),
+        &path.key("max_cooldown"),
+        Duration::from_secs(300),
+    );
+    r.not_longer(
+        ("cooldown", cooldown),
+        ("max_cooldown", max_cooldown),
+        &path.key("max_cooldown"),
+    );
+    HealthConfig {
+        window,
+        min_requests: raw.min_requests.unwrap_or(20),
+        failure_rate: r.fraction(raw.failure_rate, &path.key("failure_rate"), 0.5, false),
+        consecutive_failures: r.at_least_one(
+            raw.consecutive_failures,
+            &path.key("consecutive_failures"),
+            5,
+        ),
+        cooldown,
+        max_cooldown,
+        half_open_probes: r.at_least_one(raw.half_open_probes, &path.key("half_open_probes"), 1),
+    }
+}
+
+fn limits(raw: RawLimits, path: &YamlPath, r: &mut Report<'_>) -> Limits {
+    Limits {
+        max_header_bytes: r.at_least_one(
+            raw.max_header_bytes,
+            &path.key("max_header_bytes"),
+            32 * 1024,
+        ),
+        max_body_bytes: r.at_least_one(
+            raw.max_body_bytes,
+            &path.key("max_body_bytes"),
+            10 * 1024 * 1024,
+        ),
+        max_connections: r.at_least_one(raw.max_connections, &path.key("max_connections"), 10_000),
+        idle_timeout: r.positive_duration(
+            raw.idle_timeout.as_ref(),
+            &path.key("idle_timeout"),
+            Duration::from_secs(60),
+        ),
+        request_timeout: r.positive_duration(
+            raw.request_timeout.as_ref(),
+            &path.key("request_timeout"),
+            Duration::from_secs(30),
+        ),
+    }
+}
+
+fn log(raw: RawLog, path: &YamlPath, r: &mut Report<'_>) -> LogConfig {
+    LogConfig {
+        format: r.choice(
+            raw.format.as_deref(),
+            &path.key("format"),
+            LOG_FORMATS,
+            LogFormat::Logfmt,
+        ),
+        request_sample: r.fraction(raw.request_sample, &path.key("request_sample"), 0.0, true),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_base_urls() {
+        let url = parse_base_url("https://api.openai.com/v1/").unwrap();
+        assert_eq!(
+            url,
+            BaseUrl {
+                tls: true,
+                host: "api.openai.com".into(),
+                port: 443,
+                path: "/v1".into()
+            }
+        );
+        let url = parse_base_url("http://127.0.0.1:9001").unwrap();
+        assert_eq!((url.tls, url.port, url.path.as_str()), (false, 9001, ""));
+        let url = parse_base_url("HTTP://[::1]:8080/x/y").unwrap();
+        assert_eq!(
+            (url.host.as_str(), url.port, url.path.as_str()),
+            ("::1", 8080, "/x/y")
+        );
+        for bad in [
+            "ftp://x",
+            "api.openai.com",
+            "https://",
+            "https://:80/v1",
+            "http://h:0",
+            "http://h:99999",
+            "http://u:p@h",
+            "http://h/?q=1",
+            "http://[::1",
+        ] {
+            assert!(parse_base_url(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,320 @@
+//! Validating routes: matching rules, targets and their providers, and the
+//! retry, fallback, timeout and streaming policies with their defaults.
+
+use std::time::Duration;
+
+use serde_yaml::Value;
+
+use super::error::Report;
+use super::locate::YamlPath;
+use super::raw::{RawFallback, RawMatch, RawRetry, RawRoute, RawStream, RawTarget, RawTimeouts};
+use super::types::*;
+
+const STRATEGIES: &[(&str, Strategy)] = &[
+    ("priority", Strategy::Priority),
+    ("weighted", Strategy::Weighted),
+    ("latency", Strategy::Latency),
+    ("least-busy", Strategy::LeastBusy),
+];
+
+const RETRY_STATUS: &[u16] = &[429, 500, 502, 503, 504];
+const FALLBACK_STATUS: &[u16] = &[429, 500, 502, 503, 504, 529];
+
+/// What routes may refer to by name.
+pub struct Refs<'c> {
+    pub providers: &'c [Provider],
+    pub keys: &'c [ClientKey],
+}
+
+/// The route-level retry policy when the file says nothing.
+pub fn default_retry() -> RetryPolicy {
+    RetryPolicy {
+        attempts: 2,
+        backoff: Duration::from_millis(100),
+        max_backoff: Duration::from_secs(2),
+        on_status: RETRY_STATUS.to_vec(),
+        budget_ratio: 0.2,
+        budget_min_per_sec: 10,
+        max_retry_after: Duration::from_secs(10),
+    }
+}
+
+pub fn routes(
+    raw: Vec<RawRoute>,
+    refs: &Refs<'_>,
+    path: &YamlPath,
+    r: &mut Report<'_>,
+) -> Vec<Route> {
+    if raw.is_empty() {
+        r.error(path, "at least one route is required");
+    }
+    let routes: Vec<Route> = raw
+        .into_iter()
+        .enumerate()
+        .map(|(i, route)| self::route(route, refs, &path.index(i), r))
+        .collect();
+    check_unique_names(&routes, path, r);
+    check_context_length(&routes, path, r);
+    routes
+}
+
+fn route(raw: RawRoute, refs: &Refs<'_>, path: &YamlPath, r: &mut Report<'_>) -> Route {
+    let retry = retry(
+        raw.retry.unwrap_or_default(),
+        &default_retry(),
+        &path.key("retry"),
+        r,
+    );
+    let targets_path = path.key("targets");
+    let raw_targets = raw.targets.unwrap_or_default();
+    if raw_targets.is_empty() {
+        r.error(&targets_path, "at least one target is required");
+    }
+    let targets = raw_targets
+        .into_iter()
+        .enumerate()
+        .map(|(i, t)| target(t, refs.providers, &retry, &targets_path.index(i), r))
+        .collect();
+    Route {
+        name: r.required(raw.name.as_deref(), &path.key("name")),
+        matcher: matcher(
+            raw.matcher.unwrap_or_default(),
+            refs.keys,
+            &path.key("match"),
+            r,
+        ),
+        strategy: r.choice(
+            raw.strategy.as_deref(),
+            &path.key("strategy"),
+            STRATEGIES,
+            Strategy::Priority,
+        ),
+        targets,
+        retry,
+        fallback: fallback(raw.fallback.unwrap_or_default(), &path.key("fallback"), r),
+        timeouts: timeouts(raw.timeouts.unwrap_or_default(), &path.key("timeouts"), r),
+        stream: stream(raw.stream.unwrap_or_default()),
+    }
+}
+
+fn matcher(raw: RawMatch, keys: &[ClientKey], path: &YamlPath, r: &mut Report<'_>) -> RouteMatch {
+    let models = models(raw.model.as_ref(), &path.key("model"), r);
+    let key_names = raw.keys.unwrap_or_default();
+    for (i, name) in key_names.iter().enumerate() {
+        if !keys.iter().any(|k| k.name == *name) {
+            r.error(&path.key("keys").index(i), unknown_key_message(name, keys));
+        }
+    }
+    RouteMatch {
+        models,
+        keys: key_names,
+        headers: r.headers(raw.headers.as_ref(), &path.key("headers"), true),
+    }
+}
+
+fn unknown_key_message(name: &str, keys: &[ClientKey]) -> String {
+    if keys.is_empty() {
+        return format!("unknown client key `{name}`: no client keys are defined under `keys`");
+    }
+    let names: Vec<&str> = keys.iter().map(|k| k.name.as_str()).collect();
+    format!(
+        "unknown client key `{name}`; expected one of: {}",
+        names.join(", ")
+    )
+}
+
+fn models(raw: Option<&Value>, path: &YamlPath, r: &mut Report<'_>) -> Vec<String> {
+    const EXPECTED: &str = "expected a model name or a list of model names (`*` = any)";
+    let items: Vec<(YamlPath, &Value)> = match raw {
+        None => return Vec::new(),
+        Some(Value::Sequence(items)) => items
+            .iter()
+            .enumerate()
+            .map(|(i, v)| (path.index(i), v))
+            .collect(),
+        Some(other) => vec![(path.clone(), other)],
+    };
+    let mut models = Vec::with_capacity(items.len());
+    for (here, value) in items {
+        match value {
+            Value::String(name) if !name.trim().is_empty() => models.push(name.clone()),
+            _ => r.error(&here, EXPECTED),
+        }
+    }
+    models
+}
+
+fn target(
+    raw: RawTarget,
+    providers: &[Provider],
+    retry: &RetryPolicy,
+    path: &YamlPath,
+    r: &mut Report<'_>,
+) -> Target {
+    let provider_path = path.key("provider");
+    let name = r.required(raw.provider.as_deref(), &provider_path);
+    let index = providers.iter().position(|p| p.name == name);
+    if index.is_none() && !name.is_empty() {
+        let names: Vec<&str> = providers.iter().map(|p| p.name.as_str()).collect();
+        r.error(
+            &provider_path,
+            format!(
+                "unknown provider `{name}`; expected one of: {}",
+                names.join(", ")
+            ),
+        );
+    }
+    Target {
+        provider: index.unwrap_or(0),
+        model: r.required(raw.model.as_deref(), &path.key("model")),
+        priority: raw.priority.unwrap_or(0),
+        weight: r.at_least_one(raw.weight, &path.key("weight"), 1),
+        retry: raw
+            .retry
+            .map(|t| self::retry(t, retry, &path.key("retry"), r)),
+        prefill: raw.prefill,
+    }
+}
+
+/// A retry policy whose absent fields come from `base`.
+fn retry(raw: RawRetry, base: &RetryPolicy, path: &YamlPath, r: &mut Report<'_>) -> RetryPolicy {
+    let backoff = r.duration(raw.backoff.as_ref(), &path.key("backoff"), base.backoff);
+    let max_backoff = r.duration(
+        raw.max_backoff.as_ref(),
+        &path.key("max_backoff"),
+        base.max_backoff,
+    );
+    r.not_longer(
+        ("backoff", backoff),
+        ("max_backoff", max_backoff),
+        &path.key("backoff"),
+    );
+    RetryPolicy {
+        attempts: r.at_least_one(raw.attempts, &path.key("attempts"), base.attempts),
+        backoff,
+        max_backoff,
+        on_status: r.statuses(
+            raw.on_status.as_deref(),
+            &path.key("on_status"),
+            &base.on_status,
+        ),
+        budget_ratio: r.fraction(
+            raw.budget_ratio,
+            &path.key("budget_ratio"),
+            base.budget_ratio,
+            true,
+        ),
+        budget_min_per_sec: raw.budget_min_per_sec.unwrap_or(base.budget_min_per_sec),
+        max_retry_after: r.duration(
+            raw.max_retry_after.as_ref(),
+            &path.key("max_retry_after"),
+            base.max_retry_after,
+        ),
+    }
+}
+
+fn fallback(raw: RawFallback, path: &YamlPath, r: &mut Report<'_>) -> FallbackPolicy {
+    FallbackPolicy {
+        on_status: r.statuses(
+            raw.on_status.as_deref(),
+            &path.key("on_status"),
+            FALLBACK_STATUS,
+        ),
+        on_timeout: raw.on_timeout.unwrap_or(true),
+        on_connect_error: raw.on_connect_error.unwrap_or(true),
+        on_context_length: raw.on_context_length,
+        on_content_policy: raw.on_content_policy.unwrap_or(false),
+    }
+}
+
+fn timeouts(raw: RawTimeouts, path: &YamlPath, r: &mut Report<'_>) -> Timeouts {
+    let connect = r.positive_duration(
+        raw.connect.as_ref(),
+        &path.key("connect"),
+        Duration::from_secs(1),
+    );
+    let first_byte = r.positive_duration(
+        raw.first_byte.as_ref(),
+        &path.key("first_byte"),
+        Duration::from_secs(15),
+    );
+    let between_chunks = r.positive_duration(
+        raw.between_chunks.as_ref(),
+        &path.key("between_chunks"),
+        Duration::from_secs(20),
+    );
+    let total = r.positive_duration(
+        raw.total.as_ref(),
+        &path.key("total"),
+        Duration::from_secs(120),
+    );
+    r.not_longer(("connect", connect), ("total", total), &path.key("connect"));
+    r.not_longer(
+        ("first_byte", first_byte),
+        ("total", total),
+        &path.key("first_byte"),
+    );
+    Timeouts {
+        connect,
+        first_byte,
+        between_chunks,
+        total,
+    }
+}
+
+fn stream(raw: RawStream) -> StreamPolicy {
+    StreamPolicy {
+        continue_after_commit: raw.continue_after_commit.unwrap_or(false),
+        hold_until_content: raw.hold_until_content.unwrap_or(true),
+    }
+}
+
+fn check_unique_names(routes: &[Route], path: &YamlPath, r: &mut Report<'_>) {
+    for (i, route) in routes.iter().enumerate() {
+        let first = routes
+            .iter()
+            .take(i)
+            .position(|earlier| earlier.name == route.name);
+        let Some(first) = first.filter(|_| !route.name.is_empty()) else {
+            continue;
+        };
+        let first_line = r.line_of(&path.index(first).key("name"));
+        let place = first_line
+            .map(|l| format!(" (line {l})"))
+            .unwrap_or_default();
+        r.error(
+            &path.index(i).key("name"),
+            format!(
+                "duplicate route name `{}`; already used by routes[{first}]{place}",
+                route.name
+            ),
+        );
+    }
+}
+
+fn check_context_length(routes: &[Route], path: &YamlPath, r: &mut Report<'_>) {
+    for (i, route) in routes.iter().enumerate() {
+        let Some(wanted) = route.fallback.on_context_length.as_deref() else {
+            continue;
+        };
+        let here = path.index(i).key("fallback").key("on_context_length");
+        if wanted == route.name {
+            r.error(
+                &here,
+                format!("route `{wanted}` cannot fall back to itself"),
+            );
+        } else if !routes.iter().any(|other| other.name == wanted) {
+            let others: Vec<&str> = routes
+                .iter()
+                .map(|o| o.name.as_str())
+                .filter(|n| *n != route.name)
+                .collect();
+            let expected = if others.is_empty() {
+                "there are no other routes".to_string()
+            } else {
+                format!("expected one of: {}", others.join(", "))
+            };
+            r.error(&here, format!("unknown route `{wanted}`; {expected}"));
+        }
+    }
+}

@@ -1,0 +1,578 @@
+//! Loader tests: the example files, defaults, every validation error with its
+//! line, secrets, and a never-panics property.
+
+use std::time::Duration;
+
+use proptest::prelude::{proptest, ProptestConfig};
+
+use super::*;
+
+fn no_env(_: &str) -> Option<String> {
+    None
+}
+
+fn load(text: &str) -> Result<Config, ConfigErrors> {
+    load_str(text, "t.yaml", &no_env)
+}
+
+/// The error lines for `text`, which must fail.
+fn errors(text: &str) -> Vec<String> {
+    match load(text) {
+        Ok(_) => panic!("expected errors for:\n{text}"),
+        Err(errors) => errors.0.iter().map(|e| e.to_string()).collect(),
+    }
+}
+
+fn assert_errors(text: &str, expected: &[&str]) {
+    assert_eq!(errors(text), expected, "for:\n{text}");
+}
+
+const PROVIDERS: &str = "\
+providers:
+  openai: { kind: openai, base_url: https://api.openai.com/v1 }
+  anthropic: { kind: anthropic, base_url: https://api.anthropic.com }
+";
+
+fn with_routes(routes: &str) -> String {
+    format!("{PROVIDERS}routes:\n{routes}")
+}
+
+const ONE_ROUTE: &str = "  - name: chat\n    targets: [{ provider: openai, model: gpt-4o }]\n";
+
+fn example_env(name: &str) -> Option<String> {
+    match name {
+        "ADMIN_TOKEN" | "SUPPORT_AGENT_KEY" | "BATCH_JOBS_KEY" | "OPENAI_API_KEY"
+        | "OPENAI_ORG" | "ANTHROPIC_API_KEY" => Some(format!("secret-{}", name.to_lowercase())),
+        _ => None,
+    }
+}
+
+fn repo_file(name: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(name)
+}
+
+#[test]
+fn example_config_validates() {
+    let text = std::fs::read_to_string(repo_file("config/switchyard.example.yaml")).unwrap();
+    let config = load_str(&text, "config/switchyard.example.yaml", &example_env)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let names: Vec<_> = config.providers.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(names, ["openai", "anthropic", "local"]);
+    assert_eq!(config.keys.len(), 2);
+    assert_eq!(config.keys[0].key, "secret-support_agent_key");
+    assert_eq!(
+        config.providers[0].api_key.as_deref(),
+        Some("secret-openai_api_key")
+    );
+    assert_eq!(config.providers[2].base_url.port, 9001);
+    let chat = &config.routes[0];
+    assert_eq!(chat.name, "chat");
+    assert_eq!(
+        chat.fallback.on_context_length.as_deref(),
+        Some("chat-long")
+    );
+    assert_eq!(chat.targets[1].provider, 1);
+    assert_eq!(
+        chat.targets[2]
+            .retry
+            .as_ref()
+            .map(|r| (r.attempts, r.backoff)),
+        Some((1, Duration::from_millis(100)))
+    );
+    assert_eq!(config.routes[2].strategy, Strategy::Weighted);
+    assert_eq!(config.health.max_cooldown, Duration::from_secs(300));
+    assert_eq!(
+        config.admin.as_ref().and_then(|a| a.token.as_deref()),
+        Some("secret-admin_token")
+    );
+}
+
+#[test]
+fn example_config_names_every_missing_variable() {
+    let text = std::fs::read_to_string(repo_file("config/switchyard.example.yaml")).unwrap();
+    let errors = load_str(&text, "x.yaml", &no_env).unwrap_err();
+    assert_eq!(errors.0.len(), 6, "{errors}");
+    assert!(errors
+        .to_string()
+        .contains("providers.openai.api_key: environment variable `OPENAI_API_KEY` is not set"));
+}
+
+#[test]
+fn demo_config_validates() {
+    let config = load_file(&repo_file("config/demo.yaml")).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(config.listen.to_string(), "127.0.0.1:8080");
+    assert_eq!(config.shards, ShardCount::Fixed(1));
+    assert!(config.keys.is_empty());
+    let names: Vec<_> = config
+        .providers
+        .iter()
+        .map(|p| (p.name.as_str(), p.base_url.port))
+        .collect();
+    assert_eq!(names, [("primary", 9101), ("fallback", 9102)]);
+    let route = &config.routes[0];
+    assert_eq!(route.matcher.models, ["demo", "*"]);
+    assert_eq!(
+        route.targets.iter().map(|t| t.priority).collect::<Vec<_>>(),
+        [0, 1]
+    );
+    assert_eq!(route.timeouts.first_byte, Duration::from_secs(2));
+    assert_eq!(config.health.window, Duration::from_secs(10));
+    assert_eq!(config.health.cooldown, Duration::from_secs(2));
+    assert_eq!(
+        config.admin.map(|a| a.listen.to_string()).as_deref(),
+        Some("127.0.0.1:9190")
+    );
+}
+
+#[test]
+fn missing_file_is_one_error() {
+    let errors = load_file(std::path::Path::new("/nonexistent/switchyard.yaml")).unwrap_err();
+    assert_eq!(errors.0.len(), 1);
+    assert!(
+        errors
+            .to_string()
+            .starts_with("/nonexistent/switchyard.yaml: cannot read"),
+        "{errors}"
+    );
+}
+
+#[test]
+fn defaults_are_applied() {
+    let config = load(&with_routes(ONE_ROUTE)).unwrap();
+    assert_eq!(config.listen.to_string(), "0.0.0.0:8080");
+    assert_eq!(
+        (config.shards, config.driver),
+        (ShardCount::Auto, DriverChoice::Auto)
+    );
+    assert_eq!(config.shutdown_grace, Duration::from_secs(30));
+    assert!(config.admin.is_none() && config.keys.is_empty());
+    let openai = &config.providers[0];
+    assert_eq!(
+        (openai.max_connections, openai.pool_idle_timeout),
+        (1024, Duration::from_secs(90))
+    );
+    assert_eq!(openai.base_url.path, "/v1");
+    let route = &config.routes[0];
+    assert_eq!(route.strategy, Strategy::Priority);
+    assert!(route.matcher.models.is_empty());
+    assert_eq!(route.retry, default_retry());
+    assert_eq!(
+        (
+            route.targets[0].priority,
+            route.targets[0].weight,
+            route.targets[0].prefill
+        ),
+        (0, 1, None)
+    );
+    assert_eq!(route.fallback.on_status, [429, 500, 502, 503, 504, 529]);
+    assert!(
+        route.fallback.on_timeout
+            && route.fallback.on_connect_error
+            && !route.fallback.on_content_policy
+    );
+    assert_eq!(route.fallback.on_context_length, None);
+    let t = route.timeouts;
+    assert_eq!(
+        [t.connect, t.first_byte, t.between_chunks, t.total].map(|d| d.as_secs()),
+        [1, 15, 20, 120]
+    );
+    assert!(!route.stream.continue_after_commit && route.stream.hold_until_content);
+    let h = config.health;
+    assert_eq!(
+        (
+            h.window,
+            h.min_requests,
+            h.failure_rate,
+            h.consecutive_failures
+        ),
+        (Duration::from_secs(60), 20, 0.5, 5)
+    );
+    assert_eq!(
+        (h.cooldown, h.max_cooldown, h.half_open_probes),
+        (Duration::from_secs(10), Duration::from_secs(300), 1)
+    );
+    let l = config.limits;
+    assert_eq!(
+        (l.max_header_bytes, l.max_body_bytes, l.max_connections),
+        (32768, 10485760, 10000)
+    );
+    assert_eq!(
+        (l.idle_timeout, l.request_timeout),
+        (Duration::from_secs(60), Duration::from_secs(30))
+    );
+    assert_eq!(
+        (config.log.format, config.log.request_sample),
+        (LogFormat::Logfmt, 0.0)
+    );
+}
+
+#[test]
+fn provider_order_is_file_order() {
+    let text = "providers:\n  z: { kind: openai, base_url: http://z }\n  a: { kind: gemini, base_url: http://a }\n  m: { kind: bedrock, base_url: http://m }\nroutes:\n  - name: r\n    targets: [{ provider: m, model: x }, { provider: z, model: y }]\n";
+    let config = load(text).unwrap();
+    let names: Vec<_> = config.providers.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(names, ["z", "a", "m"]);
+    assert_eq!(
+        config.routes[0]
+            .targets
+            .iter()
+            .map(|t| t.provider)
+            .collect::<Vec<_>>(),
+        [2, 0]
+    );
+}
+
+#[test]
+fn unknown_provider_in_target() {
+    let text = with_routes("  - name: chat\n    targets:\n      - { provider: openai, model: a }\n      - { provider: opnai, model: b }\n");
+    assert_errors(
+        &text,
+        &["t.yaml:8: routes[0].targets[1].provider: unknown provider `opnai`; expected one of: openai, anthropic"],
+    );
+}
+
+#[test]
+fn unknown_key_name_in_match() {
+    let text = format!("keys:\n  - {{ name: a, key: k1 }}\n{}", with_routes("  - name: chat\n    match: { keys: [a, b] }\n    targets: [{ provider: openai, model: x }]\n"));
+    assert_errors(
+        &text,
+        &["t.yaml:8: routes[0].match.keys[1]: unknown client key `b`; expected one of: a"],
+    );
+}
+
+#[test]
+fn context_length_route_must_exist_and_not_be_itself() {
+    let text = with_routes(
+        "  - name: chat\n    targets: [{ provider: openai, model: x }]\n    fallback: { on_context_length: chat-lng }\n  - name: long\n    targets: [{ provider: openai, model: y }]\n    fallback: { on_context_length: long }\n",
+    );
+    assert_errors(
+        &text,
+        &[
+            "t.yaml:7: routes[0].fallback.on_context_length: unknown route `chat-lng`; expected one of: long",
+            "t.yaml:10: routes[1].fallback.on_context_length: route `long` cannot fall back to itself",
+        ],
+    );
+}
+
+#[test]
+fn context_length_with_a_single_route() {
+    let text = with_routes(&format!(
+        "{ONE_ROUTE}    fallback: {{ on_context_length: big }}\n"
+    ));
+    assert_errors(
+        &text,
+        &["t.yaml:7: routes[0].fallback.on_context_length: unknown route `big`; there are no other routes"],
+    );
+}
+
+#[test]
+fn duplicate_route_names() {
+    let text = with_routes(&format!("{ONE_ROUTE}{ONE_ROUTE}"));
+    assert_errors(&text, &["t.yaml:7: routes[1].name: duplicate route name `chat`; already used by routes[0] (line 5)"]);
+}
+
+#[test]
+fn empty_targets_and_no_routes() {
+    assert_errors(
+        &with_routes("  - name: chat\n    targets: []\n"),
+        &["t.yaml:6: routes[0].targets: at least one target is required"],
+    );
+    assert_errors(
+        &format!("{PROVIDERS}routes: []\n"),
+        &["t.yaml:4: routes: at least one route is required"],
+    );
+    assert_errors(
+        "routes: []\n",
+        &[
+            "t.yaml:1: providers: at least one provider is required",
+            "t.yaml:1: routes: at least one route is required",
+        ],
+    );
+}
+
+#[test]
+fn weight_and_attempts_must_be_positive() {
+    let text = with_routes("  - name: chat\n    targets:\n      - { provider: openai, model: a, weight: 0 }\n    retry:\n      attempts: 0\n");
+    assert_errors(
+        &text,
+        &[
+            "t.yaml:7: routes[0].targets[0].weight: must be at least 1, got 0",
+            "t.yaml:9: routes[0].retry.attempts: must be at least 1, got 0",
+        ],
+    );
+}
+
+#[test]
+fn fractions_are_range_checked() {
+    let text = format!(
+        "{}health:\n  failure_rate: 0\nlog: {{ request_sample: 1.5 }}\n",
+        with_routes("  - name: chat\n    targets: [{ provider: openai, model: a }]\n    retry: { budget_ratio: -0.1 }\n")
+    );
+    assert_errors(
+        &text,
+        &[
+            "t.yaml:7: routes[0].retry.budget_ratio: must be a number from 0 to 1, got -0.1",
+            "t.yaml:9: health.failure_rate: must be a number greater than 0 and at most 1, got 0",
+            "t.yaml:10: log.request_sample: must be a number from 0 to 1, got 1.5",
+        ],
+    );
+    let over = format!(
+        "{}health: {{ failure_rate: 1.01 }}\n",
+        with_routes(ONE_ROUTE)
+    );
+    assert_eq!(errors(&over).len(), 1);
+}
+
+#[test]
+fn zero_and_inconsistent_durations() {
+    let text = format!(
+        "{}health: {{ window: 0s, cooldown: 0s }}\n",
+        with_routes("  - name: chat\n    targets: [{ provider: openai, model: a }]\n    timeouts:\n      connect: 0s\n      first_byte: 3m\n      total: 1m\n    retry: { backoff: 5s, max_backoff: 1s }\n")
+    );
+    assert_errors(
+        &text,
+        &[
+            "t.yaml:8: routes[0].timeouts.connect: must be greater than zero",
+            "t.yaml:9: routes[0].timeouts.first_byte: first_byte (3m) must not be longer than total (1m)",
+            "t.yaml:11: routes[0].retry.backoff: backoff (5s) must not be longer than max_backoff (1s)",
+            "t.yaml:12: health.window: must be greater than zero",
+            "t.yaml:12: health.cooldown: must be greater than zero",
+        ],
+    );
+    let connect = with_routes("  - name: chat\n    targets: [{ provider: openai, model: a }]\n    timeouts: { connect: 5s, first_byte: 1s, total: 2s }\n");
+    assert_errors(
+        &connect,
+        &["t.yaml:7: routes[0].timeouts.connect: connect (5s) must not be longer than total (2s)"],
+    );
+    let cooldown = format!(
+        "{}health:\n  cooldown: 1m\n  max_cooldown: 30s\n",
+        with_routes(ONE_ROUTE)
+    );
+    assert_errors(&cooldown, &["t.yaml:9: health.max_cooldown: cooldown (1m) must not be longer than max_cooldown (30s)"]);
+}
+
+#[test]
+fn bad_duration_text() {
+    let text = format!("shutdown_grace: 30 seconds\n{}", with_routes(ONE_ROUTE));
+    let lines = errors(&text);
+    assert_eq!(lines.len(), 1);
+    assert!(
+        lines[0]
+            .starts_with("t.yaml:1: shutdown_grace: `30 seconds` has an unknown unit `seconds`"),
+        "{lines:?}"
+    );
+    let number = format!("shutdown_grace: 30\n{}", with_routes(ONE_ROUTE));
+    assert_errors(&number, &["t.yaml:1: shutdown_grace: invalid type: integer `30`, expected a duration with a unit, like `250ms`, `1.5s`, `2m` or `1h`"]);
+}
+
+#[test]
+fn status_codes_are_range_checked() {
+    let text = with_routes("  - name: chat\n    targets: [{ provider: openai, model: a }]\n    retry: { on_status: [429, 99] }\n    fallback:\n      on_status:\n        - 500\n        - 600\n");
+    assert_errors(
+        &text,
+        &[
+            "t.yaml:7: routes[0].retry.on_status[1]: status code 99 is outside 100..=599",
+            "t.yaml:11: routes[0].fallback.on_status[1]: status code 600 is outside 100..=599",
+        ],
+    );
+}
+
+#[test]
+fn bad_listen_addresses() {
+    let text = format!(
+        "listen: localhost:80\nadmin: {{ listen: 0.0.0.0 }}\n{}",
+        with_routes(ONE_ROUTE)
+    );
+    assert_errors(
+        &text,
+        &[
+            "t.yaml:1: listen: `localhost:80` is not a listen address; expected ip:port, like 0.0.0.0:8080 or [::1]:8080",
+            "t.yaml:2: admin.listen: `0.0.0.0` is not a listen address; expected ip:port, like 0.0.0.0:8080 or [::1]:8080",
+        ],
+    );
+    let same = format!(
+        "listen: 127.0.0.1:9090\nadmin: {{}}\n{}",
+        with_routes(ONE_ROUTE)
+    );
+    assert_errors(
+        &same,
+        &["t.yaml:2: admin.listen: must differ from the top-level `listen`"],
+    );
+}
+
+#[test]
+fn unknown_enum_values_list_valid_ones() {
+    let text = format!(
+        "driver: epoll\nlog: {{ format: text }}\n{}",
+        with_routes(
+            "  - name: chat\n    strategy: random\n    targets: [{ provider: openai, model: a }]\n"
+        )
+    )
+    .replace("kind: anthropic", "kind: claude");
+    assert_errors(
+        &text,
+        &[
+            "t.yaml:1: driver: unknown value `epoll`; expected one of: auto, io_uring, legacy",
+            "t.yaml:2: log.format: unknown value `text`; expected one of: logfmt, json",
+            "t.yaml:5: providers.anthropic.kind: unknown value `claude`; expected one of: openai, openai-compatible, azure, anthropic, gemini, bedrock",
+            "t.yaml:8: routes[0].strategy: unknown value `random`; expected one of: priority, weighted, latency, least-busy",
+        ],
+    );
+}
+
+#[test]
+fn bad_base_urls() {
+    let text = "providers:\n  a: { kind: openai, base_url: ftp://x }\n  b:\n    kind: openai\n    base_url: https:///v1\n  c: { kind: openai }\nroutes:\n  - name: r\n    targets: [{ provider: a, model: m }]\n";
+    assert_errors(
+        text,
+        &[
+            "t.yaml:2: providers.a.base_url: expected a URL starting with http:// or https://",
+            "t.yaml:5: providers.b.base_url: base_url has no valid host",
+            "t.yaml:6: providers.c.base_url: is required but missing",
+        ],
+    );
+}
+
+#[test]
+fn shards_must_be_auto_or_positive() {
+    assert_errors(
+        &format!("shards: 0\n{}", with_routes(ONE_ROUTE)),
+        &["t.yaml:1: shards: must not be 0; expected `auto` or a positive integer"],
+    );
+    assert_errors(
+        &format!("shards: many\n{}", with_routes(ONE_ROUTE)),
+        &["t.yaml:1: shards: expected `auto` or a positive integer"],
+    );
+    let config = load(&format!("shards: 4\n{}", with_routes(ONE_ROUTE))).unwrap();
+    assert_eq!(config.shards, ShardCount::Fixed(4));
+}
+
+#[test]
+fn duplicate_client_keys_are_errors_without_values() {
+    let env = |name: &str| (name == "K").then(|| "sk-live-shared".to_string());
+    let text = format!("keys:\n  - {{ name: a, key: \"${{K}}\" }}\n  - {{ name: b, key: \"${{K}}\" }}\n  - {{ name: a, key: other }}\n{}", with_routes(ONE_ROUTE));
+    let errors = load_str(&text, "t.yaml", &env).unwrap_err().to_string();
+    assert_eq!(
+        errors,
+        "t.yaml:3: keys[1].key: uses the same key value as client key `a`; each client needs its own key\n\
+         t.yaml:4: keys[3].name: duplicate client key name `a`"
+            .replace("keys[3]", "keys[2]")
+    );
+    assert!(!errors.contains("sk-live"));
+}
+
+#[test]
+fn missing_env_var_names_variable_and_line() {
+    let text = format!(
+        "admin:\n  token: \"${{ADMIN_TOKEN}}\"\n{}",
+        with_routes(ONE_ROUTE)
+    )
+    .replace(
+        "base_url: https://api.openai.com/v1 }",
+        "base_url: https://api.openai.com/v1, api_key: \"${OPENAI_API_KEY}\" }",
+    );
+    assert_errors(
+        &text,
+        &[
+            "t.yaml:2: admin.token: environment variable `ADMIN_TOKEN` is not set",
+            "t.yaml:4: providers.openai.api_key: environment variable `OPENAI_API_KEY` is not set",
+        ],
+    );
+    let unterminated = format!("admin: {{ token: \"${{X\" }}\n{}", with_routes(ONE_ROUTE));
+    assert_errors(
+        &unterminated,
+        &["t.yaml:1: admin.token: unterminated `${` (write `$${` for a literal `${`)"],
+    );
+}
+
+#[test]
+fn validation_goes_on_past_missing_variables() {
+    let text = format!(
+        "listen: \"${{LISTEN}}\"\nkeys:\n  - {{ name: a, key: \"${{K}}\" }}\n  - {{ name: b, key: \"${{K}}\" }}\n{}",
+        with_routes(ONE_ROUTE).replace("model: gpt-4o", "model: gpt-4o, weight: 0")
+    );
+    assert_errors(
+        &text,
+        &[
+            "t.yaml:1: listen: environment variable `LISTEN` is not set",
+            "t.yaml:3: keys[0].key: environment variable `K` is not set",
+            "t.yaml:4: keys[1].key: environment variable `K` is not set",
+            "t.yaml:10: routes[0].targets[0].weight: must be at least 1, got 0",
+        ],
+    );
+}
+
+#[test]
+fn literal_dollar_brace_survives() {
+    let text = with_routes(ONE_ROUTE).replace("model: gpt-4o", "model: \"$${NOT_A_VAR}\"");
+    let config = load(&text).unwrap();
+    assert_eq!(config.routes[0].targets[0].model, "${NOT_A_VAR}");
+}
+
+#[test]
+fn shape_and_syntax_errors_have_lines() {
+    let text = with_routes("  - name: chat\n    targets:\n      - { provider: openai, model: a, wieght: 2 }\n    retries: 3\n");
+    assert_errors(
+        &text,
+        &[
+            "t.yaml:7: routes[0].targets[0].wieght: unknown key `wieght`; expected one of: provider, model, priority, weight, prefill, retry",
+            "t.yaml:8: routes[0].retries: unknown key `retries`; expected one of: name, match, strategy, targets, retry, fallback, timeouts, stream",
+        ],
+    );
+    let syntax = errors("providers:\n  a: { kind: openai\nroutes: []\n");
+    assert_eq!(syntax.len(), 1);
+    assert!(
+        syntax[0].starts_with("t.yaml:3: invalid YAML:"),
+        "{syntax:?}"
+    );
+    let duplicate = errors("providers: {}\nproviders: {}\n");
+    assert!(duplicate[0].contains("duplicate"), "{duplicate:?}");
+}
+
+#[test]
+fn empty_secrets_are_rejected() {
+    let env = |_: &str| Some(String::new());
+    let text = with_routes(ONE_ROUTE).replace(
+        "api.openai.com/v1 }",
+        "api.openai.com/v1, api_key: \"${EMPTY}\" }",
+    );
+    let errors = load_str(&text, "t.yaml", &env).unwrap_err().to_string();
+    assert_eq!(errors, "t.yaml:2: providers.openai.api_key: is empty (an empty environment variable?); omit it for no key");
+}
+
+#[test]
+fn redacted_json_hides_every_secret() {
+    let text = std::fs::read_to_string(repo_file("config/switchyard.example.yaml")).unwrap();
+    let config = load_str(&text, "x.yaml", &example_env).unwrap();
+    let json = redacted_json(&config);
+    let shown = json.to_string();
+    assert!(!shown.contains("secret-"), "{shown}");
+    assert_eq!(json["providers"]["openai"]["api_key"], "<redacted>");
+    assert_eq!(json["admin"]["token"], "<redacted>");
+    assert_eq!(json["keys"][0]["key"], "<redacted>");
+    assert_eq!(json["keys"][0]["name"], "support-agent");
+    assert_eq!(json["routes"][0]["targets"][1]["provider"], "anthropic");
+    assert_eq!(json["routes"][0]["retry"]["backoff"], "100ms");
+    assert_eq!(
+        json["providers"]["local"]["api_key"],
+        serde_json::Value::Null
+    );
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, max_shrink_iters: 64, ..ProptestConfig::default() })]
+
+    #[test]
+    fn never_panics_on_arbitrary_text(text in "\\PC{0,200}") {
+        let _ = load(&text);
+    }
+
+    #[test]
+    fn never_panics_on_mutated_examples(cut in 0usize..4000, len in 0usize..40, insert in "[ \\-:{}\\[\\],#&*!|>'\"$a-z0-9\n]{0,12}") {
+        let base = include_str!("../../config/switchyard.example.yaml");
+        let start = base.char_indices().map(|(i, _)| i).find(|i| *i >= cut % base.len().max(1)).unwrap_or(0);
+        let end = base.char_indices().map(|(i, _)| i).find(|i| *i >= start + len).unwrap_or(base.len());
+        let mutated = format!("{}{}{}", &base[..start], insert, &base[end..]);
+        let _ = load_str(&mutated, "m.yaml", &example_env);
+    }
+}

@@ -1,0 +1,255 @@
+//! The control plane: turns a config into running shards, then owns what is not on
+//! the request path — reloads, health snapshots for the admin API, shutdown.
+//!
+//! Shards never share state with it: every change reaches them as a message
+//! (a new `Arc<Table>`, a shutdown, a snapshot request) in their inboxes.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::Duration;
+
+use crate::config::{self, Config, ConfigErrors, ShardCount};
+use crate::log::Level;
+use crate::metrics::ShardSnapshot;
+use crate::provider::UnsupportedKind;
+use crate::route::table::resolve_host;
+use crate::route::Table;
+use crate::shard::{self, cpus, ShardMsg, ShardOptions, Shards, StartError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    #[error("{0}")]
+    Config(#[from] ConfigErrors),
+    #[error(transparent)]
+    Unsupported(#[from] UnsupportedKind),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Start(#[from] StartError),
+    #[error("no config file to reload (the gateway was started from an in-memory config)")]
+    NoSource,
+    #[error("`{0}` changed; it takes effect only after a restart")]
+    NeedsRestart(&'static str),
+}
+
+/// Start-up choices that override the config file.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub shards: Option<usize>,
+}
+
+/// State the control plane shares with the admin thread (never with shards).
+pub struct Control {
+    table: Mutex<Arc<Table>>,
+    generation: AtomicU64,
+    source: Option<PathBuf>,
+    inboxes: Vec<shard::Inbox>,
+    pub addr: SocketAddr,
+    pub drivers: Vec<&'static str>,
+}
+
+/// A running gateway.
+pub struct Gateway {
+    pub control: Arc<Control>,
+    shards: Shards,
+    admin: Option<crate::admin::AdminServer>,
+}
+
+impl Gateway {
+    /// Validates `config`, binds every shard's listener and starts the shards.
+    pub fn start(
+        config: Config,
+        source: Option<PathBuf>,
+        overrides: &Overrides,
+    ) -> Result<Gateway, GatewayError> {
+        let config = Arc::new(config);
+        let table = Arc::new(Table::build(config.clone(), 1, &resolve_host)?);
+        let budget = cpus::detect();
+        let count = overrides.shards.unwrap_or(match config.shards {
+            ShardCount::Auto => budget.shards,
+            ShardCount::Fixed(n) => n,
+        });
+        crate::event!(
+            Level::Info,
+            "shard count",
+            shards = count,
+            usable_cores = budget.cores.len(),
+            cgroup_quota = budget
+                .quota
+                .map_or("none".to_string(), |q| format!("{q:.2}")),
+            source = if overrides.shards.is_some() {
+                "--shards"
+            } else if config.shards == ShardCount::Auto {
+                "auto"
+            } else {
+                "config"
+            },
+        );
+        let (listeners, addr) =
+            crate::server::bind_listeners(config.listen, count).map_err(|source| {
+                GatewayError::Listen {
+                    addr: config.listen,
+                    source,
+                }
+            })?;
+        let options = ShardOptions {
+            driver: config.driver,
+            cores: budget.cores.clone(),
+        };
+        let shards = shard::start(table.clone(), listeners, &options)?;
+        if config.keys.is_empty() {
+            crate::event!(
+                Level::Warn,
+                "no client keys configured: this gateway is OPEN to anyone who can reach it",
+                listen = addr
+            );
+        }
+        let control = Arc::new(Control {
+            table: Mutex::new(table),
+            generation: AtomicU64::new(1),
+            source,
+            inboxes: shards.inboxes.clone(),
+            addr,
+            drivers: shards.drivers.clone(),
+        });
+        let admin = match &config.admin {
+            Some(admin) => Some(
+                crate::admin::AdminServer::start(admin, control.clone()).map_err(|source| {
+                    GatewayError::Listen {
+                        addr: admin.listen,
+                        source,
+                    }
+                })?,
+            ),
+            None => None,
+        };
+        crate::event!(
+            Level::Info,
+            "switchyard listening",
+            addr = addr,
+            shards = shards.len(),
+            driver = shards.drivers.first().copied().unwrap_or("-")
+        );
+        Ok(Gateway {
+            control,
+            shards,
+            admin,
+        })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.control.addr
+    }
+
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().map(|a| a.addr)
+    }
+
+    /// Stops accepting, lets in-flight requests finish within the configured grace
+    /// period, and waits for every shard to end.
+    pub fn shutdown(self) {
+        let grace = self.control.current().config.shutdown_grace;
+        crate::event!(
+            Level::Info,
+            "shutting down",
+            grace = crate::config::format_duration(grace)
+        );
+        self.shards.broadcast(|| ShardMsg::Shutdown { grace });
+        self.shards.join();
+        if let Some(admin) = self.admin {
+            admin.stop();
+        }
+        crate::event!(Level::Info, "stopped");
+    }
+}
+
+impl Control {
+    pub fn current(&self) -> Arc<Table> {
+        self.table
+            .lock()
+            .map(|t| t.clone())
+            .unwrap_or_else(|poisoned| poisoned.into_inner().clone())
+    }
+
+    /// Re-reads the config file; a bad file keeps the running config.
+    pub fn reload_file(&self) -> Result<u64, GatewayError> {
+        let path = self.source.as_ref().ok_or(GatewayError::NoSource)?;
+        let config = config::load_file(path)?;
+        self.install(config)
+    }
+
+    /// Validates and installs `config` on every shard (between requests).
+    pub fn install(&self, config: Config) -> Result<u64, GatewayError> {
+        let current = self.current();
+        if config.listen != current.config.listen {
+            return Err(GatewayError::NeedsRestart("listen"));
+        }
+        let generation = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
+        let table = Arc::new(Table::build(Arc::new(config), generation, &resolve_host)?);
+        self.publish(table);
+        crate::event!(Level::Info, "config reloaded", generation = generation);
+        Ok(generation)
+    }
+
+    /// Re-resolves provider hosts; shards get a new table only when addresses moved.
+    pub fn refresh_dns(&self) {
+        let current = self.current();
+        let generation = self.generation.load(Ordering::SeqCst) + 1;
+        let Ok(fresh) = Table::build(current.config.clone(), generation, &resolve_host) else {
+            return;
+        };
+        if fresh.same_addresses(&current) {
+            return;
+        }
+        self.generation.store(generation, Ordering::SeqCst);
+        self.publish(Arc::new(fresh));
+        crate::event!(
+            Level::Info,
+            "provider addresses changed",
+            generation = generation
+        );
+    }
+
+    fn publish(&self, table: Arc<Table>) {
+        if let Ok(mut current) = self.table.lock() {
+            *current = table.clone();
+        }
+        for inbox in &self.inboxes {
+            shard::deliver(inbox, ShardMsg::Table(table.clone()));
+        }
+    }
+
+    /// Asks every shard for its counters and health view (answered at its next tick).
+    pub fn snapshots(&self) -> Vec<ShardSnapshot> {
+        let (tx, rx) = mpsc::sync_channel(self.inboxes.len());
+        for inbox in &self.inboxes {
+            shard::deliver(inbox, ShardMsg::Snapshot(tx.clone()));
+        }
+        drop(tx);
+        let mut snapshots: Vec<ShardSnapshot> = Vec::with_capacity(self.inboxes.len());
+        let deadline = std::time::Instant::now() + Duration::from_secs(2);
+        while snapshots.len() < self.inboxes.len() {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(snapshot) => snapshots.push(snapshot),
+                Err(_) => break,
+            }
+        }
+        snapshots.sort_by_key(|s| s.shard);
+        snapshots
+    }
+
+    /// Number of shards that answered a snapshot request: all of them when ready.
+    pub fn shards_serving(&self) -> usize {
+        self.snapshots().len()
+    }
+
+    pub fn shard_count(&self) -> usize {
+        self.inboxes.len()
+    }
+}

@@ -1,0 +1,17 @@
+//! Per-target health: sliding windows, circuit breaking, latency estimates, retry
+//! budgets and the summaries shards exchange. Pure data structures: no I/O, no
+//! locks, and time only moves by the `now` the caller passes in.
+
+pub mod breaker;
+pub mod budget;
+pub mod ewma;
+pub mod summary;
+pub mod target;
+pub mod window;
+
+pub use breaker::{Admission, Breaker, BreakerState, StateKind, Transition};
+pub use budget::RetryBudget;
+pub use ewma::PeakEwma;
+pub use summary::{TargetSummary, PEER_SUMMARY_TTL, SUMMARY_INTERVAL};
+pub use target::TargetHealth;
+pub use window::{Window, WindowTotals};

@@ -1,0 +1,187 @@
+//! Reading and rewriting a chat request body without building a JSON tree.
+//!
+//! The gateway needs three things from a body: `model`, `stream` and whether the
+//! client asked for usage in streams. It reads them with serde (unknown fields are
+//! skipped, not built) and remembers where `model` sits, so the per-target rewrite
+//! is two memcpys around the new model name.
+
+use std::ops::Range;
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum BodyError {
+    #[error("request body is not valid JSON: {0}")]
+    NotJson(String),
+    #[error("request body must contain a string `model` field")]
+    MissingModel,
+    #[error("request body must be a JSON object")]
+    NotObject,
+}
+
+#[derive(Deserialize)]
+struct Fields<'a> {
+    #[serde(borrow, default)]
+    model: Option<&'a RawValue>,
+    #[serde(default)]
+    stream: Option<bool>,
+    #[serde(borrow, default)]
+    stream_options: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize, Default)]
+struct StreamOptions {
+    #[serde(default)]
+    include_usage: Option<bool>,
+}
+
+/// What the gateway knows about a chat request body.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChatBody {
+    pub model: String,
+    pub stream: bool,
+    /// The client asked for a usage chunk at the end of the stream.
+    pub client_wants_usage: bool,
+    model_span: Range<usize>,
+    stream_options_span: Option<Range<usize>>,
+}
+
+fn span_of(raw: &RawValue, body: &[u8]) -> Range<usize> {
+    let start = raw.get().as_ptr() as usize - body.as_ptr() as usize;
+    start..start + raw.get().len()
+}
+
+impl ChatBody {
+    pub fn parse(body: &[u8]) -> Result<ChatBody, BodyError> {
+        if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+            return Err(BodyError::NotObject);
+        }
+        let fields: Fields =
+            serde_json::from_slice(body).map_err(|e| BodyError::NotJson(e.to_string()))?;
+        let raw_model = fields.model.ok_or(BodyError::MissingModel)?;
+        let model: String =
+            serde_json::from_str(raw_model.get()).map_err(|_| BodyError::MissingModel)?;
+        let options: StreamOptions = fields
+            .stream_options
+            .and_then(|raw| serde_json::from_str(raw.get()).ok())
+            .unwrap_or_default();
+        Ok(ChatBody {
+            model,
+            stream: fields.stream.unwrap_or(false),
+            client_wants_usage: options.include_usage.unwrap_or(false),
+            model_span: span_of(raw_model, body),
+            stream_options_span: fields.stream_options.map(|raw| span_of(raw, body)),
+        })
+    }
+
+    /// Writes `body` with `model` replaced by `target_model`; for streams it also
+    /// asks the provider for usage (the gateway strips that chunk again when the
+    /// client did not ask for it).
+    pub fn rewrite(&self, body: &[u8], target_model: &str, out: &mut Vec<u8>) {
+        out.reserve(body.len() + target_model.len() + 48);
+        let ask_usage = self.stream && !self.client_wants_usage;
+        let model_json = serde_json::Value::from(target_model).to_string();
+        let options_span = self.stream_options_span.clone().filter(|_| ask_usage);
+        let mut cursor = 0;
+        let mut edits: Vec<(Range<usize>, Vec<u8>)> =
+            vec![(self.model_span.clone(), model_json.into_bytes())];
+        if let Some(span) = options_span {
+            edits.push((span.clone(), merged_stream_options(&body[span])));
+        }
+        edits.sort_by_key(|(span, _)| span.start);
+        for (span, replacement) in edits {
+            out.extend_from_slice(&body[cursor..span.start]);
+            out.extend_from_slice(&replacement);
+            cursor = span.end;
+        }
+        if ask_usage && self.stream_options_span.is_none() {
+            let close = body.iter().rposition(|b| *b == b'}').unwrap_or(body.len());
+            out.extend_from_slice(&body[cursor..close]);
+            out.extend_from_slice(br#","stream_options":{"include_usage":true}"#);
+            cursor = close;
+        }
+        out.extend_from_slice(&body[cursor..]);
+    }
+}
+
+fn merged_stream_options(raw: &[u8]) -> Vec<u8> {
+    let mut map = serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(raw)
+        .unwrap_or_default();
+    map.insert("include_usage".into(), true.into());
+    serde_json::Value::Object(map).to_string().into_bytes()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::Value;
+
+    fn rewritten(body: &str, model: &str) -> Value {
+        let parsed = ChatBody::parse(body.as_bytes()).unwrap();
+        let mut out = Vec::new();
+        parsed.rewrite(body.as_bytes(), model, &mut out);
+        serde_json::from_slice(&out).unwrap()
+    }
+
+    #[test]
+    fn reads_model_and_stream() {
+        let body = br#"{"messages":[{"role":"user","content":"hi \"model\""}],"model":"chat","stream":true}"#;
+        let parsed = ChatBody::parse(body).unwrap();
+        assert_eq!(parsed.model, "chat");
+        assert!(parsed.stream);
+        assert!(!parsed.client_wants_usage);
+    }
+
+    #[test]
+    fn rewrites_model_keeping_everything_else() {
+        let v = rewritten(
+            r#"{"model":"chat","messages":[{"role":"user","content":"x"}],"temperature":0.2}"#,
+            "gpt-4o",
+        );
+        assert_eq!(v["model"], "gpt-4o");
+        assert_eq!(v["temperature"], 0.2);
+        assert_eq!(v["messages"][0]["content"], "x");
+        assert!(v.get("stream_options").is_none());
+    }
+
+    #[test]
+    fn escapes_the_target_model() {
+        let v = rewritten(r#"{"model":"m"}"#, "we\"ird");
+        assert_eq!(v["model"], "we\"ird");
+    }
+
+    #[test]
+    fn streams_ask_for_usage() {
+        let v = rewritten(r#"{"model":"chat","stream":true}"#, "t");
+        assert_eq!(v["stream_options"]["include_usage"], true);
+        let v = rewritten(
+            r#"{"stream_options":{"foo":1},"model":"chat","stream":true}"#,
+            "t",
+        );
+        assert_eq!(v["stream_options"]["include_usage"], true);
+        assert_eq!(v["stream_options"]["foo"], 1);
+        assert_eq!(v["model"], "t");
+    }
+
+    #[test]
+    fn client_usage_request_is_kept() {
+        let body = br#"{"model":"chat","stream":true,"stream_options":{"include_usage":true}}"#;
+        assert!(ChatBody::parse(body).unwrap().client_wants_usage);
+    }
+
+    #[test]
+    fn bad_bodies() {
+        assert!(matches!(ChatBody::parse(b"{"), Err(BodyError::NotJson(_))));
+        assert_eq!(ChatBody::parse(b"[1]"), Err(BodyError::NotObject));
+        assert_eq!(ChatBody::parse(b""), Err(BodyError::NotObject));
+        assert_eq!(
+            ChatBody::parse(br#"{"messages":[]}"#),
+            Err(BodyError::MissingModel)
+        );
+        assert_eq!(
+            ChatBody::parse(br#"{"model":3}"#),
+            Err(BodyError::MissingModel)
+        );
+    }
+}

@@ -1,0 +1,75 @@
+//! Writing answers to the client: the gateway's own headers on every response.
+//!
+//! Every response carries `x-request-id`; proxied ones also say who served them
+//! (`x-switchyard-target`), after how many upstream attempts, and whether the
+//! request had to fall back.
+
+use crate::http::response::{write_response_head, BodyLen};
+use crate::http::ApiError;
+
+/// The gateway's view of one response, for its headers.
+#[derive(Debug, Clone, Default)]
+pub struct Meta {
+    pub request_id: String,
+    pub target: Option<String>,
+    pub attempts: u32,
+    pub fallback: bool,
+    pub keep_alive: bool,
+}
+
+impl Meta {
+    fn headers<'a>(
+        &'a self,
+        attempts: &'a str,
+        extra: &[(&'a str, &'a [u8])],
+    ) -> Vec<(&'a str, &'a [u8])> {
+        let mut headers = Vec::with_capacity(6 + extra.len());
+        headers.push(("x-request-id", self.request_id.as_bytes()));
+        if let Some(target) = &self.target {
+            headers.push(("x-switchyard-target", target.as_bytes()));
+        }
+        if self.attempts > 0 {
+            headers.push(("x-switchyard-attempts", attempts.as_bytes()));
+        }
+        if self.fallback {
+            headers.push(("x-switchyard-fallback", b"true".as_slice()));
+        }
+        headers.extend_from_slice(extra);
+        headers
+    }
+
+    /// A complete response with a known body.
+    pub fn write_full(
+        &self,
+        out: &mut Vec<u8>,
+        status: u16,
+        content_type: &[u8],
+        body: &[u8],
+        extra: &[(&str, &[u8])],
+    ) {
+        let attempts = self.attempts.to_string();
+        let mut headers = self.headers(&attempts, extra);
+        headers.push(("content-type", content_type));
+        write_response_head(
+            out,
+            status,
+            &headers,
+            BodyLen::Fixed(body.len()),
+            self.keep_alive,
+        );
+        out.extend_from_slice(body);
+    }
+
+    /// The head of a chunked response (an event stream).
+    pub fn write_stream_head(&self, out: &mut Vec<u8>, status: u16, content_type: &[u8]) {
+        let attempts = self.attempts.to_string();
+        let mut headers = self.headers(&attempts, &[("cache-control", b"no-cache")]);
+        headers.push(("content-type", content_type));
+        write_response_head(out, status, &headers, BodyLen::Chunked, self.keep_alive);
+    }
+
+    /// An OpenAI-shaped error.
+    pub fn write_error(&self, out: &mut Vec<u8>, error: &ApiError, extra: &[(&str, &[u8])]) {
+        self.write_full(out, error.status, b"application/json", &error.body(), extra);
+    }
+}

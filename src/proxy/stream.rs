@@ -1,0 +1,497 @@
+//! Streaming responses: hold the client's head until the first real content, then
+//! relay event by event, and end cleanly whatever the upstream does.
+//!
+//! Before commit, every upstream problem is an ordinary attempt failure (the client
+//! has seen nothing, so the next target answers invisibly). After commit, a failure
+//! ends the client's stream with an OpenAI-shaped error event followed by
+//! `data: [DONE]`: the official SDKs raise the error event as an `APIError`.
+//! Malformed events are dropped and counted; a stream that ends without `[DONE]`
+//! after its finish chunk is finalised at once; one cut before it is an error.
+
+use std::time::{Duration, Instant};
+
+use serde::de::IgnoredAny;
+use serde::Deserialize;
+
+use crate::http::chunked::{encode_chunk, LAST_CHUNK};
+use crate::http::sse::{is_done_marker, write_event, SseEvent, SseParser};
+use crate::outcome::FailureClass;
+use crate::upstream::{BodyError, Response};
+
+/// Token counts reported by a provider.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+pub struct Usage {
+    #[serde(default)]
+    pub prompt_tokens: u64,
+    #[serde(default)]
+    pub completion_tokens: u64,
+}
+
+#[derive(Deserialize, Default)]
+struct ChunkFields {
+    #[serde(default)]
+    choices: Vec<ChoiceFields>,
+    #[serde(default)]
+    usage: Option<Usage>,
+    #[serde(default)]
+    error: Option<IgnoredAny>,
+}
+
+#[derive(Deserialize, Default)]
+struct ChoiceFields {
+    #[serde(default)]
+    delta: Option<DeltaFields>,
+    #[serde(default)]
+    finish_reason: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+struct DeltaFields {
+    #[serde(default)]
+    content: Option<String>,
+    #[serde(default)]
+    tool_calls: Option<IgnoredAny>,
+    #[serde(default)]
+    refusal: Option<String>,
+}
+
+/// What one upstream event means for the relay.
+#[derive(Debug, PartialEq)]
+pub enum EventKind {
+    Done,
+    Error,
+    Malformed,
+    /// Carries content (text, tool calls, refusal) or finishes a choice.
+    Content {
+        text: String,
+        finished: bool,
+    },
+    /// A chunk with only usage (the `include_usage` chunk).
+    UsageOnly(Usage),
+    /// Anything else: a role-only delta, an empty chunk.
+    Empty {
+        usage: Option<Usage>,
+    },
+}
+
+pub fn inspect(event: &SseEvent) -> EventKind {
+    if is_done_marker(&event.data) {
+        return EventKind::Done;
+    }
+    if event.event.as_deref() == Some("error") {
+        return EventKind::Error;
+    }
+    let Ok(fields) = serde_json::from_str::<ChunkFields>(&event.data) else {
+        return EventKind::Malformed;
+    };
+    if fields.error.is_some() {
+        return EventKind::Error;
+    }
+    let mut text = String::new();
+    let mut content = false;
+    let mut finished = false;
+    for choice in &fields.choices {
+        finished |= choice.finish_reason.is_some();
+        if let Some(delta) = &choice.delta {
+            let piece = delta.content.as_deref().unwrap_or("");
+            text.push_str(piece);
+            content |= !piece.is_empty()
+                || delta.tool_calls.is_some()
+                || delta.refusal.as_deref().is_some_and(|r| !r.is_empty());
+        }
+    }
+    if content || finished {
+        return EventKind::Content { text, finished };
+    }
+    match (fields.choices.is_empty(), fields.usage) {
+        (true, Some(usage)) => EventKind::UsageOnly(usage),
+        (_, usage) => EventKind::Empty { usage },
+    }
+}
+
+/// An upstream stream that produced its first content and waits to be committed.
+pub struct Held {
+    pub response: Response,
+    parser: SseParser,
+    /// Events received before commit, in order, already inspected.
+    pending: Vec<(SseEvent, EventKind)>,
+    scratch: Vec<u8>,
+}
+
+/// Why a stream could not be committed (before any client byte).
+#[derive(Debug)]
+pub struct HoldFailure {
+    pub class: FailureClass,
+    pub reason: String,
+    /// The error event's data when the provider sent one.
+    pub error_data: Option<String>,
+}
+
+/// Reads until the first content event (or, without `hold_until_content`, the first
+/// event). `first_content_deadline` bounds time to first token.
+pub async fn hold(
+    mut response: Response,
+    first_content_deadline: Instant,
+    hold_until_content: bool,
+) -> Result<Held, HoldFailure> {
+    let mut parser = SseParser::new();
+    let mut pending = Vec::new();
+    let mut scratch = Vec::new();
+    loop {
+        scratch.clear();
+        let more = match response
+            .read_chunk(&mut scratch, first_content_deadline)
+            .await
+        {
+            Ok(more) => more,
+            Err(BodyError::Stalled) => {
+                return Err(hold_failure(
+                    FailureClass::FirstByteTimeout,
+                    "no content before the first-byte deadline",
+                ))
+            }
+            Err(e) => return Err(hold_failure(FailureClass::Server, &e.to_string())),
+        };
+        parser.push(&scratch);
+        while let Some(event) = parser.next_event() {
+            let event = event.map_err(|e| hold_failure(FailureClass::Server, &e.to_string()))?;
+            let kind = inspect(&event);
+            match kind {
+                EventKind::Error => {
+                    return Err(HoldFailure {
+                        class: FailureClass::Server,
+                        reason: "error event before any content".into(),
+                        error_data: Some(event.data),
+                    })
+                }
+                EventKind::Malformed => continue,
+                EventKind::Done => {
+                    return Err(hold_failure(
+                        FailureClass::Server,
+                        "stream finished without any content",
+                    ))
+                }
+                _ => {}
+            }
+            let commit = matches!(kind, EventKind::Content { .. }) || !hold_until_content;
+            pending.push((event, kind));
+            if commit {
+                return Ok(Held {
+                    response,
+                    parser,
+                    pending,
+                    scratch,
+                });
+            }
+        }
+        if !more {
+            return Err(hold_failure(
+                FailureClass::Server,
+                "stream ended before any content",
+            ));
+        }
+    }
+}
+
+fn hold_failure(class: FailureClass, reason: &str) -> HoldFailure {
+    HoldFailure {
+        class,
+        reason: reason.to_string(),
+        error_data: None,
+    }
+}
+
+/// How a committed stream ended.
+#[derive(Debug, PartialEq)]
+pub enum StreamEnd {
+    /// `[DONE]` (ours or the provider's) was sent.
+    Completed,
+    /// The upstream failed after commit; the client got an error event.
+    Failed { class: FailureClass, reason: String },
+    /// Writing to the client failed: it went away.
+    ClientGone,
+}
+
+/// What a relay learned on the way, for accounting.
+#[derive(Debug, Default)]
+pub struct StreamStats {
+    pub usage: Option<Usage>,
+    pub dropped_events: u64,
+    /// Content text relayed so far (kept for continuation and accounting).
+    pub text: String,
+}
+
+/// Relay settings.
+pub struct RelayPolicy {
+    pub between_chunks: Duration,
+    pub deadline: Instant,
+    /// Forward the provider's usage-only chunk (the client asked for it).
+    pub forward_usage: bool,
+}
+
+/// Encodes one SSE event as one HTTP chunk.
+fn push_event(out: &mut Vec<u8>, frame: &mut Vec<u8>, event: Option<&str>, data: &str) {
+    frame.clear();
+    write_event(frame, event, data);
+    encode_chunk(frame, out);
+}
+
+/// Relays a committed stream to `client`. `out` already holds the response head.
+pub async fn relay<C: monoio::io::AsyncWriteRent>(
+    held: Held,
+    client: &mut C,
+    out: Vec<u8>,
+    policy: &RelayPolicy,
+    stats: &mut StreamStats,
+) -> (StreamEnd, Vec<u8>) {
+    let Held {
+        mut response,
+        mut parser,
+        pending,
+        mut scratch,
+    } = held;
+    let mut out = out;
+    let mut frame = Vec::with_capacity(512);
+    let mut finished = false;
+    for (event, kind) in pending {
+        if let Some(end) = apply(
+            &event,
+            kind,
+            &mut out,
+            &mut frame,
+            policy,
+            stats,
+            &mut finished,
+        ) {
+            return finish(end, client, out, &mut frame, response).await;
+        }
+    }
+    loop {
+        let (written, returned) = crate::bufio::write_all(client, out).await;
+        out = returned;
+        out.clear();
+        if written.is_err() {
+            return (StreamEnd::ClientGone, out);
+        }
+        scratch.clear();
+        let read_deadline = policy.deadline.min(Instant::now() + policy.between_chunks);
+        let more = match response.read_chunk(&mut scratch, read_deadline).await {
+            Ok(more) => more,
+            Err(BodyError::Stalled) => {
+                let end = StreamEnd::Failed {
+                    class: FailureClass::Stall,
+                    reason: "upstream stalled mid-stream".into(),
+                };
+                return finish(end, client, out, &mut frame, response).await;
+            }
+            Err(e) => {
+                let end = StreamEnd::Failed {
+                    class: FailureClass::MidStream,
+                    reason: e.to_string(),
+                };
+                return finish(end, client, out, &mut frame, response).await;
+            }
+        };
+        parser.push(&scratch);
+        while let Some(event) = parser.next_event() {
+            let Ok(event) = event else {
+                let end = StreamEnd::Failed {
+                    class: FailureClass::MidStream,
+                    reason: "unreadable event stream".into(),
+                };
+                return finish(end, client, out, &mut frame, response).await;
+            };
+            let kind = inspect(&event);
+            if let Some(end) = apply(
+                &event,
+                kind,
+                &mut out,
+                &mut frame,
+                policy,
+                stats,
+                &mut finished,
+            ) {
+                return finish(end, client, out, &mut frame, response).await;
+            }
+        }
+        if !more {
+            let end = if finished {
+                // Finished cleanly but without `[DONE]`: finalise for the client now.
+                push_event(&mut out, &mut frame, None, "[DONE]");
+                StreamEnd::Completed
+            } else {
+                StreamEnd::Failed {
+                    class: FailureClass::MidStream,
+                    reason: "stream ended before its final chunk".into(),
+                }
+            };
+            return finish(end, client, out, &mut frame, response).await;
+        }
+    }
+}
+
+/// Appends the client's copy of one event to `out`; returns how the stream ends
+/// when this event ends it.
+fn apply(
+    event: &SseEvent,
+    kind: EventKind,
+    out: &mut Vec<u8>,
+    frame: &mut Vec<u8>,
+    policy: &RelayPolicy,
+    stats: &mut StreamStats,
+    finished: &mut bool,
+) -> Option<StreamEnd> {
+    match kind {
+        EventKind::Done => {
+            push_event(out, frame, None, "[DONE]");
+            Some(StreamEnd::Completed)
+        }
+        EventKind::Error => Some(StreamEnd::Failed {
+            class: FailureClass::MidStream,
+            reason: format!(
+                "provider sent an error event mid-stream: {}",
+                truncate(&event.data, 300)
+            ),
+        }),
+        EventKind::Malformed => {
+            stats.dropped_events += 1;
+            None
+        }
+        EventKind::UsageOnly(usage) => {
+            stats.usage = Some(usage);
+            if policy.forward_usage {
+                push_event(out, frame, event.event.as_deref(), &event.data);
+            }
+            None
+        }
+        EventKind::Content {
+            text,
+            finished: done,
+        } => {
+            stats.text.push_str(&text);
+            *finished |= done;
+            push_event(out, frame, event.event.as_deref(), &event.data);
+            None
+        }
+        EventKind::Empty { usage } => {
+            if usage.is_some() {
+                stats.usage = usage;
+            }
+            push_event(out, frame, event.event.as_deref(), &event.data);
+            None
+        }
+    }
+}
+
+fn truncate(text: &str, max: usize) -> &str {
+    match text.char_indices().nth(max) {
+        Some((i, _)) => &text[..i],
+        None => text,
+    }
+}
+
+/// The error event sent to the client when its stream fails after commit.
+pub fn error_event_data(reason: &str) -> String {
+    serde_json::json!({
+        "error": {
+            "message": format!("the upstream stream failed after the response started: {reason}"),
+            "type": "server_error",
+            "param": null,
+            "code": "upstream_stream_interrupted",
+        }
+    })
+    .to_string()
+}
+
+async fn finish<C: monoio::io::AsyncWriteRent>(
+    end: StreamEnd,
+    client: &mut C,
+    mut out: Vec<u8>,
+    frame: &mut Vec<u8>,
+    response: Response,
+) -> (StreamEnd, Vec<u8>) {
+    if let StreamEnd::Failed { reason, .. } = &end {
+        push_event(&mut out, frame, None, &error_event_data(reason));
+        push_event(&mut out, frame, None, "[DONE]");
+    }
+    out.extend_from_slice(LAST_CHUNK);
+    let (written, mut out) = crate::bufio::write_all(client, out).await;
+    out.clear();
+    if matches!(end, StreamEnd::Completed) {
+        response.finish();
+    }
+    match written {
+        Err(_) => (StreamEnd::ClientGone, out),
+        Ok(()) => (end, out),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ev(data: &str) -> SseEvent {
+        SseEvent {
+            event: None,
+            data: data.into(),
+            id: None,
+        }
+    }
+
+    #[test]
+    fn inspects_openai_chunks() {
+        assert_eq!(inspect(&ev("[DONE]")), EventKind::Done);
+        assert_eq!(inspect(&ev("{not json")), EventKind::Malformed);
+        assert_eq!(
+            inspect(&ev(r#"{"error":{"message":"x"}}"#)),
+            EventKind::Error
+        );
+        let role = r#"{"choices":[{"index":0,"delta":{"role":"assistant","content":""}}]}"#;
+        assert_eq!(inspect(&ev(role)), EventKind::Empty { usage: None });
+        let word = r#"{"choices":[{"index":0,"delta":{"content":"hi "}}]}"#;
+        assert_eq!(
+            inspect(&ev(word)),
+            EventKind::Content {
+                text: "hi ".into(),
+                finished: false
+            }
+        );
+        let stop = r#"{"choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}"#;
+        assert_eq!(
+            inspect(&ev(stop)),
+            EventKind::Content {
+                text: String::new(),
+                finished: true
+            }
+        );
+        let usage =
+            r#"{"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":5,"total_tokens":8}}"#;
+        assert_eq!(
+            inspect(&ev(usage)),
+            EventKind::UsageOnly(Usage {
+                prompt_tokens: 3,
+                completion_tokens: 5
+            })
+        );
+        let tools =
+            r#"{"choices":[{"delta":{"tool_calls":[{"index":0,"function":{"name":"f"}}]}}]}"#;
+        assert!(matches!(inspect(&ev(tools)), EventKind::Content { .. }));
+    }
+
+    #[test]
+    fn named_error_events_are_errors() {
+        let e = SseEvent {
+            event: Some("error".into()),
+            data: "{}".into(),
+            id: None,
+        };
+        assert_eq!(inspect(&e), EventKind::Error);
+    }
+
+    #[test]
+    fn error_event_is_openai_shaped() {
+        let v: serde_json::Value = serde_json::from_str(&error_event_data("reset")).unwrap();
+        assert_eq!(v["error"]["code"], "upstream_stream_interrupted");
+        assert!(v["error"]["message"].as_str().unwrap().contains("reset"));
+    }
+}

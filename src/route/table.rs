@@ -1,0 +1,150 @@
+//! The routing table: one immutable snapshot of the config, prepared for shards.
+//!
+//! The control plane builds a `Table` (resolving provider hosts, preparing provider
+//! headers, numbering health slots) and hands every shard the same `Arc<Table>`;
+//! shards only read it. A reload builds a new one with the next generation number.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::Arc;
+
+use crate::config::{Config, Route};
+use crate::provider::{self, PreparedProvider, UnsupportedKind};
+
+/// A provider ready for the request path.
+#[derive(Debug, Clone)]
+pub struct ProviderEntry {
+    pub prepared: PreparedProvider,
+    pub addrs: Arc<[SocketAddr]>,
+    /// SNI host for https providers.
+    pub tls_host: Option<String>,
+}
+
+/// One health slot: a (provider, model) pair, shared by every route that uses it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TargetSlot {
+    pub provider: usize,
+    pub model: String,
+    /// `provider/model`, used in headers, metrics and logs.
+    pub label: String,
+}
+
+#[derive(Debug)]
+pub struct Table {
+    pub generation: u64,
+    pub config: Arc<Config>,
+    pub providers: Vec<ProviderEntry>,
+    pub slots: Vec<TargetSlot>,
+    /// For each route, for each of its targets, the health slot index.
+    pub route_slots: Vec<Vec<usize>>,
+    /// Model names clients can send, for `/v1/models` and 404 messages.
+    pub known_models: Vec<String>,
+}
+
+/// Resolves a host name to socket addresses; called only off the shards.
+pub fn resolve_host(host: &str, port: u16) -> Vec<SocketAddr> {
+    (host, port)
+        .to_socket_addrs()
+        .map(|addrs| addrs.collect())
+        .unwrap_or_default()
+}
+
+impl Table {
+    pub fn build(
+        config: Arc<Config>,
+        generation: u64,
+        resolve: &dyn Fn(&str, u16) -> Vec<SocketAddr>,
+    ) -> Result<Table, UnsupportedKind> {
+        let providers = config
+            .providers
+            .iter()
+            .map(|p| {
+                Ok(ProviderEntry {
+                    prepared: provider::prepare(p)?,
+                    addrs: resolve(&p.base_url.host, p.base_url.port).into(),
+                    tls_host: p.base_url.tls.then(|| p.base_url.host.clone()),
+                })
+            })
+            .collect::<Result<Vec<_>, UnsupportedKind>>()?;
+        let (slots, route_slots) = number_slots(&config);
+        let known_models = known_models(&config.routes);
+        Ok(Table {
+            generation,
+            config,
+            providers,
+            slots,
+            route_slots,
+            known_models,
+        })
+    }
+
+    /// The first route whose conditions all hold, in config order.
+    pub fn match_route<'h>(
+        &self,
+        model: &str,
+        key_name: Option<&str>,
+        header: impl Fn(&str) -> Option<&'h [u8]>,
+    ) -> Option<usize> {
+        self.config.routes.iter().position(|route| {
+            let m = &route.matcher;
+            let model_ok = m.models.is_empty() || m.models.iter().any(|x| x == "*" || x == model);
+            let key_ok =
+                m.keys.is_empty() || key_name.is_some_and(|k| m.keys.iter().any(|x| x == k));
+            let headers_ok = m
+                .headers
+                .iter()
+                .all(|(name, value)| header(name) == Some(value.as_bytes()));
+            model_ok && key_ok && headers_ok
+        })
+    }
+
+    /// Whether the addresses of any provider differ from `other`'s.
+    pub fn same_addresses(&self, other: &Table) -> bool {
+        self.providers.len() == other.providers.len()
+            && self
+                .providers
+                .iter()
+                .zip(&other.providers)
+                .all(|(a, b)| a.addrs == b.addrs)
+    }
+}
+
+fn number_slots(config: &Config) -> (Vec<TargetSlot>, Vec<Vec<usize>>) {
+    let mut slots: Vec<TargetSlot> = Vec::new();
+    let mut route_slots = Vec::with_capacity(config.routes.len());
+    for route in &config.routes {
+        let mut indices = Vec::with_capacity(route.targets.len());
+        for target in &route.targets {
+            let found = slots
+                .iter()
+                .position(|s| s.provider == target.provider && s.model == target.model);
+            let index = found.unwrap_or_else(|| {
+                let provider_name = config
+                    .providers
+                    .get(target.provider)
+                    .map_or("?", |p| p.name.as_str());
+                slots.push(TargetSlot {
+                    provider: target.provider,
+                    model: target.model.clone(),
+                    label: format!("{provider_name}/{}", target.model),
+                });
+                slots.len() - 1
+            });
+            indices.push(index);
+        }
+        route_slots.push(indices);
+    }
+    (slots, route_slots)
+}
+
+fn known_models(routes: &[Route]) -> Vec<String> {
+    let mut models: Vec<String> = Vec::new();
+    for route in routes {
+        let concrete: Vec<&String> = route.matcher.models.iter().filter(|m| *m != "*").collect();
+        if concrete.is_empty() {
+            models.push(route.name.clone());
+        }
+        models.extend(concrete.into_iter().cloned());
+    }
+    models.dedup();
+    models
+}

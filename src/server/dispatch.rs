@@ -1,0 +1,182 @@
+//! Which handler answers a request: path and method, client authentication, the
+//! request id, and the gateway's own small endpoints (`/v1/models`).
+
+use std::rc::Rc;
+use std::time::Instant;
+
+use monoio::net::TcpStream;
+use subtle::ConstantTimeEq;
+
+use crate::http::request::{Method, RequestHead};
+use crate::http::ApiError;
+use crate::proxy::chat::{self, Incoming};
+use crate::proxy::respond::Meta;
+use crate::route::Table;
+use crate::shard::Shard;
+
+/// Longest client-supplied `x-request-id` the gateway keeps.
+const MAX_REQUEST_ID: usize = 128;
+
+enum Endpoint {
+    Chat,
+    Models,
+}
+
+fn endpoint(path: &str) -> Option<Endpoint> {
+    match path {
+        "/v1/chat/completions" | "/chat/completions" => Some(Endpoint::Chat),
+        "/v1/models" | "/models" => Some(Endpoint::Models),
+        _ => None,
+    }
+}
+
+/// Answers one request on `client`. An `Err` means the connection is unusable.
+pub async fn dispatch(
+    shard: &Rc<Shard>,
+    head: &RequestHead,
+    body: &[u8],
+    keep_alive: bool,
+    started: Instant,
+    client: &mut TcpStream,
+    out: &mut Vec<u8>,
+) -> std::io::Result<()> {
+    let meta = Meta {
+        request_id: request_id(shard, head),
+        keep_alive,
+        ..Meta::default()
+    };
+    let table = shard.table();
+    let Some(endpoint) = endpoint(head.path()) else {
+        let error = ApiError::not_found(format!(
+            "Unknown path `{}`. switchyard serves /v1/chat/completions and /v1/models.",
+            head.path()
+        ));
+        return answer_error(shard, client, out, &meta, &error, &[]).await;
+    };
+    let (allowed, allow_header): (Method, &[u8]) = match endpoint {
+        Endpoint::Chat => (Method::Post, b"POST"),
+        Endpoint::Models => (Method::Get, b"GET"),
+    };
+    if head.method != allowed {
+        let error = ApiError::method_not_allowed(format!(
+            "{} is not allowed on {}; use {}",
+            head.method.as_str(),
+            head.path(),
+            allowed.as_str()
+        ));
+        return answer_error(
+            shard,
+            client,
+            out,
+            &meta,
+            &error,
+            &[("allow", allow_header)],
+        )
+        .await;
+    }
+    let key_name = match authenticate(&table, head) {
+        Ok(name) => name,
+        Err(error) => {
+            return answer_error(
+                shard,
+                client,
+                out,
+                &meta,
+                &error,
+                &[("www-authenticate", b"Bearer")],
+            )
+            .await
+        }
+    };
+    match endpoint {
+        Endpoint::Models => {
+            meta.write_full(out, 200, b"application/json", &models_body(&table), &[]);
+            write_out(client, out).await
+        }
+        Endpoint::Chat => {
+            let incoming = Incoming {
+                head,
+                body,
+                request_id: meta.request_id,
+                key_name,
+                started,
+                keep_alive,
+            };
+            chat::handle(shard, &incoming, client, out).await
+        }
+    }
+}
+
+async fn answer_error(
+    shard: &Shard,
+    client: &mut TcpStream,
+    out: &mut Vec<u8>,
+    meta: &Meta,
+    error: &ApiError,
+    extra: &[(&str, &[u8])],
+) -> std::io::Result<()> {
+    shard.metrics.borrow_mut().record_bad_request(error.status);
+    meta.write_error(out, error, extra);
+    write_out(client, out).await
+}
+
+async fn write_out(client: &mut TcpStream, out: &mut Vec<u8>) -> std::io::Result<()> {
+    let (res, buf) = crate::bufio::write_all(client, std::mem::take(out)).await;
+    *out = buf;
+    out.clear();
+    res
+}
+
+/// The client's own `x-request-id` when it is short and printable, else a new one.
+fn request_id(shard: &Shard, head: &RequestHead) -> String {
+    let supplied = head.header("x-request-id").filter(|id| {
+        !id.is_empty()
+            && id.len() <= MAX_REQUEST_ID
+            && id
+                .iter()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(b))
+    });
+    match supplied.and_then(|id| std::str::from_utf8(id).ok()) {
+        Some(id) => id.to_string(),
+        None => shard.next_request_id(),
+    }
+}
+
+/// Checks `Authorization: Bearer <key>` against the configured keys in constant
+/// time per key. Returns the key's name; an open gateway (no keys) admits anyone.
+fn authenticate<'t>(table: &'t Table, head: &RequestHead) -> Result<Option<&'t str>, ApiError> {
+    let keys = &table.config.keys;
+    if keys.is_empty() {
+        return Ok(None);
+    }
+    let presented = head
+        .header("authorization")
+        .and_then(|v| {
+            v.strip_prefix(b"Bearer ")
+                .or_else(|| v.strip_prefix(b"bearer "))
+        })
+        .ok_or_else(|| {
+            ApiError::unauthorized("Missing API key: send `Authorization: Bearer <key>`.")
+        })?;
+    let mut found = None;
+    for key in keys {
+        // Every key is compared, so timing does not say which one matched.
+        if bool::from(key.key.as_bytes().ct_eq(presented)) {
+            found = Some(key.name.as_str());
+        }
+    }
+    found
+        .map(Some)
+        .ok_or_else(|| ApiError::unauthorized("Incorrect API key provided."))
+}
+
+fn models_body(table: &Table) -> Vec<u8> {
+    let data: Vec<serde_json::Value> = table
+        .known_models
+        .iter()
+        .map(|id| serde_json::json!({ "id": id, "object": "model", "created": 0, "owned_by": "switchyard" }))
+        .collect();
+    serde_json::json!({ "object": "list", "data": data })
+        .to_string()
+        .into_bytes()
+}

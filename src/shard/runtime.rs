@@ -1,0 +1,46 @@
+//! Which monoio driver a shard runs on: io_uring when the kernel allows it, else the
+//! legacy epoll driver (old kernels, seccomp filters, `io_uring_disabled`).
+
+use std::future::Future;
+
+use monoio::{IoUringDriver, LegacyDriver, RuntimeBuilder};
+
+use crate::config::DriverChoice;
+
+/// Submission queue entries per io_uring instance.
+const URING_ENTRIES: u32 = 1024;
+
+/// The name each driver is logged under.
+pub const IO_URING: &str = "io_uring";
+pub const LEGACY: &str = "legacy";
+
+/// Builds the runtime `choice` asks for and runs `main` on it to completion. `main`
+/// learns which driver it runs on. With `Auto`, an io_uring that cannot be set up
+/// falls back to the legacy driver and says why.
+pub fn run<F, Fut>(choice: DriverChoice, main: F) -> std::io::Result<Fut::Output>
+where
+    F: FnOnce(&'static str, Option<String>) -> Fut,
+    Fut: Future,
+{
+    if choice != DriverChoice::Legacy {
+        match RuntimeBuilder::<IoUringDriver>::new()
+            .with_entries(URING_ENTRIES)
+            .enable_timer()
+            .build()
+        {
+            Ok(mut runtime) => return Ok(runtime.block_on(main(IO_URING, None))),
+            Err(e) if choice == DriverChoice::Auto => {
+                let why = format!("io_uring unavailable ({e}); using the legacy epoll driver");
+                let mut runtime = RuntimeBuilder::<LegacyDriver>::new()
+                    .enable_timer()
+                    .build()?;
+                return Ok(runtime.block_on(main(LEGACY, Some(why))));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    let mut runtime = RuntimeBuilder::<LegacyDriver>::new()
+        .enable_timer()
+        .build()?;
+    Ok(runtime.block_on(main(LEGACY, None)))
+}

@@ -1,0 +1,277 @@
+//! A shard's keep-alive pool for one provider: idle sockets, a connection cap, connect.
+//!
+//! The pool lives on one shard and is never shared across threads. A checked-out
+//! connection is owned by [`PooledConn`]; dropping it closes the socket and frees its
+//! slot, [`PooledConn::release`] hands it back for reuse.
+
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::future::poll_fn;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::task::{Poll, Waker};
+use std::time::{Duration, Instant};
+
+use monoio::net::TcpStream;
+use monoio_rustls::TlsConnector;
+use rustls::pki_types::ServerName;
+
+use super::stream::UpstreamStream;
+
+/// Where a pool connects to.
+#[derive(Clone)]
+pub struct Endpoint {
+    pub addrs: Arc<[SocketAddr]>,
+    pub tls: Option<TlsTarget>,
+}
+
+/// TLS settings for an https provider: the shard's connector and the SNI name.
+#[derive(Clone)]
+pub struct TlsTarget {
+    pub connector: TlsConnector,
+    pub server_name: ServerName<'static>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error("no address known for the provider's host")]
+    NoAddress,
+    #[error("connect timed out")]
+    Timeout,
+    #[error("connect failed: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("TLS handshake failed: {0}")]
+    Tls(String),
+    #[error("connection limit reached and no connection freed in time")]
+    LimitReached,
+}
+
+struct Idle {
+    stream: UpstreamStream,
+    since: Instant,
+}
+
+struct Inner {
+    endpoint: RefCell<Endpoint>,
+    idle: RefCell<Vec<Idle>>,
+    open: Cell<usize>,
+    max: usize,
+    idle_timeout: Duration,
+    waiters: RefCell<VecDeque<Waker>>,
+    next_addr: Cell<usize>,
+}
+
+impl Inner {
+    fn free_slot(&self) {
+        self.open.set(self.open.get().saturating_sub(1));
+        if let Some(waker) = self.waiters.borrow_mut().pop_front() {
+            waker.wake();
+        }
+    }
+}
+
+/// One provider's connections on one shard.
+#[derive(Clone)]
+pub struct Pool {
+    inner: Rc<Inner>,
+}
+
+/// A connection taken from the pool. `reused` says whether it carried an earlier
+/// request (and so may have been closed by the peer meanwhile).
+pub struct PooledConn {
+    stream: Option<UpstreamStream>,
+    pool: Rc<Inner>,
+    pub reused: bool,
+}
+
+impl Pool {
+    pub fn new(endpoint: Endpoint, max: usize, idle_timeout: Duration) -> Self {
+        Pool {
+            inner: Rc::new(Inner {
+                endpoint: RefCell::new(endpoint),
+                idle: RefCell::new(Vec::new()),
+                open: Cell::new(0),
+                max: max.max(1),
+                idle_timeout,
+                waiters: RefCell::new(VecDeque::new()),
+                next_addr: Cell::new(0),
+            }),
+        }
+    }
+
+    /// Points the pool at new addresses (DNS changed); idle sockets to old ones close.
+    pub fn set_endpoint(&self, endpoint: Endpoint) {
+        let changed = *self.inner.endpoint.borrow().addrs != *endpoint.addrs;
+        *self.inner.endpoint.borrow_mut() = endpoint;
+        if changed {
+            self.close_idle_where(|_| true);
+        }
+    }
+
+    pub fn open_count(&self) -> usize {
+        self.inner.open.get()
+    }
+
+    pub fn idle_count(&self) -> usize {
+        self.inner.idle.borrow().len()
+    }
+
+    /// Closes idle sockets unused for longer than the idle timeout.
+    pub fn evict_idle(&self, now: Instant) {
+        let timeout = self.inner.idle_timeout;
+        self.close_idle_where(|idle| now.saturating_duration_since(idle.since) >= timeout);
+    }
+
+    fn close_idle_where(&self, mut expired: impl FnMut(&Idle) -> bool) {
+        let mut closed = 0;
+        self.inner.idle.borrow_mut().retain(|idle| {
+            let keep = !expired(idle);
+            closed += usize::from(!keep);
+            keep
+        });
+        for _ in 0..closed {
+            self.inner.free_slot();
+        }
+    }
+
+    /// A reused idle connection when one is fresh enough, else a new one once the
+    /// connection cap allows. `fresh` forces a new socket (after a stale pooled one).
+    pub async fn checkout(
+        &self,
+        connect_timeout: Duration,
+        fresh: bool,
+    ) -> Result<PooledConn, ConnectError> {
+        let deadline = Instant::now() + connect_timeout;
+        let ready = poll_fn(|cx| {
+            if !fresh {
+                if let Some(conn) = self.take_idle() {
+                    return Poll::Ready(Some(conn));
+                }
+            } else if self.inner.open.get() >= self.inner.max {
+                self.close_idle_where(|_| true);
+            }
+            if self.inner.open.get() < self.inner.max {
+                return Poll::Ready(None);
+            }
+            self.inner
+                .waiters
+                .borrow_mut()
+                .push_back(cx.waker().clone());
+            Poll::Pending
+        });
+        let reused = monoio::time::timeout_at(deadline.into(), ready)
+            .await
+            .map_err(|_| ConnectError::LimitReached)?;
+        if let Some(conn) = reused {
+            return Ok(conn);
+        }
+        self.inner.open.set(self.inner.open.get() + 1);
+        // From here the slot is ours; a failed connect must give it back.
+        let slot = SlotGuard(Some(self.inner.clone()));
+        let stream = monoio::time::timeout_at(deadline.into(), self.connect())
+            .await
+            .map_err(|_| ConnectError::Timeout)??;
+        Ok(slot.into_conn(stream))
+    }
+
+    fn take_idle(&self) -> Option<PooledConn> {
+        let now = Instant::now();
+        loop {
+            let idle = self.inner.idle.borrow_mut().pop()?;
+            if now.saturating_duration_since(idle.since) < self.inner.idle_timeout {
+                return Some(PooledConn {
+                    stream: Some(idle.stream),
+                    pool: self.inner.clone(),
+                    reused: true,
+                });
+            }
+            self.inner.free_slot();
+        }
+    }
+
+    async fn connect(&self) -> Result<UpstreamStream, ConnectError> {
+        let endpoint = self.inner.endpoint.borrow().clone();
+        if endpoint.addrs.is_empty() {
+            return Err(ConnectError::NoAddress);
+        }
+        let start = self.inner.next_addr.get();
+        self.inner.next_addr.set(start.wrapping_add(1));
+        let mut last_error = None;
+        for i in 0..endpoint.addrs.len() {
+            let addr = endpoint.addrs[(start + i) % endpoint.addrs.len()];
+            match TcpStream::connect_addr(addr).await {
+                Ok(tcp) => return finish_connect(tcp, endpoint.tls).await,
+                Err(e) => last_error = Some(e),
+            }
+        }
+        Err(last_error.map_or(ConnectError::NoAddress, ConnectError::Io))
+    }
+}
+
+async fn finish_connect(
+    tcp: TcpStream,
+    tls: Option<TlsTarget>,
+) -> Result<UpstreamStream, ConnectError> {
+    let _ = tcp.set_nodelay(true);
+    let Some(tls) = tls else {
+        return Ok(UpstreamStream::Plain(tcp));
+    };
+    let stream = tls
+        .connector
+        .connect(tls.server_name, tcp)
+        .await
+        .map_err(|e| ConnectError::Tls(e.to_string()))?;
+    Ok(UpstreamStream::Tls(Box::new(stream)))
+}
+
+/// Holds a reserved connection slot until a socket fills it.
+struct SlotGuard(Option<Rc<Inner>>);
+
+impl SlotGuard {
+    fn into_conn(mut self, stream: UpstreamStream) -> PooledConn {
+        let pool = self.0.take().expect("slot guard used once");
+        PooledConn {
+            stream: Some(stream),
+            pool,
+            reused: false,
+        }
+    }
+}
+
+impl Drop for SlotGuard {
+    fn drop(&mut self) {
+        if let Some(inner) = self.0.take() {
+            inner.free_slot();
+        }
+    }
+}
+
+impl PooledConn {
+    pub fn stream(&mut self) -> &mut UpstreamStream {
+        self.stream
+            .as_mut()
+            .expect("stream present until release or drop")
+    }
+
+    /// Returns the socket to the pool for the next request.
+    pub fn release(mut self) {
+        if let Some(stream) = self.stream.take() {
+            self.pool.idle.borrow_mut().push(Idle {
+                stream,
+                since: Instant::now(),
+            });
+            if let Some(waker) = self.pool.waiters.borrow_mut().pop_front() {
+                waker.wake();
+            }
+        }
+    }
+}
+
+impl Drop for PooledConn {
+    fn drop(&mut self) {
+        if self.stream.take().is_some() {
+            self.pool.free_slot();
+        }
+    }
+}
