@@ -1,0 +1,55 @@
+//! The shortest end-to-end path: a client, the gateway, a mock provider.
+
+mod common;
+
+use common::*;
+
+#[test]
+fn proxies_a_chat_completion_and_a_stream() {
+    let primary = mock("primary");
+    let gw = gateway(&chain_yaml(&[("primary", &primary)], "", ""));
+    let response = chat(gw.addr());
+    assert_eq!(response.status, 200, "{}", response.text());
+    assert_eq!(
+        response.header("x-switchyard-target"),
+        Some("primary/primary-model")
+    );
+    assert_eq!(response.json()["model"], "primary-model");
+    assert!(response.header("x-request-id").is_some());
+    let recorded = primary.last_request().expect("mock saw the request");
+    let body: serde_json::Value = serde_json::from_slice(&recorded.body).unwrap();
+    assert_eq!(body["model"], "primary-model");
+
+    let stream = chat_stream(gw.addr());
+    assert_eq!(stream.status, 200);
+    assert_eq!(stream.sse_data().last().map(String::as_str), Some("[DONE]"));
+    assert_eq!(
+        stream.stream_text(),
+        response.json()["choices"][0]["message"]["content"]
+            .as_str()
+            .unwrap()
+    );
+    gw.shutdown();
+    primary.shutdown();
+}
+
+#[test]
+fn falls_back_when_the_primary_is_down() {
+    let primary = mock("primary");
+    let fallback = mock("fallback");
+    primary.set_fault(fault_status(503));
+    let gw = gateway(&chain_yaml(
+        &[("primary", &primary), ("fallback", &fallback)],
+        "retry: { attempts: 1 }",
+        "",
+    ));
+    let response = chat(gw.addr());
+    assert_eq!(response.status, 200, "{}", response.text());
+    assert_eq!(
+        response.header("x-switchyard-target"),
+        Some("fallback/fallback-model")
+    );
+    assert_eq!(response.header("x-switchyard-fallback"), Some("true"));
+    assert_eq!(response.header("x-switchyard-attempts"), Some("2"));
+    gw.shutdown();
+}
