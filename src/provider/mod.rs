@@ -41,6 +41,13 @@ pub fn prepare(provider: &Provider) -> Result<PreparedProvider, UnsupportedKind>
     }
 }
 
+/// Whether a provider kind accepts an assistant message as the last message and
+/// continues it (prefill). OpenAI-style chat APIs do not: they answer it as a new
+/// turn, so continuation uses the instruction style there. Anthropic does.
+pub fn accepts_prefill(kind: ProviderKind) -> bool {
+    matches!(kind, ProviderKind::Anthropic | ProviderKind::Bedrock)
+}
+
 /// Classifies a non-2xx answer from the status and (bounded) error body.
 pub fn classify_status(kind: ProviderKind, status: u16, body: &[u8]) -> FailureClass {
     match kind {

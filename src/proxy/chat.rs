@@ -101,6 +101,8 @@ struct Call<'a> {
     started: Instant,
     attempts: Vec<AttemptLog>,
     request_buf: Vec<u8>,
+    /// While continuing a broken stream: the body sent instead of the client's.
+    continuation: Option<(Vec<u8>, ChatBody)>,
 }
 
 /// Serves one chat completion on `client`. An `Err` means the client is gone.
@@ -154,6 +156,7 @@ pub async fn handle(
         started: req.started,
         attempts: Vec::new(),
         request_buf: Vec::with_capacity(req.body.len() + 512),
+        continuation: None,
     };
     call.run(route, client, out).await
 }
@@ -312,6 +315,12 @@ impl Call<'_> {
                         rejected_until: None,
                     })
                 }
+                TargetEnd::StreamBroken { stats, reason } => {
+                    let rest = &order[position + 1..];
+                    self.continue_stream(route_index, rest, stats, &reason, client, out)
+                        .await?;
+                    return Ok(RouteEnd::Answered { status: 200 });
+                }
                 TargetEnd::Fallback(answer) => {
                     if let Some(answer) = answer {
                         last_answer = Some((answer, table.slots[slot].label.clone()));
@@ -393,7 +402,7 @@ impl Call<'_> {
                 AttemptResult::Stream { held, ttfb } => {
                     self.meta.target = Some(label.clone());
                     return self
-                        .relay(route_index, route, slot, *held, ttfb, client, out)
+                        .relay(route_index, route, slot, *held, ttfb, None, client, out)
                         .await;
                 }
                 AttemptResult::Failed {
@@ -595,8 +604,12 @@ impl Call<'_> {
     }
 
     fn encode_request(&mut self, provider: &provider::PreparedProvider, model: &str) -> Vec<u8> {
-        let mut body = Vec::with_capacity(self.body.len() + 64);
-        self.chat.rewrite(self.body, model, &mut body);
+        let (source, chat) = match &self.continuation {
+            Some((body, chat)) => (body.as_slice(), chat),
+            None => (self.body, &self.chat),
+        };
+        let mut body = Vec::with_capacity(source.len() + 64);
+        chat.rewrite(source, model, &mut body);
         let mut request = std::mem::take(&mut self.request_buf);
         request.clear();
         let mut headers: Vec<(&str, &[u8])> = Vec::with_capacity(provider.headers.len() + 3);
@@ -623,6 +636,8 @@ impl Call<'_> {
         request
     }
 
+    /// Relays a committed stream. `carried` is set when this stream continues one
+    /// the client already holds (its stats so far and how to rewrite chunks).
     #[allow(clippy::too_many_arguments)]
     async fn relay(
         &mut self,
@@ -631,24 +646,33 @@ impl Call<'_> {
         slot: usize,
         held: stream::Held,
         ttfb: Duration,
+        carried: Option<(StreamStats, stream::Rewrite)>,
         client: &mut TcpStream,
         out: &mut Vec<u8>,
     ) -> std::io::Result<TargetEnd> {
-        self.meta.write_stream_head(out, 200, b"text/event-stream");
-        if let Some(counters) = self
-            .shard
-            .metrics
-            .borrow_mut()
-            .route(&self.table, route_index)
-        {
-            counters.ttft.observe(self.started.elapsed());
-        }
+        let (mut stats, rewrite) = match carried {
+            Some((stats, rewrite)) => (stats, Some(rewrite)),
+            None => {
+                self.meta.write_stream_head(out, 200, b"text/event-stream");
+                if let Some(counters) = self
+                    .shard
+                    .metrics
+                    .borrow_mut()
+                    .route(&self.table, route_index)
+                {
+                    counters.ttft.observe(self.started.elapsed());
+                }
+                (StreamStats::default(), None)
+            }
+        };
         let policy = RelayPolicy {
             between_chunks: route.timeouts.between_chunks,
             deadline: self.deadline,
             forward_usage: self.chat.client_wants_usage,
+            rewrite,
         };
-        let mut stats = StreamStats::default();
+        let dropped_before = stats.dropped_events;
+        let usage_before = stats.usage;
         let (end, buf) =
             stream::relay(held, client, std::mem::take(out), &policy, &mut stats).await;
         *out = buf;
@@ -656,28 +680,134 @@ impl Call<'_> {
             StreamEnd::Failed { class, .. } => Outcome::Failure(*class),
             StreamEnd::Completed | StreamEnd::ClientGone => Outcome::Success,
         };
-        self.record(slot, outcome, Some(ttfb), stats.usage);
+        // Count only this attempt's own tokens against its target.
+        let own_usage = stats
+            .usage
+            .filter(|u| Some(*u) != usage_before)
+            .map(|u| subtract(u, policy.rewrite.as_ref().and_then(|r| r.base_usage)));
+        self.record(slot, outcome, Some(ttfb), own_usage);
         if let Some(counters) = self.shard.metrics.borrow_mut().target(&self.table, slot) {
-            counters.stream_events_dropped += stats.dropped_events;
-        }
-        if let StreamEnd::Failed { class, reason } = &end {
-            let label = self.table.slots[slot].label.clone();
-            crate::event!(
-                crate::log::Level::Warn,
-                "stream failed after commit",
-                id = self.meta.request_id,
-                target = label,
-                class = class.as_str(),
-                reason = reason
-            );
+            counters.stream_events_dropped += stats.dropped_events - dropped_before;
         }
         match end {
             StreamEnd::ClientGone => Err(std::io::Error::new(
                 std::io::ErrorKind::BrokenPipe,
                 "client went away mid-stream",
             )),
-            _ => Ok(TargetEnd::Answered { status: 200 }),
+            StreamEnd::Completed => Ok(TargetEnd::Answered { status: 200 }),
+            StreamEnd::Failed { class, reason } => {
+                let label = self.table.slots[slot].label.clone();
+                crate::event!(
+                    crate::log::Level::Warn,
+                    "stream failed after commit",
+                    id = self.meta.request_id,
+                    target = label,
+                    class = class.as_str(),
+                    reason = reason
+                );
+                self.attempts.push(AttemptLog {
+                    target: label,
+                    class,
+                    status: Some(200),
+                    elapsed: self.started.elapsed(),
+                    detail: reason.clone(),
+                });
+                if route.stream.continue_after_commit {
+                    return Ok(TargetEnd::StreamBroken { stats, reason });
+                }
+                self.end_stream_with_error(&reason, client, out).await?;
+                Ok(TargetEnd::Answered { status: 200 })
+            }
         }
+    }
+
+    async fn end_stream_with_error(
+        &mut self,
+        reason: &str,
+        client: &mut TcpStream,
+        out: &mut Vec<u8>,
+    ) -> std::io::Result<()> {
+        let (written, buf) = stream::end_with_error(client, std::mem::take(out), reason).await;
+        *out = buf;
+        written
+    }
+
+    /// Continues a stream that broke after commit on the next targets of the chain:
+    /// the conversation plus the text already streamed goes to each in turn until
+    /// one streams the rest, spliced into the client's stream. If none can, the
+    /// client's stream ends with an error naming the original failure.
+    async fn continue_stream(
+        &mut self,
+        route_index: usize,
+        rest: &[usize],
+        mut stats: StreamStats,
+        original_reason: &str,
+        client: &mut TcpStream,
+        out: &mut Vec<u8>,
+    ) -> std::io::Result<()> {
+        let table = self.table.clone();
+        let route = &table.config.routes[route_index];
+        let slots = &table.route_slots[route_index];
+        for &target_index in rest {
+            let slot = slots[target_index];
+            let now = Instant::now();
+            if now >= self.deadline {
+                break;
+            }
+            if let Some(Admission::Reject { .. }) =
+                self.shard.with_health(&table, slot, |h| h.admit(now))
+            {
+                continue;
+            }
+            let target = &route.targets[target_index];
+            let prefill = target.prefill.unwrap_or_else(|| {
+                provider::accepts_prefill(table.providers[target.provider].prepared.kind)
+            });
+            let Some(body) = super::continuation::request_body(self.body, &stats.text, prefill)
+            else {
+                break;
+            };
+            let Ok(chat) = ChatBody::parse(&body) else {
+                break;
+            };
+            self.continuation = Some((body, chat));
+            self.meta.attempts += 1;
+            self.shard.with_health(&table, slot, |h| h.start());
+            let started = Instant::now();
+            let result = self.attempt(route, target_index, started).await;
+            self.continuation = None;
+            let label = table.slots[slot].label.clone();
+            match result {
+                AttemptResult::Stream { held, ttfb } => {
+                    let rewrite = stream::Rewrite {
+                        id: stats.id.clone().unwrap_or_default(),
+                        model: stats.model.clone().unwrap_or_default(),
+                        marker: serde_json::json!({ "continued": true, "continued_by": label, "after": original_reason }),
+                        base_usage: stats.usage,
+                    };
+                    let carried = Some((std::mem::take(&mut stats), rewrite));
+                    match self
+                        .relay(route_index, route, slot, *held, ttfb, carried, client, out)
+                        .await?
+                    {
+                        TargetEnd::StreamBroken { stats: more, .. } => stats = more,
+                        _ => return Ok(()),
+                    }
+                }
+                AttemptResult::Complete { .. } => {
+                    // A non-streamed answer cannot be spliced into the stream.
+                    self.record(slot, Outcome::Failure(FailureClass::Server), None, None);
+                }
+                AttemptResult::Failed {
+                    failure, reason, ..
+                } => {
+                    self.record(slot, Outcome::Failure(failure.class), None, None);
+                    self.log_attempt(&label, &failure, started, &reason);
+                }
+            }
+        }
+        self.end_stream_with_error(original_reason, client, out)
+            .await
     }
 
     async fn answer_provider(
@@ -791,6 +921,11 @@ enum TargetEnd {
     Stop,
     /// Next target; keep this answer in case nothing better comes.
     Fallback(Option<ProviderAnswer>),
+    /// A committed stream broke and the route continues streams on other targets.
+    StreamBroken {
+        stats: StreamStats,
+        reason: String,
+    },
 }
 
 fn after_last_try(
@@ -841,6 +976,16 @@ fn hold_failed(kind: crate::config::ProviderKind, failure: HoldFailure) -> Attem
         provider::classify_stream_error(kind, data)
     });
     failed(class, None, &failure.reason)
+}
+
+fn subtract(total: Usage, base: Option<Usage>) -> Usage {
+    let base = base.unwrap_or_default();
+    Usage {
+        prompt_tokens: total.prompt_tokens.saturating_sub(base.prompt_tokens),
+        completion_tokens: total
+            .completion_tokens
+            .saturating_sub(base.completion_tokens),
+    }
 }
 
 fn usage_of(body: &[u8]) -> Option<Usage> {

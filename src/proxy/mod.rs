@@ -3,5 +3,6 @@
 
 pub mod body;
 pub mod chat;
+pub mod continuation;
 pub mod respond;
 pub mod stream;

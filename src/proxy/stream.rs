@@ -212,13 +212,16 @@ pub enum StreamEnd {
     ClientGone,
 }
 
-/// What a relay learned on the way, for accounting.
+/// What a relay learned on the way, for accounting and continuation.
 #[derive(Debug, Default)]
 pub struct StreamStats {
     pub usage: Option<Usage>,
     pub dropped_events: u64,
     /// Content text relayed so far (kept for continuation and accounting).
     pub text: String,
+    /// `id` and `model` of the first chunk the client saw.
+    pub id: Option<String>,
+    pub model: Option<String>,
 }
 
 /// Relay settings.
@@ -227,6 +230,58 @@ pub struct RelayPolicy {
     pub deadline: Instant,
     /// Forward the provider's usage-only chunk (the client asked for it).
     pub forward_usage: bool,
+    /// Set when relaying a continuation into a stream the client already holds.
+    pub rewrite: Option<Rewrite>,
+}
+
+/// How a continuation's chunks are made to look like the stream they continue:
+/// the original `id` and `model`, usage summed, and a marker saying who continued.
+pub struct Rewrite {
+    pub id: String,
+    pub model: String,
+    pub marker: serde_json::Value,
+    /// Usage of the stream being continued, added to the continuation's.
+    pub base_usage: Option<Usage>,
+}
+
+impl Rewrite {
+    fn apply(&self, data: &str, usage: Option<Usage>) -> String {
+        let Ok(serde_json::Value::Object(mut chunk)) =
+            serde_json::from_str::<serde_json::Value>(data)
+        else {
+            return data.to_string();
+        };
+        chunk.insert("id".into(), self.id.clone().into());
+        chunk.insert("model".into(), self.model.clone().into());
+        chunk.insert("x_switchyard".into(), self.marker.clone());
+        if let Some(total) = usage {
+            chunk.insert(
+                "usage".into(),
+                serde_json::json!({
+                    "prompt_tokens": total.prompt_tokens,
+                    "completion_tokens": total.completion_tokens,
+                    "total_tokens": total.prompt_tokens + total.completion_tokens,
+                }),
+            );
+        }
+        serde_json::Value::Object(chunk).to_string()
+    }
+
+    fn sum(&self, usage: Usage) -> Usage {
+        let base = self.base_usage.unwrap_or_default();
+        Usage {
+            prompt_tokens: base.prompt_tokens + usage.prompt_tokens,
+            completion_tokens: base.completion_tokens + usage.completion_tokens,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct Identity {
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default)]
+    model: Option<String>,
 }
 
 /// Encodes one SSE event as one HTTP chunk.
@@ -358,9 +413,10 @@ fn apply(
             None
         }
         EventKind::UsageOnly(usage) => {
-            stats.usage = Some(usage);
+            let total = policy.rewrite.as_ref().map_or(usage, |r| r.sum(usage));
+            stats.usage = Some(total);
             if policy.forward_usage {
-                push_event(out, frame, event.event.as_deref(), &event.data);
+                forward(event, Some(total), out, frame, policy, stats);
             }
             None
         }
@@ -370,16 +426,52 @@ fn apply(
         } => {
             stats.text.push_str(&text);
             *finished |= done;
-            push_event(out, frame, event.event.as_deref(), &event.data);
+            forward(event, None, out, frame, policy, stats);
             None
         }
         EventKind::Empty { usage } => {
-            if usage.is_some() {
-                stats.usage = usage;
+            if let Some(usage) = usage {
+                stats.usage = Some(policy.rewrite.as_ref().map_or(usage, |r| r.sum(usage)));
             }
-            push_event(out, frame, event.event.as_deref(), &event.data);
+            // A continuation's opening role delta would repeat what the client has.
+            if policy.rewrite.is_none() || usage.is_some() {
+                forward(
+                    event,
+                    stats.usage.filter(|_| usage.is_some()),
+                    out,
+                    frame,
+                    policy,
+                    stats,
+                );
+            }
             None
         }
+    }
+}
+
+/// Sends one event on to the client, rewritten when continuing a stream.
+fn forward(
+    event: &SseEvent,
+    usage: Option<Usage>,
+    out: &mut Vec<u8>,
+    frame: &mut Vec<u8>,
+    policy: &RelayPolicy,
+    stats: &mut StreamStats,
+) {
+    if stats.id.is_none() {
+        if let Ok(identity) = serde_json::from_str::<Identity>(&event.data) {
+            stats.id = identity.id;
+            stats.model = identity.model;
+        }
+    }
+    match &policy.rewrite {
+        Some(rewrite) => push_event(
+            out,
+            frame,
+            event.event.as_deref(),
+            &rewrite.apply(&event.data, usage),
+        ),
+        None => push_event(out, frame, event.event.as_deref(), &event.data),
     }
 }
 
@@ -388,6 +480,23 @@ fn truncate(text: &str, max: usize) -> &str {
         Some((i, _)) => &text[..i],
         None => text,
     }
+}
+
+/// Ends a committed stream after an upstream failure: one OpenAI-shaped error
+/// event (the SDKs raise it), `data: [DONE]`, and the last chunk.
+pub async fn end_with_error<C: monoio::io::AsyncWriteRent>(
+    client: &mut C,
+    out: Vec<u8>,
+    reason: &str,
+) -> (std::io::Result<()>, Vec<u8>) {
+    let mut out = out;
+    let mut frame = Vec::with_capacity(256);
+    push_event(&mut out, &mut frame, None, &error_event_data(reason));
+    push_event(&mut out, &mut frame, None, "[DONE]");
+    out.extend_from_slice(LAST_CHUNK);
+    let (written, mut out) = crate::bufio::write_all(client, out).await;
+    out.clear();
+    (written, out)
 }
 
 /// The error event sent to the client when its stream fails after commit.
@@ -403,18 +512,18 @@ pub fn error_event_data(reason: &str) -> String {
     .to_string()
 }
 
+/// Flushes what is buffered. A completed stream is terminated here; a failed one is
+/// left open for the caller to continue or to end with [`end_with_error`].
 async fn finish<C: monoio::io::AsyncWriteRent>(
     end: StreamEnd,
     client: &mut C,
     mut out: Vec<u8>,
-    frame: &mut Vec<u8>,
+    _frame: &mut Vec<u8>,
     response: Response,
 ) -> (StreamEnd, Vec<u8>) {
-    if let StreamEnd::Failed { reason, .. } = &end {
-        push_event(&mut out, frame, None, &error_event_data(reason));
-        push_event(&mut out, frame, None, "[DONE]");
+    if matches!(end, StreamEnd::Completed) {
+        out.extend_from_slice(LAST_CHUNK);
     }
-    out.extend_from_slice(LAST_CHUNK);
     let (written, mut out) = crate::bufio::write_all(client, out).await;
     out.clear();
     if matches!(end, StreamEnd::Completed) {

@@ -12,6 +12,8 @@
 //! onwards (all words if none is present), without the greeting. So for a prefix
 //! that ends on a chunk boundary, prefix + continuation == the full answer. If the
 //! prefix does not end in whitespace, the continuation starts with one space.
+//! The instruction style counts too: an assistant message followed by a last user
+//! message that starts with "Continue" is answered the same way.
 
 use std::borrow::Cow;
 
@@ -64,6 +66,18 @@ struct Message<'a> {
     content: Option<Value>,
 }
 
+/// The partial answer a request asks the mock to continue, if any: a trailing
+/// assistant prefill, or an assistant turn followed by a "Continue ..." instruction.
+fn continued_text(messages: &[Message<'_>]) -> Option<String> {
+    let (last, earlier) = messages.split_last()?;
+    if last.role == "assistant" {
+        return Some(text_of(&last.content).into_owned());
+    }
+    let previous = earlier.last()?;
+    let instruction = last.role == "user" && text_of(&last.content).starts_with("Continue");
+    (instruction && previous.role == "assistant").then(|| text_of(&previous.content).into_owned())
+}
+
 impl Answer {
     /// Reads a chat request body and plans its answer of `words` words.
     pub(crate) fn from_request(
@@ -72,11 +86,7 @@ impl Answer {
         id: u64,
     ) -> Result<Answer, serde_json::Error> {
         let req: ChatRequest<'_> = serde_json::from_slice(body)?;
-        let prefill = req
-            .messages
-            .last()
-            .filter(|m| m.role == "assistant")
-            .map(|m| text_of(&m.content));
+        let prefill = continued_text(&req.messages);
         let (first, lead_space) = match &prefill {
             Some(text) => (
                 next_word(text).min(words),
@@ -368,6 +378,15 @@ mod tests {
         }
         assert_eq!(n, 4 + 4, "role, 4 words, finish, usage, done");
         assert_eq!(streamed, content_of(&a));
+    }
+
+    #[test]
+    fn instruction_style_continuation() {
+        let body = r#"{"messages":[{"role":"user","content":"q"},{"role":"assistant","content":"Hello from a: w0 w1 "},{"role":"user","content":"Continue exactly where you stopped."}]}"#;
+        let answer = Answer::from_request(body.as_bytes(), 4, 1).unwrap();
+        assert_eq!((answer.first, answer.greet), (2, false));
+        let plain = r#"{"messages":[{"role":"assistant","content":"w0 "},{"role":"user","content":"Thanks"}]}"#;
+        assert!(Answer::from_request(plain.as_bytes(), 4, 1).unwrap().greet);
     }
 
     #[test]
