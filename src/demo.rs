@@ -51,6 +51,7 @@ fn script() -> Vec<Phase> {
                 rate: 1.0,
                 retry_after: None,
                 body: None,
+                times: None,
             },
         },
         Phase {
@@ -66,6 +67,7 @@ fn script() -> Vec<Phase> {
                 rate: 1.0,
                 retry_after: Some(2),
                 body: None,
+                times: None,
             },
         },
         Phase {

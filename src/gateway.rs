@@ -189,6 +189,25 @@ impl Control {
         if config.listen != current.config.listen {
             return Err(GatewayError::NeedsRestart("listen"));
         }
+        // The admin listener is bound once; its token is read per request (so it
+        // rotates on reload), but adding, removing or moving it needs a restart.
+        let admin_listen = |c: &Config| c.admin.as_ref().map(|a| a.listen);
+        if admin_listen(&config) != admin_listen(&current.config) {
+            return Err(GatewayError::NeedsRestart("admin.listen"));
+        }
+        for (key, changed) in [
+            ("shards", config.shards != current.config.shards),
+            ("driver", config.driver != current.config.driver),
+        ] {
+            if changed {
+                crate::event!(
+                    Level::Warn,
+                    "config key changed; it takes effect only after a restart",
+                    key = key
+                );
+            }
+        }
+        crate::log::set_format(config.log.format);
         let generation = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
         let table = Arc::new(Table::build(Arc::new(config), generation, &resolve_host)?);
         self.publish(table);

@@ -263,6 +263,7 @@ fn render_routes(out: &mut String, snapshots: &[ShardSnapshot]) {
         "Responses sent to clients, by route and status.",
     );
     for (route, c) in &merged {
+        let route = escape_label(route);
         for (status, n) in &c.responses {
             let _ = writeln!(
                 out,
@@ -290,6 +291,7 @@ fn render_routes(out: &mut String, snapshots: &[ShardSnapshot]) {
     for (name, help, get) in simple {
         header(out, name, "counter", help);
         for (route, c) in &merged {
+            let route = escape_label(route);
             let _ = writeln!(out, "{name}{{route=\"{route}\"}} {}", get(c));
         }
     }
@@ -303,7 +305,7 @@ fn render_routes(out: &mut String, snapshots: &[ShardSnapshot]) {
         histogram(
             out,
             "switchyard_request_duration_seconds",
-            &format!("route=\"{route}\""),
+            &format!("route=\"{}\"", escape_label(route)),
             &c.latency,
         );
     }
@@ -317,7 +319,7 @@ fn render_routes(out: &mut String, snapshots: &[ShardSnapshot]) {
         histogram(
             out,
             "switchyard_time_to_first_token_seconds",
-            &format!("route=\"{route}\""),
+            &format!("route=\"{}\"", escape_label(route)),
             &c.ttft,
         );
     }
@@ -332,7 +334,7 @@ fn render_targets(out: &mut String, snapshots: &[ShardSnapshot]) {
     );
     for snap in snapshots {
         for t in &snap.targets {
-            let label = &t.label;
+            let label = escape_label(&t.label);
             let shard = snap.shard;
             let _ = writeln!(out, "switchyard_attempts_total{{target=\"{label}\",shard=\"{shard}\",outcome=\"success\"}} {}", t.counters.successes);
             for class in FailureClass::ALL {
@@ -352,7 +354,7 @@ fn render_targets(out: &mut String, snapshots: &[ShardSnapshot]) {
             let _ = writeln!(
                 out,
                 "switchyard_breaker_state{{target=\"{}\",shard=\"{}\"}} {}",
-                t.label,
+                escape_label(&t.label),
                 snap.shard,
                 breaker_value(t.breaker)
             );
@@ -367,7 +369,7 @@ fn render_targets(out: &mut String, snapshots: &[ShardSnapshot]) {
     for snap in snapshots {
         for t in &snap.targets {
             for ((from, to), n) in &t.counters.transitions {
-                let _ = writeln!(out, "switchyard_breaker_transitions_total{{target=\"{}\",shard=\"{}\",from=\"{from}\",to=\"{to}\"}} {n}", t.label, snap.shard);
+                let _ = writeln!(out, "switchyard_breaker_transitions_total{{target=\"{}\",shard=\"{}\",from=\"{from}\",to=\"{to}\"}} {n}", escape_label(&t.label), snap.shard);
             }
         }
     }
@@ -416,7 +418,7 @@ fn render_targets(out: &mut String, snapshots: &[ShardSnapshot]) {
                 let _ = writeln!(
                     out,
                     "{name}{{target=\"{}\",shard=\"{}\"}} {}",
-                    t.label,
+                    escape_label(&t.label),
                     snap.shard,
                     get(t)
                 );
@@ -470,6 +472,24 @@ fn render_shards(out: &mut String, snapshots: &[ShardSnapshot]) {
             "switchyard_rejected_requests_total{{status=\"{status}\"}} {n}"
         );
     }
+}
+
+/// A label value as the text format wants it: `\`, `"` and newline escaped.
+/// Route, provider and model names come from the config and may hold any of them.
+fn escape_label(value: &str) -> std::borrow::Cow<'_, str> {
+    if !value.contains(['\\', '"', '\n']) {
+        return std::borrow::Cow::Borrowed(value);
+    }
+    let mut escaped = String::with_capacity(value.len() + 8);
+    for c in value.chars() {
+        match c {
+            '\\' => escaped.push_str("\\\\"),
+            '"' => escaped.push_str("\\\""),
+            '\n' => escaped.push_str("\\n"),
+            c => escaped.push(c),
+        }
+    }
+    std::borrow::Cow::Owned(escaped)
 }
 
 fn header(out: &mut String, name: &str, kind: &str, help: &str) {

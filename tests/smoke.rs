@@ -53,3 +53,38 @@ fn falls_back_when_the_primary_is_down() {
     assert_eq!(response.header("x-switchyard-attempts"), Some("2"));
     gw.shutdown();
 }
+
+#[test]
+fn routes_embeddings_with_the_same_rules() {
+    let primary = mock("primary");
+    let fallback = mock("fallback");
+    primary.set_fault(fault_status(503));
+    let gw = gateway(&chain_yaml(
+        &[("primary", &primary), ("fallback", &fallback)],
+        "retry: { attempts: 1 }",
+        "",
+    ));
+    let mut client = client(&gw);
+    let body = r#"{"model":"chat","input":"hello","stream":true}"#;
+    let response = client
+        .request(
+            "POST",
+            "/v1/embeddings",
+            &[("content-type", "application/json")],
+            body.as_bytes(),
+        )
+        .unwrap();
+    assert_eq!(response.status, 200, "{}", response.text());
+    assert_eq!(
+        response.header("x-switchyard-target"),
+        Some("fallback/fallback-model")
+    );
+    assert!(
+        response.json()["data"][0]["embedding"].is_array(),
+        "{}",
+        response.text()
+    );
+    let recorded = fallback.last_request().unwrap();
+    assert_eq!(recorded.path, "/v1/embeddings");
+    gw.shutdown();
+}

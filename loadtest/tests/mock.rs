@@ -314,6 +314,7 @@ mod mock_provider {
             rate: 1.0,
             retry_after: Some(2),
             body: None,
+            times: None,
         });
         let resp = call(&mock, &post("/v1/chat/completions", CHAT));
         assert_eq!((resp.status, resp.header("retry-after")), (429, Some("2")));
@@ -323,6 +324,7 @@ mod mock_provider {
             rate: 1.0,
             retry_after: None,
             body: Some("raw".into()),
+            times: None,
         });
         let resp = call(&mock, &post("/v1/chat/completions", STREAM));
         assert_eq!((resp.status, resp.body.as_slice()), (503, &b"raw"[..]));
@@ -331,6 +333,7 @@ mod mock_provider {
             rate: 0.0,
             retry_after: None,
             body: None,
+            times: None,
         });
         assert_eq!(call(&mock, &post("/v1/chat/completions", CHAT)).status, 200);
         assert_eq!(mock.stats().faults_injected, 2);

@@ -34,11 +34,10 @@ impl AdminServer {
         listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
         let stop = Arc::new(AtomicBool::new(false));
-        let token = config.token.clone();
         let flag = stop.clone();
         let thread = std::thread::Builder::new()
             .name("admin".into())
-            .spawn(move || serve(listener, control, token, flag))?;
+            .spawn(move || serve(listener, control, flag))?;
         crate::event!(crate::log::Level::Info, "admin listening", addr = addr);
         Ok(AdminServer { addr, stop, thread })
     }
@@ -49,15 +48,10 @@ impl AdminServer {
     }
 }
 
-fn serve(
-    listener: TcpListener,
-    control: Arc<Control>,
-    token: Option<String>,
-    stop: Arc<AtomicBool>,
-) {
+fn serve(listener: TcpListener, control: Arc<Control>, stop: Arc<AtomicBool>) {
     while !stop.load(Ordering::SeqCst) {
         match listener.accept() {
-            Ok((stream, _)) => handle(stream, &control, token.as_deref()),
+            Ok((stream, _)) => handle(stream, &control),
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                 std::thread::sleep(Duration::from_millis(20))
             }
@@ -80,7 +74,7 @@ fn json(status: u16, value: serde_json::Value) -> Reply {
     }
 }
 
-fn handle(mut stream: TcpStream, control: &Control, token: Option<&str>) {
+fn handle(mut stream: TcpStream, control: &Control) {
     let _ = stream.set_nonblocking(false);
     let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
     let _ = stream.set_write_timeout(Some(Duration::from_secs(5)));
@@ -113,6 +107,9 @@ fn handle(mut stream: TcpStream, control: &Control, token: Option<&str>) {
             ),
         );
     }
+    // The running config's token, so a reload rotates it.
+    let table = control.current();
+    let token = table.config.admin.as_ref().and_then(|a| a.token.as_deref());
     if !authorized(head.header("authorization"), token) {
         return respond(
             &mut stream,
@@ -183,6 +180,9 @@ pub fn targets_json(snapshots: &[ShardSnapshot]) -> serde_json::Value {
             let view = serde_json::json!({
                 "shard": snap.shard,
                 "breaker": breaker_name(t.breaker),
+                // Whether this shard sends it traffic now: its own breaker and the
+                // open breakers its peers reported (which `breaker` does not show).
+                "available": t.retry_in.is_none(),
                 "retry_in_ms": t.retry_in.map(|d| d.as_millis() as u64),
                 "window_requests": t.window_requests,
                 "window_failures": t.window_failures,

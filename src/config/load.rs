@@ -181,7 +181,8 @@ fn admin(
 ) -> AdminConfig {
     let listen_path = path.key("listen");
     let listen = r.socket_addr(raw.listen.as_deref(), &listen_path, DEFAULT_ADMIN_LISTEN);
-    if listen == main_listen {
+    // Port 0 asks for any free port: two such listeners never collide.
+    if listen == main_listen && listen.port() != 0 {
         r.error(&listen_path, "must differ from the top-level `listen`");
     }
     if raw.token.as_deref().is_some_and(|t| t.trim().is_empty()) {
@@ -242,6 +243,16 @@ fn provider(name: String, raw: RawProvider, path: &YamlPath, r: &mut Report<'_>)
         );
     }
     let kind = r.choice(raw.kind.as_deref(), &kind_path, KINDS, ProviderKind::OpenAi);
+    if raw.kind.is_some() && !crate::provider::is_supported(kind) {
+        r.error(
+            &kind_path,
+            format!(
+                "kind `{}` is not supported by this build yet; supported: {}",
+                kind.as_str(),
+                crate::provider::SUPPORTED_KINDS.join(", ")
+            ),
+        );
+    }
     let url_path = path.key("base_url");
     let url_text = r.required(raw.base_url.as_deref(), &url_path);
     let base_url = parse_base_url(&url_text).unwrap_or_else(|message| {

@@ -30,7 +30,7 @@ fn assert_errors(text: &str, expected: &[&str]) {
 const PROVIDERS: &str = "\
 providers:
   openai: { kind: openai, base_url: https://api.openai.com/v1 }
-  anthropic: { kind: anthropic, base_url: https://api.anthropic.com }
+  anthropic: { kind: openai-compatible, base_url: https://api.anthropic.com }
 ";
 
 fn with_routes(routes: &str) -> String {
@@ -42,7 +42,7 @@ const ONE_ROUTE: &str = "  - name: chat\n    targets: [{ provider: openai, model
 fn example_env(name: &str) -> Option<String> {
     match name {
         "ADMIN_TOKEN" | "SUPPORT_AGENT_KEY" | "BATCH_JOBS_KEY" | "OPENAI_API_KEY"
-        | "OPENAI_ORG" | "ANTHROPIC_API_KEY" => Some(format!("secret-{}", name.to_lowercase())),
+        | "OPENAI_ORG" | "GROQ_API_KEY" => Some(format!("secret-{}", name.to_lowercase())),
         _ => None,
     }
 }
@@ -57,7 +57,7 @@ fn example_config_validates() {
     let config = load_str(&text, "config/switchyard.example.yaml", &example_env)
         .unwrap_or_else(|e| panic!("{e}"));
     let names: Vec<_> = config.providers.iter().map(|p| p.name.as_str()).collect();
-    assert_eq!(names, ["openai", "anthropic", "local"]);
+    assert_eq!(names, ["openai", "groq", "local"]);
     assert_eq!(config.keys.len(), 2);
     assert_eq!(config.keys[0].key, "secret-support_agent_key");
     assert_eq!(
@@ -208,7 +208,7 @@ fn defaults_are_applied() {
 
 #[test]
 fn provider_order_is_file_order() {
-    let text = "providers:\n  z: { kind: openai, base_url: http://z }\n  a: { kind: gemini, base_url: http://a }\n  m: { kind: bedrock, base_url: http://m }\nroutes:\n  - name: r\n    targets: [{ provider: m, model: x }, { provider: z, model: y }]\n";
+    let text = "providers:\n  z: { kind: openai, base_url: http://z }\n  a: { kind: openai-compatible, base_url: http://a }\n  m: { kind: openai, base_url: http://m }\nroutes:\n  - name: r\n    targets: [{ provider: m, model: x }, { provider: z, model: y }]\n";
     let config = load(text).unwrap();
     let names: Vec<_> = config.providers.iter().map(|p| p.name.as_str()).collect();
     assert_eq!(names, ["z", "a", "m"]);
@@ -408,7 +408,10 @@ fn unknown_enum_values_list_valid_ones() {
             "  - name: chat\n    strategy: random\n    targets: [{ provider: openai, model: a }]\n"
         )
     )
-    .replace("kind: anthropic", "kind: claude");
+    .replace(
+        "kind: openai-compatible, base_url: https://api.anthropic.com",
+        "kind: claude, base_url: https://api.anthropic.com",
+    );
     assert_errors(
         &text,
         &[
@@ -551,7 +554,7 @@ fn redacted_json_hides_every_secret() {
     assert_eq!(json["admin"]["token"], "<redacted>");
     assert_eq!(json["keys"][0]["key"], "<redacted>");
     assert_eq!(json["keys"][0]["name"], "support-agent");
-    assert_eq!(json["routes"][0]["targets"][1]["provider"], "anthropic");
+    assert_eq!(json["routes"][0]["targets"][1]["provider"], "groq");
     assert_eq!(json["routes"][0]["retry"]["backoff"], "100ms");
     assert_eq!(
         json["providers"]["local"]["api_key"],
@@ -575,4 +578,16 @@ proptest! {
         let mutated = format!("{}{}{}", &base[..start], insert, &base[end..]);
         let _ = load_str(&mutated, "m.yaml", &example_env);
     }
+}
+
+#[test]
+fn kinds_this_build_cannot_speak_are_rejected_with_their_line() {
+    let text = with_routes(ONE_ROUTE).replace(
+        "kind: openai-compatible, base_url: https://api.anthropic.com",
+        "kind: anthropic, base_url: https://api.anthropic.com",
+    );
+    assert_errors(
+        &text,
+        &["t.yaml:3: providers.anthropic.kind: kind `anthropic` is not supported by this build yet; supported: openai, openai-compatible"],
+    );
 }

@@ -17,6 +17,13 @@ pub struct UnsupportedKind {
     pub kind: &'static str,
 }
 
+/// Provider kinds this build speaks; the config loader rejects the others.
+pub const SUPPORTED_KINDS: [&str; 2] = ["openai", "openai-compatible"];
+
+pub fn is_supported(kind: ProviderKind) -> bool {
+    SUPPORTED_KINDS.contains(&kind.as_str())
+}
+
 /// Per-provider request settings, computed once per config.
 #[derive(Debug, Clone)]
 pub struct PreparedProvider {
@@ -26,6 +33,8 @@ pub struct PreparedProvider {
     pub host_header: String,
     /// Request path for chat completions.
     pub chat_path: String,
+    /// Request path for embeddings.
+    pub embeddings_path: String,
     /// Auth and configured extra headers, sent on every request.
     pub headers: Vec<(String, String)>,
 }

@@ -25,6 +25,7 @@ pub fn prepare(provider: &Provider) -> PreparedProvider {
         kind: provider.kind,
         host_header,
         chat_path: format!("{}/chat/completions", url.path),
+        embeddings_path: format!("{}/embeddings", url.path),
         headers,
     }
 }

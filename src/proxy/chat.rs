@@ -1,4 +1,4 @@
-//! One chat completion, end to end: match the route, then the attempt loop —
+//! One proxied call (a chat completion or embeddings), end to end: match the route, then the attempt loop —
 //! pick a target, send, classify, and retry, fall back, re-route or answer.
 
 use std::rc::Rc;
@@ -31,8 +31,16 @@ const MAX_ERROR_BODY: usize = 256 * 1024;
 /// Re-routes on context-length overflow allowed per request.
 const MAX_REROUTES: usize = 2;
 
+/// Which OpenAI API a proxied request calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Api {
+    ChatCompletions,
+    Embeddings,
+}
+
 /// A parsed client request, ready to be proxied.
 pub struct Incoming<'a> {
+    pub api: Api,
     pub head: &'a RequestHead,
     pub body: &'a [u8],
     pub request_id: String,
@@ -92,6 +100,7 @@ enum RouteEnd {
 }
 
 struct Call<'a> {
+    api: Api,
     shard: &'a Shard,
     table: Arc<Table>,
     body: &'a [u8],
@@ -118,7 +127,11 @@ pub async fn handle(
         ..Meta::default()
     };
     let chat = match ChatBody::parse(req.body) {
-        Ok(chat) => chat,
+        Ok(mut chat) => {
+            // Embeddings never stream, whatever the body says.
+            chat.stream &= req.api == Api::ChatCompletions;
+            chat
+        }
         Err(e) => {
             return reject(
                 shard,
@@ -147,6 +160,7 @@ pub async fn handle(
     };
     let deadline = deadline_for(req, &table.config.routes[route]);
     let mut call = Call {
+        api: req.api,
         shard,
         table,
         body: req.body,
@@ -278,7 +292,7 @@ impl Call<'_> {
                 }
                 Some(Admission::Allow | Admission::Probe) | None => {}
             }
-            if position > 0 {
+            if position > 0 || self.not_first_choice(route, target_index) {
                 self.meta.fallback = true;
             }
             let other_targets = position + 1 < order.len();
@@ -346,6 +360,17 @@ impl Call<'_> {
             }
         }
         Ok(RouteEnd::Exhausted { rejected_until })
+    }
+
+    /// Under `priority`, a target outside the best tier is a fallback even when the
+    /// better ones were skipped (breaker open) rather than tried.
+    fn not_first_choice(&self, route: &Route, target_index: usize) -> bool {
+        let best = route.targets.iter().map(|t| t.priority).min().unwrap_or(0);
+        route.strategy == crate::config::Strategy::Priority
+            && route
+                .targets
+                .get(target_index)
+                .is_some_and(|t| t.priority > best)
     }
 
     fn order(&self, route_index: usize, route: &Route, slots: &[usize]) -> Vec<usize> {
@@ -627,7 +652,10 @@ impl Call<'_> {
         write_request_head(
             &mut request,
             "POST",
-            &provider.chat_path,
+            match self.api {
+                Api::ChatCompletions => &provider.chat_path,
+                Api::Embeddings => &provider.embeddings_path,
+            },
             &provider.host_header,
             &headers,
             body.len(),

@@ -321,6 +321,18 @@ pub async fn relay<C: monoio::io::AsyncWriteRent>(
             return finish(end, client, out, &mut frame, response).await;
         }
     }
+    // Events that arrived in the same read as the first content are still in the
+    // parser: relay them now, not after the next read (which may never come).
+    if let Some(end) = drain(
+        &mut parser,
+        &mut out,
+        &mut frame,
+        policy,
+        stats,
+        &mut finished,
+    ) {
+        return finish(end, client, out, &mut frame, response).await;
+    }
     loop {
         let (written, returned) = crate::bufio::write_all(client, out).await;
         out = returned;
@@ -348,26 +360,15 @@ pub async fn relay<C: monoio::io::AsyncWriteRent>(
             }
         };
         parser.push(&scratch);
-        while let Some(event) = parser.next_event() {
-            let Ok(event) = event else {
-                let end = StreamEnd::Failed {
-                    class: FailureClass::MidStream,
-                    reason: "unreadable event stream".into(),
-                };
-                return finish(end, client, out, &mut frame, response).await;
-            };
-            let kind = inspect(&event);
-            if let Some(end) = apply(
-                &event,
-                kind,
-                &mut out,
-                &mut frame,
-                policy,
-                stats,
-                &mut finished,
-            ) {
-                return finish(end, client, out, &mut frame, response).await;
-            }
+        if let Some(end) = drain(
+            &mut parser,
+            &mut out,
+            &mut frame,
+            policy,
+            stats,
+            &mut finished,
+        ) {
+            return finish(end, client, out, &mut frame, response).await;
         }
         if !more {
             let end = if finished {
@@ -383,6 +384,31 @@ pub async fn relay<C: monoio::io::AsyncWriteRent>(
             return finish(end, client, out, &mut frame, response).await;
         }
     }
+}
+
+/// Appends the client's copy of every complete event the parser holds to `out`;
+/// returns how the stream ends when one of them ends it.
+fn drain(
+    parser: &mut SseParser,
+    out: &mut Vec<u8>,
+    frame: &mut Vec<u8>,
+    policy: &RelayPolicy,
+    stats: &mut StreamStats,
+    finished: &mut bool,
+) -> Option<StreamEnd> {
+    while let Some(event) = parser.next_event() {
+        let Ok(event) = event else {
+            return Some(StreamEnd::Failed {
+                class: FailureClass::MidStream,
+                reason: "unreadable event stream".into(),
+            });
+        };
+        let kind = inspect(&event);
+        if let Some(end) = apply(&event, kind, out, frame, policy, stats, finished) {
+            return Some(end);
+        }
+    }
+    None
 }
 
 /// Appends the client's copy of one event to `out`; returns how the stream ends

@@ -70,8 +70,10 @@ pub fn decide(
                 status_fallback || (failure.status.is_none() && fallback.on_connect_error),
             )
         }
+        // A connection reset or malformed answer (no status) is a server failure
+        // worth one more try, like a listed 5xx.
         FailureClass::Server => {
-            if can_retry && status_retry {
+            if can_retry && (status_retry || failure.status.is_none()) {
                 Next::Retry(backoff(retry, tries))
             } else {
                 fall_back_or_return(status_fallback || failure.status.is_none())
@@ -148,6 +150,16 @@ mod tests {
     #[test]
     fn server_error_retries_then_falls_back() {
         let f = failure(FailureClass::Server, Some(503), None);
+        assert!(matches!(
+            decide(&f, 1, &retry(), &fallback(), true),
+            Next::Retry(_)
+        ));
+        assert_eq!(decide(&f, 2, &retry(), &fallback(), true), Next::Fallback);
+    }
+
+    #[test]
+    fn resets_without_status_are_retried_then_fall_back() {
+        let f = failure(FailureClass::Server, None, None);
         assert!(matches!(
             decide(&f, 1, &retry(), &fallback(), true),
             Next::Retry(_)

@@ -9,7 +9,7 @@ use subtle::ConstantTimeEq;
 
 use crate::http::request::{Method, RequestHead};
 use crate::http::ApiError;
-use crate::proxy::chat::{self, Incoming};
+use crate::proxy::chat::{self, Api, Incoming};
 use crate::proxy::respond::Meta;
 use crate::route::Table;
 use crate::shard::Shard;
@@ -19,12 +19,14 @@ const MAX_REQUEST_ID: usize = 128;
 
 enum Endpoint {
     Chat,
+    Embeddings,
     Models,
 }
 
 fn endpoint(path: &str) -> Option<Endpoint> {
     match path {
         "/v1/chat/completions" | "/chat/completions" => Some(Endpoint::Chat),
+        "/v1/embeddings" | "/embeddings" => Some(Endpoint::Embeddings),
         "/v1/models" | "/models" => Some(Endpoint::Models),
         _ => None,
     }
@@ -48,13 +50,13 @@ pub async fn dispatch(
     let table = shard.table();
     let Some(endpoint) = endpoint(head.path()) else {
         let error = ApiError::not_found(format!(
-            "Unknown path `{}`. switchyard serves /v1/chat/completions and /v1/models.",
+            "Unknown path `{}`. switchyard serves /v1/chat/completions, /v1/embeddings and /v1/models.",
             head.path()
         ));
         return answer_error(shard, client, out, &meta, &error, &[]).await;
     };
     let (allowed, allow_header): (Method, &[u8]) = match endpoint {
-        Endpoint::Chat => (Method::Post, b"POST"),
+        Endpoint::Chat | Endpoint::Embeddings => (Method::Post, b"POST"),
         Endpoint::Models => (Method::Get, b"GET"),
     };
     if head.method != allowed {
@@ -93,8 +95,13 @@ pub async fn dispatch(
             meta.write_full(out, 200, b"application/json", &models_body(&table), &[]);
             write_out(client, out).await
         }
-        Endpoint::Chat => {
+        Endpoint::Chat | Endpoint::Embeddings => {
+            let api = match endpoint {
+                Endpoint::Embeddings => Api::Embeddings,
+                _ => Api::ChatCompletions,
+            };
             let incoming = Incoming {
+                api,
                 head,
                 body,
                 request_id: meta.request_id,

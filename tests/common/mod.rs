@@ -115,5 +115,6 @@ pub fn fault_status(status: u16) -> Fault {
         rate: 1.0,
         retry_after: None,
         body: None,
+        times: None,
     }
 }

@@ -265,7 +265,8 @@ impl Conn {
                 rate,
                 retry_after,
                 body,
-            } if fastrand::f64() < *rate => {
+                times,
+            } if fastrand::f64() < *rate && self.shared().take_status_hit(*times) => {
                 Shared::count(&self.shared().faults_injected);
                 self.fault_status(*status, *retry_after, body.as_deref(), keep_alive);
                 return self.send_whole(delay, keep_alive).await;

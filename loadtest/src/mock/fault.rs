@@ -1,7 +1,8 @@
 //! The provider failures the mock can inject, and their JSON control form.
 //!
 //! The JSON form is a tagged object: `{"mode":"status","status":503,"rate":1.0,
-//! "retry_after":2}`, `{"mode":"latency","base_ms":200,"jitter_ms":50}`,
+//! "retry_after":2}` (add `"times":1` to fail only the first request),
+//! `{"mode":"latency","base_ms":200,"jitter_ms":50}`,
 //! `{"mode":"reset_mid_stream","after_chunks":3}`, `{"mode":"none"}`, ...
 //!
 //! Stream faults count `after_chunks` in SSE events written after the response
@@ -24,7 +25,9 @@ pub enum Fault {
     /// Answer `status` to a fraction `rate` (0.0..=1.0) of requests with an
     /// OpenAI-shaped error (type `rate_limit_error` for 429, `overloaded_error`
     /// for 529, `server_error` for other 5xx, `invalid_request_error` otherwise),
-    /// or with `body` verbatim; sends `retry-after` when set.
+    /// or with `body` verbatim; sends `retry-after` when set. With `times`, only
+    /// the first `times` injections after the fault was set happen; later requests
+    /// are answered normally (`None`: forever).
     Status {
         status: u16,
         #[serde(default = "full_rate")]
@@ -33,6 +36,8 @@ pub enum Fault {
         retry_after: Option<u64>,
         #[serde(default)]
         body: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        times: Option<u64>,
     },
     /// Stop listening: connects are refused and open connections are closed until
     /// the fault changes; healing re-binds the same port.
@@ -152,6 +157,17 @@ mod tests {
                     rate: 1.0,
                     retry_after: Some(2),
                     body: None,
+                    times: None,
+                },
+            ),
+            (
+                r#"{"mode":"status","status":429,"times":1}"#,
+                Fault::Status {
+                    status: 429,
+                    rate: 1.0,
+                    retry_after: None,
+                    body: None,
+                    times: Some(1),
                 },
             ),
             (

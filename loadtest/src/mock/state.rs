@@ -29,6 +29,8 @@ pub(crate) struct Shared {
     pub requests: AtomicU64,
     pub streams: AtomicU64,
     pub faults_injected: AtomicU64,
+    /// `Status` injections since the fault was last set (for `times`).
+    status_hits: AtomicU64,
     last: Mutex<Option<RawRequest>>,
 }
 
@@ -51,6 +53,7 @@ impl Shared {
             requests: AtomicU64::new(0),
             streams: AtomicU64::new(0),
             faults_injected: AtomicU64::new(0),
+            status_hits: AtomicU64::new(0),
             last: Mutex::new(None),
         }
     }
@@ -72,6 +75,7 @@ impl Shared {
         let mut guard = lock(&self.fault);
         let toggles = guard.refuses() != fault.refuses();
         *guard = Arc::new(fault);
+        self.status_hits.store(0, Ordering::Release);
         let generation = self.generation.fetch_add(1, Ordering::AcqRel) + 1;
         (generation, toggles)
     }
@@ -142,6 +146,15 @@ impl Shared {
                 .collect(),
             body: raw.body.clone(),
         })
+    }
+
+    /// Takes one `Status` injection if `times` (the limit since the fault was set)
+    /// allows it.
+    pub(crate) fn take_status_hit(&self, times: Option<u64>) -> bool {
+        match times {
+            None => true,
+            Some(limit) => self.status_hits.fetch_add(1, Ordering::AcqRel) < limit,
+        }
     }
 
     pub(crate) fn count(counter: &AtomicU64) {
