@@ -290,30 +290,37 @@ fn build_health(
             let carried = old_table
                 .and_then(|t| t.slots.iter().position(|s| s.label == slot.label))
                 .and_then(|position| old.get_mut(position).and_then(Option::take));
-            carried.unwrap_or_else(|| {
-                let retry = slot_retry_policy(table, index);
-                TargetHealth::new(
-                    &table.config.health,
-                    retry.budget_ratio,
-                    retry.budget_min_per_sec,
-                    shards,
-                    me,
-                )
-            })
+            let (ratio, min_per_sec) = slot_budget(table, index);
+            match carried {
+                Some(mut health) => {
+                    health.reconfigure(&table.config.health, ratio, min_per_sec);
+                    health
+                }
+                None => TargetHealth::new(&table.config.health, ratio, min_per_sec, shards, me),
+            }
         })
         .collect()
 }
 
-/// The retry policy of the first route target that uses `slot` (for its budget).
-fn slot_retry_policy(table: &Table, slot: usize) -> &crate::config::RetryPolicy {
-    for (route, slots) in table.config.routes.iter().zip(&table.route_slots) {
-        if let Some(t) = slots.iter().position(|s| *s == slot) {
-            return route
-                .targets
-                .get(t)
-                .and_then(|t| t.retry.as_ref())
-                .unwrap_or(&route.retry);
-        }
-    }
-    &table.config.routes[0].retry
+/// The retry budget (ratio, floor per second) of the first route target that uses
+/// `slot`; a slot is shared, so its budget follows its first use.
+fn slot_budget(table: &Table, slot: usize) -> (f64, u32) {
+    let policy = table
+        .config
+        .routes
+        .iter()
+        .zip(&table.route_slots)
+        .find_map(|(route, slots)| {
+            let t = slots.iter().position(|s| *s == slot)?;
+            Some(
+                route
+                    .targets
+                    .get(t)
+                    .and_then(|t| t.retry.as_ref())
+                    .unwrap_or(&route.retry)
+                    .clone(),
+            )
+        })
+        .unwrap_or_else(crate::config::default_retry);
+    (policy.budget_ratio, policy.budget_min_per_sec)
 }

@@ -168,7 +168,10 @@ impl Pool {
         }
         self.inner.open.set(self.inner.open.get() + 1);
         // From here the slot is ours; a failed connect must give it back.
-        let slot = SlotGuard(Some(self.inner.clone()));
+        let slot = SlotGuard {
+            pool: self.inner.clone(),
+            filled: false,
+        };
         let stream = monoio::time::timeout_at(deadline.into(), self.connect())
             .await
             .map_err(|_| ConnectError::Timeout)??;
@@ -225,15 +228,19 @@ async fn finish_connect(
     Ok(UpstreamStream::Tls(Box::new(stream)))
 }
 
-/// Holds a reserved connection slot until a socket fills it.
-struct SlotGuard(Option<Rc<Inner>>);
+/// Holds a reserved connection slot until a socket fills it; dropped unfilled (a
+/// failed or timed-out connect), it frees the slot.
+struct SlotGuard {
+    pool: Rc<Inner>,
+    filled: bool,
+}
 
 impl SlotGuard {
     fn into_conn(mut self, stream: UpstreamStream) -> PooledConn {
-        let pool = self.0.take().expect("slot guard used once");
+        self.filled = true;
         PooledConn {
             stream: Some(stream),
-            pool,
+            pool: self.pool.clone(),
             reused: false,
         }
     }
@@ -241,8 +248,8 @@ impl SlotGuard {
 
 impl Drop for SlotGuard {
     fn drop(&mut self) {
-        if let Some(inner) = self.0.take() {
-            inner.free_slot();
+        if !self.filled {
+            self.pool.free_slot();
         }
     }
 }
