@@ -234,6 +234,44 @@ fn providers(
         .collect()
 }
 
+/// Bedrock signs requests with AWS credentials: both halves or neither.
+fn aws_credentials(
+    raw: &RawProvider,
+    kind: ProviderKind,
+    path: &YamlPath,
+    r: &mut Report<'_>,
+) -> Option<AwsCredentials> {
+    match (&raw.aws_access_key_id, &raw.aws_secret_access_key) {
+        (Some(id), Some(secret)) => Some(AwsCredentials {
+            access_key_id: id.clone(),
+            secret_access_key: secret.clone(),
+            session_token: raw.aws_session_token.clone(),
+        }),
+        (None, None) if kind != ProviderKind::Bedrock => None,
+        (None, None) => {
+            r.error(
+                &path.key("aws_access_key_id"),
+                "is required for kind `bedrock` (with aws_secret_access_key)",
+            );
+            None
+        }
+        (Some(_), None) => {
+            r.error(
+                &path.key("aws_secret_access_key"),
+                "is required when aws_access_key_id is set",
+            );
+            None
+        }
+        (None, Some(_)) => {
+            r.error(
+                &path.key("aws_access_key_id"),
+                "is required when aws_secret_access_key is set",
+            );
+            None
+        }
+    }
+}
+
 fn provider(name: String, raw: RawProvider, path: &YamlPath, r: &mut Report<'_>) -> Provider {
     let kind_path = path.key("kind");
     if raw.kind.is_none() {
@@ -249,7 +287,7 @@ fn provider(name: String, raw: RawProvider, path: &YamlPath, r: &mut Report<'_>)
             format!(
                 "kind `{}` is not supported by this build yet; supported: {}",
                 kind.as_str(),
-                crate::provider::SUPPORTED_KINDS.join(", ")
+                crate::provider::supported_kinds().join(", ")
             ),
         );
     }
@@ -272,7 +310,21 @@ fn provider(name: String, raw: RawProvider, path: &YamlPath, r: &mut Report<'_>)
             "is empty (an empty environment variable?); omit it for no key",
         );
     }
+    let aws = aws_credentials(&raw, kind, path, r);
+    if kind == ProviderKind::Bedrock && raw.region.is_none() {
+        r.error(
+            &path.key("region"),
+            "is required for kind `bedrock` (e.g. us-east-1)",
+        );
+    }
+    if kind == ProviderKind::Azure && raw.api_key.is_none() {
+        r.error(&path.key("api_key"), "is required for kind `azure`");
+    }
     Provider {
+        api_version: raw.api_version.clone(),
+        region: raw.region.clone(),
+        aws,
+        ca_file: raw.ca_file.as_ref().map(std::path::PathBuf::from),
         name,
         kind,
         base_url,

@@ -60,6 +60,12 @@ pub struct RawProvider {
     pub headers: Option<OrderedMap<String>>,
     pub max_connections: Option<usize>,
     pub pool_idle_timeout: Option<DurationText>,
+    pub api_version: Option<String>,
+    pub region: Option<String>,
+    pub aws_access_key_id: Option<String>,
+    pub aws_secret_access_key: Option<String>,
+    pub aws_session_token: Option<String>,
+    pub ca_file: Option<String>,
 }
 
 impl fmt::Debug for RawProvider {
@@ -105,6 +111,9 @@ pub struct RawTarget {
     pub weight: Option<u32>,
     pub prefill: Option<bool>,
     pub retry: Option<RawRetry>,
+    pub headers: Option<OrderedMap<String>>,
+    pub query: Option<OrderedMap<String>>,
+    pub timeouts: Option<RawTimeouts>,
 }
 
 #[derive(Debug, Default, serde::Deserialize)]

@@ -7,7 +7,9 @@ use serde_yaml::Value;
 
 use super::error::Report;
 use super::locate::YamlPath;
-use super::raw::{RawFallback, RawMatch, RawRetry, RawRoute, RawStream, RawTarget, RawTimeouts};
+use super::raw::{
+    OrderedMap, RawFallback, RawMatch, RawRetry, RawRoute, RawStream, RawTarget, RawTimeouts,
+};
 use super::types::*;
 
 const STRATEGIES: &[(&str, Strategy)] = &[
@@ -70,10 +72,19 @@ fn route(raw: RawRoute, refs: &Refs<'_>, path: &YamlPath, r: &mut Report<'_>) ->
     if raw_targets.is_empty() {
         r.error(&targets_path, "at least one target is required");
     }
+    let timeouts = timeouts(
+        raw.timeouts.unwrap_or_default(),
+        &Timeouts::DEFAULT,
+        &path.key("timeouts"),
+        r,
+    );
     let targets = raw_targets
         .into_iter()
         .enumerate()
-        .map(|(i, t)| target(t, refs.providers, &retry, &targets_path.index(i), r))
+        .map(|(i, t)| {
+            let here = targets_path.index(i);
+            target(t, refs.providers, &retry, &timeouts, &here, r)
+        })
         .collect();
     Route {
         name: r.required(raw.name.as_deref(), &path.key("name")),
@@ -92,7 +103,7 @@ fn route(raw: RawRoute, refs: &Refs<'_>, path: &YamlPath, r: &mut Report<'_>) ->
         targets,
         retry,
         fallback: fallback(raw.fallback.unwrap_or_default(), &path.key("fallback"), r),
-        timeouts: timeouts(raw.timeouts.unwrap_or_default(), &path.key("timeouts"), r),
+        timeouts,
         stream: stream(raw.stream.unwrap_or_default()),
     }
 }
@@ -148,6 +159,7 @@ fn target(
     raw: RawTarget,
     providers: &[Provider],
     retry: &RetryPolicy,
+    route_timeouts: &Timeouts,
     path: &YamlPath,
     r: &mut Report<'_>,
 ) -> Target {
@@ -173,7 +185,43 @@ fn target(
             .retry
             .map(|t| self::retry(t, retry, &path.key("retry"), r)),
         prefill: raw.prefill,
+        headers: r.headers(raw.headers.as_ref(), &path.key("headers"), true),
+        query: query(raw.query.as_ref(), &path.key("query"), r),
+        timeouts: raw
+            .timeouts
+            .map(|t| timeouts(t, route_timeouts, &path.key("timeouts"), r))
+            .map(|t| Timeouts {
+                total: route_timeouts.total,
+                ..t
+            }),
     }
+}
+
+/// Query parameters: names and values are percent-encoded when the path is built,
+/// so only line breaks are refused here.
+fn query(
+    raw: Option<&OrderedMap<String>>,
+    path: &YamlPath,
+    r: &mut Report<'_>,
+) -> Vec<(String, String)> {
+    let Some(OrderedMap(entries)) = raw else {
+        return Vec::new();
+    };
+    entries
+        .iter()
+        .filter(|(name, value)| {
+            let bad =
+                name.is_empty() || name.contains(['\r', '\n']) || value.contains(['\r', '\n']);
+            if bad {
+                r.error(
+                    &path.key(name),
+                    "query names must be non-empty and names and values free of line breaks",
+                );
+            }
+            !bad
+        })
+        .cloned()
+        .collect()
 }
 
 /// A retry policy whose absent fields come from `base`.
@@ -227,27 +275,20 @@ fn fallback(raw: RawFallback, path: &YamlPath, r: &mut Report<'_>) -> FallbackPo
     }
 }
 
-fn timeouts(raw: RawTimeouts, path: &YamlPath, r: &mut Report<'_>) -> Timeouts {
-    let connect = r.positive_duration(
-        raw.connect.as_ref(),
-        &path.key("connect"),
-        Duration::from_secs(1),
-    );
+/// Timeouts whose absent fields come from `base`.
+fn timeouts(raw: RawTimeouts, base: &Timeouts, path: &YamlPath, r: &mut Report<'_>) -> Timeouts {
+    let connect = r.positive_duration(raw.connect.as_ref(), &path.key("connect"), base.connect);
     let first_byte = r.positive_duration(
         raw.first_byte.as_ref(),
         &path.key("first_byte"),
-        Duration::from_secs(15),
+        base.first_byte,
     );
     let between_chunks = r.positive_duration(
         raw.between_chunks.as_ref(),
         &path.key("between_chunks"),
-        Duration::from_secs(20),
+        base.between_chunks,
     );
-    let total = r.positive_duration(
-        raw.total.as_ref(),
-        &path.key("total"),
-        Duration::from_secs(120),
-    );
+    let total = r.positive_duration(raw.total.as_ref(), &path.key("total"), base.total);
     r.not_longer(("connect", connect), ("total", total), &path.key("connect"));
     r.not_longer(
         ("first_byte", first_byte),

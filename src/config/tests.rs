@@ -518,7 +518,7 @@ fn shape_and_syntax_errors_have_lines() {
     assert_errors(
         &text,
         &[
-            "t.yaml:7: routes[0].targets[0].wieght: unknown key `wieght`; expected one of: provider, model, priority, weight, prefill, retry",
+            "t.yaml:7: routes[0].targets[0].wieght: unknown key `wieght`; expected one of: provider, model, priority, weight, prefill, retry, headers, query, timeouts",
             "t.yaml:8: routes[0].retries: unknown key `retries`; expected one of: name, match, strategy, targets, retry, fallback, timeouts, stream",
         ],
     );

@@ -99,6 +99,30 @@ pub struct Provider {
     pub max_connections: usize,
     /// Idle pooled connections are closed after this long.
     pub pool_idle_timeout: Duration,
+    /// Azure OpenAI `api-version` query parameter.
+    pub api_version: Option<String>,
+    /// AWS region (Bedrock).
+    pub region: Option<String>,
+    /// AWS credentials (Bedrock), usually from `${ENV}`.
+    pub aws: Option<AwsCredentials>,
+    /// Extra PEM root certificates trusted for this provider (private CAs).
+    pub ca_file: Option<std::path::PathBuf>,
+}
+
+/// AWS credentials for SigV4 signing. `Debug` never shows the secrets.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AwsCredentials {
+    pub access_key_id: String,
+    pub secret_access_key: String,
+    pub session_token: Option<String>,
+}
+
+impl std::fmt::Debug for AwsCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AwsCredentials")
+            .field("access_key_id", &self.access_key_id)
+            .finish_non_exhaustive()
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -146,6 +170,12 @@ pub struct Target {
     /// Whether this target accepts an assistant message as the last message
     /// (prefill) for stream continuation; `None` = what the provider kind implies.
     pub prefill: Option<bool>,
+    /// Extra headers sent to this target only (after the provider's).
+    pub headers: Vec<(String, String)>,
+    /// Extra query parameters appended to this target's request path.
+    pub query: Vec<(String, String)>,
+    /// Per-target timeouts; `None` uses the route's. `total` is always the route's.
+    pub timeouts: Option<Timeouts>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -180,6 +210,16 @@ pub struct Timeouts {
     pub first_byte: Duration,
     pub between_chunks: Duration,
     pub total: Duration,
+}
+
+impl Timeouts {
+    /// The documented defaults: connect 1s, first_byte 15s, between_chunks 20s, total 120s.
+    pub const DEFAULT: Timeouts = Timeouts {
+        connect: Duration::from_secs(1),
+        first_byte: Duration::from_secs(15),
+        between_chunks: Duration::from_secs(20),
+        total: Duration::from_secs(120),
+    };
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -25,6 +25,9 @@ pub enum SseError {
     TooLarge,
     #[error("server-sent event field is not valid UTF-8")]
     InvalidUtf8,
+    /// A provider's own stream framing (not SSE) could not be read.
+    #[error("malformed provider stream: {0}")]
+    Framing(String),
 }
 
 /// The event being assembled from field lines.

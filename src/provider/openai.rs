@@ -24,6 +24,7 @@ pub fn prepare(provider: &Provider) -> PreparedProvider {
         name: provider.name.clone(),
         kind: provider.kind,
         host_header,
+        base_path: url.path.clone(),
         chat_path: format!("{}/chat/completions", url.path),
         embeddings_path: format!("{}/embeddings", url.path),
         headers,

@@ -31,12 +31,7 @@ const MAX_ERROR_BODY: usize = 256 * 1024;
 /// Re-routes on context-length overflow allowed per request.
 const MAX_REROUTES: usize = 2;
 
-/// Which OpenAI API a proxied request calls.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Api {
-    ChatCompletions,
-    Embeddings,
-}
+pub use crate::provider::Api;
 
 /// A parsed client request, ready to be proxied.
 pub struct Incoming<'a> {
@@ -82,6 +77,8 @@ enum AttemptResult {
         answer: Option<ProviderAnswer>,
         reason: String,
     },
+    /// This target cannot express the request (no attempt was sent).
+    Untranslatable(String),
 }
 
 /// How one route's chain ended.
@@ -413,6 +410,10 @@ impl Call<'_> {
             });
             self.meta.attempts += 1;
             match self.attempt(route, target_index, started).await {
+                AttemptResult::Untranslatable(reason) => {
+                    self.skip_untranslatable(slot, label, &reason);
+                    return Ok(TargetEnd::Fallback(None));
+                }
                 AttemptResult::Complete {
                     content_type,
                     body,
@@ -466,6 +467,20 @@ impl Call<'_> {
                 }
             }
         }
+    }
+
+    /// A target that cannot express the request was never sent anything: no
+    /// health outcome, not counted as an attempt, but listed for the client.
+    fn skip_untranslatable(&mut self, slot: usize, label: &str, reason: &str) {
+        self.shard.with_health(&self.table, slot, |h| h.finish());
+        self.meta.attempts = self.meta.attempts.saturating_sub(1);
+        self.attempts.push(AttemptLog {
+            target: label.to_string(),
+            class: FailureClass::Client,
+            status: None,
+            elapsed: Duration::ZERO,
+            detail: reason.to_string(),
+        });
     }
 
     /// A retry must fit the deadline (with the target's usual latency) and the budget.
@@ -534,20 +549,26 @@ impl Call<'_> {
     ) -> AttemptResult {
         let table = self.table.clone();
         let target = &route.targets[target_index];
-        let Some(pool) = self.shard.pool(&table, target.provider) else {
+        let (Some(pool), Some(entry), Some(provider)) = (
+            self.shard.pool(&table, target.provider),
+            table.providers.get(target.provider),
+            table.config.providers.get(target.provider),
+        ) else {
             return failed(
                 FailureClass::Connect,
                 None,
                 "provider has no pool on this shard",
             );
         };
-        let Some(entry) = table.providers.get(target.provider) else {
-            return failed(FailureClass::Connect, None, "unknown provider");
+        let kind = provider.kind;
+        let request = match self.encode_request(provider, &entry.prepared, target) {
+            Ok(request) => request,
+            Err(e) => return AttemptResult::Untranslatable(e.to_string()),
         };
-        let request = self.encode_request(&entry.prepared, &target.model);
+        let timeouts = target.timeouts.unwrap_or(route.timeouts);
         let remaining = self.deadline.saturating_duration_since(started);
-        let connect = route.timeouts.connect.min(remaining);
-        let first_byte_deadline = (started + route.timeouts.first_byte).min(self.deadline);
+        let connect = timeouts.connect.min(remaining);
+        let first_byte_deadline = (started + timeouts.first_byte).min(self.deadline);
         let (result, buf) = exchange(&pool, request, connect, first_byte_deadline).await;
         self.request_buf = buf;
         let mut response = match result {
@@ -562,9 +583,11 @@ impl Call<'_> {
             .unwrap_or(b"application/json")
             .to_vec();
         if (200..300).contains(&status) {
-            if self.chat.stream && content_type.starts_with(b"text/event-stream") {
+            if self.chat.stream && provider::is_event_stream(kind, &content_type) {
+                let source = provider::event_source(kind, &target.model);
                 return match stream::hold(
                     response,
+                    source,
                     first_byte_deadline,
                     route.stream.hold_until_content,
                 )
@@ -574,32 +597,37 @@ impl Call<'_> {
                         held: Box::new(held),
                         ttfb: started.elapsed(),
                     },
-                    Err(failure) => hold_failed(entry.prepared.kind, failure),
+                    Err(failure) => hold_failed(kind, failure),
                 };
             }
-            return match response
-                .read_to_end(
-                    MAX_UPSTREAM_BODY,
-                    route.timeouts.between_chunks,
-                    self.deadline,
-                )
+            let body = match response
+                .read_to_end(MAX_UPSTREAM_BODY, timeouts.between_chunks, self.deadline)
                 .await
             {
-                Ok(body) => {
-                    response.finish();
-                    AttemptResult::Complete {
-                        content_type,
-                        body,
-                        ttfb,
-                    }
+                Ok(body) => body,
+                Err(BodyError::Stalled) => {
+                    return failed(FailureClass::Stall, None, "body stalled")
                 }
-                Err(BodyError::Stalled) => failed(FailureClass::Stall, None, "body stalled"),
+                Err(e) => return failed(FailureClass::Server, None, &e.to_string()),
+            };
+            response.finish();
+            return match provider::translate_response(kind, self.api, &target.model, body) {
+                Ok(body) if provider::passes_through(kind) => AttemptResult::Complete {
+                    content_type,
+                    body,
+                    ttfb,
+                },
+                Ok(body) => AttemptResult::Complete {
+                    content_type: b"application/json".to_vec(),
+                    body,
+                    ttfb,
+                },
                 Err(e) => failed(FailureClass::Server, None, &e.to_string()),
             };
         }
         let retry_after_raw = response.head.header("retry-after").map(<[u8]>::to_vec);
         let body = match response
-            .read_to_end(MAX_ERROR_BODY, route.timeouts.between_chunks, self.deadline)
+            .read_to_end(MAX_ERROR_BODY, timeouts.between_chunks, self.deadline)
             .await
         {
             Ok(body) => {
@@ -608,10 +636,18 @@ impl Call<'_> {
             }
             Err(_) => Vec::new(),
         };
-        let class = provider::classify_status(entry.prepared.kind, status, &body);
+        let class = provider::classify_status(kind, status, &body);
         let retry_after = retry_after_raw
             .as_deref()
             .and_then(|v| parse_retry_after(v, SystemTime::now()));
+        let (content_type, body) = if provider::passes_through(kind) {
+            (content_type, body)
+        } else {
+            (
+                b"application/json".to_vec(),
+                provider::translate_error(kind, status, body),
+            )
+        };
         AttemptResult::Failed {
             failure: Failure {
                 class,
@@ -628,40 +664,74 @@ impl Call<'_> {
         }
     }
 
-    fn encode_request(&mut self, provider: &provider::PreparedProvider, model: &str) -> Vec<u8> {
+    /// The bytes of one upstream request: pass-through kinds get the client's body
+    /// with the model rewritten; other kinds get their own translated request.
+    fn encode_request(
+        &mut self,
+        provider: &crate::config::Provider,
+        prepared: &provider::PreparedProvider,
+        target: &crate::config::Target,
+    ) -> Result<Vec<u8>, provider::TranslateError> {
         let (source, chat) = match &self.continuation {
             Some((body, chat)) => (body.as_slice(), chat),
             None => (self.body, &self.chat),
         };
-        let mut body = Vec::with_capacity(source.len() + 64);
-        chat.rewrite(source, model, &mut body);
+        let outbound = if provider::passes_through(provider.kind) {
+            let mut body = Vec::with_capacity(source.len() + 64);
+            chat.rewrite(source, &target.model, &mut body);
+            let path = match self.api {
+                Api::ChatCompletions => &prepared.chat_path,
+                Api::Embeddings => &prepared.embeddings_path,
+            };
+            (std::borrow::Cow::Borrowed(path.as_str()), None, body)
+        } else {
+            let parts = provider::RequestParts {
+                provider,
+                prepared,
+                api: self.api,
+                model: &target.model,
+                body: source,
+                chat,
+                now: SystemTime::now(),
+            };
+            let out = provider::translate_request(&parts)?;
+            (
+                std::borrow::Cow::Owned(out.path),
+                Some(out.headers),
+                out.body,
+            )
+        };
+        let (mut path, own_headers, body) = outbound;
+        if !target.query.is_empty() {
+            provider::append_query(path.to_mut(), &target.query);
+        }
         let mut request = std::mem::take(&mut self.request_buf);
         request.clear();
-        let mut headers: Vec<(&str, &[u8])> = Vec::with_capacity(provider.headers.len() + 3);
+        let own_headers = own_headers.as_deref().unwrap_or(&prepared.headers);
+        let mut headers: Vec<(&str, &[u8])> =
+            Vec::with_capacity(own_headers.len() + target.headers.len() + 3);
+        headers.extend(own_headers.iter().map(|(k, v)| (k.as_str(), v.as_bytes())));
         headers.extend(
-            provider
+            target
                 .headers
                 .iter()
                 .map(|(k, v)| (k.as_str(), v.as_bytes())),
         );
         headers.push(("content-type", b"application/json"));
         headers.push(("x-request-id", self.meta.request_id.as_bytes()));
-        if self.chat.stream {
+        if chat.stream {
             headers.push(("accept", b"text/event-stream"));
         }
         write_request_head(
             &mut request,
             "POST",
-            match self.api {
-                Api::ChatCompletions => &provider.chat_path,
-                Api::Embeddings => &provider.embeddings_path,
-            },
-            &provider.host_header,
+            &path,
+            &prepared.host_header,
             &headers,
             body.len(),
         );
         request.extend_from_slice(&body);
-        request
+        Ok(request)
     }
 
     /// Relays a committed stream. `carried` is set when this stream continues one
@@ -806,6 +876,9 @@ impl Call<'_> {
             self.continuation = None;
             let label = table.slots[slot].label.clone();
             match result {
+                AttemptResult::Untranslatable(reason) => {
+                    self.skip_untranslatable(slot, &label, &reason)
+                }
                 AttemptResult::Stream { held, ttfb } => {
                     let rewrite = stream::Rewrite {
                         id: stats.id.clone().unwrap_or_default(),

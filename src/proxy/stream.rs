@@ -14,8 +14,9 @@ use serde::de::IgnoredAny;
 use serde::Deserialize;
 
 use crate::http::chunked::{encode_chunk, LAST_CHUNK};
-use crate::http::sse::{is_done_marker, write_event, SseEvent, SseParser};
+use crate::http::sse::{is_done_marker, write_event, SseEvent};
 use crate::outcome::FailureClass;
+use crate::provider::EventSource;
 use crate::upstream::{BodyError, Response};
 
 /// Token counts reported by a provider.
@@ -112,7 +113,7 @@ pub fn inspect(event: &SseEvent) -> EventKind {
 /// An upstream stream that produced its first content and waits to be committed.
 pub struct Held {
     pub response: Response,
-    parser: SseParser,
+    parser: Box<dyn EventSource>,
     /// Events received before commit, in order, already inspected.
     pending: Vec<(SseEvent, EventKind)>,
     scratch: Vec<u8>,
@@ -131,10 +132,10 @@ pub struct HoldFailure {
 /// event). `first_content_deadline` bounds time to first token.
 pub async fn hold(
     mut response: Response,
+    mut parser: Box<dyn EventSource>,
     first_content_deadline: Instant,
     hold_until_content: bool,
 ) -> Result<Held, HoldFailure> {
-    let mut parser = SseParser::new();
     let mut pending = Vec::new();
     let mut scratch = Vec::new();
     loop {
@@ -324,7 +325,7 @@ pub async fn relay<C: monoio::io::AsyncWriteRent>(
     // Events that arrived in the same read as the first content are still in the
     // parser: relay them now, not after the next read (which may never come).
     if let Some(end) = drain(
-        &mut parser,
+        parser.as_mut(),
         &mut out,
         &mut frame,
         policy,
@@ -361,7 +362,7 @@ pub async fn relay<C: monoio::io::AsyncWriteRent>(
         };
         parser.push(&scratch);
         if let Some(end) = drain(
-            &mut parser,
+            parser.as_mut(),
             &mut out,
             &mut frame,
             policy,
@@ -389,7 +390,7 @@ pub async fn relay<C: monoio::io::AsyncWriteRent>(
 /// Appends the client's copy of every complete event the parser holds to `out`;
 /// returns how the stream ends when one of them ends it.
 fn drain(
-    parser: &mut SseParser,
+    parser: &mut dyn EventSource,
     out: &mut Vec<u8>,
     frame: &mut Vec<u8>,
     policy: &RelayPolicy,

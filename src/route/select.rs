@@ -191,6 +191,9 @@ mod tests {
                 weight: *weight,
                 retry: None,
                 prefill: None,
+                headers: Vec::new(),
+                query: Vec::new(),
+                timeouts: None,
             })
             .collect();
         crate::route::tests_support::route_with(strategy, targets)
