@@ -73,6 +73,9 @@ pub struct Metrics {
     pub bad_requests: BTreeMap<u16, u64>,
     route_names: Vec<String>,
     target_labels: Vec<String>,
+    /// Generation of the table the counters are shaped like: a request routed
+    /// with that table indexes directly, an older one maps by name.
+    generation: u64,
 }
 
 impl Metrics {
@@ -98,15 +101,22 @@ impl Metrics {
         );
         self.route_names = route_names;
         self.target_labels = labels;
+        self.generation = table.generation;
     }
 
     pub fn route(&mut self, generation_table: &Table, route: usize) -> Option<&mut RouteCounters> {
+        if generation_table.generation == self.generation {
+            return self.routes.get_mut(route);
+        }
         let name = &generation_table.config.routes.get(route)?.name;
         let index = self.route_names.iter().position(|n| n == name)?;
         self.routes.get_mut(index)
     }
 
     pub fn target(&mut self, generation_table: &Table, slot: usize) -> Option<&mut TargetCounters> {
+        if generation_table.generation == self.generation {
+            return self.targets.get_mut(slot);
+        }
         let label = &generation_table.slots.get(slot)?.label;
         let index = self.target_labels.iter().position(|l| l == label)?;
         self.targets.get_mut(index)

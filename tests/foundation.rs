@@ -574,13 +574,14 @@ fn a_missing_env_var_is_named_with_its_line() {
     assert_eq!(errors.0[0].line, Some(3));
 }
 
-const EXAMPLE_ENV: [&str; 6] = [
+const EXAMPLE_ENV: [&str; 7] = [
     "ADMIN_TOKEN",
     "SUPPORT_AGENT_KEY",
     "BATCH_JOBS_KEY",
     "OPENAI_API_KEY",
     "OPENAI_ORG",
     "GROQ_API_KEY",
+    "ANTHROPIC_API_KEY",
 ];
 
 /// Runs `switchyard check` on a shipped config with the example's secrets set.

@@ -272,6 +272,39 @@ fn aws_credentials(
     }
 }
 
+/// Reads and checks a provider's `ca_file` now, on the control plane, so a missing
+/// or bad file is a config error (with its line) and shards never read the disk.
+/// A relative path is relative to the working directory.
+fn ca_file(
+    raw: Option<&str>,
+    base_url: &BaseUrl,
+    path: &YamlPath,
+    r: &mut Report<'_>,
+) -> Option<CaFile> {
+    let file = std::path::PathBuf::from(raw?);
+    if file.as_os_str().is_empty() {
+        r.error(path, "is empty; omit it to trust only the public roots");
+        return None;
+    }
+    if !base_url.tls && !base_url.host.is_empty() {
+        r.error(
+            path,
+            "is set but `base_url` is not https; a CA file only applies to TLS",
+        );
+        return None;
+    }
+    match crate::upstream::tls::read_ca_file(&file) {
+        Ok(roots) => Some(CaFile {
+            path: file,
+            roots: roots.into(),
+        }),
+        Err(error) => {
+            r.error(path, format!("`{}` {error}", file.display()));
+            None
+        }
+    }
+}
+
 fn provider(name: String, raw: RawProvider, path: &YamlPath, r: &mut Report<'_>) -> Provider {
     let kind_path = path.key("kind");
     if raw.kind.is_none() {
@@ -320,11 +353,17 @@ fn provider(name: String, raw: RawProvider, path: &YamlPath, r: &mut Report<'_>)
     if kind == ProviderKind::Azure && raw.api_key.is_none() {
         r.error(&path.key("api_key"), "is required for kind `azure`");
     }
+    if kind == ProviderKind::Anthropic && raw.api_key.is_none() {
+        r.error(&path.key("api_key"), "is required for kind `anthropic`");
+    }
+    if kind == ProviderKind::Gemini && raw.api_key.is_none() {
+        r.error(&path.key("api_key"), "is required for kind `gemini`");
+    }
     Provider {
         api_version: raw.api_version.clone(),
         region: raw.region.clone(),
         aws,
-        ca_file: raw.ca_file.as_ref().map(std::path::PathBuf::from),
+        ca_file: ca_file(raw.ca_file.as_deref(), &base_url, &path.key("ca_file"), r),
         name,
         kind,
         base_url,

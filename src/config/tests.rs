@@ -42,7 +42,9 @@ const ONE_ROUTE: &str = "  - name: chat\n    targets: [{ provider: openai, model
 fn example_env(name: &str) -> Option<String> {
     match name {
         "ADMIN_TOKEN" | "SUPPORT_AGENT_KEY" | "BATCH_JOBS_KEY" | "OPENAI_API_KEY"
-        | "OPENAI_ORG" | "GROQ_API_KEY" => Some(format!("secret-{}", name.to_lowercase())),
+        | "OPENAI_ORG" | "GROQ_API_KEY" | "ANTHROPIC_API_KEY" => {
+            Some(format!("secret-{}", name.to_lowercase()))
+        }
         _ => None,
     }
 }
@@ -57,7 +59,7 @@ fn example_config_validates() {
     let config = load_str(&text, "config/switchyard.example.yaml", &example_env)
         .unwrap_or_else(|e| panic!("{e}"));
     let names: Vec<_> = config.providers.iter().map(|p| p.name.as_str()).collect();
-    assert_eq!(names, ["openai", "groq", "local"]);
+    assert_eq!(names, ["openai", "groq", "local", "anthropic"]);
     assert_eq!(config.keys.len(), 2);
     assert_eq!(config.keys[0].key, "secret-support_agent_key");
     assert_eq!(
@@ -71,9 +73,11 @@ fn example_config_validates() {
         chat.fallback.on_context_length.as_deref(),
         Some("chat-long")
     );
-    assert_eq!(chat.targets[1].provider, 1);
+    assert_eq!(chat.targets[1].provider, 3);
+    assert_eq!(chat.targets[1].prefill, Some(true));
+    assert_eq!(chat.targets[2].provider, 1);
     assert_eq!(
-        chat.targets[2]
+        chat.targets[3]
             .retry
             .as_ref()
             .map(|r| (r.attempts, r.backoff)),
@@ -91,7 +95,7 @@ fn example_config_validates() {
 fn example_config_names_every_missing_variable() {
     let text = std::fs::read_to_string(repo_file("config/switchyard.example.yaml")).unwrap();
     let errors = load_str(&text, "x.yaml", &no_env).unwrap_err();
-    assert_eq!(errors.0.len(), 6, "{errors}");
+    assert_eq!(errors.0.len(), 7, "{errors}");
     assert!(errors
         .to_string()
         .contains("providers.openai.api_key: environment variable `OPENAI_API_KEY` is not set"));
@@ -554,7 +558,8 @@ fn redacted_json_hides_every_secret() {
     assert_eq!(json["admin"]["token"], "<redacted>");
     assert_eq!(json["keys"][0]["key"], "<redacted>");
     assert_eq!(json["keys"][0]["name"], "support-agent");
-    assert_eq!(json["routes"][0]["targets"][1]["provider"], "groq");
+    assert_eq!(json["routes"][0]["targets"][2]["provider"], "groq");
+    assert_eq!(json["providers"]["anthropic"]["api_key"], "<redacted>");
     assert_eq!(json["routes"][0]["retry"]["backoff"], "100ms");
     assert_eq!(
         json["providers"]["local"]["api_key"],
@@ -582,12 +587,29 @@ proptest! {
 
 #[test]
 fn kinds_this_build_cannot_speak_are_rejected_with_their_line() {
+    // Any kind not spoken yet will do; once every kind is spoken none is rejected.
+    let kinds = [
+        ProviderKind::Gemini,
+        ProviderKind::Azure,
+        ProviderKind::Anthropic,
+    ];
+    let Some(kind) = kinds
+        .into_iter()
+        .find(|k| !crate::provider::is_supported(*k))
+    else {
+        return;
+    };
     let text = with_routes(ONE_ROUTE).replace(
         "kind: openai-compatible, base_url: https://api.anthropic.com",
-        "kind: anthropic, base_url: https://api.anthropic.com",
+        &format!(
+            "kind: {}, base_url: https://api.anthropic.com, api_key: k",
+            kind.as_str()
+        ),
     );
-    assert_errors(
-        &text,
-        &["t.yaml:3: providers.anthropic.kind: kind `anthropic` is not supported by this build yet; supported: openai, openai-compatible"],
+    let expected = format!(
+        "t.yaml:3: providers.anthropic.kind: kind `{}` is not supported by this build yet; supported: {}",
+        kind.as_str(),
+        crate::provider::supported_kinds().join(", ")
     );
+    assert_errors(&text, &[expected.as_str()]);
 }

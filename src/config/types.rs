@@ -105,8 +105,29 @@ pub struct Provider {
     pub region: Option<String>,
     /// AWS credentials (Bedrock), usually from `${ENV}`.
     pub aws: Option<AwsCredentials>,
-    /// Extra PEM root certificates trusted for this provider (private CAs).
-    pub ca_file: Option<std::path::PathBuf>,
+    /// Extra PEM root certificates trusted for this provider (private CAs), read
+    /// and checked by the loader.
+    pub ca_file: Option<CaFile>,
+}
+
+/// A provider's extra trust roots: the PEM file the config names and the
+/// certificates the loader read from it. Parsed once on the control plane (at load
+/// and reload), so shards build their TLS settings without touching the disk and
+/// every shard trusts the same roots.
+#[derive(Clone, PartialEq, Eq)]
+pub struct CaFile {
+    pub path: std::path::PathBuf,
+    /// DER certificates, in file order; never empty.
+    pub roots: std::sync::Arc<[rustls::pki_types::CertificateDer<'static>]>,
+}
+
+impl std::fmt::Debug for CaFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CaFile")
+            .field("path", &self.path)
+            .field("roots", &self.roots.len())
+            .finish()
+    }
 }
 
 /// AWS credentials for SigV4 signing. `Debug` never shows the secrets.

@@ -7,6 +7,10 @@
 //! [`event_source`] turn its answers back into OpenAI's shapes, and the classifiers
 //! map its errors onto the failure taxonomy of [`crate::outcome`].
 
+pub mod anthropic;
+pub mod azure;
+pub mod bedrock;
+pub mod gemini;
 pub mod openai;
 
 use crate::config::{Provider, ProviderKind};
@@ -25,10 +29,10 @@ pub enum Api {
 pub fn is_supported(kind: ProviderKind) -> bool {
     match kind {
         ProviderKind::OpenAi | ProviderKind::OpenAiCompatible => true,
-        ProviderKind::Azure => false,
-        ProviderKind::Anthropic => false,
-        ProviderKind::Gemini => false,
-        ProviderKind::Bedrock => false,
+        ProviderKind::Azure => true,
+        ProviderKind::Anthropic => true,
+        ProviderKind::Gemini => true,
+        ProviderKind::Bedrock => true,
     }
 }
 
@@ -128,10 +132,10 @@ pub fn translate_request(parts: &RequestParts<'_>) -> Result<Outbound, Translate
         ProviderKind::OpenAi | ProviderKind::OpenAiCompatible => Err(TranslateError::Unsupported(
             "translation of a pass-through kind",
         )),
-        ProviderKind::Azure
-        | ProviderKind::Anthropic
-        | ProviderKind::Gemini
-        | ProviderKind::Bedrock => Err(TranslateError::Unsupported("this provider kind")),
+        ProviderKind::Azure => azure::translate_request(parts),
+        ProviderKind::Anthropic => anthropic::translate_request(parts),
+        ProviderKind::Gemini => gemini::translate_request(parts),
+        ProviderKind::Bedrock => bedrock::translate_request(parts),
     }
 }
 
@@ -145,10 +149,11 @@ pub fn translate_response(
     let _ = (api, model);
     match kind {
         ProviderKind::OpenAi | ProviderKind::OpenAiCompatible => Ok(body),
-        ProviderKind::Azure => Err(TranslateError::Unsupported("this provider kind")),
-        ProviderKind::Anthropic => Err(TranslateError::Unsupported("this provider kind")),
-        ProviderKind::Gemini => Err(TranslateError::Unsupported("this provider kind")),
-        ProviderKind::Bedrock => Err(TranslateError::Unsupported("this provider kind")),
+        // Azure answers in OpenAI's shapes.
+        ProviderKind::Azure => Ok(body),
+        ProviderKind::Anthropic => anthropic::translate_response(api, &body),
+        ProviderKind::Gemini => gemini::translate_response(api, model, &body),
+        ProviderKind::Bedrock => bedrock::translate_response(api, model, &body),
     }
 }
 
@@ -158,9 +163,9 @@ pub fn translate_error(kind: ProviderKind, status: u16, body: Vec<u8>) -> Vec<u8
     let _ = status;
     match kind {
         ProviderKind::OpenAi | ProviderKind::OpenAiCompatible | ProviderKind::Azure => body,
-        ProviderKind::Anthropic => body,
-        ProviderKind::Gemini => body,
-        ProviderKind::Bedrock => body,
+        ProviderKind::Anthropic => anthropic::translate_error(status, &body),
+        ProviderKind::Gemini => gemini::translate_error(status, body),
+        ProviderKind::Bedrock => bedrock::translate_error(status, body),
     }
 }
 
@@ -189,9 +194,9 @@ pub fn event_source(kind: ProviderKind, model: &str) -> Box<dyn EventSource> {
         ProviderKind::OpenAi | ProviderKind::OpenAiCompatible | ProviderKind::Azure => {
             Box::new(SseParser::new())
         }
-        ProviderKind::Anthropic => Box::new(SseParser::new()),
-        ProviderKind::Gemini => Box::new(SseParser::new()),
-        ProviderKind::Bedrock => Box::new(SseParser::new()),
+        ProviderKind::Anthropic => Box::new(anthropic::event_source(model)),
+        ProviderKind::Gemini => Box::new(gemini::GeminiStream::new(model)),
+        ProviderKind::Bedrock => bedrock::event_source(model),
     }
 }
 
@@ -213,12 +218,13 @@ pub fn accepts_prefill(kind: ProviderKind) -> bool {
 /// Classifies a non-2xx answer from the status and (bounded) error body.
 pub fn classify_status(kind: ProviderKind, status: u16, body: &[u8]) -> FailureClass {
     match kind {
-        ProviderKind::OpenAi | ProviderKind::OpenAiCompatible | ProviderKind::Azure => {
+        ProviderKind::OpenAi | ProviderKind::OpenAiCompatible => {
             openai::classify_status(status, body)
         }
-        ProviderKind::Anthropic => openai::classify_status(status, body),
-        ProviderKind::Gemini => openai::classify_status(status, body),
-        ProviderKind::Bedrock => openai::classify_status(status, body),
+        ProviderKind::Azure => azure::classify_status(status, body),
+        ProviderKind::Anthropic => anthropic::classify_status(status, body),
+        ProviderKind::Gemini => gemini::classify_status(status, body),
+        ProviderKind::Bedrock => bedrock::classify_status(status, body),
     }
 }
 
@@ -228,9 +234,9 @@ pub fn classify_stream_error(kind: ProviderKind, data: &str) -> FailureClass {
         ProviderKind::OpenAi | ProviderKind::OpenAiCompatible | ProviderKind::Azure => {
             openai::classify_stream_error(data)
         }
-        ProviderKind::Anthropic => openai::classify_stream_error(data),
-        ProviderKind::Gemini => openai::classify_stream_error(data),
-        ProviderKind::Bedrock => openai::classify_stream_error(data),
+        ProviderKind::Anthropic => anthropic::classify_stream_error(data),
+        ProviderKind::Gemini => gemini::classify_stream_error(data),
+        ProviderKind::Bedrock => bedrock::classify_stream_error(data),
     }
 }
 

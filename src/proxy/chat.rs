@@ -8,7 +8,7 @@ use std::time::{Duration, Instant, SystemTime};
 use monoio::net::TcpStream;
 
 use super::body::ChatBody;
-use super::respond::Meta;
+use super::respond::{Dialect, Meta};
 use super::stream::{self, HoldFailure, RelayPolicy, StreamEnd, StreamStats, Usage};
 use crate::config::Route;
 use crate::health::Admission;
@@ -42,6 +42,8 @@ pub struct Incoming<'a> {
     pub key_name: Option<&'a str>,
     pub started: Instant,
     pub keep_alive: bool,
+    /// The API shape the client speaks; the body above is always OpenAI's.
+    pub dialect: Dialect,
 }
 
 /// One upstream attempt, as the client's error body lists it.
@@ -121,6 +123,7 @@ pub async fn handle(
     let meta = Meta {
         request_id: req.request_id.clone(),
         keep_alive: req.keep_alive,
+        dialect: req.dialect,
         ..Meta::default()
     };
     let chat = match ChatBody::parse(req.body) {
@@ -421,7 +424,7 @@ impl Call<'_> {
                 } => {
                     self.record(slot, Outcome::Success, Some(ttfb), usage_of(&body));
                     self.meta.target = Some(label.clone());
-                    self.meta.write_full(out, 200, &content_type, &body, &[]);
+                    self.meta.write_answer(out, 200, &content_type, &body, &[]);
                     write_out(client, out).await?;
                     return Ok(TargetEnd::Answered { status: 200 });
                 }
@@ -760,7 +763,11 @@ impl Call<'_> {
                 {
                     counters.ttft.observe(self.started.elapsed());
                 }
-                (StreamStats::default(), None)
+                let stats = StreamStats {
+                    output: stream::Output::for_dialect(self.meta.dialect),
+                    ..StreamStats::default()
+                };
+                (stats, None)
             }
         };
         let policy = RelayPolicy {
@@ -825,7 +832,8 @@ impl Call<'_> {
         client: &mut TcpStream,
         out: &mut Vec<u8>,
     ) -> std::io::Result<()> {
-        let (written, buf) = stream::end_with_error(client, std::mem::take(out), reason).await;
+        let (written, buf) =
+            stream::end_with_error(client, std::mem::take(out), reason, self.meta.dialect).await;
         *out = buf;
         written
     }
@@ -923,7 +931,7 @@ impl Call<'_> {
         if let Some(retry_after) = &answer.retry_after {
             extra.push(("retry-after", retry_after));
         }
-        self.meta.write_full(
+        self.meta.write_answer(
             out,
             answer.status,
             &answer.content_type,
@@ -977,7 +985,7 @@ impl Call<'_> {
         };
         let body = error_with_attempts(&message, code, &self.attempts);
         self.meta
-            .write_full(out, status, b"application/json", &body, &[]);
+            .write_answer(out, status, b"application/json", &body, &[]);
         write_out(client, out).await?;
         Ok(status)
     }
@@ -998,7 +1006,7 @@ impl Call<'_> {
         let message = format!("route `{route_name}`: every target is unavailable (circuit open); retry in {retry_after}s");
         let body = error_with_attempts(&message, "all_targets_unavailable", &[]);
         let retry_after = retry_after.to_string();
-        self.meta.write_full(
+        self.meta.write_answer(
             out,
             503,
             b"application/json",

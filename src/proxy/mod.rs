@@ -4,5 +4,6 @@
 pub mod body;
 pub mod chat;
 pub mod continuation;
+pub mod messages;
 pub mod respond;
 pub mod stream;

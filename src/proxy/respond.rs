@@ -2,12 +2,22 @@
 //!
 //! Every response carries `x-request-id`; proxied ones also say who served them
 //! (`x-switchyard-target`), after how many upstream attempts, and whether the
-//! request had to fall back.
+//! request had to fall back. Bodies are written in the client's [`Dialect`].
 
 use crate::http::response::{write_response_head, BodyLen};
 use crate::http::ApiError;
 
-/// The gateway's view of one response, for its headers.
+/// The API shape a client speaks; answers and errors are written in it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Dialect {
+    /// OpenAI's shapes, which the gateway speaks internally (nothing is translated).
+    #[default]
+    OpenAi,
+    /// Anthropic's Messages API shapes (see [`super::messages`]).
+    Anthropic,
+}
+
+/// The gateway's view of one response, for its headers and body shape.
 #[derive(Debug, Clone, Default)]
 pub struct Meta {
     pub request_id: String,
@@ -15,6 +25,7 @@ pub struct Meta {
     pub attempts: u32,
     pub fallback: bool,
     pub keep_alive: bool,
+    pub dialect: Dialect,
 }
 
 impl Meta {
@@ -68,8 +79,28 @@ impl Meta {
         write_response_head(out, status, &headers, BodyLen::Chunked, self.keep_alive);
     }
 
-    /// An OpenAI-shaped error.
+    /// A whole proxied answer (success or error) with its OpenAI-shaped `body`,
+    /// written in the client's dialect.
+    pub fn write_answer(
+        &self,
+        out: &mut Vec<u8>,
+        status: u16,
+        content_type: &[u8],
+        body: &[u8],
+        extra: &[(&str, &[u8])],
+    ) {
+        match self.dialect {
+            Dialect::OpenAi => self.write_full(out, status, content_type, body, extra),
+            Dialect::Anthropic => super::messages::write_answer(self, out, status, body, extra),
+        }
+    }
+
+    /// One of the gateway's own errors, in the client's dialect.
     pub fn write_error(&self, out: &mut Vec<u8>, error: &ApiError, extra: &[(&str, &[u8])]) {
-        self.write_full(out, error.status, b"application/json", &error.body(), extra);
+        let body = match self.dialect {
+            Dialect::OpenAi => error.body(),
+            Dialect::Anthropic => super::messages::error_body(error),
+        };
+        self.write_full(out, error.status, b"application/json", &body, extra);
     }
 }

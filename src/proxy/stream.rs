@@ -7,6 +7,8 @@
 //! `data: [DONE]`: the official SDKs raise the error event as an `APIError`.
 //! Malformed events are dropped and counted; a stream that ends without `[DONE]`
 //! after its finish chunk is finalised at once; one cut before it is an error.
+//! Events reach the client through its [`Output`]: as they are for OpenAI clients,
+//! translated for other dialects.
 
 use std::time::{Duration, Instant};
 
@@ -17,6 +19,8 @@ use crate::http::chunked::{encode_chunk, LAST_CHUNK};
 use crate::http::sse::{is_done_marker, write_event, SseEvent};
 use crate::outcome::FailureClass;
 use crate::provider::EventSource;
+use crate::proxy::messages::EventTranslator;
+use crate::proxy::respond::Dialect;
 use crate::upstream::{BodyError, Response};
 
 /// Token counts reported by a provider.
@@ -223,6 +227,56 @@ pub struct StreamStats {
     /// `id` and `model` of the first chunk the client saw.
     pub id: Option<String>,
     pub model: Option<String>,
+    /// How events are written for this client (with any translation state).
+    pub output: Output,
+}
+
+/// How relayed events are written to the client: OpenAI chunks as they are, or
+/// translated into another dialect's events by a translator that lives as long as
+/// the client's stream (continuations included).
+#[derive(Debug, Default)]
+pub enum Output {
+    #[default]
+    OpenAi,
+    Anthropic(Box<EventTranslator>),
+}
+
+impl Output {
+    /// The output for a new client stream in `dialect`.
+    pub fn for_dialect(dialect: Dialect) -> Output {
+        match dialect {
+            Dialect::OpenAi => Output::OpenAi,
+            Dialect::Anthropic => Output::Anthropic(Box::default()),
+        }
+    }
+
+    /// Sends one relayed chunk event on (`data` already rewritten if need be).
+    fn event(&mut self, out: &mut Vec<u8>, frame: &mut Vec<u8>, name: Option<&str>, data: &str) {
+        match self {
+            Output::OpenAi => push_event(out, frame, name, data),
+            Output::Anthropic(translator) => {
+                frame.clear();
+                translator.chunk(data, frame);
+                if !frame.is_empty() {
+                    encode_chunk(frame, out);
+                }
+            }
+        }
+    }
+
+    /// Ends a completed stream (`data: [DONE]` for OpenAI clients).
+    fn done(&mut self, out: &mut Vec<u8>, frame: &mut Vec<u8>, usage: Option<Usage>) {
+        match self {
+            Output::OpenAi => push_event(out, frame, None, "[DONE]"),
+            Output::Anthropic(translator) => {
+                frame.clear();
+                translator.done(usage, frame);
+                if !frame.is_empty() {
+                    encode_chunk(frame, out);
+                }
+            }
+        }
+    }
 }
 
 /// Relay settings.
@@ -374,7 +428,7 @@ pub async fn relay<C: monoio::io::AsyncWriteRent>(
         if !more {
             let end = if finished {
                 // Finished cleanly but without `[DONE]`: finalise for the client now.
-                push_event(&mut out, &mut frame, None, "[DONE]");
+                stats.output.done(&mut out, &mut frame, stats.usage);
                 StreamEnd::Completed
             } else {
                 StreamEnd::Failed {
@@ -425,7 +479,7 @@ fn apply(
 ) -> Option<StreamEnd> {
     match kind {
         EventKind::Done => {
-            push_event(out, frame, None, "[DONE]");
+            stats.output.done(out, frame, stats.usage);
             Some(StreamEnd::Completed)
         }
         EventKind::Error => Some(StreamEnd::Failed {
@@ -492,13 +546,15 @@ fn forward(
         }
     }
     match &policy.rewrite {
-        Some(rewrite) => push_event(
+        Some(rewrite) => stats.output.event(
             out,
             frame,
             event.event.as_deref(),
             &rewrite.apply(&event.data, usage),
         ),
-        None => push_event(out, frame, event.event.as_deref(), &event.data),
+        None => stats
+            .output
+            .event(out, frame, event.event.as_deref(), &event.data),
     }
 }
 
@@ -509,17 +565,27 @@ fn truncate(text: &str, max: usize) -> &str {
     }
 }
 
-/// Ends a committed stream after an upstream failure: one OpenAI-shaped error
-/// event (the SDKs raise it), `data: [DONE]`, and the last chunk.
+/// Ends a committed stream after an upstream failure: one error event the SDKs
+/// raise (OpenAI: the error chunk then `data: [DONE]`; Anthropic: `event: error`),
+/// and the last chunk.
 pub async fn end_with_error<C: monoio::io::AsyncWriteRent>(
     client: &mut C,
     out: Vec<u8>,
     reason: &str,
+    dialect: Dialect,
 ) -> (std::io::Result<()>, Vec<u8>) {
     let mut out = out;
     let mut frame = Vec::with_capacity(256);
-    push_event(&mut out, &mut frame, None, &error_event_data(reason));
-    push_event(&mut out, &mut frame, None, "[DONE]");
+    match dialect {
+        Dialect::OpenAi => {
+            push_event(&mut out, &mut frame, None, &error_event_data(reason));
+            push_event(&mut out, &mut frame, None, "[DONE]");
+        }
+        Dialect::Anthropic => {
+            crate::proxy::messages::stream::error_event(reason, &mut frame);
+            encode_chunk(&frame, &mut out);
+        }
+    }
     out.extend_from_slice(LAST_CHUNK);
     let (written, mut out) = crate::bufio::write_all(client, out).await;
     out.clear();

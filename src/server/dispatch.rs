@@ -1,5 +1,6 @@
 //! Which handler answers a request: path and method, client authentication, the
-//! request id, and the gateway's own small endpoints (`/v1/models`).
+//! request id, and the gateway's own small endpoints (`/v1/models`). Anthropic's
+//! `/v1/messages` is answered in Anthropic's shapes from the first error on.
 
 use std::rc::Rc;
 use std::time::Instant;
@@ -10,7 +11,8 @@ use subtle::ConstantTimeEq;
 use crate::http::request::{Method, RequestHead};
 use crate::http::ApiError;
 use crate::proxy::chat::{self, Api, Incoming};
-use crate::proxy::respond::Meta;
+use crate::proxy::messages;
+use crate::proxy::respond::{Dialect, Meta};
 use crate::route::Table;
 use crate::shard::Shard;
 
@@ -21,6 +23,8 @@ enum Endpoint {
     Chat,
     Embeddings,
     Models,
+    /// Anthropic's Messages API.
+    Messages,
 }
 
 fn endpoint(path: &str) -> Option<Endpoint> {
@@ -28,6 +32,7 @@ fn endpoint(path: &str) -> Option<Endpoint> {
         "/v1/chat/completions" | "/chat/completions" => Some(Endpoint::Chat),
         "/v1/embeddings" | "/embeddings" => Some(Endpoint::Embeddings),
         "/v1/models" | "/models" => Some(Endpoint::Models),
+        "/v1/messages" | "/messages" => Some(Endpoint::Messages),
         _ => None,
     }
 }
@@ -42,7 +47,7 @@ pub async fn dispatch(
     client: &mut TcpStream,
     out: &mut Vec<u8>,
 ) -> std::io::Result<()> {
-    let meta = Meta {
+    let mut meta = Meta {
         request_id: request_id(shard, head),
         keep_alive,
         ..Meta::default()
@@ -50,13 +55,16 @@ pub async fn dispatch(
     let table = shard.table();
     let Some(endpoint) = endpoint(head.path()) else {
         let error = ApiError::not_found(format!(
-            "Unknown path `{}`. switchyard serves /v1/chat/completions, /v1/embeddings and /v1/models.",
+            "Unknown path `{}`. switchyard serves /v1/chat/completions, /v1/embeddings, /v1/messages and /v1/models.",
             head.path()
         ));
         return answer_error(shard, client, out, &meta, &error, &[]).await;
     };
+    if matches!(endpoint, Endpoint::Messages) {
+        meta.dialect = Dialect::Anthropic;
+    }
     let (allowed, allow_header): (Method, &[u8]) = match endpoint {
-        Endpoint::Chat | Endpoint::Embeddings => (Method::Post, b"POST"),
+        Endpoint::Chat | Endpoint::Embeddings | Endpoint::Messages => (Method::Post, b"POST"),
         Endpoint::Models => (Method::Get, b"GET"),
     };
     if head.method != allowed {
@@ -76,7 +84,7 @@ pub async fn dispatch(
         )
         .await;
     }
-    let key_name = match authenticate(&table, head) {
+    let key_name = match authenticate(&table, head, meta.dialect == Dialect::Anthropic) {
         Ok(name) => name,
         Err(error) => {
             return answer_error(
@@ -95,7 +103,7 @@ pub async fn dispatch(
             meta.write_full(out, 200, b"application/json", &models_body(&table), &[]);
             write_out(client, out).await
         }
-        Endpoint::Chat | Endpoint::Embeddings => {
+        Endpoint::Chat | Endpoint::Embeddings | Endpoint::Messages => {
             let api = match endpoint {
                 Endpoint::Embeddings => Api::Embeddings,
                 _ => Api::ChatCompletions,
@@ -108,8 +116,12 @@ pub async fn dispatch(
                 key_name,
                 started,
                 keep_alive,
+                dialect: meta.dialect,
             };
-            chat::handle(shard, &incoming, client, out).await
+            match endpoint {
+                Endpoint::Messages => messages::handle(shard, &incoming, client, out).await,
+                _ => chat::handle(shard, &incoming, client, out).await,
+            }
         }
     }
 }
@@ -149,9 +161,14 @@ fn request_id(shard: &Shard, head: &RequestHead) -> String {
     }
 }
 
-/// Checks `Authorization: Bearer <key>` against the configured keys in constant
-/// time per key. Returns the key's name; an open gateway (no keys) admits anyone.
-fn authenticate<'t>(table: &'t Table, head: &RequestHead) -> Result<Option<&'t str>, ApiError> {
+/// Checks `Authorization: Bearer <key>` (or, with `x_api_key`, Anthropic's
+/// `x-api-key: <key>`) against the configured keys in constant time per key.
+/// Returns the key's name; an open gateway (no keys) admits anyone.
+fn authenticate<'t>(
+    table: &'t Table,
+    head: &RequestHead,
+    x_api_key: bool,
+) -> Result<Option<&'t str>, ApiError> {
     let keys = &table.config.keys;
     if keys.is_empty() {
         return Ok(None);
@@ -162,8 +179,13 @@ fn authenticate<'t>(table: &'t Table, head: &RequestHead) -> Result<Option<&'t s
             v.strip_prefix(b"Bearer ")
                 .or_else(|| v.strip_prefix(b"bearer "))
         })
+        .or_else(|| head.header("x-api-key").filter(|_| x_api_key))
         .ok_or_else(|| {
-            ApiError::unauthorized("Missing API key: send `Authorization: Bearer <key>`.")
+            ApiError::unauthorized(if x_api_key {
+                "Missing API key: send `x-api-key: <key>` or `Authorization: Bearer <key>`."
+            } else {
+                "Missing API key: send `Authorization: Bearer <key>`."
+            })
         })?;
     let mut found = None;
     for key in keys {

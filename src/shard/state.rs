@@ -249,7 +249,11 @@ fn build_pools(
                 tls: entry
                     .tls_host
                     .as_deref()
-                    .and_then(|host| tls::target(tls, host)),
+                    .and_then(|host| match &provider.ca_file {
+                        // Its own roots (parsed by the loader): a connector of its own.
+                        Some(ca) => tls::target(&tls::connector_with(&ca.roots), host),
+                        None => tls::target(tls, host),
+                    }),
             };
             let reusable = old_table.and_then(|t| {
                 let position = t

@@ -224,7 +224,7 @@ async fn finish_connect(
         .connector
         .connect(tls.server_name, tcp)
         .await
-        .map_err(|e| ConnectError::Tls(e.to_string()))?;
+        .map_err(|e| ConnectError::Tls(super::tls::handshake_error(&e)))?;
     Ok(UpstreamStream::Tls(Box::new(stream)))
 }
 

@@ -11,10 +11,13 @@ use monoio::io::{CancelableAsyncReadRent, CancelableAsyncWriteRentExt};
 use monoio::net::TcpStream;
 
 use super::control;
-use super::openai::{self, Answer};
+use super::dialect::{self, Dialect, ErrorHeader};
+use super::openai;
+use super::plan::{self, Incoming, Plan};
 use super::request::{self, BodyLen, RequestError, RequestHead, Route};
 use super::server::Local;
-use super::state::{Settings, Shared};
+use super::state::Shared;
+use super::stream::StreamPlan;
 use super::wire::{self, Framing, Head};
 use super::Fault;
 
@@ -187,13 +190,19 @@ impl Conn {
             &error.to_string(),
             openai::error_type(status),
         );
-        self.whole(status, false, None);
+        self.whole(status, false, None, None);
         let _ = self.flush().await;
         Next::Close
     }
 
     /// Frames `scratch` as a whole JSON response into `out`.
-    fn whole(&mut self, status: u16, keep_alive: bool, retry_after: Option<u64>) {
+    fn whole(
+        &mut self,
+        status: u16,
+        keep_alive: bool,
+        retry_after: Option<u64>,
+        extra: ErrorHeader,
+    ) {
         self.out.clear();
         let head = Head {
             status,
@@ -202,6 +211,7 @@ impl Conn {
             keep_alive,
             provider: &self.local.shared.settings.name,
             retry_after,
+            extra,
         };
         wire::write_head(&mut self.out, &head);
         self.out.extend_from_slice(&self.scratch);
@@ -237,25 +247,34 @@ impl Conn {
             Shared::count(&self.shared().faults_injected);
             return Next::Reset;
         }
-        let id = self.shared().record(&self.rbuf[..head.head_len], body);
-        let plan = match plan(
-            &self.local.shared.settings,
-            head.route,
+        let head_bytes = &self.rbuf[..head.head_len];
+        let id = self.shared().record(head_bytes, body);
+        let incoming = Incoming {
+            route: head.route,
+            target: request::target(head_bytes),
+            api_key: head.api_key,
             body,
             id,
-            &mut self.scratch,
-        ) {
-            Plan::Stream(answer) => Some(answer),
-            Plan::Whole(status) => {
-                self.whole(status, head.keep_alive, None);
+        };
+        let plan = match plan::plan(&self.local.shared.settings, &incoming, &mut self.scratch) {
+            Plan::Stream(stream) => Some(stream),
+            Plan::Whole { status, header } => {
+                self.whole(status, head.keep_alive, None, header);
                 None
             }
         };
-        self.deliver(plan, &fault, head.keep_alive).await
+        let dialect = head.route.dialect().unwrap_or(Dialect::OpenAi);
+        self.deliver(plan, &fault, dialect, head.keep_alive).await
     }
 
     /// Applies the fault to a planned answer and sends it.
-    async fn deliver(&mut self, plan: Option<Answer>, fault: &Fault, keep_alive: bool) -> Next {
+    async fn deliver(
+        &mut self,
+        plan: Option<StreamPlan>,
+        fault: &Fault,
+        dialect: Dialect,
+        keep_alive: bool,
+    ) -> Next {
         let delay = self.delay(fault);
         match fault {
             Fault::ResetOnRequest => return self.injected(Next::Reset),
@@ -268,7 +287,7 @@ impl Conn {
                 times,
             } if fastrand::f64() < *rate && self.shared().take_status_hit(*times) => {
                 Shared::count(&self.shared().faults_injected);
-                self.fault_status(*status, *retry_after, body.as_deref(), keep_alive);
+                self.fault_status(dialect, *status, *retry_after, body.as_deref(), keep_alive);
                 return self.send_whole(delay, keep_alive).await;
             }
             _ => {}
@@ -305,25 +324,28 @@ impl Conn {
         }
     }
 
+    /// Writes an injected status answer in `dialect`'s error shape (or `body`).
     fn fault_status(
         &mut self,
+        dialect: Dialect,
         status: u16,
         retry_after: Option<u64>,
         body: Option<&str>,
         keep_alive: bool,
     ) {
         self.scratch.clear();
-        match body {
-            Some(body) => self.scratch.extend_from_slice(body.as_bytes()),
-            None => {
-                let message = format!(
-                    "mock {}: injected status {status}",
-                    self.shared().settings.name
-                );
-                openai::write_error(&mut self.scratch, &message, openai::error_type(status));
-            }
+        let header = dialect::write_error(
+            dialect,
+            &mut self.scratch,
+            status,
+            None,
+            &self.local.shared.settings.name,
+        );
+        if let Some(body) = body {
+            self.scratch.clear();
+            self.scratch.extend_from_slice(body.as_bytes());
         }
-        self.whole(status, keep_alive, retry_after);
+        self.whole(status, keep_alive, retry_after, header);
     }
 
     pub(super) async fn send_whole(&mut self, delay: Duration, keep_alive: bool) -> Next {
@@ -338,58 +360,11 @@ impl Conn {
 
     /// Sends a control answer, then applies its fault (so `refuse` is answered first).
     async fn send_control(&mut self, status: u16, keep_alive: bool, apply: Option<Fault>) -> Next {
-        self.whole(status, keep_alive, None);
+        self.whole(status, keep_alive, None, None);
         let next = self.send_whole(Duration::ZERO, keep_alive).await;
         if let Some(fault) = apply {
             self.local.shared.set_fault(fault);
         }
         next
     }
-}
-
-/// The fault-free answer to a provider request.
-enum Plan {
-    /// A JSON body with this status is in the scratch buffer.
-    Whole(u16),
-    Stream(Answer),
-}
-
-/// Builds the fault-free answer to `route`: a JSON body in `out`, or a stream plan.
-fn plan(settings: &Settings, route: Route, body: &[u8], id: u64, out: &mut Vec<u8>) -> Plan {
-    out.clear();
-    let status = match route {
-        Route::Chat => match Answer::from_request(body, settings.stream_chunks, id) {
-            Ok(answer) if answer.stream => return Plan::Stream(answer),
-            Ok(answer) => {
-                answer.write_completion(out, &settings.name, settings.created);
-                200
-            }
-            Err(e) => bad_json(out, &e),
-        },
-        Route::Embeddings => match openai::write_embeddings(out, body) {
-            Ok(()) => 200,
-            Err(e) => bad_json(out, &e),
-        },
-        Route::Models => {
-            openai::write_models(out, &settings.name, settings.created);
-            200
-        }
-        Route::MethodNotAllowed => not_here(out, 405, "method not allowed"),
-        _ => not_here(out, 404, "unknown path"),
-    };
-    Plan::Whole(status)
-}
-
-fn bad_json(out: &mut Vec<u8>, error: &serde_json::Error) -> u16 {
-    openai::write_error(
-        out,
-        &format!("invalid JSON body: {error}"),
-        "invalid_request_error",
-    );
-    400
-}
-
-fn not_here(out: &mut Vec<u8>, status: u16, message: &str) -> u16 {
-    openai::write_error(out, message, "invalid_request_error");
-    status
 }

@@ -5,11 +5,14 @@
 //! `{"mode":"latency","base_ms":200,"jitter_ms":50}`,
 //! `{"mode":"reset_mid_stream","after_chunks":3}`, `{"mode":"none"}`, ...
 //!
-//! Stream faults count `after_chunks` in SSE events written after the response
-//! head: event 1 is the role delta, event `i + 2` carries word `w{i}`. So
-//! `after_chunks: 0` fails right after the head, `after_chunks: 1` after the role
-//! delta (the first byte a gateway commits on), and `after_chunks: k + 1` after `k`
-//! words. A count past the end of the stream leaves that stream untouched.
+//! Stream faults count `after_chunks` in events written after the response head
+//! (SSE events, or event-stream frames for Bedrock). In the OpenAI dialect event 1
+//! is the role delta and event `i + 2` carries word `w{i}`. So `after_chunks: 0`
+//! fails right after the head, `after_chunks: 1` after the role delta (the first
+//! byte a gateway commits on), and `after_chunks: k + 1` after `k` words; other
+//! dialects differ ([`super::Dialect::after_words`] gives the count for `k` words).
+//! A count past the end of the stream leaves that stream untouched. Every fault
+//! applies to every dialect, shaped as that provider sends it.
 
 use std::time::Duration;
 
@@ -22,9 +25,10 @@ pub enum Fault {
     /// Answer normally.
     #[default]
     None,
-    /// Answer `status` to a fraction `rate` (0.0..=1.0) of requests with an
-    /// OpenAI-shaped error (type `rate_limit_error` for 429, `overloaded_error`
-    /// for 529, `server_error` for other 5xx, `invalid_request_error` otherwise),
+    /// Answer `status` to a fraction `rate` (0.0..=1.0) of requests with the
+    /// dialect's error body (OpenAI: type `rate_limit_error` for 429,
+    /// `overloaded_error` for 529, `server_error` for other 5xx,
+    /// `invalid_request_error` otherwise; see `dialect.rs` for the others),
     /// or with `body` verbatim; sends `retry-after` when set. With `times`, only
     /// the first `times` injections after the fault was set happen; later requests
     /// are answered normally (`None`: forever).
@@ -62,19 +66,23 @@ pub enum Fault {
         #[serde(default)]
         after_chunks: usize,
     },
-    /// Streams (status 200): `after_chunks` events, then an `event: error` with an
-    /// `overloaded_error` payload, and the stream ends (no `[DONE]`).
+    /// Streams (status 200): `after_chunks` events, then the dialect's error event
+    /// (OpenAI, Anthropic: `event: error` with an `overloaded_error` payload;
+    /// Gemini: a `data:` error object; Bedrock: an exception frame), and the
+    /// stream ends (no `[DONE]`).
     SseErrorEvent {
         #[serde(default)]
         after_chunks: usize,
     },
-    /// Streams: one `data: {not json` event after `after_chunks` events, then the
-    /// stream continues normally.
+    /// Streams: one event whose data is `{not json` after `after_chunks` events,
+    /// then the stream continues normally.
     MalformedEvent {
         #[serde(default)]
         after_chunks: usize,
     },
-    /// Streams: end cleanly (final chunk, usage) but without `data: [DONE]`.
+    /// Streams: end cleanly but without the dialect's end marker (OpenAI
+    /// `data: [DONE]`, Anthropic `message_stop`, Gemini the last chunk's
+    /// `finishReason` and usage, Bedrock `messageStop` and `metadata`).
     NoDone,
 }
 

@@ -1,4 +1,5 @@
-//! An OpenAI-compatible mock LLM provider that can inject every provider failure
+//! A mock LLM provider that speaks the OpenAI, Anthropic, Gemini, Bedrock and Azure
+//! OpenAI dialects (chosen by request path) and can inject every provider failure
 //! at runtime, fast enough never to be the bottleneck of a load test.
 //!
 //! [`start`] binds `threads` listeners on one port (SO_REUSEPORT), each served by
@@ -9,6 +10,21 @@
 //!   whole or streamed as SSE (`"stream": true`, usage chunk with
 //!   `stream_options.include_usage`), by the rules below.
 //! - `POST /v1/embeddings`, `GET /v1/models`.
+//! - Anthropic Messages: `POST {prefix}/v1/messages` (`max_tokens` required; a
+//!   `tool_use` answer when asked to "use a tool"), see [`Dialect::Anthropic`].
+//! - Gemini: `POST {prefix}/models/{model}:generateContent`,
+//!   `:streamGenerateContent` (`?alt=sse` for SSE), `:embedContent`,
+//!   `:batchEmbedContents`.
+//! - Bedrock Converse: `POST {prefix}/model/{modelId}/converse` and
+//!   `/converse-stream` (AWS event-stream frames).
+//! - Azure OpenAI: `POST {prefix}/openai/deployments/{deployment}/chat/completions
+//!   ?api-version=...` (`api-key` header required; "filtered" in the last user
+//!   message triggers the content filter).
+//!
+//! Every dialect sends the same words and follows the same continuation rule, and
+//! every fault applies to every dialect, shaped as that provider sends it: status
+//! faults use the dialect's error body (see `dialect.rs`), stream faults its events
+//! (see `stream.rs` and [`Dialect::after_words`]).
 //! - `POST /_mock/fault` with a [`Fault`] in JSON (`{"mode":"status","status":503}`),
 //!   `GET /_mock/fault`, `GET /_mock/stats` ([`MockStats`] as JSON). Control routes
 //!   are never faulted, counted or recorded.
@@ -25,10 +41,18 @@
 //! never refused), or by restarting it. A `refuse` sent to `/_mock/fault` is
 //! answered before the listeners close.
 
+mod answer;
+mod anthropic;
+mod azure;
+mod bedrock;
 mod conn;
 mod control;
+mod dialect;
+mod eventstream;
 mod fault;
+mod gemini;
 mod openai;
+mod plan;
 mod request;
 mod server;
 mod state;
@@ -45,6 +69,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
+pub use dialect::Dialect;
 pub use fault::{Fault, FaultError};
 
 use server::{Place, ThreadSpec};
@@ -109,7 +134,10 @@ pub struct MockStats {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RecordedRequest {
     pub method: String,
+    /// The request target: path and query.
     pub path: String,
+    /// The dialect its path selected; `None` for unknown paths.
+    pub dialect: Option<Dialect>,
     /// Header names lower-cased, in request order.
     pub headers: Vec<(String, String)>,
     /// The body, de-chunked.

@@ -1,44 +1,16 @@
 //! The OpenAI-compatible bodies the mock speaks: chat completions (whole and as SSE
-//! chunks), embeddings, the model list and error objects, all deterministic.
-//!
-//! The answer to every chat request is `"Hello from {name}: "` followed by the words
-//! `w0 w1 ... w{n-1}`, each with a trailing space (`n` = `stream_chunks`). Streamed,
-//! word `i` is one chunk and the greeting rides in the first one, so the chunks
-//! concatenate to the non-streamed content.
-//!
-//! Continuation rule: when the last message has role `assistant` (a prefill, e.g. a
-//! gateway resuming a broken stream), the mock answers only the rest of the full
-//! answer: it finds the highest `w{i}` token in that text and answers `w{i+1}`
-//! onwards (all words if none is present), without the greeting. So for a prefix
-//! that ends on a chunk boundary, prefix + continuation == the full answer. If the
-//! prefix does not end in whitespace, the continuation starts with one space.
-//! The instruction style counts too: an assistant message followed by a last user
-//! message that starts with "Continue" is answered the same way.
+//! chunks), embeddings, the model list and error objects, all deterministic. The
+//! answer text and the continuation rule live in [`super::answer`]; Azure OpenAI
+//! reuses these bodies (see [`super::azure`]).
 
 use std::borrow::Cow;
 
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::wire::{push_json_escaped, push_json_str, push_u64};
-
-/// Everything needed to write one chat answer, whole or streamed.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct Answer {
-    pub id: u64,
-    pub model: String,
-    /// Index of the first word answered.
-    pub first: usize,
-    /// One past the last word answered.
-    pub end: usize,
-    /// Whether the greeting precedes the first word (not for continuations).
-    pub greet: bool,
-    /// Whether a space precedes the first word (continuing a prefix without one).
-    pub lead_space: bool,
-    pub prompt_tokens: u64,
-    pub stream: bool,
-    pub include_usage: bool,
-}
+pub(crate) use super::answer::Answer;
+use super::answer::{last_user_text, Turn};
+use super::wire::{push_json_str, push_u64};
 
 #[derive(Deserialize)]
 struct ChatRequest<'a> {
@@ -66,16 +38,30 @@ struct Message<'a> {
     content: Option<Value>,
 }
 
-/// The partial answer a request asks the mock to continue, if any: a trailing
-/// assistant prefill, or an assistant turn followed by a "Continue ..." instruction.
-fn continued_text(messages: &[Message<'_>]) -> Option<String> {
-    let (last, earlier) = messages.split_last()?;
-    if last.role == "assistant" {
-        return Some(text_of(&last.content).into_owned());
-    }
-    let previous = earlier.last()?;
-    let instruction = last.role == "user" && text_of(&last.content).starts_with("Continue");
-    (instruction && previous.role == "assistant").then(|| text_of(&previous.content).into_owned())
+/// A chat request read for its answer, plus the text of its last user message.
+pub(crate) struct Chat {
+    pub answer: Answer,
+    pub last_user: Option<String>,
+}
+
+/// Reads a chat request body and plans its answer of `words` words.
+pub(crate) fn read_chat(body: &[u8], words: usize, id: u64) -> Result<Chat, serde_json::Error> {
+    let req: ChatRequest<'_> = serde_json::from_slice(body)?;
+    let turns: Vec<Turn<'_>> = req
+        .messages
+        .iter()
+        .map(|m| Turn::from_json(&m.role, &m.content))
+        .collect();
+    let model = req
+        .model
+        .map_or_else(|| String::from("mock-model"), Cow::into_owned);
+    let mut answer = Answer::for_turns(&turns, model, words, id, body.len());
+    answer.stream = req.stream.unwrap_or(false);
+    answer.include_usage = req.stream_options.is_some_and(|o| o.include_usage);
+    Ok(Chat {
+        answer,
+        last_user: last_user_text(&turns).map(str::to_string),
+    })
 }
 
 impl Answer {
@@ -85,60 +71,7 @@ impl Answer {
         words: usize,
         id: u64,
     ) -> Result<Answer, serde_json::Error> {
-        let req: ChatRequest<'_> = serde_json::from_slice(body)?;
-        let prefill = continued_text(&req.messages);
-        let (first, lead_space) = match &prefill {
-            Some(text) => (
-                next_word(text).min(words),
-                !text.is_empty() && !text.ends_with(char::is_whitespace),
-            ),
-            None => (0, false),
-        };
-        Ok(Answer {
-            id,
-            model: req
-                .model
-                .map_or_else(|| String::from("mock-model"), Cow::into_owned),
-            first,
-            end: words,
-            greet: prefill.is_none(),
-            lead_space,
-            prompt_tokens: (body.len() as u64).div_ceil(4),
-            stream: req.stream.unwrap_or(false),
-            include_usage: req.stream_options.is_some_and(|o| o.include_usage),
-        })
-    }
-
-    /// Number of content chunks in the streamed form.
-    pub(crate) fn pieces(&self) -> usize {
-        self.end.saturating_sub(self.first)
-    }
-
-    fn completion_tokens(&self) -> u64 {
-        self.pieces() as u64
-    }
-
-    /// Appends the escaped text of content chunk `k` (0-based), without quotes.
-    fn push_piece(&self, out: &mut Vec<u8>, name: &str, k: usize) {
-        if k == 0 && self.greet {
-            out.extend_from_slice(b"Hello from ");
-            push_json_escaped(out, name);
-            out.extend_from_slice(b": ");
-        }
-        if k == 0 && self.lead_space {
-            out.push(b' ');
-        }
-        out.push(b'w');
-        push_u64(out, (self.first + k) as u64);
-        out.push(b' ');
-    }
-
-    fn push_content(&self, out: &mut Vec<u8>, name: &str) {
-        out.push(b'"');
-        for k in 0..self.pieces() {
-            self.push_piece(out, name, k);
-        }
-        out.push(b'"');
+        read_chat(body, words, id).map(|chat| chat.answer)
     }
 
     fn push_usage(&self, out: &mut Vec<u8>) {
@@ -210,6 +143,11 @@ impl Answer {
         out.extend_from_slice(b"\n\n");
     }
 
+    /// Number of stream events; `no_done` leaves out `data: [DONE]`.
+    pub(crate) fn event_count(&self, no_done: bool) -> usize {
+        self.pieces() + 3 + usize::from(self.include_usage) - usize::from(no_done)
+    }
+
     /// The `n`-th (0-based) event of the stream, `None` past the end.
     pub(crate) fn event(&self, n: usize) -> Option<StreamEvent> {
         let words = self.pieces();
@@ -233,31 +171,6 @@ pub(crate) enum StreamEvent {
     Finish,
     Usage,
     Done,
-}
-
-/// The text of a message content: a string, or the `text` parts of an array.
-fn text_of(content: &Option<Value>) -> Cow<'_, str> {
-    match content {
-        Some(Value::String(s)) => Cow::Borrowed(s),
-        Some(Value::Array(parts)) => Cow::Owned(
-            parts
-                .iter()
-                .filter_map(|p| p.get("text").and_then(Value::as_str))
-                .collect(),
-        ),
-        _ => Cow::Borrowed(""),
-    }
-}
-
-/// One past the highest `w{i}` token in `text`, 0 when there is none.
-pub(crate) fn next_word(text: &str) -> usize {
-    text.split_whitespace()
-        .filter_map(|t| t.strip_prefix('w'))
-        .filter(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit()))
-        .filter_map(|d| d.parse::<usize>().ok())
-        .map(|i| i.saturating_add(1))
-        .max()
-        .unwrap_or(0)
 }
 
 /// Appends an OpenAI-shaped error object.
@@ -403,7 +316,7 @@ mod tests {
             )),
             ""
         );
-        assert_eq!(next_word("x w3 w10x w1"), 4);
+        assert_eq!(super::super::answer::next_word("x w3 w10x w1"), 4);
     }
 
     #[test]

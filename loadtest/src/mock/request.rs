@@ -1,5 +1,8 @@
-//! HTTP/1.1 request framing for the mock: parse a head with `httparse`, route it,
-//! and find where its body (Content-Length or chunked) ends in the read buffer.
+//! HTTP/1.1 request framing for the mock: parse a head with `httparse`, route it
+//! (the path picks the provider dialect), and find where its body (Content-Length
+//! or chunked) ends in the read buffer.
+
+use super::dialect::Dialect;
 
 /// Largest request head the mock accepts (431 beyond).
 pub(crate) const MAX_HEAD: usize = 64 * 1024;
@@ -13,6 +16,16 @@ pub(crate) enum Route {
     Chat,
     Embeddings,
     Models,
+    /// Anthropic `{prefix}/v1/messages`.
+    Messages,
+    /// Gemini `{prefix}/models/{model}:{method}`.
+    Gemini(GeminiMethod),
+    /// Bedrock `{prefix}/model/{modelId}/converse` or `/converse-stream`.
+    Converse {
+        stream: bool,
+    },
+    /// Azure OpenAI `{prefix}/openai/deployments/{deployment}/chat/completions`.
+    AzureChat,
     GetFault,
     SetFault,
     Stats,
@@ -20,10 +33,31 @@ pub(crate) enum Route {
     MethodNotAllowed,
 }
 
+/// The Gemini methods the mock answers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum GeminiMethod {
+    Generate,
+    Stream,
+    Embed,
+    BatchEmbed,
+}
+
 impl Route {
     /// Control routes (`/_mock/...`) are never subject to faults.
     pub(crate) fn is_control(self) -> bool {
         matches!(self, Route::GetFault | Route::SetFault | Route::Stats)
+    }
+
+    /// The dialect a provider route speaks; `None` for control and unknown routes.
+    pub(crate) fn dialect(self) -> Option<Dialect> {
+        match self {
+            Route::Chat | Route::Embeddings | Route::Models => Some(Dialect::OpenAi),
+            Route::Messages => Some(Dialect::Anthropic),
+            Route::Gemini(_) => Some(Dialect::Gemini),
+            Route::Converse { .. } => Some(Dialect::Bedrock),
+            Route::AzureChat => Some(Dialect::Azure),
+            _ => None,
+        }
     }
 }
 
@@ -42,6 +76,8 @@ pub(crate) struct RequestHead {
     pub body: BodyLen,
     pub keep_alive: bool,
     pub expect_continue: bool,
+    /// A non-empty `api-key` header (Azure OpenAI's key) is present.
+    pub api_key: bool,
 }
 
 /// A request the mock cannot accept; each maps to an HTTP status.
@@ -97,11 +133,12 @@ pub(crate) fn parse_head(buf: &[u8]) -> Result<Option<RequestHead>, RequestError
         body: facts.body()?,
         keep_alive: facts.keep_alive,
         expect_continue: facts.expect_continue,
+        api_key: facts.api_key,
     }))
 }
 
 /// Maps method and path (query ignored) to a route.
-fn route(method: &str, path: &str) -> Route {
+pub(crate) fn route(method: &str, path: &str) -> Route {
     let path = path.split('?').next().unwrap_or("");
     let (want, route) = match path {
         "/v1/chat/completions" | "/chat/completions" => ("POST", Route::Chat),
@@ -110,7 +147,10 @@ fn route(method: &str, path: &str) -> Route {
         "/_mock/stats" => ("GET", Route::Stats),
         "/_mock/fault" if method == "GET" => ("GET", Route::GetFault),
         "/_mock/fault" => ("POST", Route::SetFault),
-        _ => return Route::NotFound,
+        _ => match dialect_target(path) {
+            Some((route, _)) => ("POST", route),
+            None => return Route::NotFound,
+        },
     };
     if method == want {
         route
@@ -119,12 +159,69 @@ fn route(method: &str, path: &str) -> Route {
     }
 }
 
+/// Recognizes the other dialects' paths (any prefix before the part that names
+/// the provider API); returns the route and the model, model id (still
+/// percent-encoded) or deployment named in the path (empty for Anthropic).
+pub(crate) fn dialect_target(path: &str) -> Option<(Route, &str)> {
+    let path = path.split('?').next().unwrap_or("");
+    if path.ends_with("/v1/messages") {
+        return Some((Route::Messages, ""));
+    }
+    if let Some((_, rest)) = path.split_once("/openai/deployments/") {
+        let (deployment, tail) = rest.split_once('/')?;
+        return (!deployment.is_empty() && tail == "chat/completions")
+            .then_some((Route::AzureChat, deployment));
+    }
+    if let Some((_, rest)) = path.rsplit_once("/models/") {
+        let (model, method) = rest.rsplit_once(':')?;
+        let method = match method {
+            "generateContent" => GeminiMethod::Generate,
+            "streamGenerateContent" => GeminiMethod::Stream,
+            "embedContent" => GeminiMethod::Embed,
+            "batchEmbedContents" => GeminiMethod::BatchEmbed,
+            _ => return None,
+        };
+        return (!model.is_empty() && !model.contains('/'))
+            .then_some((Route::Gemini(method), model));
+    }
+    if let Some((_, rest)) = path.split_once("/model/") {
+        let (model, op) = rest.rsplit_once('/')?;
+        let stream = match op {
+            "converse" => false,
+            "converse-stream" => true,
+            _ => return None,
+        };
+        return (!model.is_empty()).then_some((Route::Converse { stream }, model));
+    }
+    None
+}
+
+/// The request target (path and query) of a complete request head.
+pub(crate) fn target(head: &[u8]) -> &str {
+    let line = head
+        .split(|&b| b == b'\r' || b == b'\n')
+        .next()
+        .unwrap_or(b"");
+    let target = line.split(|&b| b == b' ').nth(1).unwrap_or(b"");
+    std::str::from_utf8(target).unwrap_or("")
+}
+
+/// The value of query parameter `name` in `target` (not percent-decoded).
+pub(crate) fn query_param<'t>(target: &'t str, name: &str) -> Option<&'t str> {
+    let (_, query) = target.split_once('?')?;
+    query
+        .split('&')
+        .filter_map(|pair| pair.split_once('=').or(Some((pair, ""))))
+        .find_map(|(key, value)| (key == name).then_some(value))
+}
+
 /// The header values that change framing or connection handling.
 struct HeaderFacts {
     content_length: Option<usize>,
     chunked: bool,
     keep_alive: bool,
     expect_continue: bool,
+    api_key: bool,
 }
 
 impl HeaderFacts {
@@ -134,6 +231,7 @@ impl HeaderFacts {
             chunked: false,
             keep_alive: http11,
             expect_continue: false,
+            api_key: false,
         }
     }
 
@@ -160,6 +258,8 @@ impl HeaderFacts {
             }
         } else if name.eq_ignore_ascii_case("expect") {
             self.expect_continue = value.trim_ascii().eq_ignore_ascii_case(b"100-continue");
+        } else if name.eq_ignore_ascii_case("api-key") {
+            self.api_key = !value.trim_ascii().is_empty();
         }
         Ok(())
     }
@@ -265,6 +365,47 @@ mod tests {
             parse_head(b"POST /v1/chat/completions HTTP/1.1\r\nHost"),
             Ok(None)
         );
+    }
+
+    #[test]
+    fn dialect_paths() {
+        let cases = [
+            ("/v1/messages", Some((Route::Messages, ""))),
+            (
+                "/anthropic/v1/messages?beta=true",
+                Some((Route::Messages, "")),
+            ),
+            (
+                "/v1beta/models/gemini-2.0-flash:streamGenerateContent?alt=sse",
+                Some((Route::Gemini(GeminiMethod::Stream), "gemini-2.0-flash")),
+            ),
+            (
+                "/g/v1beta/models/e:batchEmbedContents",
+                Some((Route::Gemini(GeminiMethod::BatchEmbed), "e")),
+            ),
+            ("/v1beta/models/x:countTokens", None),
+            (
+                "/model/anthropic.claude-v2%3A1/converse-stream",
+                Some((Route::Converse { stream: true }, "anthropic.claude-v2%3A1")),
+            ),
+            ("/model//converse", None),
+            (
+                "/openai/deployments/gpt4o/chat/completions?api-version=2024-06-01",
+                Some((Route::AzureChat, "gpt4o")),
+            ),
+            ("/openai/deployments/gpt4o/completions", None),
+        ];
+        for (path, want) in cases {
+            assert_eq!(dialect_target(path), want, "{path}");
+        }
+        assert_eq!(route("GET", "/v1/messages"), Route::MethodNotAllowed);
+        let h = head("POST /openai/deployments/d/chat/completions?api-version=1 HTTP/1.1\r\napi-key: k\r\n\r\n");
+        assert_eq!((h.route, h.api_key), (Route::AzureChat, true));
+        let raw = b"POST /a/b?alt=sse&key=K HTTP/1.1\r\n\r\n";
+        assert_eq!(target(raw), "/a/b?alt=sse&key=K");
+        assert_eq!(query_param(target(raw), "alt"), Some("sse"));
+        assert_eq!(query_param("/x?flag&y=1", "flag"), Some(""));
+        assert_eq!(query_param("/x", "y"), None);
     }
 
     #[test]

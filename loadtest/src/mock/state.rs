@@ -131,9 +131,11 @@ impl Shared {
         let mut headers = [httparse::EMPTY_HEADER; 64];
         let mut req = httparse::Request::new(&mut headers);
         req.parse(&raw.head).ok()?;
+        let (method, path) = (req.method?, req.path?);
         Some(RecordedRequest {
-            method: req.method?.to_string(),
-            path: req.path?.to_string(),
+            method: method.to_string(),
+            path: path.to_string(),
+            dialect: super::request::route(method, path).dialect(),
             headers: req
                 .headers
                 .iter()

@@ -1,23 +1,95 @@
-//! Streamed chat answers: SSE events written and flushed one at a time, with the
-//! stream faults (stall, reset, error event, malformed event, missing `[DONE]`)
-//! applied at their event index.
+//! Streamed answers in every dialect: events (SSE events, or AWS event-stream
+//! frames for Bedrock) written and flushed one at a time, with the stream faults
+//! applied at their event index, shaped as the dialect sends them:
+//!
+//! | fault | OpenAI / Azure | Anthropic | Gemini | Bedrock |
+//! |---|---|---|---|---|
+//! | `sse_error_event` | `event: error`, `overloaded_error` | `event: error`, `overloaded_error` | `data:` `{"error":{"code":503,..,"status":"UNAVAILABLE"}}` | exception frame, `throttlingException` |
+//! | `malformed_event` | `data: {not json` | `event: content_block_delta` + `data: {not json` | `data: {not json` | `contentBlockDelta` frame with payload `{not json` |
+//! | `no_done` | no `[DONE]` | no `message_stop` | no `finishReason`/usage on the last chunk | no `messageStop`/`metadata` |
+//!
+//! Stall and reset strike after `after_chunks` events in every dialect; see
+//! [`super::Dialect::after_words`] for where the words fall.
 
 use std::io;
 use std::time::Duration;
 
 use monoio::io::CancelableAsyncReadRent;
 
+use super::anthropic;
+use super::bedrock;
 use super::conn::{Conn, Next};
-use super::openai::{self, Answer, StreamEvent};
+use super::gemini;
+use super::openai::{self, Answer};
 use super::state::Shared;
 use super::wire::{self, Framing, Head};
 use super::Fault;
+
+/// A streamed answer in its dialect.
+pub(crate) enum StreamPlan {
+    /// OpenAI chat chunks (also Azure OpenAI).
+    OpenAi(Answer),
+    Anthropic(anthropic::Reply),
+    Gemini(gemini::Reply),
+    Bedrock(Answer),
+}
+
+impl StreamPlan {
+    fn content_type(&self) -> &'static str {
+        match self {
+            StreamPlan::Gemini(reply) if !reply.sse => "application/json",
+            StreamPlan::Bedrock(_) => "application/vnd.amazon.eventstream",
+            _ => "text/event-stream",
+        }
+    }
+
+    /// Events in the stream; `no_done` leaves out the dialect's end marker.
+    fn event_count(&self, no_done: bool) -> usize {
+        match self {
+            StreamPlan::OpenAi(answer) => answer.event_count(no_done),
+            StreamPlan::Anthropic(reply) => reply.event_count(no_done),
+            StreamPlan::Gemini(reply) => reply.event_count(),
+            StreamPlan::Bedrock(answer) => bedrock::event_count(answer, no_done),
+        }
+    }
+
+    fn write_event(&self, out: &mut Vec<u8>, n: usize, name: &str, created: u64, no_done: bool) {
+        match self {
+            StreamPlan::OpenAi(answer) => {
+                if let Some(event) = answer.event(n) {
+                    answer.write_event(out, event, name, created);
+                }
+            }
+            StreamPlan::Anthropic(reply) => reply.write_event(out, n, name),
+            StreamPlan::Gemini(reply) => reply.write_event(out, n, name, no_done),
+            StreamPlan::Bedrock(answer) => bedrock::write_event(out, answer, n, name),
+        }
+    }
+
+    fn write_error_event(&self, out: &mut Vec<u8>, n: usize, name: &str) {
+        match self {
+            StreamPlan::OpenAi(_) => openai::write_sse_error(out, name),
+            StreamPlan::Anthropic(_) => anthropic::write_error_event(out),
+            StreamPlan::Gemini(reply) => reply.write_error_event(out, n),
+            StreamPlan::Bedrock(_) => bedrock::write_error_event(out, name),
+        }
+    }
+
+    fn write_malformed(&self, out: &mut Vec<u8>, n: usize) {
+        match self {
+            StreamPlan::OpenAi(_) => out.extend_from_slice(b"data: {not json\n\n"),
+            StreamPlan::Anthropic(_) => anthropic::write_malformed(out),
+            StreamPlan::Gemini(reply) => reply.write_malformed(out, n),
+            StreamPlan::Bedrock(_) => bedrock::write_malformed(out),
+        }
+    }
+}
 
 impl Conn {
     /// Writes a streamed answer event by event, applying stream faults.
     pub(super) async fn stream_answer(
         &mut self,
-        answer: &Answer,
+        plan: &StreamPlan,
         fault: &Fault,
         keep_alive: bool,
     ) -> Next {
@@ -25,34 +97,42 @@ impl Conn {
         let settings = self.local.shared.settings.clone();
         let head = Head {
             status: 200,
-            content_type: "text/event-stream",
+            content_type: plan.content_type(),
             framing: Framing::Chunked,
             keep_alive,
             provider: &settings.name,
             retry_after: None,
+            extra: None,
         };
         self.out.clear();
         wire::write_head(&mut self.out, &head);
+        let no_done = *fault == Fault::NoDone;
+        if no_done {
+            Shared::count(&self.shared().faults_injected);
+        }
+        let events = plan.event_count(no_done);
         let mut malformed_sent = false;
-        let mut n = 0;
-        loop {
-            if let Some(next) = self.stream_fault(fault, n, &mut malformed_sent).await {
+        for n in 0..=events {
+            if let Some(next) = self.stream_fault(plan, fault, n, &mut malformed_sent).await {
                 return next;
             }
-            let Some(event) = answer.event(n) else { break };
-            if event == StreamEvent::Done && *fault == Fault::NoDone {
-                Shared::count(&self.shared().faults_injected);
+            if n == events {
                 break;
             }
             if n > 0 && !settings.chunk_delay.is_zero() {
                 monoio::time::sleep(settings.chunk_delay).await;
             }
             self.scratch.clear();
-            answer.write_event(&mut self.scratch, event, &settings.name, settings.created);
+            plan.write_event(
+                &mut self.scratch,
+                n,
+                &settings.name,
+                settings.created,
+                no_done,
+            );
             if self.send_chunk().await.is_err() {
                 return Next::Close;
             }
-            n += 1;
         }
         wire::write_last_chunk(&mut self.out);
         self.send_whole(Duration::ZERO, keep_alive).await
@@ -67,6 +147,7 @@ impl Conn {
     /// Applies a stream fault due before event `n`; `Some` ends the answer.
     async fn stream_fault(
         &mut self,
+        plan: &StreamPlan,
         fault: &Fault,
         n: usize,
         malformed_sent: &mut bool,
@@ -76,7 +157,7 @@ impl Conn {
             Fault::ResetMidStream { after_chunks } if after_chunks == n => Next::Reset,
             Fault::SseErrorEvent { after_chunks } if after_chunks == n => {
                 self.scratch.clear();
-                openai::write_sse_error(&mut self.scratch, &self.local.shared.settings.name);
+                plan.write_error_event(&mut self.scratch, n, &self.local.shared.settings.name);
                 wire::write_chunk(&mut self.out, &self.scratch);
                 wire::write_last_chunk(&mut self.out);
                 Next::KeepAlive
@@ -85,7 +166,7 @@ impl Conn {
                 *malformed_sent = true;
                 Shared::count(&self.shared().faults_injected);
                 self.scratch.clear();
-                self.scratch.extend_from_slice(b"data: {not json\n\n");
+                plan.write_malformed(&mut self.scratch, n);
                 return self.send_chunk().await.err().map(|_| Next::Close);
             }
             _ => return None,

@@ -18,6 +18,8 @@ pub(crate) struct Head<'a> {
     pub keep_alive: bool,
     pub provider: &'a str,
     pub retry_after: Option<u64>,
+    /// One more header (e.g. Bedrock's `x-amzn-errortype`).
+    pub extra: Option<(&'a str, &'a str)>,
 }
 
 /// Appends the status line and headers, ending with the blank line.
@@ -38,6 +40,12 @@ pub(crate) fn write_head(out: &mut Vec<u8>, head: &Head<'_>) {
     if let Some(secs) = head.retry_after {
         out.extend_from_slice(b"\r\nretry-after: ");
         push_u64(out, secs);
+    }
+    if let Some((name, value)) = head.extra {
+        out.extend_from_slice(b"\r\n");
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
     }
     if !head.keep_alive {
         out.extend_from_slice(b"\r\nconnection: close");

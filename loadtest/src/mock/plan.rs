@@ -1,0 +1,167 @@
+//! What each provider route answers when no fault interferes: a whole JSON body or
+//! a stream, in the dialect the route speaks.
+
+use super::answer::Answer;
+use super::anthropic;
+use super::azure::Refusal;
+use super::bedrock;
+use super::dialect::{self, BodyError, Dialect, ErrorHeader};
+use super::gemini;
+use super::openai;
+use super::request::{self, GeminiMethod, Route};
+use super::state::Settings;
+use super::stream::StreamPlan;
+
+/// The fault-free answer to a provider request.
+pub(crate) enum Plan {
+    /// A JSON body with this status (and maybe a header naming the error) is in
+    /// the output buffer.
+    Whole {
+        status: u16,
+        header: ErrorHeader,
+    },
+    Stream(StreamPlan),
+}
+
+/// A provider request, read in full.
+pub(crate) struct Incoming<'a> {
+    pub route: Route,
+    /// Path and query.
+    pub target: &'a str,
+    /// An `api-key` header is present.
+    pub api_key: bool,
+    pub body: &'a [u8],
+    /// The request's sequence number (used in response ids).
+    pub id: u64,
+}
+
+const OK: Plan = Plan::Whole {
+    status: 200,
+    header: None,
+};
+
+/// Builds the fault-free answer to `req`: a JSON body in `out`, or a stream plan.
+pub(crate) fn plan(settings: &Settings, req: &Incoming<'_>, out: &mut Vec<u8>) -> Plan {
+    out.clear();
+    let (words, name) = (settings.stream_chunks, settings.name.as_str());
+    let path_model = request::dialect_target(req.target).map_or("", |(_, model)| model);
+    let answered = match req.route {
+        Route::Chat => Answer::from_request(req.body, words, req.id)
+            .map_err(BodyError::from)
+            .map(|answer| openai_answer(answer, out, settings)),
+        Route::Embeddings => openai::write_embeddings(out, req.body)
+            .map_err(BodyError::from)
+            .map(|()| OK),
+        Route::Models => {
+            openai::write_models(out, name, settings.created);
+            Ok(OK)
+        }
+        Route::Messages => anthropic::Reply::read(req.body, words, req.id).map(|reply| {
+            if reply.answer.stream {
+                return Plan::Stream(StreamPlan::Anthropic(reply));
+            }
+            reply.write_message(out, name);
+            OK
+        }),
+        Route::Gemini(method) => gemini_answer(method, req, path_model, settings, out),
+        Route::Converse { stream } => {
+            let model = bedrock::decode_model_id(path_model);
+            bedrock::read(req.body, &model, words, req.id).map(|answer| {
+                if stream {
+                    return Plan::Stream(StreamPlan::Bedrock(answer));
+                }
+                bedrock::write_response(out, &answer, name);
+                OK
+            })
+        }
+        Route::AzureChat => return azure_answer(req, path_model, settings, out),
+        Route::MethodNotAllowed => return not_here(out, 405, "method not allowed"),
+        _ => return not_here(out, 404, "unknown path"),
+    };
+    answered.unwrap_or_else(|e| {
+        out.clear();
+        let dialect = req.route.dialect().unwrap_or(Dialect::OpenAi);
+        let header = dialect::write_error(dialect, out, 400, Some(&e.to_string()), name);
+        Plan::Whole {
+            status: 400,
+            header,
+        }
+    })
+}
+
+fn openai_answer(answer: Answer, out: &mut Vec<u8>, settings: &Settings) -> Plan {
+    if answer.stream {
+        return Plan::Stream(StreamPlan::OpenAi(answer));
+    }
+    answer.write_completion(out, &settings.name, settings.created);
+    OK
+}
+
+fn gemini_answer(
+    method: GeminiMethod,
+    req: &Incoming<'_>,
+    model: &str,
+    settings: &Settings,
+    out: &mut Vec<u8>,
+) -> Result<Plan, BodyError> {
+    let batch = match method {
+        GeminiMethod::Embed => false,
+        GeminiMethod::BatchEmbed => true,
+        GeminiMethod::Generate | GeminiMethod::Stream => {
+            let mut reply = gemini::Reply::read(req.body, model, settings.stream_chunks, req.id)?;
+            if method == GeminiMethod::Stream {
+                reply.sse = request::query_param(req.target, "alt") == Some("sse");
+                return Ok(Plan::Stream(StreamPlan::Gemini(reply)));
+            }
+            reply.write_response(out, &settings.name);
+            return Ok(OK);
+        }
+    };
+    gemini::write_embeddings(out, req.body, batch).map(|()| OK)
+}
+
+/// Azure: key and api-version checks, the content filter rule, then the OpenAI
+/// answer with the deployment as the model.
+fn azure_answer(
+    req: &Incoming<'_>,
+    deployment: &str,
+    settings: &Settings,
+    out: &mut Vec<u8>,
+) -> Plan {
+    let api_version = request::query_param(req.target, "api-version");
+    let chat = Refusal::check(req.api_key, api_version)
+        .map(|()| openai::read_chat(req.body, settings.stream_chunks, req.id));
+    let chat = match chat {
+        Ok(Ok(chat)) => Refusal::filter(chat.last_user.as_deref()).map(|()| chat),
+        Ok(Err(e)) => {
+            let message = format!("invalid JSON body: {e}");
+            openai::write_error(out, &message, "invalid_request_error");
+            return Plan::Whole {
+                status: 400,
+                header: None,
+            };
+        }
+        Err(refusal) => Err(refusal),
+    };
+    match chat {
+        Ok(mut chat) => {
+            chat.answer.model = deployment.to_string();
+            openai_answer(chat.answer, out, settings)
+        }
+        Err(refusal) => {
+            refusal.write(out);
+            Plan::Whole {
+                status: refusal.status(),
+                header: None,
+            }
+        }
+    }
+}
+
+fn not_here(out: &mut Vec<u8>, status: u16, message: &str) -> Plan {
+    openai::write_error(out, message, "invalid_request_error");
+    Plan::Whole {
+        status,
+        header: None,
+    }
+}

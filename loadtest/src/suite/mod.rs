@@ -1,0 +1,162 @@
+//! The outage scenario suite: each YAML scenario in `loadtest/scenarios/` is run
+//! against a real `switchyard` child process with in-process mock providers and
+//! in-process open-loop load, its fault timeline applied through the mocks'
+//! control endpoints, and its pass criteria judged PASS/FAIL into a report
+//! (`report.md`, `report.json`, one SVG chart per scenario).
+//!
+//! Layout: [`scenario`] (file schema and validation), [`gateway`] (child process),
+//! [`mocks`], [`timeline`] (faults, probes, sampling, progress), [`runner`] (one
+//! scenario), [`metrics`] (values and verdicts), [`report`] and [`chart`].
+
+pub mod chart;
+pub mod gateway;
+pub mod metrics;
+pub mod mocks;
+pub mod report;
+pub mod runner;
+pub mod scenario;
+pub mod timeline;
+
+use std::io;
+use std::path::PathBuf;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::loadgen::LoadError;
+
+pub use report::{ScenarioOutcome, SuiteReport};
+pub use runner::Placement;
+
+/// Why the suite (or one scenario) could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum SuiteError {
+    #[error("{}: {problem}", file.display())]
+    Scenario { file: PathBuf, problem: String },
+    #[error("{what}: {source}")]
+    Io { what: String, source: io::Error },
+    #[error("gateway: {0}")]
+    Gateway(String),
+    #[error("mock: {0}")]
+    Mock(String),
+    #[error("load: {0}")]
+    Load(#[from] LoadError),
+    #[error("no scenario named {0} (see --list)")]
+    UnknownScenario(String),
+}
+
+/// How to run the suite.
+#[derive(Debug, Clone)]
+pub struct SuiteOptions {
+    /// Shorten every scenario to seconds at low rates.
+    pub smoke: bool,
+    /// Run only these scenarios (by name); empty = all.
+    pub only: Vec<String>,
+    /// The gateway binary; default: found or built next to this executable.
+    pub gateway_bin: Option<PathBuf>,
+    /// Where the scenario files are.
+    pub scenarios: PathBuf,
+    /// Where the report goes.
+    pub out: PathBuf,
+}
+
+impl Default for SuiteOptions {
+    fn default() -> Self {
+        let crate_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+        SuiteOptions {
+            smoke: false,
+            only: Vec::new(),
+            gateway_bin: None,
+            scenarios: crate_dir.join("scenarios"),
+            out: crate_dir.join("report"),
+        }
+    }
+}
+
+/// Loads the scenarios, runs the chosen ones in file-name order, writes the report
+/// and returns it. A scenario that cannot run is reported as an error row; only
+/// problems that stop the whole suite (bad scenario files, no gateway binary,
+/// unwritable report) are returned as `Err`.
+pub fn run(options: &SuiteOptions) -> Result<SuiteReport, SuiteError> {
+    let all = scenario::load_dir(&options.scenarios)?;
+    for name in &options.only {
+        if !all.iter().any(|(_, s)| &s.name == name) {
+            return Err(SuiteError::UnknownScenario(name.clone()));
+        }
+    }
+    let chosen: Vec<_> = all
+        .into_iter()
+        .filter(|(_, s)| options.only.is_empty() || options.only.contains(&s.name))
+        .collect();
+    let binary = gateway::resolve_binary(options.gateway_bin.as_deref())?;
+    let logs = options.out.join("logs");
+    std::fs::create_dir_all(&logs).map_err(|source| SuiteError::Io {
+        what: format!("cannot create {}", logs.display()),
+        source,
+    })?;
+    let placement = Placement::detect();
+    let ctx = runner::Context {
+        binary: &binary,
+        logs: &logs,
+        placement,
+    };
+    let mut report = SuiteReport {
+        mode: if options.smoke { "smoke" } else { "full" },
+        started_unix: SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()),
+        cores: core_affinity::get_core_ids().map_or(1, |c| c.len()),
+        placement,
+        gateway_bin: binary.display().to_string(),
+        scenarios: Vec::new(),
+    };
+    for (file, full) in chosen {
+        let sc = if options.smoke {
+            scenario::smoke(&full)
+        } else {
+            full
+        };
+        eprintln!(
+            "suite: {} ({} s{})",
+            sc.name,
+            sc.traffic.duration.secs(),
+            sc.traffic
+                .rate
+                .map_or(", closed loop".to_string(), |r| format!(" at {r:.0} req/s"))
+        );
+        let outcome = match runner::run(&sc, &file, &ctx) {
+            Ok(run) => ScenarioOutcome {
+                name: sc.name.clone(),
+                file: file.display().to_string(),
+                error: None,
+                verdicts: metrics::evaluate(&sc, &run),
+                run: Some(run),
+            },
+            Err(e) => ScenarioOutcome {
+                name: sc.name.clone(),
+                file: file.display().to_string(),
+                error: Some(e.to_string()),
+                verdicts: Vec::new(),
+                run: None,
+            },
+        };
+        print_outcome(&outcome);
+        report.scenarios.push(outcome);
+    }
+    report::write(&report, &options.out)?;
+    Ok(report)
+}
+
+fn print_outcome(outcome: &ScenarioOutcome) {
+    if let Some(e) = &outcome.error {
+        eprintln!("  ERROR {e}");
+        return;
+    }
+    for v in &outcome.verdicts {
+        eprintln!(
+            "  {} {:<26} measured {:>12} bound {}",
+            if v.pass { "PASS" } else { "FAIL" },
+            v.metric,
+            v.measured.map_or("-".to_string(), |m| format!("{m:.4}")),
+            v.bound
+        );
+    }
+}

@@ -1,0 +1,241 @@
+//! Running one scenario: mocks in-process, the gateway as a pinned child process,
+//! the load in-process, the fault timeline on its own thread; everything is
+//! stopped by drop guards whatever happens.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use super::gateway::{free_port, render_config, GatewayProcess};
+use super::mocks::MockSet;
+use super::scenario::{self, Scenario, Traffic};
+use super::timeline::{Timeline, TimelineLog, TimelinePlan};
+use super::SuiteError;
+use crate::loadgen::{self, LoadReport, LoadSpec};
+use crate::mock::Fault;
+
+/// `loadgen::run` starts its clock this long after it is called (its START_DELAY).
+const LOADGEN_START_DELAY: Duration = Duration::from_millis(30);
+
+/// Which cores the gateway and the load side (load threads, mocks, timeline) use.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct Placement {
+    pub gateway: Option<usize>,
+    pub load: Option<usize>,
+}
+
+impl Placement {
+    /// Gateway on the first allowed core, load side on the second, when there are two.
+    pub fn detect() -> Placement {
+        let cores = core_affinity::get_core_ids().unwrap_or_default();
+        match cores.as_slice() {
+            [gw, load, ..] => Placement {
+                gateway: Some(gw.id),
+                load: Some(load.id),
+            },
+            _ => Placement::default(),
+        }
+    }
+}
+
+/// Where the runner finds the gateway and puts its files.
+pub struct Context<'a> {
+    pub binary: &'a Path,
+    pub logs: &'a Path,
+    pub placement: Placement,
+}
+
+/// Everything measured in one scenario.
+#[derive(Debug, Clone, Serialize)]
+pub struct ScenarioRun {
+    pub name: String,
+    pub description: String,
+    pub kind: &'static str,
+    pub rate: Option<f64>,
+    pub duration_s: f64,
+    pub stream: bool,
+    pub gateway_cpus: String,
+    /// The run the timeline applies to (compare: the gateway at the fixed rate).
+    pub load: LoadReport,
+    /// Compare only: direct, gateway, direct_max, gateway_max, gateway_max_down.
+    pub phases: BTreeMap<String, LoadReport>,
+    pub timeline: TimelineLog,
+    pub fault_start_s: Option<f64>,
+    pub heal_s: Option<f64>,
+    pub settle_s: f64,
+}
+
+/// Runs `sc` (already shortened for smoke mode) from `file`.
+pub fn run(sc: &Scenario, file: &Path, ctx: &Context) -> Result<ScenarioRun, SuiteError> {
+    let mocks = MockSet::start(&sc.mocks, ctx.placement.load)?;
+    let addr = free_port()?;
+    let config = render_config(&sc.gateway, &mocks.urls(), addr).map_err(|problem| {
+        SuiteError::Scenario {
+            file: file.to_path_buf(),
+            problem,
+        }
+    })?;
+    let gateway = GatewayProcess::start(
+        ctx.binary,
+        &config,
+        addr,
+        ctx.logs,
+        &sc.name,
+        ctx.placement.gateway,
+        &sc.traffic.model,
+    )?;
+    let mut out = ScenarioRun {
+        name: sc.name.clone(),
+        description: sc.description.trim().to_string(),
+        kind: if sc.compare.is_some() {
+            "compare"
+        } else {
+            "timeline"
+        },
+        rate: sc.traffic.rate,
+        duration_s: sc.traffic.duration.secs(),
+        stream: sc.traffic.stream,
+        gateway_cpus: gateway.cpus.clone(),
+        load: empty_report(),
+        phases: BTreeMap::new(),
+        timeline: TimelineLog::default(),
+        fault_start_s: scenario::fault_start(sc).map(|d| d.secs()),
+        heal_s: scenario::heal_at(sc).map(|d| d.secs()),
+        settle_s: sc.settle.secs(),
+    };
+    match &sc.compare {
+        None => {
+            let spec = load_spec(&sc.traffic, gateway.addr, ctx.placement.load);
+            let (report, log) = measured(sc, &mocks, &spec, &sc.name, Some(gateway.addr))?;
+            out.load = report;
+            out.timeline = log;
+        }
+        Some(compare) => {
+            let direct = mocks.get(&compare.direct)?.handle.addr();
+            let fixed = |target| load_spec(&sc.traffic, target, ctx.placement.load);
+            let max = |target| {
+                let mut spec = fixed(target);
+                spec.rate = None;
+                spec.duration = compare.max_duration.0;
+                spec.connections = compare.max_connections;
+                spec
+            };
+            let quiet = Scenario {
+                faults: Vec::new(),
+                probe: None,
+                ..sc.clone()
+            };
+            let label = |phase: &str| format!("{}/{phase}", sc.name);
+            let (d, _) = measured(&quiet, &mocks, &fixed(direct), &label("direct"), None)?;
+            let (g, log) = measured(
+                &quiet,
+                &mocks,
+                &fixed(gateway.addr),
+                &label("gateway"),
+                None,
+            )?;
+            let (dm, _) = measured(&quiet, &mocks, &max(direct), &label("direct_max"), None)?;
+            let (gm, _) = measured(
+                &quiet,
+                &mocks,
+                &max(gateway.addr),
+                &label("gateway_max"),
+                None,
+            )?;
+            out.load = g.clone();
+            out.timeline = log;
+            out.phases.insert("direct".into(), d);
+            out.phases.insert("gateway".into(), g);
+            out.phases.insert("direct_max".into(), dm);
+            out.phases.insert("gateway_max".into(), gm);
+            if let Some(down) = &compare.down {
+                mocks.get(down)?.set_fault(&Fault::Refuse)?;
+                let (gd, _) = measured(
+                    &quiet,
+                    &mocks,
+                    &max(gateway.addr),
+                    &label("gateway_max_down"),
+                    None,
+                )?;
+                out.phases.insert("gateway_max_down".into(), gd);
+            }
+        }
+    }
+    drop(gateway);
+    drop(mocks);
+    Ok(out)
+}
+
+/// One load run with the timeline thread beside it.
+fn measured(
+    sc: &Scenario,
+    mocks: &MockSet,
+    spec: &LoadSpec,
+    label: &str,
+    gateway: Option<SocketAddr>,
+) -> Result<(LoadReport, TimelineLog), SuiteError> {
+    let start = Instant::now() + LOADGEN_START_DELAY + spec.warmup;
+    let plan = TimelinePlan {
+        label: label.to_string(),
+        start,
+        duration: spec.duration,
+        steps: sc.faults.clone(),
+        mocks: mocks.mocks.clone(),
+        probe: match (&sc.probe, gateway) {
+            (Some(p), Some(addr)) => Some((p.at.0, p.requests, addr, sc.traffic.model.clone())),
+            _ => None,
+        },
+        pin_core: spec.pin_cores.first().copied(),
+    };
+    let timeline = Timeline::spawn(plan).map_err(|e| SuiteError::Io {
+        what: "cannot spawn the timeline thread".into(),
+        source: e,
+    })?;
+    let report = loadgen::run(spec);
+    let log = timeline.finish();
+    for step in &log.applied {
+        if let Some(e) = &step.error {
+            return Err(SuiteError::Mock(e.clone()));
+        }
+    }
+    Ok((report?, log))
+}
+
+fn load_spec(t: &Traffic, target: SocketAddr, core: Option<usize>) -> LoadSpec {
+    LoadSpec {
+        target,
+        path: "/v1/chat/completions".to_string(),
+        model: t.model.clone(),
+        api_key: None,
+        rate: t.rate,
+        duration: t.duration.0,
+        warmup: t.warmup.0,
+        connections: t.connections,
+        threads: 1,
+        stream: t.stream,
+        timeout: t.timeout.0,
+        pin_cores: core.into_iter().collect(),
+    }
+}
+
+fn empty_report() -> LoadReport {
+    LoadReport {
+        open_loop: false,
+        requests: 0,
+        ok: 0,
+        errors: 0,
+        statuses: BTreeMap::new(),
+        targets: BTreeMap::new(),
+        late_starts: 0,
+        unsent: 0,
+        elapsed_s: 0.0,
+        throughput: 0.0,
+        latency_us: Default::default(),
+        ttft_us: None,
+        streams: None,
+        series: Vec::new(),
+    }
+}

@@ -1,0 +1,591 @@
+//! Scenario files: the YAML schema, what a valid scenario must satisfy, and the
+//! shortened `--smoke` form of each scenario.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::SuiteError;
+use crate::mock::Fault;
+
+/// One scenario, as written in `loadtest/scenarios/NAME.yaml`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    /// Short kebab-case name, used for `--only` and file names in the report.
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    /// In-process mock providers, each with a control listener.
+    pub mocks: Vec<MockSpec>,
+    /// Gateway config template. `{{mock.NAME}}` becomes that mock's base URL; the
+    /// suite sets `listen` and `shards` itself.
+    pub gateway: String,
+    pub traffic: Traffic,
+    /// What `--smoke` changes (shorter, slower); fault times scale with the duration.
+    #[serde(default)]
+    pub smoke: SmokeOverride,
+    /// Fault timeline, relative to the start of the measured window.
+    #[serde(default)]
+    pub faults: Vec<FaultStep>,
+    /// Sequential probe requests at one moment (fail-fast latency, Retry-After).
+    #[serde(default)]
+    pub probe: Option<Probe>,
+    /// Time after the first fault before the breaker is expected open;
+    /// `error_rate_after_breaker` and `fault_throughput_ratio` skip it.
+    #[serde(default)]
+    pub settle: Dur,
+    /// `recovery_s` measures until this mock serves half the offered rate again;
+    /// without it, until client-visible errors are back under 1%.
+    #[serde(default)]
+    pub recovery_mock: Option<String>,
+    /// Makes this a comparison scenario (direct vs through the gateway).
+    #[serde(default)]
+    pub compare: Option<Compare>,
+    /// Pass criteria: metric → bound.
+    #[serde(default)]
+    pub criteria: BTreeMap<Metric, Bound>,
+}
+
+/// One mock provider.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MockSpec {
+    pub name: String,
+    #[serde(default = "one")]
+    pub threads: usize,
+    #[serde(default = "eight")]
+    pub stream_chunks: usize,
+    #[serde(default)]
+    pub chunk_delay: Dur,
+    #[serde(default)]
+    pub latency: Dur,
+    /// Fault in force at start.
+    #[serde(default)]
+    pub fault: Fault,
+}
+
+/// The load, sent open loop at `rate` (closed loop without it).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Traffic {
+    #[serde(default)]
+    pub rate: Option<f64>,
+    pub duration: Dur,
+    #[serde(default = "default_warmup")]
+    pub warmup: Dur,
+    #[serde(default = "default_connections")]
+    pub connections: usize,
+    #[serde(default)]
+    pub stream: bool,
+    #[serde(default = "default_model")]
+    pub model: String,
+    #[serde(default = "default_timeout")]
+    pub timeout: Dur,
+}
+
+/// Overrides for `--smoke`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmokeOverride {
+    pub rate: Option<f64>,
+    pub duration: Option<Dur>,
+    pub connections: Option<usize>,
+}
+
+/// At `at`, set mock `mock` to `fault` through its control endpoint.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FaultStep {
+    pub at: Dur,
+    pub mock: String,
+    pub fault: Fault,
+}
+
+/// `requests` sequential requests to the gateway at `at`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Probe {
+    pub at: Dur,
+    #[serde(default = "default_probes")]
+    pub requests: usize,
+}
+
+/// A comparison run: `traffic` at its rate direct to `direct` and through the
+/// gateway, then max throughput (closed loop) both ways, then optionally max
+/// throughput through the gateway while `down` refuses connections.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Compare {
+    pub direct: String,
+    pub max_duration: Dur,
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    #[serde(default)]
+    pub down: Option<String>,
+}
+
+/// What a criterion measures (see loadtest/README.md for each definition).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Metric {
+    ErrorRate,
+    ErrorRateAfterBreaker,
+    FaultThroughputRatio,
+    RecoveryS,
+    StreamCompletion,
+    FailFastP99Ms,
+    RetryAfterRatio,
+    OverheadP50Us,
+    OverheadP99Us,
+    OverheadRatioP99,
+    MaxThroughputRatio,
+    GatewayMaxRps,
+    DownThroughputRatio,
+}
+
+impl Metric {
+    pub fn name(self) -> &'static str {
+        match self {
+            Metric::ErrorRate => "error_rate",
+            Metric::ErrorRateAfterBreaker => "error_rate_after_breaker",
+            Metric::FaultThroughputRatio => "fault_throughput_ratio",
+            Metric::RecoveryS => "recovery_s",
+            Metric::StreamCompletion => "stream_completion",
+            Metric::FailFastP99Ms => "fail_fast_p99_ms",
+            Metric::RetryAfterRatio => "retry_after_ratio",
+            Metric::OverheadP50Us => "overhead_p50_us",
+            Metric::OverheadP99Us => "overhead_p99_us",
+            Metric::OverheadRatioP99 => "overhead_ratio_p99",
+            Metric::MaxThroughputRatio => "max_throughput_ratio",
+            Metric::GatewayMaxRps => "gateway_max_rps",
+            Metric::DownThroughputRatio => "down_throughput_ratio",
+        }
+    }
+
+    fn needs_compare(self) -> bool {
+        matches!(
+            self,
+            Metric::OverheadP50Us
+                | Metric::OverheadP99Us
+                | Metric::OverheadRatioP99
+                | Metric::MaxThroughputRatio
+                | Metric::GatewayMaxRps
+                | Metric::DownThroughputRatio
+        )
+    }
+}
+
+/// A criterion's bound: the measured value must be ≥ `min` and ≤ `max`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Bound {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max: Option<f64>,
+}
+
+impl Bound {
+    pub fn holds(&self, value: f64) -> bool {
+        let above = match self.min {
+            Some(m) => value >= m,
+            None => true,
+        };
+        let below = match self.max {
+            Some(m) => value <= m,
+            None => true,
+        };
+        above && below
+    }
+}
+
+impl std::fmt::Display for Bound {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (self.min, self.max) {
+            (Some(lo), Some(hi)) => write!(f, "{lo} ..= {hi}"),
+            (Some(lo), None) => write!(f, "≥ {lo}"),
+            (None, Some(hi)) => write!(f, "≤ {hi}"),
+            (None, None) => write!(f, "any"),
+        }
+    }
+}
+
+/// A duration written as `250ms`, `5s`, `1.5s`, `2m` or a bare number of seconds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
+#[serde(try_from = "DurRepr")]
+pub struct Dur(pub Duration);
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum DurRepr {
+    Secs(f64),
+    Text(String),
+}
+
+impl TryFrom<DurRepr> for Dur {
+    type Error = String;
+
+    fn try_from(repr: DurRepr) -> Result<Self, String> {
+        let seconds = match repr {
+            DurRepr::Secs(s) => s,
+            DurRepr::Text(text) => parse_seconds(&text)?,
+        };
+        Duration::try_from_secs_f64(seconds)
+            .map(Dur)
+            .map_err(|_| format!("invalid duration {seconds} s (must be ≥ 0 and finite)"))
+    }
+}
+
+fn parse_seconds(text: &str) -> Result<f64, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: f64 = number
+        .parse()
+        .map_err(|_| format!("invalid duration '{text}' (e.g. 250ms, 5s, 2m)"))?;
+    match unit.trim() {
+        "ms" => Ok(number / 1000.0),
+        "" | "s" => Ok(number),
+        "m" => Ok(number * 60.0),
+        _ => Err(format!(
+            "unknown unit in duration '{text}' (use ms, s or m)"
+        )),
+    }
+}
+
+impl Dur {
+    pub fn secs(self) -> f64 {
+        self.0.as_secs_f64()
+    }
+}
+
+fn one() -> usize {
+    1
+}
+fn eight() -> usize {
+    8
+}
+fn default_warmup() -> Dur {
+    Dur(Duration::from_secs(1))
+}
+fn default_connections() -> usize {
+    32
+}
+fn default_model() -> String {
+    "chat".to_string()
+}
+fn default_timeout() -> Dur {
+    Dur(Duration::from_secs(10))
+}
+fn default_probes() -> usize {
+    20
+}
+fn default_max_connections() -> usize {
+    64
+}
+
+/// Reads every `*.yaml` in `dir`, sorted by file name.
+pub fn load_dir(dir: &Path) -> Result<Vec<(PathBuf, Scenario)>, SuiteError> {
+    let entries = std::fs::read_dir(dir).map_err(|e| SuiteError::Io {
+        what: format!("cannot read scenario directory {}", dir.display()),
+        source: e,
+    })?;
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml" || x == "yml"))
+        .collect();
+    files.sort();
+    let mut scenarios = Vec::with_capacity(files.len());
+    let mut names = BTreeSet::new();
+    for file in files {
+        let scenario = load_file(&file)?;
+        if !names.insert(scenario.name.clone()) {
+            return Err(invalid(
+                &file,
+                format!("scenario name '{}' is used twice", scenario.name),
+            ));
+        }
+        scenarios.push((file, scenario));
+    }
+    Ok(scenarios)
+}
+
+/// Reads and validates one scenario file.
+pub fn load_file(path: &Path) -> Result<Scenario, SuiteError> {
+    let text = std::fs::read_to_string(path).map_err(|e| SuiteError::Io {
+        what: format!("cannot read {}", path.display()),
+        source: e,
+    })?;
+    parse(&text, path)
+}
+
+/// Parses and validates scenario YAML; `path` names it in errors.
+pub fn parse(text: &str, path: &Path) -> Result<Scenario, SuiteError> {
+    let mut scenario: Scenario =
+        serde_yaml::from_str(text).map_err(|e| invalid(path, e.to_string()))?;
+    scenario
+        .faults
+        .sort_by(|a, b| a.at.partial_cmp(&b.at).unwrap_or(std::cmp::Ordering::Equal));
+    validate(&scenario).map_err(|problem| invalid(path, problem))?;
+    Ok(scenario)
+}
+
+fn invalid(path: &Path, problem: String) -> SuiteError {
+    SuiteError::Scenario {
+        file: path.to_path_buf(),
+        problem,
+    }
+}
+
+fn validate(s: &Scenario) -> Result<(), String> {
+    let name_ok = !s.name.is_empty()
+        && s.name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    if !name_ok {
+        return Err(format!(
+            "name '{}' must be non-empty kebab-case (a-z, 0-9, -)",
+            s.name
+        ));
+    }
+    if s.mocks.is_empty() {
+        return Err("mocks: at least one mock is needed".into());
+    }
+    let mut mocks = BTreeSet::new();
+    for m in &s.mocks {
+        if m.name.is_empty()
+            || !m
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return Err(format!(
+                "mocks: name '{}' must be alphanumeric (also - and _)",
+                m.name
+            ));
+        }
+        if !mocks.insert(m.name.as_str()) {
+            return Err(format!("mocks: name '{}' is used twice", m.name));
+        }
+        if m.threads == 0 {
+            return Err(format!("mocks.{}.threads must be at least 1", m.name));
+        }
+        m.fault
+            .validate()
+            .map_err(|e| format!("mocks.{}.fault: {e}", m.name))?;
+    }
+    let known = |what: &str, name: &str| -> Result<(), String> {
+        if mocks.contains(name) {
+            Ok(())
+        } else {
+            Err(format!(
+                "{what}: unknown mock '{name}' (declared: {})",
+                mocks.iter().copied().collect::<Vec<_>>().join(", ")
+            ))
+        }
+    };
+    validate_traffic(&s.traffic, &s.smoke)?;
+    let duration = s.traffic.duration;
+    for (i, step) in s.faults.iter().enumerate() {
+        known(&format!("faults[{i}].mock"), &step.mock)?;
+        step.fault
+            .validate()
+            .map_err(|e| format!("faults[{i}].fault: {e}"))?;
+        if step.at >= duration {
+            return Err(format!(
+                "faults[{i}].at ({} s) must be before the end of traffic.duration ({} s)",
+                step.at.secs(),
+                duration.secs()
+            ));
+        }
+    }
+    if let Some(p) = &s.probe {
+        if p.at >= duration || p.requests == 0 {
+            return Err("probe: `at` must be inside traffic.duration and requests ≥ 1".into());
+        }
+    }
+    if let Some(m) = &s.recovery_mock {
+        known("recovery_mock", m)?;
+    }
+    if let Some(c) = &s.compare {
+        known("compare.direct", &c.direct)?;
+        if let Some(down) = &c.down {
+            known("compare.down", down)?;
+        }
+        if c.max_duration.0.is_zero() || c.max_connections == 0 {
+            return Err("compare: max_duration and max_connections must be positive".into());
+        }
+        if s.traffic.rate.is_none() {
+            return Err("compare: traffic.rate is required (the fixed-rate overhead run)".into());
+        }
+    }
+    validate_criteria(s)
+}
+
+fn validate_traffic(t: &Traffic, smoke: &SmokeOverride) -> Result<(), String> {
+    let bad_rate = |r: Option<f64>| r.is_some_and(|r| !(r.is_finite() && r > 0.0));
+    if bad_rate(t.rate) || bad_rate(smoke.rate) {
+        return Err(
+            "traffic.rate / smoke.rate must be a positive number of requests per second".into(),
+        );
+    }
+    if t.duration.0.is_zero() || smoke.duration.is_some_and(|d| d.0.is_zero()) {
+        return Err("traffic.duration / smoke.duration must be positive".into());
+    }
+    if t.connections == 0 || smoke.connections == Some(0) {
+        return Err("traffic.connections must be at least 1".into());
+    }
+    if t.timeout.0.is_zero() {
+        return Err("traffic.timeout must be positive".into());
+    }
+    Ok(())
+}
+
+fn validate_criteria(s: &Scenario) -> Result<(), String> {
+    let heals = heal_at(s).is_some();
+    for (metric, bound) in &s.criteria {
+        let name = metric.name();
+        if bound.min.is_none() && bound.max.is_none() {
+            return Err(format!("criteria.{name}: give `min`, `max` or both"));
+        }
+        if metric.needs_compare() && s.compare.is_none() {
+            return Err(format!("criteria.{name}: needs a `compare:` section"));
+        }
+        if *metric == Metric::DownThroughputRatio
+            && s.compare.as_ref().is_some_and(|c| c.down.is_none())
+        {
+            return Err(format!("criteria.{name}: needs compare.down"));
+        }
+        let needs_fault = matches!(
+            metric,
+            Metric::ErrorRateAfterBreaker | Metric::FaultThroughputRatio
+        );
+        if needs_fault && fault_start(s).is_none() {
+            return Err(format!("criteria.{name}: needs a fault in `faults:`"));
+        }
+        if *metric == Metric::RecoveryS && !heals {
+            return Err(format!(
+                "criteria.{name}: needs a heal (a `mode: none` step after a fault)"
+            ));
+        }
+        if *metric == Metric::StreamCompletion && !s.traffic.stream {
+            return Err(format!("criteria.{name}: needs traffic.stream: true"));
+        }
+        if matches!(metric, Metric::FailFastP99Ms | Metric::RetryAfterRatio) && s.probe.is_none() {
+            return Err(format!("criteria.{name}: needs a `probe:`"));
+        }
+    }
+    Ok(())
+}
+
+/// When the first fault (anything but `none`) starts.
+pub fn fault_start(s: &Scenario) -> Option<Dur> {
+    s.faults
+        .iter()
+        .find(|f| f.fault != Fault::None)
+        .map(|f| f.at)
+}
+
+/// When the last fault is healed: the last `none` step after the first fault, if
+/// every mock ends healthy.
+pub fn heal_at(s: &Scenario) -> Option<Dur> {
+    let start = fault_start(s)?;
+    let mut last: BTreeMap<&str, &FaultStep> = BTreeMap::new();
+    for step in &s.faults {
+        last.insert(step.mock.as_str(), step);
+    }
+    let all_healed = last.values().all(|f| f.fault == Fault::None);
+    let heal = last.values().map(|f| f.at).max()?;
+    (all_healed && heal > start).then_some(heal)
+}
+
+/// The `--smoke` form: the smoke duration (default 3 s) and rate (default at most
+/// 200 req/s), a short warmup, and every time scaled by the same factor.
+pub fn smoke(s: &Scenario) -> Scenario {
+    let mut out = s.clone();
+    let full = s.traffic.duration.secs();
+    let short = s.smoke.duration.map_or(full.min(3.0), |d| d.secs());
+    let factor = short / full;
+    let scale = |d: Dur| Dur(d.0.mul_f64(factor));
+    out.traffic.duration = Dur(Duration::from_secs_f64(short));
+    out.traffic.warmup = Dur(Duration::from_millis(300));
+    out.traffic.rate = s.smoke.rate.or(s.traffic.rate.map(|r| r.min(200.0)));
+    out.traffic.connections = s.smoke.connections.unwrap_or(s.traffic.connections);
+    for step in &mut out.faults {
+        step.at = scale(step.at);
+    }
+    if let Some(p) = &mut out.probe {
+        p.at = scale(p.at);
+        p.requests = p.requests.min(10);
+    }
+    out.settle = scale(out.settle);
+    if let Some(c) = &mut out.compare {
+        c.max_duration = Dur(c.max_duration.0.min(Duration::from_secs(1)));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+name: primary-outage
+mocks: [{ name: primary }, { name: fallback }]
+gateway: "routes: []"
+traffic: { rate: 500, duration: 10s }
+faults:
+  - { at: 6s, mock: primary, fault: { mode: none } }
+  - { at: 2s, mock: primary, fault: { mode: status, status: 503 } }
+settle: 1s
+criteria:
+  error_rate_after_breaker: { max: 0.01 }
+  recovery_s: { max: 3 }
+"#;
+
+    fn err(text: &str) -> String {
+        parse(text, Path::new("x.yaml")).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn parses_sorts_and_finds_the_fault_window() {
+        let s = parse(GOOD, Path::new("x.yaml")).unwrap();
+        assert_eq!(s.faults[0].at, Dur(Duration::from_secs(2)));
+        assert_eq!(fault_start(&s), Some(Dur(Duration::from_secs(2))));
+        assert_eq!(heal_at(&s), Some(Dur(Duration::from_secs(6))));
+        let short = smoke(&s);
+        assert_eq!(short.traffic.duration, Dur(Duration::from_secs(3)));
+        assert_eq!(short.faults[0].at, Dur(Duration::from_millis(600)));
+        assert_eq!(short.traffic.rate, Some(200.0));
+    }
+
+    #[test]
+    fn explains_mistakes_with_the_file() {
+        let e = err(&GOOD.replace(
+            "mock: primary, fault: { mode: status",
+            "mock: primray, fault: { mode: status",
+        ));
+        assert!(
+            e.starts_with("x.yaml:") && e.contains("unknown mock 'primray'"),
+            "{e}"
+        );
+        let e = err(&GOOD.replace("recovery_s", "recovery_time"));
+        assert!(e.contains("unknown variant `recovery_time`"), "{e}");
+        let e = err(&GOOD.replace("10s", "10h"));
+        assert!(e.contains("unknown unit"), "{e}");
+        let e = err(&GOOD.replace("{ max: 3 }", "{ }"));
+        assert!(e.contains("give `min`, `max`"), "{e}");
+        let e = err(&GOOD.replace("status: 503", "status: 42"));
+        assert!(e.contains("outside 100..=999"), "{e}");
+        let e = err(&GOOD.replace("at: 6s", "at: 12s"));
+        assert!(e.contains("before the end"), "{e}");
+        let e = err("name: [");
+        assert!(e.starts_with("x.yaml:"), "{e}");
+    }
+}

@@ -1,0 +1,118 @@
+#!/usr/bin/env bash
+# Runs the official anthropic Python SDK against switchyard's /v1/messages in front
+# of OpenAI-compatible mock providers (see anthropic_check.py for what is checked).
+# Usage: tests/sdk/anthropic_run.sh   (debug build; PROFILE=release for a release build)
+# Exits with the check's exit code (0 = every check passed).
+set -euo pipefail
+
+cd "$(dirname "$0")/../.."
+PROFILE="${PROFILE:-debug}"
+if [ "$PROFILE" = release ]; then flag=--release; else flag=; fi
+
+echo "== building ($PROFILE)"
+cargo build $flag -p loadtest --bin mock-provider
+cargo build $flag --bin switchyard
+bin="target/$PROFILE"
+
+if ! python3 -c 'import anthropic' 2>/dev/null; then
+    echo "== installing the anthropic SDK"
+    python3 -m pip install --quiet anthropic
+fi
+
+free_port() {
+    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
+}
+
+work="$(mktemp -d)"
+pids=()
+cleanup() {
+    for pid in "${pids[@]}"; do
+        kill "$pid" 2>/dev/null || true
+    done
+    for pid in "${pids[@]}"; do
+        wait "$pid" 2>/dev/null || true
+    done
+    rm -rf "$work"
+}
+trap cleanup EXIT INT TERM
+
+wait_for() { # URL [header...]: waits up to 15 s for a 200
+    local url="$1"; shift
+    for _ in $(seq 1 150); do
+        if python3 - "$url" "$@" <<'PY' 2>/dev/null; then return 0; fi
+import sys, urllib.request
+req = urllib.request.Request(sys.argv[1], headers=dict(h.split(": ", 1) for h in sys.argv[2:]))
+sys.exit(0 if urllib.request.urlopen(req, timeout=1).status == 200 else 1)
+PY
+        sleep 0.1
+    done
+    echo "timed out waiting for $url" >&2
+    return 1
+}
+
+start_mock() { # NAME PORT FAULT_JSON
+    "$bin/mock-provider" --listen "127.0.0.1:$2" --name "$1" --chunks 6 --fault "$3" \
+        >"$work/mock-$1.log" 2>&1 &
+    pids+=($!)
+}
+
+primary_port="$(free_port)"
+down_port="$(free_port)"
+broken_port="$(free_port)"
+tools_port="$(free_port)"
+gw_port="$(free_port)"
+key="sk-switchyard-anthropic-check"
+
+tool_answer='{"id":"chatcmpl-tools","object":"chat.completion","model":"tools-model","choices":[{"index":0,"finish_reason":"tool_calls","message":{"role":"assistant","content":null,"tool_calls":[{"id":"call_1","type":"function","function":{"name":"get_weather","arguments":"{\"city\":\"Paris\"}"}}]}}],"usage":{"prompt_tokens":20,"completion_tokens":7,"total_tokens":27}}'
+tool_fault="$(python3 -c 'import json,sys; print(json.dumps({"mode":"status","status":200,"body":sys.argv[1]}))' "$tool_answer")"
+
+start_mock primary "$primary_port" '{"mode":"none"}'
+start_mock down "$down_port" '{"mode":"status","status":503}'
+start_mock broken "$broken_port" '{"mode":"reset_mid_stream","after_chunks":3}'
+start_mock tools "$tools_port" "$tool_fault"
+wait_for "http://127.0.0.1:$primary_port/v1/models"
+
+cat >"$work/switchyard.yaml" <<YAML
+listen: 127.0.0.1:$gw_port
+shards: 1
+shutdown_grace: 2s
+keys:
+  - { name: sdk, key: "\${SDK_KEY}" }
+providers:
+  primary: { kind: openai-compatible, base_url: "http://127.0.0.1:$primary_port/v1" }
+  down:    { kind: openai-compatible, base_url: "http://127.0.0.1:$down_port/v1" }
+  broken:  { kind: openai-compatible, base_url: "http://127.0.0.1:$broken_port/v1" }
+  tools:   { kind: openai-compatible, base_url: "http://127.0.0.1:$tools_port/v1" }
+routes:
+  - name: chat
+    match: { model: chat }
+    targets:
+      - { provider: primary, model: primary-model }
+  - name: failover
+    match: { model: chat-failover }
+    retry: { attempts: 1 }
+    targets:
+      - { provider: down, model: down-model, priority: 0 }
+      - { provider: primary, model: primary-model, priority: 1 }
+  - name: broken
+    match: { model: chat-broken }
+    targets:
+      - { provider: broken, model: broken-model }
+  - name: tools
+    match: { model: chat-tools }
+    targets:
+      - { provider: tools, model: tools-model }
+YAML
+
+SDK_KEY="$key" "$bin/switchyard" run --config "$work/switchyard.yaml" >"$work/switchyard.log" 2>&1 &
+pids+=($!)
+wait_for "http://127.0.0.1:$gw_port/v1/models" "Authorization: Bearer $key"
+
+echo "== anthropic SDK against switchyard on 127.0.0.1:$gw_port"
+status=0
+python3 tests/sdk/anthropic_check.py --base-url "http://127.0.0.1:$gw_port" --api-key "$key" || status=$?
+if [ "$status" -ne 0 ]; then
+    echo "== switchyard log"
+    tail -n 30 "$work/switchyard.log"
+fi
+exit "$status"
