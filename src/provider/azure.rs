@@ -159,6 +159,7 @@ mod tests {
             model,
             body,
             chat: &chat,
+            query: &[],
             now: std::time::SystemTime::now(),
         };
         translate_request(&parts).expect("translates")
@@ -219,6 +220,7 @@ mod tests {
             model: "",
             body,
             chat: &chat,
+            query: &[],
             now: std::time::SystemTime::now(),
         };
         assert!(matches!(

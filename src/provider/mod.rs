@@ -114,6 +114,10 @@ pub struct RequestParts<'a> {
     /// The client's OpenAI-format body (its own `model` not yet rewritten).
     pub body: &'a [u8],
     pub chat: &'a ChatBody,
+    /// The target's extra query parameters. Kinds that sign requests put them in
+    /// the path themselves (see [`signs_requests`]); for the others the caller
+    /// appends them.
+    pub query: &'a [(String, String)],
     /// Wall-clock time, for request signing.
     pub now: std::time::SystemTime,
 }
@@ -206,6 +210,12 @@ pub fn is_event_stream(kind: ProviderKind, content_type: &[u8]) -> bool {
         ProviderKind::Bedrock => content_type.starts_with(b"application/vnd.amazon.eventstream"),
         _ => content_type.starts_with(b"text/event-stream"),
     }
+}
+
+/// Kinds whose request signature covers the query: they append target query
+/// parameters before signing instead of the caller appending them after.
+pub fn signs_requests(kind: ProviderKind) -> bool {
+    matches!(kind, ProviderKind::Bedrock)
 }
 
 /// Whether a provider kind accepts an assistant message as the last message and

@@ -695,6 +695,7 @@ impl Call<'_> {
                 model: &target.model,
                 body: source,
                 chat,
+                query: &target.query,
                 now: SystemTime::now(),
             };
             let out = provider::translate_request(&parts)?;
@@ -705,7 +706,7 @@ impl Call<'_> {
             )
         };
         let (mut path, own_headers, body) = outbound;
-        if !target.query.is_empty() {
+        if !target.query.is_empty() && !provider::signs_requests(provider.kind) {
             provider::append_query(path.to_mut(), &target.query);
         }
         let mut request = std::mem::take(&mut self.request_buf);

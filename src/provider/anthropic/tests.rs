@@ -285,6 +285,7 @@ fn outbound_request_has_path_and_auth_headers() {
         model: "claude-sonnet-4-5",
         body,
         chat: &chat,
+        query: &[],
         now: std::time::SystemTime::now(),
     };
     let out = crate::provider::translate_request(&parts).unwrap();

@@ -29,8 +29,16 @@ pub fn translate_request(parts: &RequestParts<'_>) -> Result<Outbound, Translate
     }
     let body = convert::request_body(parts.body)?;
     let path = request_path(&parts.prepared.base_path, parts.model, parts.chat.stream);
-    let mut headers = auth_headers(parts, &path, &body)?;
+    let mut query = String::new();
+    super::append_query(&mut query, parts.query);
+    let query = query.trim_start_matches('?');
+    let mut headers = auth_headers(parts, &path, query, &body)?;
     headers.extend(parts.provider.headers.iter().cloned());
+    let path = if query.is_empty() {
+        path
+    } else {
+        format!("{path}?{query}")
+    };
     Ok(Outbound {
         path,
         headers,
@@ -58,6 +66,7 @@ pub fn request_path(base_path: &str, model: &str, stream: bool) -> String {
 fn auth_headers(
     parts: &RequestParts<'_>,
     path: &str,
+    query: &str,
     body: &[u8],
 ) -> Result<Vec<(String, String)>, TranslateError> {
     let provider = parts.provider;
@@ -85,7 +94,7 @@ fn auth_headers(
     let request = sigv4::Request {
         method: "POST",
         path,
-        query: "",
+        query,
         headers: &signed,
         payload: body,
     };

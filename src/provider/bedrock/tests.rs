@@ -40,6 +40,14 @@ fn provider(session_token: Option<&str>) -> Provider {
 }
 
 fn translate(body: &Value, session_token: Option<&str>) -> Outbound {
+    translate_with_query(body, session_token, &[])
+}
+
+fn translate_with_query(
+    body: &Value,
+    session_token: Option<&str>,
+    query: &[(String, String)],
+) -> Outbound {
     let provider = provider(session_token);
     let prepared = openai::prepare(&provider);
     let bytes = serde_json::to_vec(body).expect("json");
@@ -51,9 +59,23 @@ fn translate(body: &Value, session_token: Option<&str>) -> Outbound {
         model: MODEL,
         body: &bytes,
         chat: &chat,
+        query,
         now: UNIX_EPOCH + Duration::from_secs(1_440_938_160),
     };
     translate_request(&parts).expect("translates")
+}
+
+#[test]
+fn target_query_is_sent_and_signed() {
+    let body = json!({"model": "chat", "messages": [{"role": "user", "content": "hi"}]});
+    let plain = translate(&body, None);
+    let query = [("trace".to_string(), "on now".to_string())];
+    let with_query = translate_with_query(&body, None, &query);
+    assert_eq!(with_query.path, format!("{}?trace=on%20now", plain.path));
+    assert_ne!(
+        header(&with_query, "authorization"),
+        header(&plain, "authorization")
+    );
 }
 
 fn json_of(bytes: &[u8]) -> Value {

@@ -148,6 +148,7 @@ mod tests {
             model: "gemini-2.0-flash",
             body,
             chat: &chat,
+            query: &[],
             now: std::time::SystemTime::now(),
         })
     }
