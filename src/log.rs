@@ -99,8 +99,9 @@ fn timestamp() -> String {
     )
 }
 
-/// Days since 1970-01-01 to (year, month, day), after Howard Hinnant's algorithm.
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
+/// Days since 1970-01-01 to the proleptic Gregorian (year, month, day), after
+/// Howard Hinnant's algorithm. Also dates SigV4 signatures (`provider::bedrock::sigv4`).
+pub(crate) fn civil_from_days(days: i64) -> (i64, u32, u32) {
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z.rem_euclid(146_097);

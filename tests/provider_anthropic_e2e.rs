@@ -12,45 +12,18 @@ const MODEL: &str = "claude-sonnet-4-5";
 /// A route whose first target is `anthropic` (the mock speaking Messages) and,
 /// when given, a plain OpenAI-compatible fallback.
 fn yaml(anthropic: &MockHandle, fallback: Option<&MockHandle>, route_extra: &str) -> String {
-    let mut yaml = format!(
-        "listen: 127.0.0.1:0\nshards: 1\nshutdown_grace: 2s\nproviders:\n  anthropic: {{ kind: anthropic, base_url: \"{}\", api_key: sk-ant-test }}\n",
+    let settings = format!(
+        "{{ kind: anthropic, base_url: \"{}\", api_key: sk-ant-test }}",
         anthropic.base_url()
     );
-    if let Some(m) = fallback {
-        yaml.push_str(&provider("fallback", m));
-    }
-    yaml.push_str(
-        "routes:\n  - name: chat\n    match: { model: chat }\n    strategy: priority\n    targets:\n",
-    );
-    yaml.push_str(&format!(
-        "      - {{ provider: anthropic, model: {MODEL}, priority: 0 }}\n"
-    ));
-    if fallback.is_some() {
-        yaml.push_str("      - { provider: fallback, model: fallback-model, priority: 1 }\n");
-    }
-    for line in route_extra.lines().filter(|l| !l.trim().is_empty()) {
-        yaml.push_str("    ");
-        yaml.push_str(line.trim_start());
-        yaml.push('\n');
-    }
-    yaml
+    translated_route_yaml("anthropic", &settings, MODEL, fallback, route_extra)
 }
 
 #[test]
 fn messages_round_trip_plain_and_streamed() {
     let anthropic = mock("anthropic");
     let gw = gateway(&yaml(&anthropic, None, ""));
-    let response = chat(gw.addr());
-    assert_eq!(response.status, 200, "{}", response.text());
-    let body = response.json();
-    assert_eq!(body["object"], "chat.completion");
-    assert_eq!(body["choices"][0]["finish_reason"], "stop");
-    let text = body["choices"][0]["message"]["content"]
-        .as_str()
-        .expect("content")
-        .to_string();
-    assert!(!text.is_empty());
-    assert!(body["usage"]["prompt_tokens"].as_u64().is_some());
+    let text = completion_text(&chat(gw.addr()));
 
     let recorded = anthropic.last_request().expect("mock saw the request");
     assert_eq!(recorded.path, "/v1/messages");
@@ -63,11 +36,7 @@ fn messages_round_trip_plain_and_streamed() {
     assert_eq!(sent["system"], "You are a helpful assistant.");
     assert_eq!(sent["messages"][0]["content"][0]["text"], "Say hello.");
 
-    let stream = chat_stream(gw.addr());
-    assert_eq!(stream.status, 200, "{}", stream.text());
-    assert_eq!(stream.header("content-type"), Some("text/event-stream"));
-    assert_eq!(stream.sse_data().last().map(String::as_str), Some("[DONE]"));
-    assert_eq!(stream.stream_text(), text);
+    assert_stream_text(&chat_stream(gw.addr()), &text);
     gw.shutdown();
     anthropic.shutdown();
 }
@@ -98,22 +67,7 @@ fn overload_falls_back_and_stream_error_events_too() {
     let anthropic = mock("anthropic");
     let fallback = mock("fallback");
     let gw = gateway(&yaml(&anthropic, Some(&fallback), "retry: { attempts: 1 }"));
-    anthropic.set_fault(fault_status(529));
-    let response = chat(gw.addr());
-    assert_eq!(response.status, 200, "{}", response.text());
-    assert_eq!(
-        response.header("x-switchyard-target"),
-        Some("fallback/fallback-model")
-    );
-
-    anthropic.set_fault(Fault::SseErrorEvent { after_chunks: 0 });
-    let stream = chat_stream(gw.addr());
-    assert_eq!(stream.status, 200, "{}", stream.text());
-    assert_eq!(
-        stream.header("x-switchyard-target"),
-        Some("fallback/fallback-model")
-    );
-    assert_eq!(stream.sse_data().last().map(String::as_str), Some("[DONE]"));
+    assert_falls_back_on_status_and_stream_error(&gw, &anthropic, 529);
     gw.shutdown();
     anthropic.shutdown();
     fallback.shutdown();
@@ -123,23 +77,11 @@ fn overload_falls_back_and_stream_error_events_too() {
 fn errors_reach_the_client_in_openai_shape() {
     let anthropic = mock("anthropic");
     let gw = gateway(&yaml(&anthropic, None, "retry: { attempts: 1 }"));
-    anthropic.set_fault(Fault::Status {
-        status: 400,
-        rate: 1.0,
-        retry_after: None,
-        body: Some(
-            r#"{"type":"error","error":{"type":"invalid_request_error","message":"prompt is too long: 208310 tokens > 200000 maximum"}}"#
-                .into(),
-        ),
-        times: None,
-    });
-    let response = chat(gw.addr());
-    assert_eq!(response.status, 400, "{}", response.text());
-    let body = response.json();
-    assert_eq!(body["error"]["code"], "context_length_exceeded");
-    assert_eq!(
-        body["error"]["message"],
-        "prompt is too long: 208310 tokens > 200000 maximum"
+    assert_context_length_error(
+        &gw,
+        &anthropic,
+        r#"{"type":"error","error":{"type":"invalid_request_error","message":"prompt is too long: 208310 tokens > 200000 maximum"}}"#,
+        "prompt is too long: 208310 tokens > 200000 maximum",
     );
     gw.shutdown();
     anthropic.shutdown();

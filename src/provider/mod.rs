@@ -10,6 +10,7 @@
 pub mod anthropic;
 pub mod azure;
 pub mod bedrock;
+pub(crate) mod chat_request;
 pub mod gemini;
 pub mod openai;
 

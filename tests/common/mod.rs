@@ -118,3 +118,102 @@ pub fn fault_status(status: u16) -> Fault {
         times: None,
     }
 }
+
+/// A one-route (`chat`) config for a translating kind: provider `name` with
+/// `settings` (its flow mapping) runs `model` first and, when given, the plain
+/// OpenAI-compatible `fallback` runs `fallback-model` second. `route_extra` is
+/// spliced into the route (indented 4 spaces).
+pub fn translated_route_yaml(
+    name: &str,
+    settings: &str,
+    model: &str,
+    fallback: Option<&MockHandle>,
+    route_extra: &str,
+) -> String {
+    let mut yaml = format!(
+        "listen: 127.0.0.1:0\nshards: 1\nshutdown_grace: 2s\nproviders:\n  {name}: {settings}\n"
+    );
+    if let Some(m) = fallback {
+        yaml.push_str(&provider("fallback", m));
+    }
+    yaml.push_str("routes:\n  - name: chat\n    match: { model: chat }\n    strategy: priority\n    targets:\n");
+    yaml.push_str(&format!(
+        "      - {{ provider: {name}, model: \"{model}\", priority: 0 }}\n"
+    ));
+    if fallback.is_some() {
+        yaml.push_str("      - { provider: fallback, model: fallback-model, priority: 1 }\n");
+    }
+    for line in route_extra.lines().filter(|l| !l.trim().is_empty()) {
+        yaml.push_str("    ");
+        yaml.push_str(line.trim_start());
+        yaml.push('\n');
+    }
+    yaml
+}
+
+/// Checks a translated non-streaming chat answer (200, a `chat.completion` that
+/// stopped, with usage) and returns its text.
+pub fn completion_text(response: &HttpResponse) -> String {
+    assert_eq!(response.status, 200, "{}", response.text());
+    let body = response.json();
+    assert_eq!(body["object"], "chat.completion");
+    assert_eq!(body["choices"][0]["finish_reason"], "stop");
+    let text = body["choices"][0]["message"]["content"]
+        .as_str()
+        .expect("content")
+        .to_string();
+    assert!(!text.is_empty());
+    assert!(body["usage"]["prompt_tokens"].as_u64().is_some());
+    text
+}
+
+/// Checks a translated stream: 200, server-sent events ending in `[DONE]`, and
+/// the same `text` as the non-streaming answer.
+pub fn assert_stream_text(stream: &HttpResponse, text: &str) {
+    assert_eq!(stream.status, 200, "{}", stream.text());
+    assert_eq!(stream.header("content-type"), Some("text/event-stream"));
+    assert_eq!(stream.sse_data().last().map(String::as_str), Some("[DONE]"));
+    assert_eq!(stream.stream_text(), text);
+}
+
+/// Checks that a 200 `response` came from `fallback/fallback-model`.
+pub fn assert_from_fallback(response: &HttpResponse) {
+    assert_eq!(response.status, 200, "{}", response.text());
+    assert_eq!(
+        response.header("x-switchyard-target"),
+        Some("fallback/fallback-model")
+    );
+}
+
+/// With `primary` (first target of `gw`'s `chat` route) answering `status`, a
+/// chat falls back; with it sending an error event first, so does a stream.
+pub fn assert_falls_back_on_status_and_stream_error(
+    gw: &Gateway,
+    primary: &MockHandle,
+    status: u16,
+) {
+    primary.set_fault(fault_status(status));
+    assert_from_fallback(&chat(gw.addr()));
+
+    primary.set_fault(Fault::SseErrorEvent { after_chunks: 0 });
+    let stream = chat_stream(gw.addr());
+    assert_from_fallback(&stream);
+    assert_eq!(stream.sse_data().last().map(String::as_str), Some("[DONE]"));
+}
+
+/// With `primary` answering 400 with the provider's `body`, the client gets an
+/// OpenAI `context_length_exceeded` error that keeps the provider's `message`.
+pub fn assert_context_length_error(gw: &Gateway, primary: &MockHandle, body: &str, message: &str) {
+    primary.set_fault(Fault::Status {
+        status: 400,
+        rate: 1.0,
+        retry_after: None,
+        body: Some(body.into()),
+        times: None,
+    });
+    let response = chat(gw.addr());
+    assert_eq!(response.status, 400, "{}", response.text());
+    let body = response.json();
+    assert_eq!(body["error"]["code"], "context_length_exceeded");
+    assert_eq!(body["error"]["message"], message);
+}

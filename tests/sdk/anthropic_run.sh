@@ -5,50 +5,8 @@
 # Exits with the check's exit code (0 = every check passed).
 set -euo pipefail
 
-cd "$(dirname "$0")/../.."
-PROFILE="${PROFILE:-debug}"
-if [ "$PROFILE" = release ]; then flag=--release; else flag=; fi
-
-echo "== building ($PROFILE)"
-cargo build $flag -p loadtest --bin mock-provider
-cargo build $flag --bin switchyard
-bin="target/$PROFILE"
-
-if ! python3 -c 'import anthropic' 2>/dev/null; then
-    echo "== installing the anthropic SDK"
-    python3 -m pip install --quiet anthropic
-fi
-
-free_port() {
-    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
-}
-
-work="$(mktemp -d)"
-pids=()
-cleanup() {
-    for pid in "${pids[@]}"; do
-        kill "$pid" 2>/dev/null || true
-    done
-    for pid in "${pids[@]}"; do
-        wait "$pid" 2>/dev/null || true
-    done
-    rm -rf "$work"
-}
-trap cleanup EXIT INT TERM
-
-wait_for() { # URL [header...]: waits up to 15 s for a 200
-    local url="$1"; shift
-    for _ in $(seq 1 150); do
-        if python3 - "$url" "$@" <<'PY' 2>/dev/null; then return 0; fi
-import sys, urllib.request
-req = urllib.request.Request(sys.argv[1], headers=dict(h.split(": ", 1) for h in sys.argv[2:]))
-sys.exit(0 if urllib.request.urlopen(req, timeout=1).status == 200 else 1)
-PY
-        sleep 0.1
-    done
-    echo "timed out waiting for $url" >&2
-    return 1
-}
+source "$(dirname "$0")/lib.sh"
+sdk_setup anthropic
 
 start_mock() { # NAME PORT FAULT_JSON
     "$bin/mock-provider" --listen "127.0.0.1:$2" --name "$1" --chunks 6 --fault "$3" \
@@ -104,15 +62,7 @@ routes:
       - { provider: tools, model: tools-model }
 YAML
 
-SDK_KEY="$key" "$bin/switchyard" run --config "$work/switchyard.yaml" >"$work/switchyard.log" 2>&1 &
-pids+=($!)
-wait_for "http://127.0.0.1:$gw_port/v1/models" "Authorization: Bearer $key"
+start_switchyard "$gw_port" "$key"
 
 echo "== anthropic SDK against switchyard on 127.0.0.1:$gw_port"
-status=0
-python3 tests/sdk/anthropic_check.py --base-url "http://127.0.0.1:$gw_port" --api-key "$key" || status=$?
-if [ "$status" -ne 0 ]; then
-    echo "== switchyard log"
-    tail -n 30 "$work/switchyard.log"
-fi
-exit "$status"
+run_check python3 tests/sdk/anthropic_check.py --base-url "http://127.0.0.1:$gw_port" --api-key "$key"

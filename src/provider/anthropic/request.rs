@@ -8,147 +8,20 @@
 //! without a `temperature` (current Claude models reject both). Fields Anthropic has
 //! no counterpart for (penalties, seed, logprobs, ...) are dropped.
 
-use serde::Deserialize;
 use serde_json::Value;
 
 use super::wire::{
     Content, ContentBlock, ImageSource, Message, MessagesRequest, Metadata, Role, System, Tool,
     ToolChoice,
 };
+use crate::provider::chat_request::{
+    base64_data_url, no_parameters, push_turn, ChatContent, ChatMessage, ChatPart, ChatRequest,
+    ChatTool, ChatToolChoice, ResponseFormat,
+};
 use crate::provider::TranslateError;
 
 /// `max_tokens` is required by Anthropic; OpenAI clients often leave it out.
 pub const DEFAULT_MAX_TOKENS: u64 = 4096;
-
-#[derive(Deserialize)]
-struct ChatRequest {
-    #[serde(default)]
-    messages: Vec<ChatMessage>,
-    #[serde(default)]
-    max_tokens: Option<u64>,
-    #[serde(default)]
-    max_completion_tokens: Option<u64>,
-    #[serde(default)]
-    temperature: Option<f64>,
-    #[serde(default)]
-    top_p: Option<f64>,
-    #[serde(default)]
-    stop: Option<Stop>,
-    #[serde(default)]
-    stream: Option<bool>,
-    #[serde(default)]
-    tools: Vec<ChatTool>,
-    #[serde(default)]
-    tool_choice: Option<ChatToolChoice>,
-    #[serde(default)]
-    parallel_tool_calls: Option<bool>,
-    #[serde(default)]
-    response_format: Option<ResponseFormat>,
-    #[serde(default)]
-    user: Option<String>,
-    #[serde(default)]
-    n: Option<u64>,
-}
-
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum Stop {
-    One(String),
-    Many(Vec<String>),
-}
-
-#[derive(Deserialize)]
-struct ChatMessage {
-    role: String,
-    #[serde(default)]
-    content: Option<ChatContent>,
-    #[serde(default)]
-    tool_calls: Vec<ChatToolCall>,
-    #[serde(default)]
-    tool_call_id: Option<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum ChatContent {
-    Text(String),
-    Parts(Vec<ChatPart>),
-}
-
-#[derive(Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-enum ChatPart {
-    Text {
-        text: String,
-    },
-    ImageUrl {
-        image_url: ImageUrl,
-    },
-    /// Audio, files and other parts Anthropic cannot take as-is.
-    #[serde(other)]
-    Other,
-}
-
-#[derive(Deserialize)]
-struct ImageUrl {
-    url: String,
-}
-
-#[derive(Deserialize)]
-struct ChatToolCall {
-    id: String,
-    function: FunctionCall,
-}
-
-#[derive(Deserialize)]
-struct FunctionCall {
-    name: String,
-    #[serde(default)]
-    arguments: String,
-}
-
-#[derive(Deserialize)]
-struct ChatTool {
-    #[serde(rename = "type")]
-    kind: String,
-    #[serde(default)]
-    function: Option<FunctionDef>,
-}
-
-#[derive(Deserialize)]
-struct FunctionDef {
-    name: String,
-    #[serde(default)]
-    description: Option<String>,
-    #[serde(default)]
-    parameters: Option<Value>,
-}
-
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum ChatToolChoice {
-    Mode(String),
-    Named { function: NamedFunction },
-}
-
-#[derive(Deserialize)]
-struct NamedFunction {
-    name: String,
-}
-
-#[derive(Deserialize)]
-struct ResponseFormat {
-    #[serde(rename = "type")]
-    kind: String,
-    #[serde(default)]
-    json_schema: Option<JsonSchemaFormat>,
-}
-
-#[derive(Deserialize)]
-struct JsonSchemaFormat {
-    #[serde(default)]
-    schema: Option<Value>,
-}
 
 fn invalid(message: impl Into<String>) -> TranslateError {
     TranslateError::Request(message.into())
@@ -162,26 +35,21 @@ pub fn translate(body: &[u8], model: &str) -> Result<MessagesRequest, TranslateE
             "more than one choice (`n` > 1)",
         ));
     }
-    let (system, messages) = conversation(chat.messages)?;
+    let max_tokens = chat.max_output_tokens().unwrap_or(DEFAULT_MAX_TOKENS);
+    let stop_sequences = chat.stop_sequences().to_vec();
+    let (system, messages) = conversation(chat.messages.unwrap_or_default())?;
     let system = with_format_instruction(system, chat.response_format.as_ref());
-    let tools = tools(chat.tools)?;
+    let tools = tools(chat.tools.unwrap_or_default())?;
     let tool_choice = tool_choice(chat.tool_choice, chat.parallel_tool_calls, &tools)?;
     Ok(MessagesRequest {
         model: model.to_string(),
-        max_tokens: chat
-            .max_completion_tokens
-            .or(chat.max_tokens)
-            .unwrap_or(DEFAULT_MAX_TOKENS),
+        max_tokens,
         messages,
         system: (!system.is_empty()).then_some(System::Text(system)),
         temperature: chat.temperature.map(|t| t.clamp(0.0, 1.0)),
         top_p: chat.top_p.filter(|_| chat.temperature.is_none()),
         top_k: None,
-        stop_sequences: match chat.stop {
-            Some(Stop::One(s)) => vec![s],
-            Some(Stop::Many(list)) => list,
-            None => Vec::new(),
-        },
+        stop_sequences,
         stream: chat.stream.filter(|s| *s),
         tools,
         tool_choice,
@@ -207,6 +75,10 @@ fn conversation(chat: Vec<ChatMessage>) -> Result<(String, Vec<Message>), Transl
             other => return Err(invalid(format!("unknown message role `{other}`"))),
         };
         push_turn(&mut turns, role, blocks);
+        // Tool results lead a user turn, as Anthropic requires.
+        if let Some((_, blocks)) = turns.last_mut() {
+            blocks.sort_by_key(|b| !matches!(b, ContentBlock::ToolResult { .. }));
+        }
     }
     trim_prefill(&mut turns);
     let messages = turns
@@ -218,21 +90,6 @@ fn conversation(chat: Vec<ChatMessage>) -> Result<(String, Vec<Message>), Transl
         })
         .collect();
     Ok((system.join("\n\n"), messages))
-}
-
-/// Appends blocks to the last turn when it has the same role, else opens a turn.
-/// Tool results lead a user turn, as Anthropic requires.
-fn push_turn(turns: &mut Vec<(Role, Vec<ContentBlock>)>, role: Role, blocks: Vec<ContentBlock>) {
-    if blocks.is_empty() {
-        return;
-    }
-    match turns.last_mut() {
-        Some((last, existing)) if *last == role => {
-            existing.extend(blocks);
-            existing.sort_by_key(|b| !matches!(b, ContentBlock::ToolResult { .. }));
-        }
-        _ => turns.push((role, blocks)),
-    }
 }
 
 /// Anthropic rejects a final assistant (prefill) turn ending in whitespace.
@@ -276,7 +133,7 @@ fn blocks_of(content: Option<ChatContent>) -> Result<Vec<ContentBlock>, Translat
         match part {
             ChatPart::Text { text } => blocks.extend(text_block(text)),
             ChatPart::ImageUrl { image_url } => blocks.push(image_block(&image_url.url)?),
-            ChatPart::Other => return Err(TranslateError::Unsupported("this content part type")),
+            _ => return Err(TranslateError::Unsupported("this content part type")),
         }
     }
     Ok(blocks)
@@ -289,10 +146,9 @@ fn text_block(text: String) -> Option<ContentBlock> {
 
 /// `data:<media>;base64,<data>` → base64 source; `http(s)://` → url source.
 fn image_block(url: &str) -> Result<ContentBlock, TranslateError> {
-    let source = if let Some(rest) = url.strip_prefix("data:") {
-        let (media_type, data) = rest
-            .split_once(";base64,")
-            .ok_or_else(|| invalid("image data URL must be base64-encoded"))?;
+    let source = if url.starts_with("data:") {
+        let (media_type, data) =
+            base64_data_url(url).ok_or_else(|| invalid("image data URL must be base64-encoded"))?;
         ImageSource::Base64 {
             media_type: media_type.to_string(),
             data: data.to_string(),
@@ -309,25 +165,19 @@ fn image_block(url: &str) -> Result<ContentBlock, TranslateError> {
 
 fn assistant_blocks(message: ChatMessage) -> Result<Vec<ContentBlock>, TranslateError> {
     let mut blocks = blocks_of(message.content)?;
-    for call in message.tool_calls {
+    for call in message.tool_calls.into_iter().flatten() {
+        // Anthropic's `input` must be an object.
+        let input = match call.function.parsed_arguments() {
+            Ok(object @ Value::Object(_)) => object,
+            _ => return Err(invalid("tool call arguments must be a JSON object")),
+        };
         blocks.push(ContentBlock::ToolUse {
             id: call.id,
             name: call.function.name,
-            input: arguments(&call.function.arguments)?,
+            input,
         });
     }
     Ok(blocks)
-}
-
-/// A tool call's JSON-string arguments as the object Anthropic's `input` must be.
-fn arguments(text: &str) -> Result<Value, TranslateError> {
-    if text.trim().is_empty() {
-        return Ok(Value::Object(Default::default()));
-    }
-    match serde_json::from_str(text) {
-        Ok(Value::Object(map)) => Ok(Value::Object(map)),
-        _ => Err(invalid("tool call arguments must be a JSON object")),
-    }
 }
 
 fn tool_result(message: ChatMessage) -> Result<ContentBlock, TranslateError> {
@@ -344,14 +194,13 @@ fn tool_result(message: ChatMessage) -> Result<ContentBlock, TranslateError> {
 
 fn tools(chat: Vec<ChatTool>) -> Result<Vec<Tool>, TranslateError> {
     chat.into_iter()
-        .map(|tool| match (tool.kind.as_str(), tool.function) {
-            ("function", Some(function)) => Ok(Tool {
+        .map(|tool| match (tool.kind.as_deref(), tool.function) {
+            (Some("function"), Some(function)) => Ok(Tool {
                 name: function.name,
                 description: function.description,
-                input_schema: function
-                    .parameters
-                    .unwrap_or_else(|| serde_json::json!({"type": "object", "properties": {}})),
+                input_schema: function.parameters.unwrap_or_else(no_parameters),
             }),
+            (None, _) => Err(invalid("tool without a `type`")),
             _ => Err(TranslateError::Unsupported("tools other than functions")),
         })
         .collect()
@@ -362,11 +211,10 @@ fn tool_choice(
     parallel: Option<bool>,
     tools: &[Tool],
 ) -> Result<Option<ToolChoice>, TranslateError> {
-    if tools.is_empty() {
-        return Ok(None);
-    }
     let disable = (parallel == Some(false)).then_some(true);
     let choice = match choice {
+        Some(ChatToolChoice::Other(_)) => return Err(invalid("tool_choice is not understood")),
+        _ if tools.is_empty() => return Ok(None),
         None if disable.is_none() => return Ok(None),
         None => ToolChoice::Auto {
             disable_parallel_tool_use: disable,

@@ -2,97 +2,13 @@
 //! reference: Converse, Message, ContentBlock, SystemContentBlock,
 //! InferenceConfiguration, ToolConfiguration, ToolChoice).
 
-use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
+use crate::provider::chat_request::{
+    base64_data_url, no_parameters, push_turn, ChatContent, ChatMessage, ChatPart, ChatRequest,
+    ChatTool, ChatToolChoice,
+};
 use crate::provider::TranslateError;
-
-/// The OpenAI chat request fields Converse can express.
-#[derive(Deserialize)]
-struct ChatRequest {
-    messages: Vec<ChatMessage>,
-    #[serde(default)]
-    max_tokens: Option<u64>,
-    #[serde(default)]
-    max_completion_tokens: Option<u64>,
-    #[serde(default)]
-    temperature: Option<f64>,
-    #[serde(default)]
-    top_p: Option<f64>,
-    #[serde(default)]
-    stop: Option<Stop>,
-    #[serde(default)]
-    tools: Option<Vec<Tool>>,
-    #[serde(default)]
-    tool_choice: Option<Value>,
-}
-
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum Stop {
-    One(String),
-    Many(Vec<String>),
-}
-
-#[derive(Deserialize)]
-struct ChatMessage {
-    role: String,
-    #[serde(default)]
-    content: Option<Content>,
-    #[serde(default)]
-    tool_calls: Option<Vec<ToolCall>>,
-    #[serde(default)]
-    tool_call_id: Option<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum Content {
-    Text(String),
-    Parts(Vec<Part>),
-}
-
-#[derive(Deserialize)]
-struct Part {
-    #[serde(rename = "type")]
-    kind: String,
-    #[serde(default)]
-    text: Option<String>,
-    #[serde(default)]
-    image_url: Option<ImageUrl>,
-}
-
-#[derive(Deserialize)]
-struct ImageUrl {
-    url: String,
-}
-
-#[derive(Deserialize)]
-struct ToolCall {
-    id: String,
-    function: FunctionCall,
-}
-
-#[derive(Deserialize)]
-struct FunctionCall {
-    name: String,
-    #[serde(default)]
-    arguments: String,
-}
-
-#[derive(Deserialize)]
-struct Tool {
-    function: FunctionSpec,
-}
-
-#[derive(Deserialize)]
-struct FunctionSpec {
-    name: String,
-    #[serde(default)]
-    description: Option<String>,
-    #[serde(default)]
-    parameters: Option<Value>,
-}
 
 fn bad(message: impl Into<String>) -> TranslateError {
     TranslateError::Request(message.into())
@@ -104,7 +20,9 @@ pub fn request_body(body: &[u8]) -> Result<Vec<u8>, TranslateError> {
         serde_json::from_slice(body).map_err(|e| bad(format!("chat request: {e}")))?;
     let mut system = Vec::new();
     let mut messages: Vec<(&'static str, Vec<Value>)> = Vec::new();
-    for message in &request.messages {
+    let chat = (request.messages.as_deref())
+        .ok_or_else(|| bad("chat request: missing field `messages`"))?;
+    for message in chat {
         let (role, blocks) = match message.role.as_str() {
             "system" | "developer" => {
                 system.extend(text_blocks(message.content.as_ref())?);
@@ -115,7 +33,7 @@ pub fn request_body(body: &[u8]) -> Result<Vec<u8>, TranslateError> {
             "tool" => ("user", vec![tool_result(message)?]),
             other => return Err(bad(format!("unknown message role `{other}`"))),
         };
-        push_merged(&mut messages, role, blocks);
+        push_turn(&mut messages, role, blocks);
     }
     trim_prefill(&mut messages);
     let mut out = Map::new();
@@ -136,22 +54,6 @@ pub fn request_body(body: &[u8]) -> Result<Vec<u8>, TranslateError> {
     serde_json::to_vec(&Value::Object(out)).map_err(|e| bad(e.to_string()))
 }
 
-/// Appends blocks, merging into the previous message when the role repeats
-/// (Converse wants user and assistant turns to alternate).
-fn push_merged(
-    messages: &mut Vec<(&'static str, Vec<Value>)>,
-    role: &'static str,
-    blocks: Vec<Value>,
-) {
-    if blocks.is_empty() {
-        return;
-    }
-    match messages.last_mut() {
-        Some((last, content)) if *last == role => content.extend(blocks),
-        _ => messages.push((role, blocks)),
-    }
-}
-
 /// A trailing assistant message is a prefill; Claude rejects one ending in whitespace.
 fn trim_prefill(messages: &mut [(&'static str, Vec<Value>)]) {
     let Some(("assistant", blocks)) = messages.last_mut() else {
@@ -168,31 +70,34 @@ fn text_block(text: &str) -> Option<Value> {
 }
 
 /// Text-only content (system and assistant messages).
-fn text_blocks(content: Option<&Content>) -> Result<Vec<Value>, TranslateError> {
+fn text_blocks(content: Option<&ChatContent>) -> Result<Vec<Value>, TranslateError> {
     match content {
         None => Ok(Vec::new()),
-        Some(Content::Text(text)) => Ok(text_block(text).into_iter().collect()),
-        Some(Content::Parts(parts)) => parts
+        Some(ChatContent::Text(text)) => Ok(text_block(text).into_iter().collect()),
+        Some(ChatContent::Parts(parts)) => parts
             .iter()
-            .filter_map(|part| match part.kind.as_str() {
-                "text" => part.text.as_deref().and_then(text_block).map(Ok),
-                "refusal" => None,
-                other => Some(Err(bad(format!("content part `{other}` here")))),
+            .filter_map(|part| match part {
+                ChatPart::Text { text } => text_block(text).map(Ok),
+                ChatPart::Refusal { .. } => None,
+                other => Some(Err(bad(format!("content part `{}` here", other.kind())))),
             })
             .collect(),
     }
 }
 
-fn user_blocks(content: Option<&Content>) -> Result<Vec<Value>, TranslateError> {
-    let Some(Content::Parts(parts)) = content else {
+fn user_blocks(content: Option<&ChatContent>) -> Result<Vec<Value>, TranslateError> {
+    let Some(ChatContent::Parts(parts)) = content else {
         return text_blocks(content);
     };
     let mut blocks = Vec::with_capacity(parts.len());
     for part in parts {
-        match (part.kind.as_str(), &part.image_url) {
-            ("text", _) => blocks.extend(part.text.as_deref().and_then(text_block)),
-            ("image_url", Some(image)) => blocks.push(image_block(&image.url)?),
-            (other, _) => return Err(bad(format!("content part `{other}` is not supported"))),
+        match part {
+            ChatPart::Text { text } => blocks.extend(text_block(text)),
+            ChatPart::ImageUrl { image_url } => blocks.push(image_block(&image_url.url)?),
+            other => {
+                let kind = other.kind();
+                return Err(bad(format!("content part `{kind}` is not supported")));
+            }
         }
     }
     Ok(blocks)
@@ -200,12 +105,11 @@ fn user_blocks(content: Option<&Content>) -> Result<Vec<Value>, TranslateError> 
 
 /// `data:image/png;base64,...` → `{"image":{"format":"png","source":{"bytes":...}}}`.
 fn image_block(url: &str) -> Result<Value, TranslateError> {
-    let data = url
-        .strip_prefix("data:")
-        .ok_or_else(|| bad("bedrock takes images only as data: URLs"))?;
-    let (media, bytes) = data
-        .split_once(";base64,")
-        .ok_or_else(|| bad("image data URL must be base64"))?;
+    if !url.starts_with("data:") {
+        return Err(bad("bedrock takes images only as data: URLs"));
+    }
+    let (media, bytes) =
+        base64_data_url(url).ok_or_else(|| bad("image data URL must be base64"))?;
     let format = match media {
         "image/png" => "png",
         "image/jpeg" | "image/jpg" => "jpeg",
@@ -219,13 +123,10 @@ fn image_block(url: &str) -> Result<Value, TranslateError> {
 fn assistant_blocks(message: &ChatMessage) -> Result<Vec<Value>, TranslateError> {
     let mut blocks = text_blocks(message.content.as_ref())?;
     for call in message.tool_calls.iter().flatten() {
-        let arguments = call.function.arguments.trim();
-        let input: Value = if arguments.is_empty() {
-            json!({})
-        } else {
-            serde_json::from_str(arguments)
-                .map_err(|_| bad(format!("tool call `{}` arguments are not JSON", call.id)))?
-        };
+        let input = call
+            .function
+            .parsed_arguments()
+            .map_err(|_| bad(format!("tool call `{}` arguments are not JSON", call.id)))?;
         blocks.push(json!({
             "toolUse": { "toolUseId": call.id, "name": call.function.name, "input": input }
         }));
@@ -247,7 +148,7 @@ fn tool_result(message: &ChatMessage) -> Result<Value, TranslateError> {
 
 fn inference_config(request: &ChatRequest) -> Option<Value> {
     let mut config = Map::new();
-    if let Some(max) = request.max_completion_tokens.or(request.max_tokens) {
+    if let Some(max) = request.max_output_tokens() {
         config.insert("maxTokens".into(), max.into());
     }
     if let Some(t) = request.temperature {
@@ -256,11 +157,7 @@ fn inference_config(request: &ChatRequest) -> Option<Value> {
     if let Some(p) = request.top_p {
         config.insert("topP".into(), p.into());
     }
-    let stops = match &request.stop {
-        Some(Stop::One(stop)) => vec![stop.clone()],
-        Some(Stop::Many(stops)) => stops.clone(),
-        None => Vec::new(),
-    };
+    let stops = request.stop_sequences();
     if !stops.is_empty() {
         config.insert("stopSequences".into(), stops.into());
     }
@@ -288,22 +185,25 @@ fn tool_config(
     let Some(tools) = request.tools.as_ref().filter(|t| !t.is_empty()) else {
         return Ok(None);
     };
+    let specs = tools
+        .iter()
+        .map(tool_spec)
+        .collect::<Result<Vec<Value>, _>>()?;
     let choice = match &request.tool_choice {
         None => None,
-        Some(Value::String(s)) if s == "auto" => Some(json!({ "auto": {} })),
-        Some(Value::String(s)) if s == "required" => Some(json!({ "any": {} })),
-        Some(Value::String(s)) if s == "none" => {
+        Some(ChatToolChoice::Mode(s)) if s == "auto" => Some(json!({ "auto": {} })),
+        Some(ChatToolChoice::Mode(s)) if s == "required" => Some(json!({ "any": {} })),
+        Some(ChatToolChoice::Mode(s)) if s == "none" => {
             if !history_uses_tools {
                 return Ok(None);
             }
             None
         }
-        Some(other) => match other.pointer("/function/name").and_then(Value::as_str) {
-            Some(name) => Some(json!({ "tool": { "name": name } })),
-            None => return Err(bad("tool_choice is not understood")),
-        },
+        Some(ChatToolChoice::Named { function }) => {
+            Some(json!({ "tool": { "name": function.name } }))
+        }
+        Some(_) => return Err(bad("tool_choice is not understood")),
     };
-    let specs: Vec<Value> = tools.iter().map(tool_spec).collect();
     let mut config = json!({ "tools": specs });
     if let Some(choice) = choice {
         config["toolChoice"] = choice;
@@ -311,20 +211,15 @@ fn tool_config(
     Ok(Some(config))
 }
 
-fn tool_spec(tool: &Tool) -> Value {
-    let schema = tool
+fn tool_spec(tool: &ChatTool) -> Result<Value, TranslateError> {
+    let function = tool
         .function
-        .parameters
-        .clone()
-        .unwrap_or_else(|| json!({ "type": "object", "properties": {} }));
-    let mut spec = json!({ "name": tool.function.name, "inputSchema": { "json": schema } });
-    if let Some(description) = tool
-        .function
-        .description
-        .as_deref()
-        .filter(|d| !d.is_empty())
-    {
+        .as_ref()
+        .ok_or_else(|| bad("tool without a `function`"))?;
+    let schema = function.parameters.clone().unwrap_or_else(no_parameters);
+    let mut spec = json!({ "name": function.name, "inputSchema": { "json": schema } });
+    if let Some(description) = function.description.as_deref().filter(|d| !d.is_empty()) {
         spec["description"] = description.into();
     }
-    json!({ "toolSpec": spec })
+    Ok(json!({ "toolSpec": spec }))
 }

@@ -11,6 +11,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use ring::{digest, hmac};
 
 use crate::config::AwsCredentials;
+use crate::log::civil_from_days;
 
 const ALGORITHM: &str = "AWS4-HMAC-SHA256";
 
@@ -165,20 +166,6 @@ pub fn amz_date(now: SystemTime) -> String {
         (rem % 3600) / 60,
         rem % 60
     )
-}
-
-/// Proleptic Gregorian date of a count of days since 1970-01-01 (H. Hinnant).
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day)
 }
 
 #[cfg(test)]

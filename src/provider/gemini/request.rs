@@ -7,148 +7,20 @@
 
 use std::collections::HashMap;
 
-use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 use super::{schema, TranslateError};
-
-#[derive(Deserialize)]
-struct ChatRequest {
-    #[serde(default)]
-    messages: Vec<Message>,
-    #[serde(default)]
-    tools: Option<Vec<Tool>>,
-    #[serde(default)]
-    tool_choice: Option<Value>,
-    #[serde(default)]
-    temperature: Option<f64>,
-    #[serde(default)]
-    top_p: Option<f64>,
-    #[serde(default)]
-    max_tokens: Option<u64>,
-    #[serde(default)]
-    max_completion_tokens: Option<u64>,
-    #[serde(default)]
-    stop: Option<Stop>,
-    #[serde(default)]
-    n: Option<u32>,
-    #[serde(default)]
-    presence_penalty: Option<f64>,
-    #[serde(default)]
-    frequency_penalty: Option<f64>,
-    #[serde(default)]
-    seed: Option<i64>,
-    #[serde(default)]
-    response_format: Option<ResponseFormat>,
-}
-
-#[derive(Deserialize)]
-struct Message {
-    role: String,
-    #[serde(default)]
-    content: Option<Content>,
-    #[serde(default)]
-    tool_calls: Option<Vec<ToolCall>>,
-    #[serde(default)]
-    tool_call_id: Option<String>,
-    #[serde(default)]
-    name: Option<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum Content {
-    Text(String),
-    Parts(Vec<ContentPart>),
-}
-
-#[derive(Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-enum ContentPart {
-    Text {
-        text: String,
-    },
-    Refusal {
-        refusal: String,
-    },
-    ImageUrl {
-        image_url: ImageUrl,
-    },
-    InputAudio {
-        input_audio: InputAudio,
-    },
-    #[serde(other)]
-    Other,
-}
-
-#[derive(Deserialize)]
-struct ImageUrl {
-    url: String,
-}
-
-#[derive(Deserialize)]
-struct InputAudio {
-    data: String,
-    format: String,
-}
-
-#[derive(Deserialize)]
-struct ToolCall {
-    id: String,
-    function: FunctionCall,
-}
-
-#[derive(Deserialize)]
-struct FunctionCall {
-    name: String,
-    #[serde(default)]
-    arguments: String,
-}
-
-#[derive(Deserialize)]
-struct Tool {
-    #[serde(rename = "type")]
-    kind: String,
-    #[serde(default)]
-    function: Option<FunctionDef>,
-}
-
-#[derive(Deserialize)]
-struct FunctionDef {
-    name: String,
-    #[serde(default)]
-    description: Option<String>,
-    #[serde(default)]
-    parameters: Option<Value>,
-}
-
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum Stop {
-    One(String),
-    Many(Vec<String>),
-}
-
-#[derive(Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-enum ResponseFormat {
-    Text,
-    JsonObject,
-    JsonSchema { json_schema: JsonSchema },
-}
-
-#[derive(Deserialize)]
-struct JsonSchema {
-    #[serde(default)]
-    schema: Option<Value>,
-}
+use crate::provider::chat_request::{
+    base64_data_url, push_turn, ChatContent, ChatMessage, ChatPart, ChatRequest, ChatTool,
+    ChatToolCall, ChatToolChoice, InputAudio,
+};
 
 /// Translates the client's OpenAI chat body into Gemini's request body.
 pub fn translate(body: &[u8]) -> Result<Vec<u8>, TranslateError> {
     let request: ChatRequest =
         serde_json::from_slice(body).map_err(|e| TranslateError::Request(e.to_string()))?;
     let mut out = Map::new();
-    let (system, contents) = conversation(&request.messages)?;
+    let (system, contents) = conversation(request.messages.as_deref().unwrap_or_default())?;
     out.insert("contents".into(), Value::Array(contents));
     if !system.is_empty() {
         out.insert("systemInstruction".into(), json!({ "parts": system }));
@@ -168,45 +40,22 @@ pub fn translate(body: &[u8]) -> Result<Vec<u8>, TranslateError> {
     serde_json::to_vec(&Value::Object(out)).map_err(|e| TranslateError::Request(e.to_string()))
 }
 
-/// Turns being built: role and parts, merged when a role repeats.
-#[derive(Default)]
-struct Turns {
-    contents: Vec<(&'static str, Vec<Value>)>,
-}
-
-impl Turns {
-    fn push(&mut self, role: &'static str, parts: Vec<Value>) {
-        if parts.is_empty() {
-            return;
-        }
-        match self.contents.last_mut() {
-            Some((last, existing)) if *last == role => existing.extend(parts),
-            _ => self.contents.push((role, parts)),
-        }
-    }
-
-    fn into_values(self) -> Vec<Value> {
-        let turn = |(role, parts)| json!({ "role": role, "parts": parts });
-        self.contents.into_iter().map(turn).collect()
-    }
-}
-
 /// The system instruction's parts and the conversation's `contents`.
-fn conversation(messages: &[Message]) -> Result<(Vec<Value>, Vec<Value>), TranslateError> {
+fn conversation(messages: &[ChatMessage]) -> Result<(Vec<Value>, Vec<Value>), TranslateError> {
     let mut system = Vec::new();
-    let mut turns = Turns::default();
+    let mut turns: Vec<(&'static str, Vec<Value>)> = Vec::new();
     let mut call_names: HashMap<&str, &str> = HashMap::new();
     for message in messages {
         match message.role.as_str() {
             "system" | "developer" => system.extend(content_parts(&message.content)?),
-            "user" => turns.push("user", content_parts(&message.content)?),
+            "user" => push_turn(&mut turns, "user", content_parts(&message.content)?),
             "assistant" => {
                 let mut parts = content_parts(&message.content)?;
                 for call in message.tool_calls.iter().flatten() {
                     call_names.insert(&call.id, &call.function.name);
                     parts.push(function_call(call)?);
                 }
-                turns.push("model", parts);
+                push_turn(&mut turns, "model", parts);
             }
             "tool" | "function" => {
                 let name = message
@@ -217,7 +66,8 @@ fn conversation(messages: &[Message]) -> Result<(Vec<Value>, Vec<Value>), Transl
                     .ok_or_else(|| {
                         TranslateError::Request("tool message answers no earlier tool call".into())
                     })?;
-                turns.push("user", vec![function_response(name, &message.content)]);
+                let response = function_response(name, &message.content);
+                push_turn(&mut turns, "user", vec![response]);
             }
             other => {
                 return Err(TranslateError::Request(format!(
@@ -226,24 +76,25 @@ fn conversation(messages: &[Message]) -> Result<(Vec<Value>, Vec<Value>), Transl
             }
         }
     }
-    Ok((system, turns.into_values()))
+    let turn = |(role, parts)| json!({ "role": role, "parts": parts });
+    Ok((system, turns.into_iter().map(turn).collect()))
 }
 
 /// Text, image and audio parts of one message; empty text is left out.
-fn content_parts(content: &Option<Content>) -> Result<Vec<Value>, TranslateError> {
+fn content_parts(content: &Option<ChatContent>) -> Result<Vec<Value>, TranslateError> {
     let text_part = |text: &str| (!text.is_empty()).then(|| json!({ "text": text }));
     match content {
         None => Ok(Vec::new()),
-        Some(Content::Text(text)) => Ok(text_part(text).into_iter().collect()),
-        Some(Content::Parts(parts)) => {
+        Some(ChatContent::Text(text)) => Ok(text_part(text).into_iter().collect()),
+        Some(ChatContent::Parts(parts)) => {
             let mut out = Vec::with_capacity(parts.len());
             for part in parts {
                 let converted = match part {
-                    ContentPart::Text { text } => text_part(text),
-                    ContentPart::Refusal { refusal } => text_part(refusal),
-                    ContentPart::ImageUrl { image_url } => Some(inline_image(&image_url.url)?),
-                    ContentPart::InputAudio { input_audio } => Some(inline_audio(input_audio)),
-                    ContentPart::Other => {
+                    ChatPart::Text { text } => text_part(text),
+                    ChatPart::Refusal { refusal } => text_part(refusal),
+                    ChatPart::ImageUrl { image_url } => Some(inline_image(&image_url.url)?),
+                    ChatPart::InputAudio { input_audio } => Some(inline_audio(input_audio)),
+                    ChatPart::Other { .. } => {
                         return Err(TranslateError::Request(
                             "content part type is not supported for Gemini".into(),
                         ))
@@ -260,9 +111,7 @@ fn content_parts(content: &Option<Content>) -> Result<Vec<Value>, TranslateError
 /// arbitrary web URLs, so other URLs are refused.
 fn inline_image(url: &str) -> Result<Value, TranslateError> {
     let refuse = || TranslateError::Request("Gemini images must be base64 `data:` URLs".into());
-    let rest = url.strip_prefix("data:").ok_or_else(refuse)?;
-    let (meta, data) = rest.split_once(',').ok_or_else(refuse)?;
-    let mime = meta.strip_suffix(";base64").ok_or_else(refuse)?;
+    let (mime, data) = base64_data_url(url).ok_or_else(refuse)?;
     Ok(json!({ "inlineData": { "mimeType": mime, "data": data } }))
 }
 
@@ -272,28 +121,24 @@ fn inline_audio(audio: &InputAudio) -> Value {
 }
 
 /// An assistant tool call as a `functionCall` part (arguments parsed back to JSON).
-fn function_call(call: &ToolCall) -> Result<Value, TranslateError> {
-    let arguments = call.function.arguments.trim();
-    let args: Value = if arguments.is_empty() {
-        json!({})
-    } else {
-        serde_json::from_str(arguments).map_err(|e| {
-            TranslateError::Request(format!("tool call arguments are not JSON: {e}"))
-        })?
-    };
+fn function_call(call: &ChatToolCall) -> Result<Value, TranslateError> {
+    let args = call
+        .function
+        .parsed_arguments()
+        .map_err(|e| TranslateError::Request(format!("tool call arguments are not JSON: {e}")))?;
     Ok(json!({ "functionCall": { "name": call.function.name, "args": args } }))
 }
 
 /// A tool result as a `functionResponse` part. Gemini wants an object: a JSON
 /// object result is sent as it is, anything else as `{"content": <text>}`.
-fn function_response(name: &str, content: &Option<Content>) -> Value {
+fn function_response(name: &str, content: &Option<ChatContent>) -> Value {
     let text = match content {
         None => String::new(),
-        Some(Content::Text(text)) => text.clone(),
-        Some(Content::Parts(parts)) => parts
+        Some(ChatContent::Text(text)) => text.clone(),
+        Some(ChatContent::Parts(parts)) => parts
             .iter()
             .filter_map(|p| match p {
-                ContentPart::Text { text } => Some(text.as_str()),
+                ChatPart::Text { text } => Some(text.as_str()),
                 _ => None,
             })
             .collect(),
@@ -305,15 +150,15 @@ fn function_response(name: &str, content: &Option<Content>) -> Value {
     json!({ "functionResponse": { "name": name, "response": response } })
 }
 
-fn function_declarations(tools: &[Tool]) -> Result<Value, TranslateError> {
+fn function_declarations(tools: &[ChatTool]) -> Result<Value, TranslateError> {
     let mut declarations = Vec::with_capacity(tools.len());
     for tool in tools {
-        let function = match (tool.kind.as_str(), &tool.function) {
-            ("function", Some(function)) => function,
-            _ => {
+        let function = match (tool.kind.as_deref(), &tool.function) {
+            (Some("function"), Some(function)) => function,
+            (kind, _) => {
                 return Err(TranslateError::Request(format!(
                     "tool type `{}` is not supported for Gemini",
-                    tool.kind
+                    kind.unwrap_or_default()
                 )))
             }
         };
@@ -334,9 +179,9 @@ fn function_declarations(tools: &[Tool]) -> Result<Value, TranslateError> {
 }
 
 /// `tool_choice` as `toolConfig.functionCallingConfig`.
-fn tool_config(choice: &Value) -> Result<Value, TranslateError> {
+fn tool_config(choice: &ChatToolChoice) -> Result<Value, TranslateError> {
     let config = match choice {
-        Value::String(mode) => match mode.as_str() {
+        ChatToolChoice::Mode(mode) => match mode.as_str() {
             "auto" => json!({ "mode": "AUTO" }),
             "none" => json!({ "mode": "NONE" }),
             "required" => json!({ "mode": "ANY" }),
@@ -346,12 +191,13 @@ fn tool_config(choice: &Value) -> Result<Value, TranslateError> {
                 )))
             }
         },
-        _ => {
-            let name = choice
-                .pointer("/function/name")
-                .and_then(Value::as_str)
-                .ok_or_else(|| TranslateError::Request("tool_choice names no function".into()))?;
-            json!({ "mode": "ANY", "allowedFunctionNames": [name] })
+        ChatToolChoice::Named { function } => {
+            json!({ "mode": "ANY", "allowedFunctionNames": [function.name] })
+        }
+        ChatToolChoice::Other(_) => {
+            return Err(TranslateError::Request(
+                "tool_choice names no function".into(),
+            ))
         }
     };
     Ok(json!({ "functionCallingConfig": config }))
@@ -366,22 +212,26 @@ fn generation_config(request: &ChatRequest) -> Result<Map<String, Value>, Transl
     };
     set("temperature", request.temperature.map(Value::from));
     set("topP", request.top_p.map(Value::from));
-    let max_tokens = request.max_completion_tokens.or(request.max_tokens);
-    set("maxOutputTokens", max_tokens.map(Value::from));
-    set("stopSequences", request.stop.as_ref().map(stop_sequences));
-    set("candidateCount", request.n.map(Value::from));
+    set(
+        "maxOutputTokens",
+        request.max_output_tokens().map(Value::from),
+    );
+    let stop = request.stop.as_ref();
+    set("stopSequences", stop.map(|stop| stop.as_slice().into()));
+    let n = request.n.map(u32::try_from).transpose();
+    let n = n.map_err(|_| TranslateError::Request("`n` is out of range".into()))?;
+    set("candidateCount", n.map(Value::from));
     set("presencePenalty", request.presence_penalty.map(Value::from));
     set(
         "frequencyPenalty",
         request.frequency_penalty.map(Value::from),
     );
     set("seed", request.seed.map(Value::from));
-    match &request.response_format {
-        None | Some(ResponseFormat::Text) => {}
-        Some(ResponseFormat::JsonObject) => {
-            set("responseMimeType", Some("application/json".into()))
-        }
-        Some(ResponseFormat::JsonSchema { json_schema }) => {
+    let format = request.response_format.as_ref();
+    match format.map(|f| (f.kind.as_str(), f.json_schema.as_ref())) {
+        None | Some(("text", _)) => {}
+        Some(("json_object", _)) => set("responseMimeType", Some("application/json".into())),
+        Some(("json_schema", Some(json_schema))) => {
             set("responseMimeType", Some("application/json".into()));
             let schema = json_schema
                 .schema
@@ -390,15 +240,18 @@ fn generation_config(request: &ChatRequest) -> Result<Map<String, Value>, Transl
                 .transpose()?;
             set("responseSchema", schema);
         }
+        Some(("json_schema", None)) => {
+            return Err(TranslateError::Request(
+                "response_format `json_schema` without `json_schema`".into(),
+            ))
+        }
+        Some((kind, _)) => {
+            return Err(TranslateError::Request(format!(
+                "response_format `{kind}` is not supported for Gemini"
+            )))
+        }
     }
     Ok(config)
-}
-
-fn stop_sequences(stop: &Stop) -> Value {
-    match stop {
-        Stop::One(one) => json!([one]),
-        Stop::Many(many) => json!(many),
-    }
 }
 
 #[cfg(test)]

@@ -104,20 +104,21 @@ fn tools_calls_and_results() {
 
 #[test]
 fn tool_choice_forms() {
+    let tool_config = |choice: Value| tool_config(&serde_json::from_value(choice).unwrap());
     let named = json!({"type": "function", "function": {"name": "f"}});
     assert_eq!(
-        tool_config(&named).unwrap(),
+        tool_config(named).unwrap(),
         json!({"functionCallingConfig": {"mode": "ANY", "allowedFunctionNames": ["f"]}})
     );
     assert_eq!(
-        tool_config(&json!("none")).unwrap(),
+        tool_config(json!("none")).unwrap(),
         json!({"functionCallingConfig": {"mode": "NONE"}})
     );
     assert_eq!(
-        tool_config(&json!("auto")).unwrap(),
+        tool_config(json!("auto")).unwrap(),
         json!({"functionCallingConfig": {"mode": "AUTO"}})
     );
-    assert!(tool_config(&json!("sometimes")).is_err());
+    assert!(tool_config(json!("sometimes")).is_err());
 }
 
 #[test]
