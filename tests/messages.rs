@@ -497,3 +497,40 @@ fn continued_stream_stays_one_anthropic_message() {
     assert_eq!(events[0].1["message"]["model"], "primary-model");
     gw.shutdown();
 }
+
+#[test]
+fn body_limit_errors_are_anthropic_shaped_too() {
+    let primary = mock("primary");
+    let gw = gateway(&chain_yaml(
+        &[("primary", &primary)],
+        "",
+        "limits: { max_body_bytes: 256 }\n",
+    ));
+    let big = vec![b'x'; 1024];
+    let mut client = client(&gw);
+    let response = client
+        .request(
+            "POST",
+            "/v1/messages",
+            &[("content-type", "application/json")],
+            &big,
+        )
+        .expect("response");
+    assert_error(&response, 413, "request_too_large");
+    let mut client = loadtest::client::Client::connect(gw.addr()).unwrap();
+    let chat = client
+        .request(
+            "POST",
+            "/v1/chat/completions",
+            &[("content-type", "application/json")],
+            &big,
+        )
+        .expect("response");
+    assert_eq!(chat.status, 413);
+    assert!(
+        chat.json()["error"]["message"].is_string(),
+        "{}",
+        chat.text()
+    );
+    gw.shutdown();
+}

@@ -16,7 +16,7 @@ use crate::config::Limits;
 use crate::http::chunked::ChunkedDecoder;
 use crate::http::request::{parse_request_head, RequestBody, RequestHead};
 use crate::http::ApiError;
-use crate::proxy::respond::Meta;
+use crate::proxy::respond::{Dialect, Meta};
 use crate::shard::Shard;
 
 /// Counts a value up for as long as the guard lives.
@@ -52,7 +52,7 @@ pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream) {
             Ok(head) => head,
             Err(ReadError::Closed) => return,
             Err(ReadError::Reply(error)) => {
-                return reply_and_close(&shard, &mut stream, out, &error).await
+                return reply_and_close(&shard, &mut stream, out, &error, Dialect::OpenAi).await
             }
         };
         let _active = Gauge::up(&shard.active_requests);
@@ -61,7 +61,8 @@ pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream) {
             Ok(body) => body,
             Err(ReadError::Closed) => return,
             Err(ReadError::Reply(error)) => {
-                return reply_and_close(&shard, &mut stream, out, &error).await
+                let dialect = super::dispatch::dialect_of(head.path());
+                return reply_and_close(&shard, &mut stream, out, &error, dialect).await;
             }
         };
         let keep_alive = head.keep_alive && shard.draining.get().is_none();
@@ -86,12 +87,14 @@ async fn reply_and_close(
     stream: &mut TcpStream,
     mut out: Vec<u8>,
     error: &ApiError,
+    dialect: Dialect,
 ) {
     shard.metrics.borrow_mut().record_bad_request(error.status);
     out.clear();
     let meta = Meta {
         request_id: shard.next_request_id(),
         keep_alive: false,
+        dialect,
         ..Meta::default()
     };
     meta.write_error(&mut out, error, &[]);

@@ -37,6 +37,14 @@ fn endpoint(path: &str) -> Option<Endpoint> {
     }
 }
 
+/// The error shape a client of `path` parses: Anthropic's on the Messages API.
+pub fn dialect_of(path: &str) -> Dialect {
+    match endpoint(path) {
+        Some(Endpoint::Messages) => Dialect::Anthropic,
+        _ => Dialect::OpenAi,
+    }
+}
+
 /// Answers one request on `client`. An `Err` means the connection is unusable.
 pub async fn dispatch(
     shard: &Rc<Shard>,
