@@ -38,7 +38,7 @@ fn table(strategy: &str) -> Table {
     let config = switchyard::config::load_str(&config_yaml(strategy), "bench.yaml", &|_| None)
         .unwrap_or_else(|e| panic!("bench config invalid: {e}"));
     let local = |_: &str, port: u16| vec![SocketAddr::from(([127, 0, 0, 1], port))];
-    Table::build(Arc::new(config), 1, &local).expect("table builds")
+    Table::build(Arc::new(config), 1, &local)
 }
 
 /// Health for every slot, with some recorded traffic so EWMAs are non-zero.

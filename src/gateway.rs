@@ -13,7 +13,6 @@ use std::time::Duration;
 use crate::config::{self, Config, ConfigErrors, ShardCount};
 use crate::log::Level;
 use crate::metrics::ShardSnapshot;
-use crate::provider::UnsupportedKind;
 use crate::route::table::resolve_host;
 use crate::route::Table;
 use crate::shard::{self, cpus, ShardMsg, ShardOptions, Shards, StartError};
@@ -22,8 +21,6 @@ use crate::shard::{self, cpus, ShardMsg, ShardOptions, Shards, StartError};
 pub enum GatewayError {
     #[error("{0}")]
     Config(#[from] ConfigErrors),
-    #[error(transparent)]
-    Unsupported(#[from] UnsupportedKind),
     #[error("cannot listen on {addr}: {source}")]
     Listen {
         addr: SocketAddr,
@@ -68,7 +65,7 @@ impl Gateway {
         overrides: &Overrides,
     ) -> Result<Gateway, GatewayError> {
         let config = Arc::new(config);
-        let table = Arc::new(Table::build(config.clone(), 1, &resolve_host)?);
+        let table = Arc::new(Table::build(config.clone(), 1, &resolve_host));
         let budget = cpus::detect();
         let count = overrides.shards.unwrap_or(match config.shards {
             ShardCount::Auto => budget.shards,
@@ -209,7 +206,7 @@ impl Control {
         }
         crate::log::set_format(config.log.format);
         let generation = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
-        let table = Arc::new(Table::build(Arc::new(config), generation, &resolve_host)?);
+        let table = Arc::new(Table::build(Arc::new(config), generation, &resolve_host));
         self.publish(table);
         crate::event!(Level::Info, "config reloaded", generation = generation);
         Ok(generation)
@@ -219,9 +216,7 @@ impl Control {
     pub fn refresh_dns(&self) {
         let current = self.current();
         let generation = self.generation.load(Ordering::SeqCst) + 1;
-        let Ok(fresh) = Table::build(current.config.clone(), generation, &resolve_host) else {
-            return;
-        };
+        let fresh = Table::build(current.config.clone(), generation, &resolve_host);
         if fresh.same_addresses(&current) {
             return;
         }

@@ -84,23 +84,13 @@ fn main() -> ExitCode {
 fn check(path: &std::path::Path) -> ExitCode {
     match config::load_file(path) {
         Ok(config) => {
-            let routes = config.routes.len();
-            let providers = config.providers.len();
-            match switchyard::route::Table::build(std::sync::Arc::new(config), 0, &|_, _| {
-                Vec::new()
-            }) {
-                Ok(_) => {
-                    println!(
-                        "{}: OK ({providers} providers, {routes} routes)",
-                        path.display()
-                    );
-                    ExitCode::SUCCESS
-                }
-                Err(e) => {
-                    eprintln!("{}: {e}", path.display());
-                    ExitCode::FAILURE
-                }
-            }
+            println!(
+                "{}: OK ({} providers, {} routes)",
+                path.display(),
+                config.providers.len(),
+                config.routes.len()
+            );
+            ExitCode::SUCCESS
         }
         Err(errors) => {
             eprintln!("{errors}");

@@ -314,16 +314,6 @@ fn provider(name: String, raw: RawProvider, path: &YamlPath, r: &mut Report<'_>)
         );
     }
     let kind = r.choice(raw.kind.as_deref(), &kind_path, KINDS, ProviderKind::OpenAi);
-    if raw.kind.is_some() && !crate::provider::is_supported(kind) {
-        r.error(
-            &kind_path,
-            format!(
-                "kind `{}` is not supported by this build yet; supported: {}",
-                kind.as_str(),
-                crate::provider::supported_kinds().join(", ")
-            ),
-        );
-    }
     let url_path = path.key("base_url");
     let url_text = r.required(raw.base_url.as_deref(), &url_path);
     let base_url = parse_base_url(&url_text).unwrap_or_else(|message| {

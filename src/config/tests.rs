@@ -584,32 +584,3 @@ proptest! {
         let _ = load_str(&mutated, "m.yaml", &example_env);
     }
 }
-
-#[test]
-fn kinds_this_build_cannot_speak_are_rejected_with_their_line() {
-    // Any kind not spoken yet will do; once every kind is spoken none is rejected.
-    let kinds = [
-        ProviderKind::Gemini,
-        ProviderKind::Azure,
-        ProviderKind::Anthropic,
-    ];
-    let Some(kind) = kinds
-        .into_iter()
-        .find(|k| !crate::provider::is_supported(*k))
-    else {
-        return;
-    };
-    let text = with_routes(ONE_ROUTE).replace(
-        "kind: openai-compatible, base_url: https://api.anthropic.com",
-        &format!(
-            "kind: {}, base_url: https://api.anthropic.com, api_key: k",
-            kind.as_str()
-        ),
-    );
-    let expected = format!(
-        "t.yaml:3: providers.anthropic.kind: kind `{}` is not supported by this build yet; supported: {}",
-        kind.as_str(),
-        crate::provider::supported_kinds().join(", ")
-    );
-    assert_errors(&text, &[expected.as_str()]);
-}

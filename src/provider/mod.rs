@@ -26,44 +26,9 @@ pub enum Api {
     Embeddings,
 }
 
-/// Whether this build speaks a provider kind; the config loader rejects the others.
-pub fn is_supported(kind: ProviderKind) -> bool {
-    match kind {
-        ProviderKind::OpenAi | ProviderKind::OpenAiCompatible => true,
-        ProviderKind::Azure => true,
-        ProviderKind::Anthropic => true,
-        ProviderKind::Gemini => true,
-        ProviderKind::Bedrock => true,
-    }
-}
-
-/// Names of the supported kinds, for error messages.
-pub fn supported_kinds() -> Vec<&'static str> {
-    [
-        ProviderKind::OpenAi,
-        ProviderKind::OpenAiCompatible,
-        ProviderKind::Azure,
-        ProviderKind::Anthropic,
-        ProviderKind::Gemini,
-        ProviderKind::Bedrock,
-    ]
-    .into_iter()
-    .filter(|k| is_supported(*k))
-    .map(ProviderKind::as_str)
-    .collect()
-}
-
 /// Kinds whose wire format is OpenAI's: bodies pass through with the model rewritten.
 pub fn passes_through(kind: ProviderKind) -> bool {
     matches!(kind, ProviderKind::OpenAi | ProviderKind::OpenAiCompatible)
-}
-
-/// A provider kind this build can configure but not yet speak.
-#[derive(Debug, thiserror::Error)]
-#[error("provider `{provider}`: kind `{kind}` is not supported by this build yet")]
-pub struct UnsupportedKind {
-    pub provider: String,
-    pub kind: &'static str,
 }
 
 /// A request or answer that cannot be expressed in the other format.
@@ -94,15 +59,10 @@ pub struct PreparedProvider {
     pub headers: Vec<(String, String)>,
 }
 
-/// Prepares `provider` for the request path, or says its kind is not spoken yet.
-pub fn prepare(provider: &Provider) -> Result<PreparedProvider, UnsupportedKind> {
-    if !is_supported(provider.kind) {
-        return Err(UnsupportedKind {
-            provider: provider.name.clone(),
-            kind: provider.kind.as_str(),
-        });
-    }
-    Ok(openai::prepare(provider))
+/// Prepares `provider` for the request path: host header, pass-through paths and
+/// headers (translating kinds build their own per request).
+pub fn prepare(provider: &Provider) -> PreparedProvider {
+    openai::prepare(provider)
 }
 
 /// Everything a translating kind needs to build one attempt's request.

@@ -8,7 +8,7 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
 
 use crate::config::{Config, Route};
-use crate::provider::{self, PreparedProvider, UnsupportedKind};
+use crate::provider::{self, PreparedProvider};
 
 /// A provider ready for the request path.
 #[derive(Debug, Clone)]
@@ -53,28 +53,26 @@ impl Table {
         config: Arc<Config>,
         generation: u64,
         resolve: &dyn Fn(&str, u16) -> Vec<SocketAddr>,
-    ) -> Result<Table, UnsupportedKind> {
+    ) -> Table {
         let providers = config
             .providers
             .iter()
-            .map(|p| {
-                Ok(ProviderEntry {
-                    prepared: provider::prepare(p)?,
-                    addrs: resolve(&p.base_url.host, p.base_url.port).into(),
-                    tls_host: p.base_url.tls.then(|| p.base_url.host.clone()),
-                })
+            .map(|p| ProviderEntry {
+                prepared: provider::prepare(p),
+                addrs: resolve(&p.base_url.host, p.base_url.port).into(),
+                tls_host: p.base_url.tls.then(|| p.base_url.host.clone()),
             })
-            .collect::<Result<Vec<_>, UnsupportedKind>>()?;
+            .collect();
         let (slots, route_slots) = number_slots(&config);
         let known_models = known_models(&config.routes);
-        Ok(Table {
+        Table {
             generation,
             config,
             providers,
             slots,
             route_slots,
             known_models,
-        })
+        }
     }
 
     /// The first route whose conditions all hold, in config order.
