@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Runs the official anthropic Python SDK against switchyard's /v1/messages in front
-# of OpenAI-compatible mock providers (see anthropic_check.py for what is checked).
+# of mock providers (see anthropic_check.py for what is checked): OpenAI-compatible
+# mocks for the original routes, plus one route per provider kind (via-openai,
+# via-azure, via-anthropic, via-gemini, via-bedrock) targeting the `primary` mock
+# through that kind's dialect.
 # Usage: tests/sdk/anthropic_run.sh   (debug build; PROFILE=release for a release build)
 # Exits with the check's exit code (0 = every check passed).
 set -euo pipefail
@@ -41,6 +44,7 @@ providers:
   down:    { kind: openai-compatible, base_url: "http://127.0.0.1:$down_port/v1" }
   broken:  { kind: openai-compatible, base_url: "http://127.0.0.1:$broken_port/v1" }
   tools:   { kind: openai-compatible, base_url: "http://127.0.0.1:$tools_port/v1" }
+$(sdk_kind_providers "127.0.0.1:$primary_port")
 routes:
   - name: chat
     match: { model: chat }
@@ -60,9 +64,11 @@ routes:
     match: { model: chat-tools }
     targets:
       - { provider: tools, model: tools-model }
+$(sdk_kind_routes)
 YAML
 
 start_switchyard "$gw_port" "$key"
 
 echo "== anthropic SDK against switchyard on 127.0.0.1:$gw_port"
-run_check python3 tests/sdk/anthropic_check.py --base-url "http://127.0.0.1:$gw_port" --api-key "$key"
+run_check python3 tests/sdk/anthropic_check.py --base-url "http://127.0.0.1:$gw_port" --api-key "$key" \
+    --models "$(sdk_kind_models)"

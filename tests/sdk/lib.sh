@@ -76,3 +76,43 @@ run_check() {
     fi
     exit "$status"
 }
+
+# The provider kinds every SDK check goes through, one route each (`via-KIND`).
+sdk_kinds=(openai azure anthropic gemini bedrock)
+
+# sdk_kind_models: the route models, comma-separated (via-openai,via-azure,...).
+sdk_kind_models() {
+    local IFS=,
+    local models=("${sdk_kinds[@]/#/via-}")
+    echo "${models[*]}"
+}
+
+# sdk_kind_providers ADDR: YAML provider entries (2-space indent), one per kind,
+# all pointing at the one mock-provider on ADDR, which speaks every dialect by path.
+sdk_kind_providers() {
+    cat <<YAML
+  kind-openai:    { kind: openai,    base_url: "http://$1/v1", api_key: sk-mock-openai }
+  kind-azure:     { kind: azure,     base_url: "http://$1", api_key: mock-azure-key, api_version: 2024-10-21 }
+  kind-anthropic: { kind: anthropic, base_url: "http://$1", api_key: sk-ant-mock }
+  kind-gemini:    { kind: gemini,    base_url: "http://$1/v1beta", api_key: mock-gemini-key }
+  kind-bedrock:
+    kind: bedrock
+    base_url: "http://$1"
+    region: us-east-1
+    aws_access_key_id: AKIDEXAMPLE
+    aws_secret_access_key: wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY
+YAML
+}
+
+# sdk_kind_routes: YAML route entries (2-space indent), `via-KIND` -> kind-KIND.
+sdk_kind_routes() {
+    local kind
+    for kind in "${sdk_kinds[@]}"; do
+        cat <<YAML
+  - name: via-$kind
+    match: { model: via-$kind }
+    targets:
+      - { provider: kind-$kind, model: $kind-model }
+YAML
+    done
+}

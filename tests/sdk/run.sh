@@ -1,5 +1,8 @@
 #!/usr/bin/env bash
-# Runs the official openai Python SDK against switchyard in front of a mock provider.
+# Runs the official openai Python SDK against switchyard in front of a mock provider:
+# route `chat` (kind openai-compatible) and one route per provider kind (via-openai,
+# via-azure, via-anthropic, via-gemini, via-bedrock), all targeting the same
+# mock-provider process, which speaks each kind's dialect by path.
 # Usage: tests/sdk/run.sh            (debug build; PROFILE=release for a release build)
 # Exits with the check's exit code (0 = every check passed).
 set -euo pipefail
@@ -24,14 +27,17 @@ keys:
   - { name: sdk, key: "\${SDK_KEY}" }
 providers:
   primary: { kind: openai-compatible, base_url: "http://127.0.0.1:$mock_port/v1" }
+$(sdk_kind_providers "127.0.0.1:$mock_port")
 routes:
   - name: chat
     match: { model: chat }
     targets:
       - { provider: primary, model: primary-model }
+$(sdk_kind_routes)
 YAML
 
 start_switchyard "$gw_port" "$key"
 
 echo "== openai SDK against switchyard on 127.0.0.1:$gw_port"
-run_check python3 tests/sdk/openai_check.py --base-url "http://127.0.0.1:$gw_port/v1" --api-key "$key"
+run_check python3 tests/sdk/openai_check.py --base-url "http://127.0.0.1:$gw_port/v1" --api-key "$key" \
+    --models "chat,$(sdk_kind_models)"
