@@ -192,3 +192,60 @@ fn when_every_kind_fails_the_client_gets_every_attempt_and_no_secret() {
     }
     gw.shutdown();
 }
+
+/// A half-open probe that could not be sent (the request cannot be expressed for
+/// that kind) gives its slot back: the next request probes and closes the breaker.
+#[test]
+fn an_untranslatable_probe_does_not_wedge_the_breaker() {
+    let anthropic = mock("anthropic");
+    let fallback = mock("fallback");
+    anthropic.set_fault(fault_status(529));
+    let yaml = format!(
+        r#"listen: 127.0.0.1:0
+shards: 1
+providers:
+  anthropic: {{ kind: anthropic, base_url: "http://{}", api_key: k }}
+  fallback: {{ kind: openai-compatible, base_url: "http://{}/v1" }}
+routes:
+  - name: chat
+    match: {{ model: chat }}
+    targets:
+      - {{ provider: anthropic, model: claude, priority: 0 }}
+      - {{ provider: fallback, model: f, priority: 1 }}
+    retry: {{ attempts: 1 }}
+health: {{ window: 10s, min_requests: 100, consecutive_failures: 2, cooldown: 200ms, max_cooldown: 1s }}
+"#,
+        anthropic.addr(),
+        fallback.addr()
+    );
+    let gw = gateway(&yaml);
+    for _ in 0..2 {
+        assert_eq!(
+            chat(gw.addr()).header("x-switchyard-target"),
+            Some("fallback/f")
+        );
+    }
+    anthropic.set_fault(Fault::None);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    // Half-open now. Anthropic cannot express n = 2, so this probe is never sent.
+    let mut client = Client::connect(gw.addr()).unwrap();
+    let two = r#"{"model":"chat","n":2,"messages":[{"role":"user","content":"hi"}]}"#;
+    let response = client.chat(two, &[]).unwrap();
+    assert_eq!(
+        response.header("x-switchyard-target"),
+        Some("fallback/f"),
+        "{}",
+        response.text()
+    );
+    let seen = anthropic.stats().requests;
+    // The next request is the probe: it reaches the healed target and closes the breaker.
+    let next = chat(gw.addr());
+    assert_eq!(
+        next.header("x-switchyard-target"),
+        Some("anthropic/claude"),
+        "{}",
+        next.text()
+    );
+    assert_eq!(anthropic.stats().requests, seen + 1);
+    gw.shutdown();
+}

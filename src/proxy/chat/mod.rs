@@ -264,13 +264,14 @@ impl Call<'_> {
             if now >= self.deadline {
                 break;
             }
-            match self.shard.with_health(&table, slot, |h| h.admit(now)) {
+            let probe = match self.shard.with_health(&table, slot, |h| h.admit(now)) {
                 Some(Admission::Reject { until }) => {
                     rejected_until = Some(rejected_until.map_or(until, |r| r.min(until)));
                     continue;
                 }
-                Some(Admission::Allow | Admission::Probe) | None => {}
-            }
+                Some(Admission::Probe) => true,
+                Some(Admission::Allow) | None => false,
+            };
             if position > 0 || self.not_first_choice(route, target_index) {
                 self.meta.fallback = true;
             }
@@ -279,9 +280,12 @@ impl Call<'_> {
                 .try_target(
                     route_index,
                     route,
-                    target_index,
-                    slot,
-                    other_targets,
+                    Pick {
+                        target: target_index,
+                        slot,
+                        others: other_targets,
+                        probe,
+                    },
                     client,
                     out,
                 )
@@ -370,12 +374,16 @@ impl Call<'_> {
         &mut self,
         route_index: usize,
         route: &Route,
-        target_index: usize,
-        slot: usize,
-        other_targets: bool,
+        pick: Pick,
         client: &mut TcpStream,
         out: &mut Vec<u8>,
     ) -> std::io::Result<TargetEnd> {
+        let Pick {
+            target: target_index,
+            slot,
+            others: other_targets,
+            probe,
+        } = pick;
         let table = self.table.clone();
         let target = &route.targets[target_index];
         let retry = target.retry.as_ref().unwrap_or(&route.retry);
@@ -393,7 +401,7 @@ impl Call<'_> {
             self.meta.attempts += 1;
             match self.attempt(route, target_index, started).await {
                 AttemptResult::Untranslatable(reason) => {
-                    self.skip_untranslatable(slot, label, &reason);
+                    self.skip_untranslatable(slot, label, &reason, probe);
                     return Ok(TargetEnd::Fallback(None));
                 }
                 AttemptResult::Complete {
@@ -453,8 +461,15 @@ impl Call<'_> {
 
     /// A target that cannot express the request was never sent anything: no
     /// health outcome, not counted as an attempt, but listed for the client.
-    fn skip_untranslatable(&mut self, slot: usize, label: &str, reason: &str) {
-        self.shard.with_health(&self.table, slot, |h| h.finish());
+    fn skip_untranslatable(&mut self, slot: usize, label: &str, reason: &str, probe: bool) {
+        // A half-open probe that was never sent must give its slot back, or the
+        // breaker would wait for its outcome forever.
+        self.shard.with_health(&self.table, slot, |h| {
+            h.finish();
+            if probe {
+                h.abandon_probe();
+            }
+        });
         self.meta.attempts = self.meta.attempts.saturating_sub(1);
         self.attempts.push(AttemptLog {
             target: label.to_string(),
@@ -521,6 +536,16 @@ impl Call<'_> {
             detail: reason.to_string(),
         });
     }
+}
+
+/// One target chosen from the chain: its index in the route, its health slot,
+/// whether others follow it, and whether the breaker let it through as a probe.
+#[derive(Debug, Clone, Copy)]
+struct Pick {
+    target: usize,
+    slot: usize,
+    others: bool,
+    probe: bool,
 }
 
 /// How trying one target ended.

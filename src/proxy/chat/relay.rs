@@ -127,11 +127,6 @@ impl Call<'_> {
             if now >= self.deadline {
                 break;
             }
-            if let Some(Admission::Reject { .. }) =
-                self.shard.with_health(&table, slot, |h| h.admit(now))
-            {
-                continue;
-            }
             let target = &route.targets[target_index];
             let prefill = target.prefill.unwrap_or_else(|| {
                 provider::accepts_prefill(table.providers[target.provider].prepared.kind)
@@ -144,6 +139,11 @@ impl Call<'_> {
             let Ok(chat) = ChatBody::parse(&body) else {
                 break;
             };
+            let probe = match self.shard.with_health(&table, slot, |h| h.admit(now)) {
+                Some(Admission::Reject { .. }) => continue,
+                Some(Admission::Probe) => true,
+                Some(Admission::Allow) | None => false,
+            };
             self.continuation = Some((body, chat));
             self.meta.attempts += 1;
             self.shard.with_health(&table, slot, |h| h.start());
@@ -153,7 +153,7 @@ impl Call<'_> {
             let label = table.slots[slot].label.clone();
             match result {
                 AttemptResult::Untranslatable(reason) => {
-                    self.skip_untranslatable(slot, &label, &reason)
+                    self.skip_untranslatable(slot, &label, &reason, probe)
                 }
                 AttemptResult::Stream { held, ttfb } => {
                     let rewrite = stream::Rewrite {
