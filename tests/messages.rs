@@ -123,18 +123,24 @@ fn assert_error(response: &HttpResponse, status: u16, kind: &str) -> String {
     message
 }
 
+/// A mock `primary`, its own answer to a direct chat (text, usage), and then a
+/// gateway with a one-target route to it.
+fn direct_then_gateway() -> (MockHandle, String, Value, Gateway) {
+    let primary = mock("primary");
+    let (text, usage) = direct(&primary);
+    let gw = gateway(&chain_yaml(&[("primary", &primary)], "", ""));
+    (primary, text, usage, gw)
+}
+
 // ---------------------------------------------------------------------------
 // Whole answers
 // ---------------------------------------------------------------------------
 
 #[test]
 fn non_streaming_message_through_an_openai_target() {
-    let primary = mock("primary");
-    let (text, usage) = direct(&primary);
-    let gw = gateway(&chain_yaml(&[("primary", &primary)], "", ""));
+    let (primary, text, usage, gw) = direct_then_gateway();
     let response = post(&gw, &request_body(false));
-    assert_eq!(response.status, 200, "{}", response.text());
-    assert_eq!(response.header("x-switchyard-target"), Some(PRIMARY));
+    assert_served_by(&response, PRIMARY);
     let body = response.json();
     let id = body["id"].as_str().expect("id").to_string();
     assert!(id.starts_with("msg_") && id.len() > 4, "{id}");
@@ -229,25 +235,17 @@ fn tool_calls_become_tool_use_blocks() {
 
 #[test]
 fn failover_to_the_fallback_is_visible() {
-    let primary = mock("primary");
-    let fallback = mock("fallback");
+    let (primary, fallback) = primary_and_fallback();
     primary.set_fault(fault_status(503));
     let (text, _) = direct(&fallback);
-    let gw = gateway(&chain_yaml(
-        &[("primary", &primary), ("fallback", &fallback)],
-        "retry: { attempts: 1 }",
-        "",
-    ));
+    let gw = fallback_chain(&primary, &fallback, "retry: { attempts: 1 }", "");
     let response = post(&gw, &request_body(false));
-    assert_eq!(response.status, 200, "{}", response.text());
-    assert_eq!(response.header("x-switchyard-target"), Some(FALLBACK));
-    assert_eq!(response.header("x-switchyard-fallback"), Some("true"));
+    assert_fell_back(&response);
     assert_eq!(response.json()["content"][0]["text"], text.as_str());
     assert_eq!(response.json()["model"], "fallback-model");
 
     let response = post(&gw, &request_body(true));
-    assert_eq!(response.status, 200, "{}", response.text());
-    assert_eq!(response.header("x-switchyard-target"), Some(FALLBACK));
+    assert_served_by(&response, FALLBACK);
     assert_eq!(streamed_text(&events(&response)), text);
     gw.shutdown();
 }
@@ -258,9 +256,7 @@ fn failover_to_the_fallback_is_visible() {
 
 #[test]
 fn streaming_message_through_an_openai_target() {
-    let primary = mock("primary");
-    let (text, usage) = direct(&primary);
-    let gw = gateway(&chain_yaml(&[("primary", &primary)], "", ""));
+    let (primary, text, usage, gw) = direct_then_gateway();
     let response = post(&gw, &request_body(true));
     assert_eq!(response.status, 200, "{}", response.text());
     assert_eq!(response.header("content-type"), Some("text/event-stream"));
@@ -420,15 +416,7 @@ fn bad_requests_are_anthropic_shaped() {
 
 #[test]
 fn upstream_failures_are_anthropic_shaped() {
-    let primary = mock("primary");
-    let fallback = mock("fallback");
-    primary.set_fault(fault_status(503));
-    fallback.set_fault(fault_status(500));
-    let gw = gateway(&chain_yaml(
-        &[("primary", &primary), ("fallback", &fallback)],
-        "retry: { attempts: 1 }",
-        "health: { consecutive_failures: 2, min_requests: 1000, cooldown: 5s }\n",
-    ));
+    let (_primary, _fallback, gw) = failing_chain();
     // Everything fails: 502 with the attempt list kept.
     for _ in 0..2 {
         let response = post(&gw, &request_body(false));
@@ -468,18 +456,17 @@ fn provider_errors_keep_their_message() {
 
 #[test]
 fn continued_stream_stays_one_anthropic_message() {
-    let primary = mock("primary");
-    let fallback = mock("fallback");
+    let (primary, fallback) = primary_and_fallback();
     let (full, _) = direct(&primary);
     primary.set_fault(Fault::ResetMidStream { after_chunks: 3 });
-    let gw = gateway(&chain_yaml(
-        &[("primary", &primary), ("fallback", &fallback)],
+    let gw = fallback_chain(
+        &primary,
+        &fallback,
         "retry: { attempts: 1 }\nstream: { continue_after_commit: true }",
         "",
-    ));
+    );
     let response = post(&gw, &request_body(true));
-    assert_eq!(response.status, 200, "{}", response.text());
-    assert_eq!(response.header("x-switchyard-target"), Some(PRIMARY));
+    assert_served_by(&response, PRIMARY);
     let events = events(&response);
     let names = names(&events);
     let count = |name: &str| names.iter().filter(|n| **n == name).count();

@@ -112,20 +112,34 @@ fn serve_counts(gw: &Gateway, n: usize) -> Vec<String> {
         .collect()
 }
 
+/// `primary` failing with `fault` ahead of a healthy `fallback`, two attempts per
+/// target; returns the mocks, the gateway and the answer to one chat.
+fn chat_with_failing_primary(fault: Fault) -> (MockHandle, MockHandle, Gateway, HttpResponse) {
+    let (primary, fallback) = primary_and_fallback();
+    primary.set_fault(fault);
+    let gw = fallback_chain(
+        &primary,
+        &fallback,
+        "retry: { attempts: 2, backoff: 10ms }",
+        "",
+    );
+    let response = chat(gw.addr());
+    (primary, fallback, gw, response)
+}
+
+/// [`chat_with_failing_primary`], whose chat must fall back.
+fn fall_back_from(fault: Fault) -> (MockHandle, MockHandle, Gateway, HttpResponse) {
+    let outcome = chat_with_failing_primary(fault);
+    assert_fell_back(&outcome.3);
+    outcome
+}
+
 // 1. A retryable failure is retried on the same target, which then answers.
 #[test]
 fn retries_the_same_target_then_succeeds() {
-    let primary = mock("primary");
-    let fallback = mock("fallback");
-    primary.set_fault(status_fault(503, None, None, Some(1)));
-    let gw = gateway(&chain_yaml(
-        &[("primary", &primary), ("fallback", &fallback)],
-        "retry: { attempts: 2, backoff: 10ms }",
-        "",
-    ));
-    let response = chat(gw.addr());
-    assert_eq!(response.status, 200, "{}", response.text());
-    assert_eq!(target_of(&response), "primary/primary-model");
+    let (primary, fallback, gw, response) =
+        chat_with_failing_primary(status_fault(503, None, None, Some(1)));
+    assert_served_by(&response, "primary/primary-model");
     assert_eq!(response.header("x-switchyard-attempts"), Some("2"));
     assert_eq!(response.header("x-switchyard-fallback"), None);
     assert_eq!(response.json()["model"], "primary-model");
@@ -145,8 +159,7 @@ fn honours_retry_after_on_a_single_target() {
         "",
     ));
     let (response, elapsed) = timed_chat(gw.addr(), &[]);
-    assert_eq!(response.status, 200, "{}", response.text());
-    assert_eq!(target_of(&response), "only/only-model");
+    assert_served_by(&response, "only/only-model");
     assert_eq!(response.header("x-switchyard-attempts"), Some("2"));
     assert!(
         elapsed >= Duration::from_millis(900),
@@ -204,18 +217,7 @@ fn retry_budget_caps_retries() {
 // 4a. 503 (after the configured retries): the next target answers.
 #[test]
 fn falls_back_on_503_after_retries() {
-    let primary = mock("primary");
-    let fallback = mock("fallback");
-    primary.set_fault(fault_status(503));
-    let gw = gateway(&chain_yaml(
-        &[("primary", &primary), ("fallback", &fallback)],
-        "retry: { attempts: 2, backoff: 10ms }",
-        "",
-    ));
-    let response = chat(gw.addr());
-    assert_eq!(response.status, 200, "{}", response.text());
-    assert_eq!(target_of(&response), "fallback/fallback-model");
-    assert_eq!(response.header("x-switchyard-fallback"), Some("true"));
+    let (primary, fallback, gw, response) = fall_back_from(fault_status(503));
     assert_eq!(response.header("x-switchyard-attempts"), Some("3"));
     assert_eq!(response.json()["model"], "fallback-model");
     assert_eq!((requests(&primary), requests(&fallback)), (2, 1));
@@ -225,18 +227,7 @@ fn falls_back_on_503_after_retries() {
 // 4b. Connection refused: the next target answers; the refusing one saw nothing.
 #[test]
 fn falls_back_on_connection_refused() {
-    let primary = mock("primary");
-    let fallback = mock("fallback");
-    primary.set_fault(Fault::Refuse);
-    let gw = gateway(&chain_yaml(
-        &[("primary", &primary), ("fallback", &fallback)],
-        "retry: { attempts: 2, backoff: 10ms }",
-        "",
-    ));
-    let response = chat(gw.addr());
-    assert_eq!(response.status, 200, "{}", response.text());
-    assert_eq!(target_of(&response), "fallback/fallback-model");
-    assert_eq!(response.header("x-switchyard-fallback"), Some("true"));
+    let (primary, fallback, gw, response) = fall_back_from(Fault::Refuse);
     // Connect failures are retried after backoff, then the chain moves on.
     assert_eq!(response.header("x-switchyard-attempts"), Some("3"));
     assert_eq!((requests(&primary), requests(&fallback)), (0, 1));
@@ -262,8 +253,7 @@ fn falls_back_when_nothing_listens() {
     );
     let gw = gateway(&yaml);
     let response = chat(gw.addr());
-    assert_eq!(response.status, 200, "{}", response.text());
-    assert_eq!(target_of(&response), "fallback/fallback-model");
+    assert_served_by(&response, "fallback/fallback-model");
     assert_eq!(response.header("x-switchyard-attempts"), Some("2"));
     assert_eq!(requests(&fallback), 1);
     gw.shutdown();
@@ -284,9 +274,7 @@ fn falls_back_on_first_byte_timeout_without_waiting_for_the_slow_target() {
         "",
     ));
     let (response, elapsed) = timed_chat(gw.addr(), &[]);
-    assert_eq!(response.status, 200, "{}", response.text());
-    assert_eq!(target_of(&response), "fallback/fallback-model");
-    assert_eq!(response.header("x-switchyard-fallback"), Some("true"));
+    assert_fell_back(&response);
     assert_eq!(response.header("x-switchyard-attempts"), Some("2"));
     assert_eq!(requests(&slow), 1, "a silent target is not retried");
     assert_eq!(requests(&fallback), 1);
@@ -304,18 +292,7 @@ fn falls_back_on_first_byte_timeout_without_waiting_for_the_slow_target() {
 // 4d. The provider resets the connection instead of answering.
 #[test]
 fn falls_back_on_reset() {
-    let primary = mock("primary");
-    let fallback = mock("fallback");
-    primary.set_fault(Fault::ResetOnRequest);
-    let gw = gateway(&chain_yaml(
-        &[("primary", &primary), ("fallback", &fallback)],
-        "retry: { attempts: 2, backoff: 10ms }",
-        "",
-    ));
-    let response = chat(gw.addr());
-    assert_eq!(response.status, 200, "{}", response.text());
-    assert_eq!(target_of(&response), "fallback/fallback-model");
-    assert_eq!(response.header("x-switchyard-fallback"), Some("true"));
+    let (primary, fallback, gw, _response) = fall_back_from(Fault::ResetOnRequest);
     assert!(requests(&primary) >= 1);
     assert_eq!(requests(&fallback), 1);
     gw.shutdown();
@@ -324,14 +301,9 @@ fn falls_back_on_reset() {
 // 5a. A client error is the client's answer: no retry, no fallback.
 #[test]
 fn returns_client_errors_without_fallback() {
-    let primary = mock("primary");
-    let fallback = mock("fallback");
+    let (primary, fallback) = primary_and_fallback();
     primary.set_fault(status_fault(400, None, Some(BAD_REQUEST_BODY), None));
-    let gw = gateway(&chain_yaml(
-        &[("primary", &primary), ("fallback", &fallback)],
-        "",
-        "",
-    ));
+    let gw = fallback_chain(&primary, &fallback, "", "");
     let response = chat(gw.addr());
     assert_eq!(response.status, 400);
     assert_eq!(response.text(), BAD_REQUEST_BODY);
@@ -367,8 +339,7 @@ fn context_length_reroutes_only_when_configured() {
 
     let gw = gateway(&context_length_yaml(&primary, &long, true));
     let response = chat(gw.addr());
-    assert_eq!(response.status, 200, "{}", response.text());
-    assert_eq!(target_of(&response), "long/long-model");
+    assert_served_by(&response, "long/long-model");
     assert_eq!(response.header("x-switchyard-fallback"), Some("true"));
     assert_eq!(response.json()["model"], "long-model");
     assert_eq!((requests(&primary), requests(&long)), (1, 1));
@@ -386,14 +357,14 @@ fn context_length_reroutes_only_when_configured() {
 // 5c. A content-policy refusal is returned intact, never retried or moved on.
 #[test]
 fn returns_content_policy_refusals_intact() {
-    let primary = mock("primary");
-    let fallback = mock("fallback");
+    let (primary, fallback) = primary_and_fallback();
     primary.set_fault(status_fault(400, None, Some(CONTENT_POLICY_BODY), None));
-    let gw = gateway(&chain_yaml(
-        &[("primary", &primary), ("fallback", &fallback)],
+    let gw = fallback_chain(
+        &primary,
+        &fallback,
         "retry: { attempts: 3, backoff: 10ms, on_status: [400, 429, 500, 502, 503, 504] }",
         "",
-    ));
+    );
     let response = chat(gw.addr());
     assert_eq!(response.status, 400);
     assert_eq!(response.text(), CONTENT_POLICY_BODY);
@@ -446,18 +417,42 @@ fn deadline_stops_the_chain() {
     gw.shutdown();
 }
 
-// 7a. priority: weights split traffic within a tier.
-#[test]
-fn priority_splits_a_tier_by_weight() {
+/// Targets `a` (weight 3) and `b` (weight 1) in one tier of a `strategy` route;
+/// returns them, the gateway and who served each of `n` sequential requests.
+fn split_3_to_1(strategy: &str, n: usize) -> (MockHandle, MockHandle, Gateway, Vec<String>) {
     let a = mock("a");
     let b = mock("b");
     let gw = gateway(&route_yaml(
-        "priority",
+        strategy,
         &[("a", &a, 0, 3), ("b", &b, 0, 1)],
         "",
     ));
+    let served = serve_counts(&gw, n);
+    (a, b, gw, served)
+}
+
+/// Equal-weight targets `fast` and `slow` (answering after `latency`) in one tier
+/// of a `strategy` route, and the gateway.
+fn fast_and_slow(strategy: &str, latency: Duration) -> (MockHandle, MockHandle, Gateway) {
+    let fast = mock("fast");
+    let slow = mock_with(MockConfig {
+        name: "slow".into(),
+        latency,
+        ..MockConfig::default()
+    });
+    let gw = gateway(&route_yaml(
+        strategy,
+        &[("fast", &fast, 0, 1), ("slow", &slow, 0, 1)],
+        "",
+    ));
+    (fast, slow, gw)
+}
+
+// 7a. priority: weights split traffic within a tier.
+#[test]
+fn priority_splits_a_tier_by_weight() {
     const N: usize = 300;
-    let served = serve_counts(&gw, N);
+    let (a, b, gw, served) = split_3_to_1("priority", N);
     let to_a = served.iter().filter(|t| *t == "a/a-model").count();
     let to_b = served.iter().filter(|t| *t == "b/b-model").count();
     assert_eq!(to_a + to_b, N);
@@ -470,15 +465,8 @@ fn priority_splits_a_tier_by_weight() {
 // 7b. weighted: smooth weighted round robin, exact proportions, interleaved.
 #[test]
 fn weighted_is_exact_and_smooth() {
-    let a = mock("a");
-    let b = mock("b");
-    let gw = gateway(&route_yaml(
-        "weighted",
-        &[("a", &a, 0, 3), ("b", &b, 0, 1)],
-        "",
-    ));
     const N: usize = 300;
-    let served = serve_counts(&gw, N);
+    let (a, b, gw, served) = split_3_to_1("weighted", N);
     assert_eq!((requests(&a), requests(&b)), (225, 75));
     for (i, window) in served.chunks(4).enumerate() {
         let to_a = window.iter().filter(|t| *t == "a/a-model").count();
@@ -490,17 +478,7 @@ fn weighted_is_exact_and_smooth() {
 // 7c. latency: the fast target takes most traffic; the slow one is still explored.
 #[test]
 fn latency_prefers_the_fast_target_and_explores() {
-    let fast = mock("fast");
-    let slow = mock_with(MockConfig {
-        name: "slow".into(),
-        latency: Duration::from_millis(30),
-        ..MockConfig::default()
-    });
-    let gw = gateway(&route_yaml(
-        "latency",
-        &[("fast", &fast, 0, 1), ("slow", &slow, 0, 1)],
-        "",
-    ));
+    let (_fast, slow, gw) = fast_and_slow("latency", Duration::from_millis(30));
     const N: usize = 300;
     let served = serve_counts(&gw, N);
     let to_fast = served.iter().filter(|t| *t == "fast/fast-model").count();
@@ -520,17 +498,7 @@ fn latency_prefers_the_fast_target_and_explores() {
 // 7d. least-busy: under concurrent load the fast target (fewer in flight) serves more.
 #[test]
 fn least_busy_favours_the_target_with_fewer_in_flight() {
-    let fast = mock("fast");
-    let slow = mock_with(MockConfig {
-        name: "slow".into(),
-        latency: Duration::from_millis(100),
-        ..MockConfig::default()
-    });
-    let gw = gateway(&route_yaml(
-        "least-busy",
-        &[("fast", &fast, 0, 1), ("slow", &slow, 0, 1)],
-        "",
-    ));
+    let (fast, slow, gw) = fast_and_slow("least-busy", Duration::from_millis(100));
     let addr = gw.addr();
     const THREADS: usize = 8;
     const EACH: usize = 15;
@@ -600,14 +568,9 @@ fn until_mock_is_reached(
 // 8. The breaker opens, sheds the primary, probes after the cooldown, and closes.
 #[test]
 fn breaker_opens_probes_and_closes() {
-    let primary = mock("primary");
-    let fallback = mock("fallback");
-    primary.set_fault(fault_status(503));
-    let gw = gateway(&chain_yaml(
-        &[("primary", &primary), ("fallback", &fallback)],
-        "retry: { attempts: 1 }",
+    let (primary, fallback, gw) = primary_down_chain(
         "health: { consecutive_failures: 3, min_requests: 1000, cooldown: 400ms, max_cooldown: 2s }\n",
-    ));
+    );
     let mut client = client(&gw);
     for _ in 0..3 {
         let response = chat_on(&mut client);
@@ -643,8 +606,7 @@ fn breaker_opens_probes_and_closes() {
         probe_after >= Duration::from_millis(700),
         "second probe after {probe_after:?}, inside the doubled 800 ms cooldown"
     );
-    assert_eq!(response.status, 200, "{}", response.text());
-    assert_eq!(target_of(&response), "primary/primary-model");
+    assert_served_by(&response, "primary/primary-model");
     assert_eq!(
         breaker_of(&gw, "primary/primary-model"),
         [BreakerState::Closed]
@@ -662,15 +624,7 @@ fn breaker_opens_probes_and_closes() {
 // 9. Every target open: 503 + Retry-After at once, no provider touched.
 #[test]
 fn all_targets_open_fails_fast() {
-    let primary = mock("primary");
-    let fallback = mock("fallback");
-    primary.set_fault(fault_status(503));
-    fallback.set_fault(fault_status(500));
-    let gw = gateway(&chain_yaml(
-        &[("primary", &primary), ("fallback", &fallback)],
-        "retry: { attempts: 1 }",
-        "health: { consecutive_failures: 2, min_requests: 1000, cooldown: 5s }\n",
-    ));
+    let (primary, fallback, gw) = failing_chain();
     let mut client = client(&gw);
     for _ in 0..2 {
         let response = chat_on(&mut client);
@@ -710,8 +664,7 @@ fn all_targets_open_fails_fast() {
 #[test]
 fn exhausted_chain_lists_attempts_without_secrets() {
     const SECRET: &str = "sk-test-SECRET-4f1c2b9e";
-    let primary = mock("primary");
-    let fallback = mock("fallback");
+    let (primary, fallback) = primary_and_fallback();
     primary.set_fault(fault_status(503));
     fallback.set_fault(fault_status(500));
     let yaml = format!(
@@ -790,8 +743,7 @@ fn connection_per_shard(addr: SocketAddr, shards: usize) -> Vec<Client> {
 // 11. A breaker tripped on one shard keeps the other shard off the target too.
 #[test]
 fn an_open_breaker_propagates_to_the_other_shard() {
-    let primary = mock("primary");
-    let fallback = mock("fallback");
+    let (primary, fallback) = primary_and_fallback();
     primary.set_fault(fault_status(503));
     let mut yaml = chain_yaml(
         &[("primary", &primary), ("fallback", &fallback)],
@@ -855,8 +807,7 @@ fn an_open_breaker_propagates_to_the_other_shard() {
     // A request on shard 1 goes straight to the fallback.
     let response = chat_on(&mut clients[1]);
     assert_eq!(shard_of(&response), 1);
-    assert_eq!(response.status, 200, "{}", response.text());
-    assert_eq!(target_of(&response), "fallback/fallback-model");
+    assert_served_by(&response, "fallback/fallback-model");
     assert_eq!(response.header("x-switchyard-attempts"), Some("1"));
     assert_eq!(requests(&primary), 3, "shard 1 avoided the target");
     gw.shutdown();
@@ -865,14 +816,7 @@ fn an_open_breaker_propagates_to_the_other_shard() {
 // 12. A fallback's answer is accounted to the fallback; failures show in /metrics.
 #[test]
 fn fallback_answers_and_metrics_are_accounted() {
-    let primary = mock("primary");
-    let fallback = mock("fallback");
-    primary.set_fault(fault_status(503));
-    let gw = gateway(&chain_yaml(
-        &[("primary", &primary), ("fallback", &fallback)],
-        "retry: { attempts: 1 }",
-        "admin: { listen: 127.0.0.1:0 }\n",
-    ));
+    let (_primary, fallback, gw) = primary_down_chain("admin: { listen: 127.0.0.1:0 }\n");
     let response = chat(gw.addr());
     assert_eq!(response.status, 200, "{}", response.text());
     assert_eq!(response.header("x-switchyard-fallback"), Some("true"));

@@ -9,11 +9,7 @@ fn proxies_a_chat_completion_and_a_stream() {
     let primary = mock("primary");
     let gw = gateway(&chain_yaml(&[("primary", &primary)], "", ""));
     let response = chat(gw.addr());
-    assert_eq!(response.status, 200, "{}", response.text());
-    assert_eq!(
-        response.header("x-switchyard-target"),
-        Some("primary/primary-model")
-    );
+    assert_served_by(&response, "primary/primary-model");
     assert_eq!(response.json()["model"], "primary-model");
     assert!(response.header("x-request-id").is_some());
     let recorded = primary.last_request().expect("mock saw the request");
@@ -35,35 +31,16 @@ fn proxies_a_chat_completion_and_a_stream() {
 
 #[test]
 fn falls_back_when_the_primary_is_down() {
-    let primary = mock("primary");
-    let fallback = mock("fallback");
-    primary.set_fault(fault_status(503));
-    let gw = gateway(&chain_yaml(
-        &[("primary", &primary), ("fallback", &fallback)],
-        "retry: { attempts: 1 }",
-        "",
-    ));
+    let (_primary, _fallback, gw) = primary_down_chain("");
     let response = chat(gw.addr());
-    assert_eq!(response.status, 200, "{}", response.text());
-    assert_eq!(
-        response.header("x-switchyard-target"),
-        Some("fallback/fallback-model")
-    );
-    assert_eq!(response.header("x-switchyard-fallback"), Some("true"));
+    assert_fell_back(&response);
     assert_eq!(response.header("x-switchyard-attempts"), Some("2"));
     gw.shutdown();
 }
 
 #[test]
 fn routes_embeddings_with_the_same_rules() {
-    let primary = mock("primary");
-    let fallback = mock("fallback");
-    primary.set_fault(fault_status(503));
-    let gw = gateway(&chain_yaml(
-        &[("primary", &primary), ("fallback", &fallback)],
-        "retry: { attempts: 1 }",
-        "",
-    ));
+    let (_primary, fallback, gw) = primary_down_chain("");
     let mut client = client(&gw);
     let body = r#"{"model":"chat","input":"hello","stream":true}"#;
     let response = client
@@ -74,11 +51,7 @@ fn routes_embeddings_with_the_same_rules() {
             body.as_bytes(),
         )
         .unwrap();
-    assert_eq!(response.status, 200, "{}", response.text());
-    assert_eq!(
-        response.header("x-switchyard-target"),
-        Some("fallback/fallback-model")
-    );
+    assert_served_by(&response, "fallback/fallback-model");
     assert!(
         response.json()["data"][0]["embedding"].is_array(),
         "{}",

@@ -1,24 +1,18 @@
 //! The mock provider over real sockets on 127.0.0.1, with a minimal blocking client.
 
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use loadtest::mock::{Fault, MockConfig, MockHandle};
 use serde_json::Value;
 
-const TIMEOUT: Duration = Duration::from_secs(5);
+mod support;
+
+use support::{find_header, start, TIMEOUT};
+
 const CHAT: &str = r#"{"model":"gpt-test","messages":[{"role":"user","content":"hi"}]}"#;
 const STREAM: &str = r#"{"model":"gpt-test","stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"hi"}]}"#;
-
-fn start(name: &str, chunks: usize) -> MockHandle {
-    let config = MockConfig {
-        name: name.into(),
-        stream_chunks: chunks,
-        ..MockConfig::default()
-    };
-    loadtest::mock::start(config).expect("mock starts")
-}
 
 fn post(path: &str, body: &str) -> Vec<u8> {
     format!("POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nX-Test: yes\r\nContent-Length: {}\r\n\r\n{body}", body.len()).into_bytes()
@@ -38,10 +32,7 @@ struct Response {
 
 impl Response {
     fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
+        find_header(&self.headers, name)
     }
 
     fn json(&self) -> Value {
@@ -64,13 +55,7 @@ impl Client {
     }
 
     fn fill(&mut self) -> io::Result<()> {
-        let mut chunk = [0u8; 8192];
-        let n = self.stream.read(&mut chunk)?;
-        if n == 0 {
-            return Err(io::ErrorKind::UnexpectedEof.into());
-        }
-        self.buf.extend_from_slice(&chunk[..n]);
-        Ok(())
+        support::fill(&mut self.stream, &mut self.buf)
     }
 
     fn read_head(&mut self) -> io::Result<Response> {

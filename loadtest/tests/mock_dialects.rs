@@ -3,25 +3,18 @@
 //! continuation rule, checked with an independent blocking client (and an
 //! independent AWS event-stream decoder for Bedrock).
 
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::time::Duration;
 
-use loadtest::mock::{Dialect, Fault, MockConfig, MockHandle};
+use loadtest::mock::{Dialect, Fault, MockHandle};
 use serde_json::{json, Value};
 
-const TIMEOUT: Duration = Duration::from_secs(5);
+mod support;
+
+use support::{fill, find_header, start, TIMEOUT};
+
 /// Bound on reads per response, so no loop can spin forever.
 const MAX_READS: usize = 10_000;
-
-fn start(name: &str, words: usize) -> MockHandle {
-    let config = MockConfig {
-        name: name.into(),
-        stream_chunks: words,
-        ..MockConfig::default()
-    };
-    loadtest::mock::start(config).expect("mock starts")
-}
 
 fn status_fault(status: u16, retry_after: Option<u64>) -> Fault {
     Fault::Status {
@@ -55,10 +48,7 @@ struct Response {
 
 impl Response {
     fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
+        find_header(&self.headers, name)
     }
 
     fn json(&self) -> Value {
@@ -105,17 +95,6 @@ fn exchange(addr: SocketAddr, raw: &[u8]) -> io::Result<Response> {
         resp.complete = buf.len() >= len;
     }
     Ok(resp)
-}
-
-fn fill(stream: &mut TcpStream, buf: &mut Vec<u8>) -> io::Result<()> {
-    let mut chunk = [0u8; 8192];
-    match stream.read(&mut chunk)? {
-        0 => Err(io::ErrorKind::UnexpectedEof.into()),
-        n => {
-            buf.extend_from_slice(&chunk[..n]);
-            Ok(())
-        }
-    }
 }
 
 type Head = (u16, Vec<(String, String)>, usize);
@@ -269,10 +248,7 @@ struct Frame {
 
 impl Frame {
     fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
+        find_header(&self.headers, name)
     }
 
     fn json(&self) -> Value {
@@ -908,16 +884,14 @@ mod mock_dialects {
                 .clone()
         };
         let q = json!({"role":"user","content":"q"});
-        assert_eq!(
-            anthropic(json!([q, {"role":"assistant","content":prefix}])),
-            rest
-        );
-        assert_eq!(
-            anthropic(
+        assert_each_continues(
+            anthropic,
+            [
+                json!([q, {"role":"assistant","content":prefix}]),
                 json!([q, {"role":"assistant","content":[{"type":"text","text":prefix}]},
-                             {"role":"user","content":instruction}])
-            ),
-            rest
+                       {"role":"user","content":instruction}]),
+            ],
+            rest,
         );
 
         let gemini = |contents: Value| {
@@ -933,14 +907,14 @@ mod mock_dialects {
                 .clone()
         };
         let gq = json!({"role":"user","parts":[{"text":"q"}]});
-        assert_eq!(
-            gemini(json!([gq, {"role":"model","parts":[{"text":prefix}]}])),
-            rest
-        );
-        assert_eq!(
-            gemini(json!([gq, {"role":"model","parts":[{"text":prefix}]},
-                          {"role":"user","parts":[{"text":instruction}]}])),
-            rest
+        assert_each_continues(
+            gemini,
+            [
+                json!([gq, {"role":"model","parts":[{"text":prefix}]}]),
+                json!([gq, {"role":"model","parts":[{"text":prefix}]},
+                       {"role":"user","parts":[{"text":instruction}]}]),
+            ],
+            rest,
         );
 
         let bedrock = |messages: Value| {
@@ -949,14 +923,14 @@ mod mock_dialects {
                 .clone()
         };
         let bq = json!({"role":"user","content":[{"text":"q"}]});
-        assert_eq!(
-            bedrock(json!([bq, {"role":"assistant","content":[{"text":prefix}]}])),
-            rest
-        );
-        assert_eq!(
-            bedrock(json!([bq, {"role":"assistant","content":[{"text":prefix}]},
-                           {"role":"user","content":[{"text":instruction}]}])),
-            rest
+        assert_each_continues(
+            bedrock,
+            [
+                json!([bq, {"role":"assistant","content":[{"text":prefix}]}]),
+                json!([bq, {"role":"assistant","content":[{"text":prefix}]},
+                       {"role":"user","content":[{"text":instruction}]}]),
+            ],
+            rest,
         );
 
         let azure = |messages: Value| {
@@ -967,17 +941,23 @@ mod mock_dialects {
             .json()["choices"][0]["message"]["content"]
                 .clone()
         };
-        assert_eq!(
-            azure(json!([q, {"role":"assistant","content":prefix}])),
-            rest
-        );
-        assert_eq!(
-            azure(
-                json!([q, {"role":"assistant","content":prefix}, {"role":"user","content":instruction}])
-            ),
-            rest
+        assert_each_continues(
+            azure,
+            [
+                json!([q, {"role":"assistant","content":prefix}]),
+                json!([q, {"role":"assistant","content":prefix}, {"role":"user","content":instruction}]),
+            ],
+            rest,
         );
         mock.shutdown();
+    }
+
+    /// `ask` answers exactly `rest` to each of the `conversations` (a cut answer, or a
+    /// cut answer followed by an instruction to continue).
+    fn assert_each_continues(ask: impl Fn(Value) -> Value, conversations: [Value; 2], rest: &str) {
+        for conversation in conversations {
+            assert_eq!(ask(conversation.clone()), rest, "{conversation}");
+        }
     }
 
     #[test]

@@ -217,3 +217,58 @@ pub fn assert_context_length_error(gw: &Gateway, primary: &MockHandle, body: &st
     assert_eq!(body["error"]["code"], "context_length_exceeded");
     assert_eq!(body["error"]["message"], message);
 }
+
+/// Mocks named `primary` and `fallback`.
+pub fn primary_and_fallback() -> (MockHandle, MockHandle) {
+    (mock("primary"), mock("fallback"))
+}
+
+/// A gateway over the two-target chain `primary` then `fallback` (see [`chain_yaml`]).
+pub fn fallback_chain(
+    primary: &MockHandle,
+    fallback: &MockHandle,
+    route_extra: &str,
+    top_extra: &str,
+) -> Gateway {
+    gateway(&chain_yaml(
+        &[("primary", primary), ("fallback", fallback)],
+        route_extra,
+        top_extra,
+    ))
+}
+
+/// Checks that `response` is a 200 served by `target` (`provider/model`).
+pub fn assert_served_by(response: &HttpResponse, target: &str) {
+    assert_eq!(response.status, 200, "{}", response.text());
+    assert_eq!(response.header("x-switchyard-target"), Some(target));
+}
+
+/// Checks that `response` is a 200 from `fallback/fallback-model`, marked as a fallback.
+pub fn assert_fell_back(response: &HttpResponse) {
+    assert_served_by(response, "fallback/fallback-model");
+    assert_eq!(response.header("x-switchyard-fallback"), Some("true"));
+}
+
+/// `primary` answering 503 ahead of `fallback` answering 500, one attempt per
+/// target, each breaker opening after two failures (5 s cooldown).
+pub fn failing_chain() -> (MockHandle, MockHandle, Gateway) {
+    let (primary, fallback) = primary_and_fallback();
+    primary.set_fault(fault_status(503));
+    fallback.set_fault(fault_status(500));
+    let gw = fallback_chain(
+        &primary,
+        &fallback,
+        "retry: { attempts: 1 }",
+        "health: { consecutive_failures: 2, min_requests: 1000, cooldown: 5s }\n",
+    );
+    (primary, fallback, gw)
+}
+
+/// `primary` answering 503 ahead of a healthy `fallback`, one attempt per target;
+/// `top_extra` is appended at top level (see [`chain_yaml`]).
+pub fn primary_down_chain(top_extra: &str) -> (MockHandle, MockHandle, Gateway) {
+    let (primary, fallback) = primary_and_fallback();
+    primary.set_fault(fault_status(503));
+    let gw = fallback_chain(&primary, &fallback, "retry: { attempts: 1 }", top_extra);
+    (primary, fallback, gw)
+}
