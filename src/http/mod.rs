@@ -202,6 +202,29 @@ pub(crate) fn push_header(out: &mut Vec<u8>, name: &str, value: &[u8]) {
     out.extend_from_slice(b"\r\n");
 }
 
+/// The length of a complete head from an httparse result, applying the size
+/// limit: `Ok(None)` means incomplete (read more), an incomplete head already at
+/// `max_header_bytes` or a complete one longer than that is `TooLarge`.
+pub(crate) fn complete_head_len(
+    parsed: Result<httparse::Status<usize>, httparse::Error>,
+    buffered: usize,
+    max_header_bytes: usize,
+) -> Result<Option<usize>, HeadError> {
+    let head_len = match parsed {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) if buffered >= max_header_bytes => {
+            return Err(HeadError::TooLarge)
+        }
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(httparse::Error::TooManyHeaders) => return Err(HeadError::TooLarge),
+        Err(e) => return Err(HeadError::Malformed(e)),
+    };
+    if head_len > max_header_bytes {
+        return Err(HeadError::TooLarge);
+    }
+    Ok(Some(head_len))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -101,18 +101,10 @@ pub fn parse_request_head(
 ) -> Result<Option<RequestHead>, HeadError> {
     let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut slots);
-    let head_len = match req.parse(buf) {
-        Ok(httparse::Status::Complete(n)) => n,
-        Ok(httparse::Status::Partial) if buf.len() >= max_header_bytes => {
-            return Err(HeadError::TooLarge)
-        }
-        Ok(httparse::Status::Partial) => return Ok(None),
-        Err(httparse::Error::TooManyHeaders) => return Err(HeadError::TooLarge),
-        Err(e) => return Err(HeadError::Malformed(e)),
+    let parsed = req.parse(buf);
+    let Some(head_len) = super::complete_head_len(parsed, buf.len(), max_header_bytes)? else {
+        return Ok(None);
     };
-    if head_len > max_header_bytes {
-        return Err(HeadError::TooLarge);
-    }
     // httparse fills method, path and version on a complete parse.
     let (Some(method), Some(target), Some(minor_version)) = (req.method, req.path, req.version)
     else {

@@ -48,18 +48,10 @@ pub fn parse_response_head(
 ) -> Result<Option<ResponseHead>, HeadError> {
     let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut resp = httparse::Response::new(&mut slots);
-    let head_len = match resp.parse(buf) {
-        Ok(httparse::Status::Complete(n)) => n,
-        Ok(httparse::Status::Partial) if buf.len() >= max_header_bytes => {
-            return Err(HeadError::TooLarge)
-        }
-        Ok(httparse::Status::Partial) => return Ok(None),
-        Err(httparse::Error::TooManyHeaders) => return Err(HeadError::TooLarge),
-        Err(e) => return Err(HeadError::Malformed(e)),
+    let parsed = resp.parse(buf);
+    let Some(head_len) = super::complete_head_len(parsed, buf.len(), max_header_bytes)? else {
+        return Ok(None);
     };
-    if head_len > max_header_bytes {
-        return Err(HeadError::TooLarge);
-    }
     let (Some(status), Some(minor_version)) = (resp.code, resp.version) else {
         return Err(HeadError::Malformed(httparse::Error::Status));
     };

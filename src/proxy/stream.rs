@@ -399,20 +399,7 @@ pub async fn relay<C: monoio::io::AsyncWriteRent>(
         let read_deadline = policy.deadline.min(Instant::now() + policy.between_chunks);
         let more = match response.read_chunk(&mut scratch, read_deadline).await {
             Ok(more) => more,
-            Err(BodyError::Stalled) => {
-                let end = StreamEnd::Failed {
-                    class: FailureClass::Stall,
-                    reason: "upstream stalled mid-stream".into(),
-                };
-                return finish(end, client, out, &mut frame, response).await;
-            }
-            Err(e) => {
-                let end = StreamEnd::Failed {
-                    class: FailureClass::MidStream,
-                    reason: e.to_string(),
-                };
-                return finish(end, client, out, &mut frame, response).await;
-            }
+            Err(e) => return finish(read_failure(e), client, out, &mut frame, response).await,
         };
         parser.push(&scratch);
         if let Some(end) = drain(
@@ -555,6 +542,20 @@ fn forward(
         None => stats
             .output
             .event(out, frame, event.event.as_deref(), &event.data),
+    }
+}
+
+/// How a committed stream ends when reading the upstream body fails.
+fn read_failure(error: BodyError) -> StreamEnd {
+    match error {
+        BodyError::Stalled => StreamEnd::Failed {
+            class: FailureClass::Stall,
+            reason: "upstream stalled mid-stream".into(),
+        },
+        e => StreamEnd::Failed {
+            class: FailureClass::MidStream,
+            reason: e.to_string(),
+        },
     }
 }
 

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use loadtest::loadgen::{self, LoadReport, LoadSpec};
+use loadtest::loadgen::{self, parse_duration, LoadReport, LoadSpec};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -106,25 +106,6 @@ fn write_json(report: &LoadReport, path: &std::path::Path) -> Result<(), String>
         return Ok(());
     }
     std::fs::write(path, text + "\n").map_err(|e| format!("cannot write {}: {e}", path.display()))
-}
-
-/// Parses `250ms`, `10s`, `1.5s`, `2m` or a bare number of seconds.
-fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let number: f64 = number
-        .parse()
-        .map_err(|_| format!("invalid duration '{text}'"))?;
-    let seconds = match unit.trim() {
-        "ms" => number / 1000.0,
-        "" | "s" => number,
-        "m" => number * 60.0,
-        _ => return Err(format!("unknown unit in '{text}' (use ms, s or m)")),
-    };
-    Duration::try_from_secs_f64(seconds).map_err(|_| format!("invalid duration '{text}'"))
 }
 
 #[cfg(test)]

@@ -151,6 +151,33 @@ fn spawn(plan: ThreadPlan) -> Result<JoinHandle<Result<Recorder, LoadError>>, Lo
         .map_err(|source| LoadError::Spawn { thread, source })
 }
 
+/// Parses a duration written `250ms`, `10s`, `1.5s`, `2m` or a bare number of
+/// seconds, into seconds (as the CLI and scenario files write them).
+pub fn parse_seconds(text: &str) -> Result<f64, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: f64 = number
+        .parse()
+        .map_err(|_| format!("invalid duration '{text}' (e.g. 250ms, 5s, 2m)"))?;
+    match unit.trim() {
+        "ms" => Ok(number / 1000.0),
+        "" | "s" => Ok(number),
+        "m" => Ok(number * 60.0),
+        _ => Err(format!(
+            "unknown unit in duration '{text}' (use ms, s or m)"
+        )),
+    }
+}
+
+/// [`parse_seconds`] as a `Duration`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let seconds = parse_seconds(text)?;
+    Duration::try_from_secs_f64(seconds).map_err(|_| format!("invalid duration '{}'", text.trim()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -231,30 +231,11 @@ impl TryFrom<DurRepr> for Dur {
     fn try_from(repr: DurRepr) -> Result<Self, String> {
         let seconds = match repr {
             DurRepr::Secs(s) => s,
-            DurRepr::Text(text) => parse_seconds(&text)?,
+            DurRepr::Text(text) => crate::loadgen::parse_seconds(&text)?,
         };
         Duration::try_from_secs_f64(seconds)
             .map(Dur)
             .map_err(|_| format!("invalid duration {seconds} s (must be ≥ 0 and finite)"))
-    }
-}
-
-fn parse_seconds(text: &str) -> Result<f64, String> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let number: f64 = number
-        .parse()
-        .map_err(|_| format!("invalid duration '{text}' (e.g. 250ms, 5s, 2m)"))?;
-    match unit.trim() {
-        "ms" => Ok(number / 1000.0),
-        "" | "s" => Ok(number),
-        "m" => Ok(number * 60.0),
-        _ => Err(format!(
-            "unknown unit in duration '{text}' (use ms, s or m)"
-        )),
     }
 }
 
