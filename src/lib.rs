@@ -5,6 +5,7 @@ pub mod admin;
 pub mod bufio;
 pub mod config;
 pub mod demo;
+pub mod downstream;
 pub mod gateway;
 pub mod health;
 pub mod http;

@@ -63,6 +63,9 @@ pub struct TargetCounters {
     pub tokens_in: u64,
     pub tokens_out: u64,
     pub stream_events_dropped: u64,
+    /// Streams that passed `limits.max_stream_buffer_bytes` (held events before the
+    /// first content, or the text kept for continuation).
+    pub stream_buffer_overflows: u64,
 }
 
 /// One shard's counters, shaped like its current table.
@@ -383,7 +386,7 @@ fn render_targets(out: &mut String, snapshots: &[ShardSnapshot]) {
             }
         }
     }
-    let gauges: [TargetGauge; 6] = [
+    let gauges: [TargetGauge; 7] = [
         (
             "switchyard_target_in_flight",
             "gauge",
@@ -419,6 +422,12 @@ fn render_targets(out: &mut String, snapshots: &[ShardSnapshot]) {
             "counter",
             "Malformed upstream stream events dropped.",
             |t| t.counters.stream_events_dropped as f64,
+        ),
+        (
+            "switchyard_stream_buffer_overflows_total",
+            "counter",
+            "Streams past limits.max_stream_buffer_bytes (held events or continuation text).",
+            |t| t.counters.stream_buffer_overflows as f64,
         ),
     ];
     for (name, kind, help, get) in gauges {

@@ -31,11 +31,14 @@ pub enum FailureClass {
     Client,
     /// Reset, error event or malformed framing after bytes reached the client.
     MidStream,
+    /// Ended by the gateway's own limits, not by the provider: its connection cap to
+    /// the provider was full, or the request's total deadline ran out (a slow client).
+    Local,
 }
 
 impl FailureClass {
     /// Every class, in a fixed order (used to index per-class counters).
-    pub const ALL: [FailureClass; 10] = [
+    pub const ALL: [FailureClass; 11] = [
         FailureClass::Connect,
         FailureClass::StalePooled,
         FailureClass::Overloaded,
@@ -46,6 +49,7 @@ impl FailureClass {
         FailureClass::ContentPolicy,
         FailureClass::Client,
         FailureClass::MidStream,
+        FailureClass::Local,
     ];
 
     /// Stable index into [`FailureClass::ALL`].
@@ -66,15 +70,17 @@ impl FailureClass {
             FailureClass::ContentPolicy => "content_policy",
             FailureClass::Client => "client_error",
             FailureClass::MidStream => "mid_stream",
+            FailureClass::Local => "local_limit",
         }
     }
 
     /// Whether this outcome says something about the target's health.
-    /// Client-caused errors and stale pooled sockets do not.
+    /// Client-caused errors, stale pooled sockets and the gateway's own limits do not.
     pub fn counts_against_health(self) -> bool {
         !matches!(
             self,
             FailureClass::StalePooled
+                | FailureClass::Local
                 | FailureClass::Client
                 | FailureClass::ContextLength
                 | FailureClass::ContentPolicy

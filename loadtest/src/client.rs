@@ -206,6 +206,23 @@ impl Client {
         }
     }
 
+    /// A second handle on the socket (e.g. to write a large body from another
+    /// thread while this one reads the answer).
+    pub fn try_clone_stream(&self) -> TcpStream {
+        self.stream.try_clone().expect("clone a connected socket")
+    }
+
+    /// Reads exactly `out.len()` raw bytes (an interim `100 Continue`, say),
+    /// taking what is already buffered first.
+    pub fn read_exact_raw(&mut self, out: &mut [u8]) -> Result<(), ClientError> {
+        while self.buf.len() < out.len() {
+            self.fill()?;
+        }
+        out.copy_from_slice(&self.buf[..out.len()]);
+        self.buf.drain(..out.len());
+        Ok(())
+    }
+
     fn fill(&mut self) -> Result<(), ClientError> {
         let mut chunk = [0u8; 16 * 1024];
         let n = self.stream.read(&mut chunk)?;

@@ -512,6 +512,16 @@ fn limits(raw: RawLimits, path: &YamlPath, r: &mut Report<'_>) -> Limits {
             &path.key("request_timeout"),
             Duration::from_secs(30),
         ),
+        client_write_timeout: r.positive_duration(
+            raw.client_write_timeout.as_ref(),
+            &path.key("client_write_timeout"),
+            Duration::from_secs(30),
+        ),
+        max_stream_buffer_bytes: r.at_least_one(
+            raw.max_stream_buffer_bytes,
+            &path.key("max_stream_buffer_bytes"),
+            4 * 1024 * 1024,
+        ),
     }
 }
 

@@ -174,6 +174,8 @@ pub struct RawLimits {
     pub max_connections: Option<usize>,
     pub idle_timeout: Option<DurationText>,
     pub request_timeout: Option<DurationText>,
+    pub client_write_timeout: Option<DurationText>,
+    pub max_stream_buffer_bytes: Option<usize>,
 }
 
 #[derive(Debug, Default, serde::Deserialize)]

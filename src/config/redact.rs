@@ -153,5 +153,7 @@ fn limits(l: &Limits) -> Value {
         "max_connections": l.max_connections,
         "idle_timeout": format_duration(l.idle_timeout),
         "request_timeout": format_duration(l.request_timeout),
+        "client_write_timeout": format_duration(l.client_write_timeout),
+        "max_stream_buffer_bytes": l.max_stream_buffer_bytes,
     })
 }

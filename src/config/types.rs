@@ -272,6 +272,12 @@ pub struct Limits {
     pub idle_timeout: Duration,
     /// A started request must arrive completely within this long (else 408).
     pub request_timeout: Duration,
+    /// Longest a write to a client may wait for it to read (then the connection
+    /// closes and any upstream held for it is released).
+    pub client_write_timeout: Duration,
+    /// Most bytes one streaming request keeps: events held before the first
+    /// content, and the answer text kept for continuation.
+    pub max_stream_buffer_bytes: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -287,7 +287,7 @@ mod tests {
         requests: 0,
         successes: 0,
         failures: 0,
-        by_class: [0; 10],
+        by_class: [0; crate::outcome::FailureClass::ALL.len()],
         tokens: 0,
         mean_latency: None,
     };

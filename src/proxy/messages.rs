@@ -19,7 +19,7 @@ pub mod stream;
 
 use std::rc::Rc;
 
-use monoio::net::TcpStream;
+use crate::downstream::ClientStream;
 
 use super::chat::{self, Incoming};
 use super::respond::{Dialect, Meta};
@@ -35,7 +35,7 @@ pub use stream::EventTranslator;
 pub async fn handle(
     shard: &Rc<Shard>,
     req: &Incoming<'_>,
-    client: &mut TcpStream,
+    client: &mut ClientStream,
     out: &mut Vec<u8>,
 ) -> std::io::Result<()> {
     let body = match to_chat_body(req.body) {
@@ -49,7 +49,7 @@ pub async fn handle(
             };
             shard.metrics.borrow_mut().record_bad_request(400);
             meta.write_error(out, &ApiError::bad_request(e.to_string()), &[]);
-            let (res, buf) = crate::bufio::write_all(client, std::mem::take(out)).await;
+            let (res, buf) = client.write_all(std::mem::take(out)).await;
             *out = buf;
             out.clear();
             return res;

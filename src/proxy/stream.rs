@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use serde::de::IgnoredAny;
 use serde::Deserialize;
 
+use crate::downstream::ClientStream;
 use crate::http::chunked::{encode_chunk, LAST_CHUNK};
 use crate::http::sse::{is_done_marker, write_event, SseEvent};
 use crate::outcome::FailureClass;
@@ -58,6 +59,12 @@ struct DeltaFields {
     tool_calls: Option<IgnoredAny>,
     #[serde(default)]
     refusal: Option<String>,
+    /// Reasoning deltas (DeepSeek, vLLM, OpenRouter): content for commit purposes,
+    /// or a long think would pile up in the pre-content hold.
+    #[serde(default)]
+    reasoning_content: Option<String>,
+    #[serde(default)]
+    reasoning: Option<String>,
 }
 
 /// What one upstream event means for the relay.
@@ -100,9 +107,12 @@ pub fn inspect(event: &SseEvent) -> EventKind {
         if let Some(delta) = &choice.delta {
             let piece = delta.content.as_deref().unwrap_or("");
             text.push_str(piece);
+            let non_empty = |s: &Option<String>| s.as_deref().is_some_and(|s| !s.is_empty());
             content |= !piece.is_empty()
                 || delta.tool_calls.is_some()
-                || delta.refusal.as_deref().is_some_and(|r| !r.is_empty());
+                || non_empty(&delta.refusal)
+                || non_empty(&delta.reasoning_content)
+                || non_empty(&delta.reasoning);
         }
     }
     if content || finished {
@@ -130,17 +140,33 @@ pub struct HoldFailure {
     pub reason: String,
     /// The error event's data when the provider sent one.
     pub error_data: Option<String>,
+    /// The events held before content passed the stream buffer cap.
+    pub overflowed: bool,
 }
 
-/// Reads until the first content event (or, without `hold_until_content`, the first
-/// event). `first_content_deadline` bounds time to first token.
+/// How a stream is held before commit.
+#[derive(Debug, Clone, Copy)]
+pub struct HoldPolicy {
+    /// Bounds time to first token.
+    pub first_content_deadline: Instant,
+    /// Commit on the first content event (else on the first event of any kind).
+    pub until_content: bool,
+    /// Most bytes of events held before the first content.
+    pub max_held_bytes: usize,
+}
+
+/// Reads until the first content event (or, without `until_content`, the first
+/// event). Events held on the way are capped: a provider that floods empty events
+/// fails the attempt instead of filling the shard's memory.
 pub async fn hold(
     mut response: Response,
     mut parser: Box<dyn EventSource>,
-    first_content_deadline: Instant,
-    hold_until_content: bool,
+    policy: HoldPolicy,
 ) -> Result<Held, HoldFailure> {
+    let first_content_deadline = policy.first_content_deadline;
+    let hold_until_content = policy.until_content;
     let mut pending = Vec::new();
+    let mut held_bytes = 0usize;
     let mut scratch = Vec::new();
     loop {
         scratch.clear();
@@ -164,9 +190,8 @@ pub async fn hold(
             match kind {
                 EventKind::Error => {
                     return Err(HoldFailure {
-                        class: FailureClass::Server,
-                        reason: "error event before any content".into(),
                         error_data: Some(event.data),
+                        ..hold_failure(FailureClass::Server, "error event before any content")
                     })
                 }
                 EventKind::Malformed => continue,
@@ -179,6 +204,16 @@ pub async fn hold(
                 _ => {}
             }
             let commit = matches!(kind, EventKind::Content { .. }) || !hold_until_content;
+            held_bytes += event.data.len() + event.event.as_ref().map_or(0, String::len);
+            if held_bytes > policy.max_held_bytes {
+                return Err(HoldFailure {
+                    overflowed: true,
+                    ..hold_failure(
+                        FailureClass::Server,
+                        "events before the first content passed limits.max_stream_buffer_bytes",
+                    )
+                });
+            }
             pending.push((event, kind));
             if commit {
                 return Ok(Held {
@@ -203,6 +238,7 @@ fn hold_failure(class: FailureClass, reason: &str) -> HoldFailure {
         class,
         reason: reason.to_string(),
         error_data: None,
+        overflowed: false,
     }
 }
 
@@ -222,8 +258,11 @@ pub enum StreamEnd {
 pub struct StreamStats {
     pub usage: Option<Usage>,
     pub dropped_events: u64,
-    /// Content text relayed so far (kept for continuation and accounting).
+    /// Content text relayed so far, kept only for continuation and only up to
+    /// [`RelayPolicy::keep_text`] bytes.
     pub text: String,
+    /// The text passed its cap and was dropped: this stream cannot be continued.
+    pub text_overflowed: bool,
     /// `id` and `model` of the first chunk the client saw.
     pub id: Option<String>,
     pub model: Option<String>,
@@ -280,13 +319,43 @@ impl Output {
 }
 
 /// Relay settings.
-pub struct RelayPolicy {
+pub struct RelayPolicy<'a> {
     pub between_chunks: Duration,
     pub deadline: Instant,
     /// Forward the provider's usage-only chunk (the client asked for it).
     pub forward_usage: bool,
     /// Set when relaying a continuation into a stream the client already holds.
     pub rewrite: Option<Rewrite>,
+    /// Keep the relayed text (for continuation) up to this many bytes; `None` when
+    /// continuation is off, so nothing is kept.
+    pub keep_text: Option<usize>,
+    /// The shard's drain deadline once shutdown began: a stream still open then
+    /// ends with a clean error event instead of being cut.
+    pub draining: &'a std::cell::Cell<Option<Instant>>,
+}
+
+impl RelayPolicy<'_> {
+    /// How long the next upstream read may wait.
+    fn read_deadline(&self) -> Instant {
+        let mut deadline = self.deadline.min(Instant::now() + self.between_chunks);
+        if let Some(drain) = self.draining.get() {
+            deadline = deadline.min(drain);
+        }
+        deadline
+    }
+
+    /// Why a read that ran into its deadline ended the stream.
+    fn read_failure(&self, error: BodyError) -> StreamEnd {
+        let now = Instant::now();
+        let shutting_down = self.draining.get().is_some_and(|drain| now >= drain);
+        match error {
+            BodyError::Stalled if shutting_down => StreamEnd::Failed {
+                class: FailureClass::Local,
+                reason: "the gateway is shutting down".into(),
+            },
+            e => read_failure(e, self.deadline),
+        }
+    }
 }
 
 /// How a continuation's chunks are made to look like the stream they continue:
@@ -347,11 +416,11 @@ fn push_event(out: &mut Vec<u8>, frame: &mut Vec<u8>, event: Option<&str>, data:
 }
 
 /// Relays a committed stream to `client`. `out` already holds the response head.
-pub async fn relay<C: monoio::io::AsyncWriteRent>(
+pub async fn relay(
     held: Held,
-    client: &mut C,
+    client: &mut ClientStream,
     out: Vec<u8>,
-    policy: &RelayPolicy,
+    policy: &RelayPolicy<'_>,
     stats: &mut StreamStats,
 ) -> (StreamEnd, Vec<u8>) {
     let Held {
@@ -389,17 +458,22 @@ pub async fn relay<C: monoio::io::AsyncWriteRent>(
         return finish(end, client, out, &mut frame, response).await;
     }
     loop {
-        let (written, returned) = crate::bufio::write_all(client, out).await;
+        let (written, returned) = client.write_all(out).await;
         out = returned;
         out.clear();
         if written.is_err() {
             return (StreamEnd::ClientGone, out);
         }
         scratch.clear();
-        let read_deadline = policy.deadline.min(Instant::now() + policy.between_chunks);
-        let more = match response.read_chunk(&mut scratch, read_deadline).await {
+        let more = match response
+            .read_chunk(&mut scratch, policy.read_deadline())
+            .await
+        {
             Ok(more) => more,
-            Err(e) => return finish(read_failure(e), client, out, &mut frame, response).await,
+            Err(e) => {
+                let end = policy.read_failure(e);
+                return finish(end, client, out, &mut frame, response).await;
+            }
         };
         parser.push(&scratch);
         if let Some(end) = drain(
@@ -434,7 +508,7 @@ fn drain(
     parser: &mut dyn EventSource,
     out: &mut Vec<u8>,
     frame: &mut Vec<u8>,
-    policy: &RelayPolicy,
+    policy: &RelayPolicy<'_>,
     stats: &mut StreamStats,
     finished: &mut bool,
 ) -> Option<StreamEnd> {
@@ -460,7 +534,7 @@ fn apply(
     kind: EventKind,
     out: &mut Vec<u8>,
     frame: &mut Vec<u8>,
-    policy: &RelayPolicy,
+    policy: &RelayPolicy<'_>,
     stats: &mut StreamStats,
     finished: &mut bool,
 ) -> Option<StreamEnd> {
@@ -492,7 +566,7 @@ fn apply(
             text,
             finished: done,
         } => {
-            stats.text.push_str(&text);
+            keep_text(stats, &text, policy.keep_text);
             *finished |= done;
             forward(event, None, out, frame, policy, stats);
             None
@@ -517,13 +591,29 @@ fn apply(
     }
 }
 
+/// Adds relayed text to what continuation would need, within its cap; past the cap
+/// the text is dropped for good (continuing from a partial copy would repeat or
+/// lose part of the answer).
+fn keep_text(stats: &mut StreamStats, text: &str, cap: Option<usize>) {
+    let Some(cap) = cap else { return };
+    if stats.text_overflowed {
+        return;
+    }
+    if stats.text.len() + text.len() > cap {
+        stats.text_overflowed = true;
+        stats.text = String::new();
+        return;
+    }
+    stats.text.push_str(text);
+}
+
 /// Sends one event on to the client, rewritten when continuing a stream.
 fn forward(
     event: &SseEvent,
     usage: Option<Usage>,
     out: &mut Vec<u8>,
     frame: &mut Vec<u8>,
-    policy: &RelayPolicy,
+    policy: &RelayPolicy<'_>,
     stats: &mut StreamStats,
 ) {
     if stats.id.is_none() {
@@ -545,9 +635,15 @@ fn forward(
     }
 }
 
-/// How a committed stream ends when reading the upstream body fails.
-fn read_failure(error: BodyError) -> StreamEnd {
+/// How a committed stream ends when reading the upstream body fails. Running into
+/// the request's own total deadline is not a provider stall: a slow client (or a
+/// long answer) spent the budget.
+fn read_failure(error: BodyError, total: Instant) -> StreamEnd {
     match error {
+        BodyError::Stalled if Instant::now() >= total => StreamEnd::Failed {
+            class: FailureClass::Local,
+            reason: "the request's total deadline passed mid-stream".into(),
+        },
         BodyError::Stalled => StreamEnd::Failed {
             class: FailureClass::Stall,
             reason: "upstream stalled mid-stream".into(),
@@ -569,8 +665,8 @@ fn truncate(text: &str, max: usize) -> &str {
 /// Ends a committed stream after an upstream failure: one error event the SDKs
 /// raise (OpenAI: the error chunk then `data: [DONE]`; Anthropic: `event: error`),
 /// and the last chunk.
-pub async fn end_with_error<C: monoio::io::AsyncWriteRent>(
-    client: &mut C,
+pub async fn end_with_error(
+    client: &mut ClientStream,
     out: Vec<u8>,
     reason: &str,
     dialect: Dialect,
@@ -588,7 +684,7 @@ pub async fn end_with_error<C: monoio::io::AsyncWriteRent>(
         }
     }
     out.extend_from_slice(LAST_CHUNK);
-    let (written, mut out) = crate::bufio::write_all(client, out).await;
+    let (written, mut out) = client.write_all(out).await;
     out.clear();
     (written, out)
 }
@@ -608,9 +704,9 @@ pub fn error_event_data(reason: &str) -> String {
 
 /// Flushes what is buffered. A completed stream is terminated here; a failed one is
 /// left open for the caller to continue or to end with [`end_with_error`].
-async fn finish<C: monoio::io::AsyncWriteRent>(
+async fn finish(
     end: StreamEnd,
-    client: &mut C,
+    client: &mut ClientStream,
     mut out: Vec<u8>,
     _frame: &mut Vec<u8>,
     response: Response,
@@ -618,7 +714,7 @@ async fn finish<C: monoio::io::AsyncWriteRent>(
     if matches!(end, StreamEnd::Completed) {
         out.extend_from_slice(LAST_CHUNK);
     }
-    let (written, mut out) = crate::bufio::write_all(client, out).await;
+    let (written, mut out) = client.write_all(out).await;
     out.clear();
     if matches!(end, StreamEnd::Completed) {
         response.finish();

@@ -83,6 +83,9 @@ pub fn decide(
         FailureClass::FirstByteTimeout | FailureClass::Stall | FailureClass::MidStream => {
             fall_back_or_return(fallback.on_timeout)
         }
+        // The gateway's own limit: another target may have room; this one will not
+        // have more in a backoff's time.
+        FailureClass::Local => Next::Fallback,
         FailureClass::ContextLength if fallback.on_context_length.is_some() => Next::Reroute,
         FailureClass::ContentPolicy => fall_back_or_return(fallback.on_content_policy),
         FailureClass::ContextLength | FailureClass::Client => Next::Return,

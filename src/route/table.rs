@@ -37,7 +37,8 @@ pub struct Table {
     /// For each route, for each of its targets, the health slot index.
     pub route_slots: Vec<Vec<usize>>,
     /// Model names clients can send, for `/v1/models` and 404 messages.
-    pub known_models: Vec<String>,
+    /// Model names clients may ask for, each with the route it comes from.
+    pub known_models: Vec<(String, usize)>,
 }
 
 /// Resolves a host name to socket addresses; called only off the shards.
@@ -95,6 +96,20 @@ impl Table {
         })
     }
 
+    /// The model names `key_name` may use: those of routes open to every key or
+    /// listing this one. Routes restricted to other keys stay invisible.
+    pub fn models_for(&self, key_name: Option<&str>) -> Vec<&str> {
+        let mut names: Vec<&str> = Vec::new();
+        for (model, route) in &self.known_models {
+            let keys = &self.config.routes[*route].matcher.keys;
+            let visible = keys.is_empty() || key_name.is_some_and(|k| keys.iter().any(|x| x == k));
+            if visible && !names.contains(&model.as_str()) {
+                names.push(model);
+            }
+        }
+        names
+    }
+
     /// Whether the addresses of any provider differ from `other`'s.
     pub fn same_addresses(&self, other: &Table) -> bool {
         self.providers.len() == other.providers.len()
@@ -134,15 +149,15 @@ fn number_slots(config: &Config) -> (Vec<TargetSlot>, Vec<Vec<usize>>) {
     (slots, route_slots)
 }
 
-fn known_models(routes: &[Route]) -> Vec<String> {
-    let mut models: Vec<String> = Vec::new();
-    for route in routes {
+fn known_models(routes: &[Route]) -> Vec<(String, usize)> {
+    let mut models: Vec<(String, usize)> = Vec::new();
+    for (index, route) in routes.iter().enumerate() {
         let concrete: Vec<&String> = route.matcher.models.iter().filter(|m| *m != "*").collect();
         if concrete.is_empty() {
-            models.push(route.name.clone());
+            models.push((route.name.clone(), index));
         }
-        models.extend(concrete.into_iter().cloned());
+        models.extend(concrete.into_iter().map(|m| (m.clone(), index)));
     }
-    models.dedup();
+    models.dedup_by(|a, b| a.0 == b.0);
     models
 }

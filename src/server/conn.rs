@@ -7,8 +7,7 @@
 use std::rc::Rc;
 use std::time::Instant;
 
-use monoio::io::{AsyncWriteRent, AsyncWriteRentExt};
-use monoio::net::TcpStream;
+use crate::downstream::ClientStream;
 use monoio::time::timeout_at;
 
 use crate::bufio::{consume, read_more};
@@ -42,12 +41,15 @@ enum ReadError {
     Reply(ApiError),
 }
 
-pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream) {
+pub async fn serve(shard: Rc<Shard>, stream: monoio::net::TcpStream) {
+    let limits = shard.table().config.limits;
+    let mut stream = ClientStream::new(stream, limits.client_write_timeout);
     let _open = Gauge::up(&shard.open_connections);
     let mut buf: Vec<u8> = Vec::with_capacity(8 * 1024);
     let mut out: Vec<u8> = Vec::with_capacity(8 * 1024);
     loop {
         let limits = shard.table().config.limits;
+        stream.set_write_timeout(limits.client_write_timeout);
         let head = match read_head(&shard, &mut stream, &mut buf, &limits).await {
             Ok(head) => head,
             Err(ReadError::Closed) => return,
@@ -57,6 +59,26 @@ pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream) {
         };
         let _active = Gauge::up(&shard.active_requests);
         let started = Instant::now();
+        let admitted = match super::dispatch::admit(&shard, &head) {
+            Ok(admitted) => admitted,
+            Err(mut rejected) => {
+                // Refused on its head: a body, if any, is never read, so the
+                // connection ends after the answer.
+                let has_body = !matches!(
+                    head.body,
+                    RequestBody::Empty | RequestBody::ContentLength(0)
+                );
+                let keep_alive = head.keep_alive && !has_body && shard.draining.get().is_none();
+                rejected.set_keep_alive(keep_alive);
+                let answered =
+                    super::dispatch::answer_rejected(&shard, &mut stream, &mut out, &rejected)
+                        .await;
+                if answered.is_ok() && keep_alive {
+                    continue;
+                }
+                return linger_close(&mut stream).await;
+            }
+        };
         let body = match read_body(&mut stream, &mut buf, &head, &limits, started).await {
             Ok(body) => body,
             Err(ReadError::Closed) => return,
@@ -68,6 +90,7 @@ pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream) {
         let keep_alive = head.keep_alive && shard.draining.get().is_none();
         let served = super::dispatch::dispatch(
             &shard,
+            admitted,
             &head,
             &body,
             keep_alive,
@@ -84,7 +107,7 @@ pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream) {
 
 async fn reply_and_close(
     shard: &Shard,
-    stream: &mut TcpStream,
+    stream: &mut ClientStream,
     mut out: Vec<u8>,
     error: &ApiError,
     dialect: Dialect,
@@ -98,8 +121,31 @@ async fn reply_and_close(
         ..Meta::default()
     };
     meta.write_error(&mut out, error, &[]);
-    let _ = crate::bufio::write_all(stream, out).await;
+    let _ = stream.write_all(out).await;
     let _ = stream.shutdown().await;
+}
+
+/// Ends a connection whose request body will not be read: the answer is out, the
+/// write side closes, and what the client still sends is read and dropped for a
+/// moment (bounded in time and bytes) so that closing does not reset the
+/// connection before the client has read the answer.
+async fn linger_close(stream: &mut ClientStream) {
+    const LINGER: std::time::Duration = std::time::Duration::from_secs(2);
+    const MAX_DISCARD: usize = 1024 * 1024;
+    let _ = stream.shutdown().await;
+    let deadline = Instant::now() + LINGER;
+    let mut discarded = 0;
+    let mut scratch = Vec::with_capacity(crate::bufio::READ_CHUNK);
+    while discarded < MAX_DISCARD {
+        scratch.clear();
+        let read = timeout_at(deadline.into(), read_more(stream, scratch)).await;
+        let Ok((Ok(n), returned)) = read else { return };
+        if n == 0 {
+            return;
+        }
+        discarded += n;
+        scratch = returned;
+    }
 }
 
 /// Reads the next request head. Waiting for its first byte is bounded by the idle
@@ -107,7 +153,7 @@ async fn reply_and_close(
 /// the request timeout (else 408).
 async fn read_head(
     shard: &Shard,
-    stream: &mut TcpStream,
+    stream: &mut ClientStream,
     buf: &mut Vec<u8>,
     limits: &Limits,
 ) -> Result<RequestHead, ReadError> {
@@ -151,7 +197,7 @@ async fn read_head(
 }
 
 async fn read_body(
-    stream: &mut TcpStream,
+    stream: &mut ClientStream,
     buf: &mut Vec<u8>,
     head: &RequestHead,
     limits: &Limits,
@@ -204,15 +250,15 @@ fn too_large(max: usize) -> ReadError {
     )))
 }
 
-async fn send_continue(stream: &mut TcpStream) -> Result<(), ReadError> {
+async fn send_continue(stream: &mut ClientStream) -> Result<(), ReadError> {
     let (res, _) = stream
         .write_all(b"HTTP/1.1 100 Continue\r\n\r\n".to_vec())
         .await;
-    res.map(|_| ()).map_err(|_| ReadError::Closed)
+    res.map_err(|_| ReadError::Closed)
 }
 
 async fn fill(
-    stream: &mut TcpStream,
+    stream: &mut ClientStream,
     buf: &mut Vec<u8>,
     deadline: Instant,
 ) -> Result<(), ReadError> {

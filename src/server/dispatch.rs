@@ -3,9 +3,10 @@
 //! `/v1/messages` is answered in Anthropic's shapes from the first error on.
 
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::Instant;
 
-use monoio::net::TcpStream;
+use crate::downstream::ClientStream;
 use subtle::ConstantTimeEq;
 
 use crate::http::request::{Method, RequestHead};
@@ -45,33 +46,45 @@ pub fn dialect_of(path: &str) -> Dialect {
     }
 }
 
-/// Answers one request on `client`. An `Err` means the connection is unusable.
-pub async fn dispatch(
-    shard: &Rc<Shard>,
-    head: &RequestHead,
-    body: &[u8],
-    keep_alive: bool,
-    started: Instant,
-    client: &mut TcpStream,
-    out: &mut Vec<u8>,
-) -> std::io::Result<()> {
+/// A request whose head passed path, method and key checks: its body may be read.
+pub struct Admitted {
+    endpoint: Endpoint,
+    table: Arc<Table>,
+    /// Index of the client's key in the config (none on an open gateway).
+    key: Option<usize>,
+    meta: Meta,
+}
+
+/// A request refused on its head alone, before any of its body is read.
+pub struct Rejected {
+    pub error: ApiError,
+    pub header: Option<(&'static str, &'static [u8])>,
+    pub meta: Meta,
+}
+
+/// Decides on the head alone whether this request may go on: path, method and the
+/// client's key. Nothing of the body is read (or `100 Continue` sent) before this.
+pub fn admit(shard: &Shard, head: &RequestHead) -> Result<Admitted, Box<Rejected>> {
     let mut meta = Meta {
         request_id: request_id(shard, head),
-        keep_alive,
+        dialect: dialect_of(head.path()),
         ..Meta::default()
     };
-    let table = shard.table();
+    let reject = |error, header, meta| {
+        Err(Box::new(Rejected {
+            error,
+            header,
+            meta,
+        }))
+    };
     let Some(endpoint) = endpoint(head.path()) else {
         let error = ApiError::not_found(format!(
             "Unknown path `{}`. switchyard serves /v1/chat/completions, /v1/embeddings, /v1/messages and /v1/models.",
             head.path()
         ));
-        return answer_error(shard, client, out, &meta, &error, &[]).await;
+        return reject(error, None, meta);
     };
-    if matches!(endpoint, Endpoint::Messages) {
-        meta.dialect = Dialect::Anthropic;
-    }
-    let (allowed, allow_header): (Method, &[u8]) = match endpoint {
+    let (allowed, allow_header): (Method, &'static [u8]) = match endpoint {
         Endpoint::Chat | Endpoint::Embeddings | Endpoint::Messages => (Method::Post, b"POST"),
         Endpoint::Models => (Method::Get, b"GET"),
     };
@@ -82,33 +95,65 @@ pub async fn dispatch(
             head.path(),
             allowed.as_str()
         ));
-        return answer_error(
-            shard,
-            client,
-            out,
-            &meta,
-            &error,
-            &[("allow", allow_header)],
-        )
-        .await;
+        return reject(error, Some(("allow", allow_header)), meta);
     }
-    let key_name = match authenticate(&table, head, meta.dialect == Dialect::Anthropic) {
-        Ok(name) => name,
-        Err(error) => {
-            return answer_error(
-                shard,
-                client,
-                out,
-                &meta,
-                &error,
-                &[("www-authenticate", b"Bearer")],
-            )
-            .await
+    let table = shard.table();
+    match authenticate(&table, head, meta.dialect == Dialect::Anthropic) {
+        Ok(key) => {
+            meta.keep_alive = head.keep_alive;
+            Ok(Admitted {
+                endpoint,
+                table,
+                key,
+                meta,
+            })
         }
-    };
+        Err(error) => reject(error, Some(("www-authenticate", b"Bearer")), meta),
+    }
+}
+
+/// Answers a request refused on its head.
+pub async fn answer_rejected(
+    shard: &Shard,
+    client: &mut ClientStream,
+    out: &mut Vec<u8>,
+    rejected: &Rejected,
+) -> std::io::Result<()> {
+    let extra: Vec<(&str, &[u8])> = rejected.header.into_iter().collect();
+    answer_error(shard, client, out, &rejected.meta, &rejected.error, &extra).await
+}
+
+impl Rejected {
+    pub fn set_keep_alive(&mut self, keep_alive: bool) {
+        self.meta.keep_alive = keep_alive;
+    }
+}
+
+/// Answers one admitted request on `client`. An `Err` means the connection is
+/// unusable.
+#[allow(clippy::too_many_arguments)]
+pub async fn dispatch(
+    shard: &Rc<Shard>,
+    admitted: Admitted,
+    head: &RequestHead,
+    body: &[u8],
+    keep_alive: bool,
+    started: Instant,
+    client: &mut ClientStream,
+    out: &mut Vec<u8>,
+) -> std::io::Result<()> {
+    let Admitted {
+        endpoint,
+        table,
+        key,
+        mut meta,
+    } = admitted;
+    meta.keep_alive = keep_alive;
+    let key_name = key.map(|i| table.config.keys[i].name.as_str());
     match endpoint {
         Endpoint::Models => {
-            meta.write_full(out, 200, b"application/json", &models_body(&table), &[]);
+            let body = models_body(&table, key_name);
+            meta.write_full(out, 200, b"application/json", &body, &[]);
             write_out(client, out).await
         }
         Endpoint::Chat | Endpoint::Embeddings | Endpoint::Messages => {
@@ -136,7 +181,7 @@ pub async fn dispatch(
 
 async fn answer_error(
     shard: &Shard,
-    client: &mut TcpStream,
+    client: &mut ClientStream,
     out: &mut Vec<u8>,
     meta: &Meta,
     error: &ApiError,
@@ -147,8 +192,8 @@ async fn answer_error(
     write_out(client, out).await
 }
 
-async fn write_out(client: &mut TcpStream, out: &mut Vec<u8>) -> std::io::Result<()> {
-    let (res, buf) = crate::bufio::write_all(client, std::mem::take(out)).await;
+async fn write_out(client: &mut ClientStream, out: &mut Vec<u8>) -> std::io::Result<()> {
+    let (res, buf) = client.write_all(std::mem::take(out)).await;
     *out = buf;
     out.clear();
     res
@@ -171,12 +216,12 @@ fn request_id(shard: &Shard, head: &RequestHead) -> String {
 
 /// Checks `Authorization: Bearer <key>` (or, with `x_api_key`, Anthropic's
 /// `x-api-key: <key>`) against the configured keys in constant time per key.
-/// Returns the key's name; an open gateway (no keys) admits anyone.
-fn authenticate<'t>(
-    table: &'t Table,
+/// Returns the key's index; an open gateway (no keys) admits anyone.
+fn authenticate(
+    table: &Table,
     head: &RequestHead,
     x_api_key: bool,
-) -> Result<Option<&'t str>, ApiError> {
+) -> Result<Option<usize>, ApiError> {
     let keys = &table.config.keys;
     if keys.is_empty() {
         return Ok(None);
@@ -196,10 +241,10 @@ fn authenticate<'t>(
             })
         })?;
     let mut found = None;
-    for key in keys {
+    for (index, key) in keys.iter().enumerate() {
         // Every key is compared, so timing does not say which one matched.
         if bool::from(key.key.as_bytes().ct_eq(presented)) {
-            found = Some(key.name.as_str());
+            found = Some(index);
         }
     }
     found
@@ -207,10 +252,11 @@ fn authenticate<'t>(
         .ok_or_else(|| ApiError::unauthorized("Incorrect API key provided."))
 }
 
-fn models_body(table: &Table) -> Vec<u8> {
+/// `/v1/models`: only what the caller's key may use.
+fn models_body(table: &Table, key_name: Option<&str>) -> Vec<u8> {
     let data: Vec<serde_json::Value> = table
-        .known_models
-        .iter()
+        .models_for(key_name)
+        .into_iter()
         .map(|id| serde_json::json!({ "id": id, "object": "model", "created": 0, "owned_by": "switchyard" }))
         .collect();
     serde_json::json!({ "object": "list", "data": data })

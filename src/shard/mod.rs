@@ -136,6 +136,9 @@ fn shard_thread(
     }
 }
 
+/// How long after the drain deadline open streams get to send their final error.
+const LAST_WORDS: Duration = Duration::from_millis(500);
+
 async fn run_shard(shard: Rc<Shard>, listener: monoio::net::TcpListener) {
     let stop = Rc::new(StopSignal::default());
     monoio::spawn(crate::server::accept_loop(
@@ -160,7 +163,9 @@ async fn run_shard(shard: Rc<Shard>, listener: monoio::net::TcpListener) {
             shard.evict_idle(now);
         }
         if let Some(until) = shard.draining.get() {
-            if shard.active_requests.get() == 0 || now >= until {
+            // Past the grace, streams still open end with an error event on their
+            // next read; give them a moment to get it out before the runtime stops.
+            if shard.active_requests.get() == 0 || now >= until + LAST_WORDS {
                 break;
             }
         }

@@ -6,12 +6,11 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use monoio_rustls::TlsConnector;
-
 use super::messages::{Inbox, ShardMsg};
 use crate::health::{TargetHealth, TargetSummary};
 use crate::metrics::Metrics;
 use crate::route::{Balancer, Table};
+use crate::upstream::stream::TlsConnector;
 use crate::upstream::{tls, Endpoint, Pool};
 
 /// Health summaries older than this are ignored when they arrive.

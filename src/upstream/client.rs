@@ -5,7 +5,7 @@
 //! response byte is sent again, once, on a fresh socket: that is the pool's
 //! staleness, not the provider's failure, and it is never reported as one.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use monoio::time::timeout_at;
 
@@ -23,6 +23,8 @@ pub enum ExchangeError {
     Connect(#[from] ConnectError),
     #[error("no response head before the first-byte deadline")]
     FirstByteTimeout,
+    #[error("the provider did not take the request body before its deadline")]
+    SendTimeout,
     #[error("provider closed the connection before answering")]
     ClosedBeforeResponse,
     #[error("sending the request failed: {0}")]
@@ -62,23 +64,41 @@ pub struct Response {
     state: BodyState,
 }
 
+/// How long each phase of one exchange may take.
+#[derive(Debug, Clone, Copy)]
+pub struct ExchangeDeadlines {
+    pub connect: Duration,
+    /// Bounds the upload too: a provider that stops reading gets this long from the
+    /// first byte written, never past `total`.
+    pub first_byte: Duration,
+    /// When the response head must have arrived.
+    pub first_byte_at: Instant,
+    /// The request's own deadline.
+    pub total: Instant,
+}
+
 /// Sends `request` (head and body, already encoded) and waits for the response head
-/// until `first_byte_deadline`. The request buffer is handed back for reuse.
+/// until `first_byte_at`. The request buffer is handed back for reuse (an empty one
+/// when the upload timed out and took the buffer with it).
 pub async fn exchange(
     pool: &Pool,
     request: Vec<u8>,
-    connect_timeout: std::time::Duration,
-    first_byte_deadline: Instant,
+    deadlines: ExchangeDeadlines,
 ) -> (Result<Response, ExchangeError>, Vec<u8>) {
     let mut request = request;
     let mut fresh = false;
     loop {
-        let mut conn = match pool.checkout(connect_timeout, fresh).await {
+        let mut conn = match pool.checkout(deadlines.connect, fresh).await {
             Ok(conn) => conn,
             Err(e) => return (Err(e.into()), request),
         };
         let retry_if_stale = conn.reused && !fresh;
-        let (sent, buf) = write_all(conn.stream(), request).await;
+        let upload_deadline = deadlines.total.min(Instant::now() + deadlines.first_byte);
+        let upload = timeout_at(upload_deadline.into(), write_all(conn.stream(), request)).await;
+        let Ok((sent, buf)) = upload else {
+            // The write was cancelled with the socket; it is never reused.
+            return (Err(ExchangeError::SendTimeout), Vec::new());
+        };
         request = buf;
         if let Err(e) = sent {
             if retry_if_stale {
@@ -87,7 +107,7 @@ pub async fn exchange(
             }
             return (Err(ExchangeError::Send(e)), request);
         }
-        match read_head(conn, first_byte_deadline).await {
+        match read_head(conn, deadlines.first_byte_at).await {
             Err(HeadFailure::NothingReceived) if retry_if_stale => fresh = true,
             Err(failure) => return (Err(failure.into()), request),
             Ok(response) => return (Ok(response), request),
@@ -135,6 +155,9 @@ async fn read_head(mut conn: PooledConn, deadline: Instant) -> Result<Response, 
                 });
             }
             Ok(None) => {}
+        }
+        if Instant::now() >= deadline {
+            return Err(HeadFailure::Timeout);
         }
         let read = timeout_at(deadline.into(), read_more(conn.stream(), buf)).await;
         let (res, returned) = read.map_err(|_| HeadFailure::Timeout)?;
@@ -255,6 +278,11 @@ impl Response {
     }
 
     async fn fill(&mut self, deadline: Instant) -> Result<(), BodyError> {
+        // Checked here, not only by the timer: on the legacy driver a socket that
+        // always has data ready completes every read before the timer is polled.
+        if Instant::now() >= deadline {
+            return Err(BodyError::Stalled);
+        }
         let buf = std::mem::take(&mut self.buf);
         let read = timeout_at(deadline.into(), read_more(self.conn.stream(), buf)).await;
         let (res, buf) = read.map_err(|_| BodyError::Stalled)?;

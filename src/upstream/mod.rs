@@ -6,5 +6,5 @@ pub mod pool;
 pub mod stream;
 pub mod tls;
 
-pub use client::{exchange, BodyError, ExchangeError, Response};
+pub use client::{exchange, BodyError, ExchangeDeadlines, ExchangeError, Response};
 pub use pool::{ConnectError, Endpoint, Pool, PooledConn, TlsTarget};

@@ -14,10 +14,9 @@ use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 
 use monoio::net::TcpStream;
-use monoio_rustls::TlsConnector;
 use rustls::pki_types::ServerName;
 
-use super::stream::UpstreamStream;
+use super::stream::{IdleState, TlsConnector, UpstreamStream};
 
 /// Where a pool connects to.
 #[derive(Clone)]
@@ -58,16 +57,63 @@ struct Inner {
     open: Cell<usize>,
     max: usize,
     idle_timeout: Duration,
-    waiters: RefCell<VecDeque<Waker>>,
+    waiters: RefCell<Waiters>,
     next_addr: Cell<usize>,
 }
 
 impl Inner {
     fn free_slot(&self) {
         self.open.set(self.open.get().saturating_sub(1));
-        if let Some(waker) = self.waiters.borrow_mut().pop_front() {
+        self.waiters.borrow_mut().wake_one();
+    }
+}
+
+/// Checkouts waiting for a connection, oldest first. A waiter that gives up (its
+/// deadline passed, its request was cancelled) leaves the queue at once, so a freed
+/// connection always wakes one that is still waiting.
+#[derive(Default)]
+struct Waiters {
+    queue: VecDeque<(u64, Waker)>,
+    next_id: u64,
+}
+
+impl Waiters {
+    fn new_id(&mut self) -> u64 {
+        self.next_id += 1;
+        self.next_id
+    }
+
+    /// Queues `id` (or refreshes its waker, keeping its place).
+    fn register(&mut self, id: u64, waker: &Waker) {
+        match self.queue.iter_mut().find(|(w, _)| *w == id) {
+            Some((_, existing)) => existing.clone_from(waker),
+            None => self.queue.push_back((id, waker.clone())),
+        }
+    }
+
+    fn remove(&mut self, id: u64) {
+        self.queue.retain(|(w, _)| *w != id);
+    }
+
+    fn wake_one(&mut self) {
+        if let Some((_, waker)) = self.queue.pop_front() {
             waker.wake();
         }
+    }
+}
+
+/// Takes a waiter out of the queue however its wait ends.
+struct WaiterGuard<'a> {
+    waiters: &'a RefCell<Waiters>,
+    id: u64,
+}
+
+impl Drop for WaiterGuard<'_> {
+    fn drop(&mut self) {
+        let mut waiters = self.waiters.borrow_mut();
+        waiters.remove(self.id);
+        // A wake-up meant for us that we no longer need goes to the next in line.
+        waiters.wake_one();
     }
 }
 
@@ -94,7 +140,7 @@ impl Pool {
                 open: Cell::new(0),
                 max: max.max(1),
                 idle_timeout,
-                waiters: RefCell::new(VecDeque::new()),
+                waiters: RefCell::new(Waiters::default()),
                 next_addr: Cell::new(0),
             }),
         }
@@ -143,6 +189,10 @@ impl Pool {
         fresh: bool,
     ) -> Result<PooledConn, ConnectError> {
         let deadline = Instant::now() + connect_timeout;
+        let waiter = WaiterGuard {
+            waiters: &self.inner.waiters,
+            id: self.inner.waiters.borrow_mut().new_id(),
+        };
         let ready = poll_fn(|cx| {
             if !fresh {
                 if let Some(conn) = self.take_idle() {
@@ -157,12 +207,13 @@ impl Pool {
             self.inner
                 .waiters
                 .borrow_mut()
-                .push_back(cx.waker().clone());
+                .register(waiter.id, cx.waker());
             Poll::Pending
         });
         let reused = monoio::time::timeout_at(deadline.into(), ready)
             .await
             .map_err(|_| ConnectError::LimitReached)?;
+        drop(waiter);
         if let Some(conn) = reused {
             return Ok(conn);
         }
@@ -178,11 +229,15 @@ impl Pool {
         Ok(slot.into_conn(stream))
     }
 
+    /// The most recently used idle socket that is fresh and clean. One the peer
+    /// wrote to (or closed) while it sat idle is closed, never handed out: those
+    /// bytes would be read as the next request's answer.
     fn take_idle(&self) -> Option<PooledConn> {
         let now = Instant::now();
         loop {
-            let idle = self.inner.idle.borrow_mut().pop()?;
-            if now.saturating_duration_since(idle.since) < self.inner.idle_timeout {
+            let mut idle = self.inner.idle.borrow_mut().pop()?;
+            let fresh = now.saturating_duration_since(idle.since) < self.inner.idle_timeout;
+            if fresh && idle.stream.idle_state() == IdleState::Clean {
                 return Some(PooledConn {
                     stream: Some(idle.stream),
                     pool: self.inner.clone(),
@@ -224,7 +279,7 @@ async fn finish_connect(
         .connector
         .connect(tls.server_name, tcp)
         .await
-        .map_err(|e| ConnectError::Tls(super::tls::handshake_error(&e)))?;
+        .map_err(|e| ConnectError::Tls(e.to_string()))?;
     Ok(UpstreamStream::Tls(Box::new(stream)))
 }
 
@@ -261,17 +316,21 @@ impl PooledConn {
             .expect("stream present until release or drop")
     }
 
-    /// Returns the socket to the pool for the next request.
+    /// Returns the socket to the pool for the next request, unless the peer has
+    /// already sent more than the answer (then it is closed: dropping `self`).
     pub fn release(mut self) {
-        if let Some(stream) = self.stream.take() {
-            self.pool.idle.borrow_mut().push(Idle {
-                stream,
-                since: Instant::now(),
-            });
-            if let Some(waker) = self.pool.waiters.borrow_mut().pop_front() {
-                waker.wake();
-            }
+        let Some(mut stream) = self.stream.take() else {
+            return;
+        };
+        if stream.idle_state() != IdleState::Clean {
+            self.stream = Some(stream);
+            return;
         }
+        self.pool.idle.borrow_mut().push(Idle {
+            stream,
+            since: Instant::now(),
+        });
+        self.pool.waiters.borrow_mut().wake_one();
     }
 }
 

@@ -9,11 +9,11 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use monoio_rustls::TlsConnector;
 use rustls::pki_types::pem::{self, PemObject};
 use rustls::pki_types::{CertificateDer, ServerName};
 
 use super::pool::TlsTarget;
+use super::stream::TlsConnector;
 
 /// Largest `ca_file` read (a bundle of a few hundred roots fits comfortably).
 const MAX_CA_FILE_BYTES: u64 = 4 * 1024 * 1024;
@@ -84,19 +84,6 @@ pub fn parse_ca_pem(pem_bytes: &[u8]) -> Result<Vec<CertificateDer<'static>>, Ca
     Ok(certs)
 }
 
-/// What went wrong in a handshake, in words: monoio-rustls' own `Display` says only
-/// "io error", while the cause (e.g. `invalid peer certificate: UnknownIssuer`) is
-/// what an operator needs to see in the attempt list and logs.
-pub fn handshake_error(error: &monoio_rustls::TlsError) -> String {
-    match error {
-        monoio_rustls::TlsError::Rustls(e) => e.to_string(),
-        monoio_rustls::TlsError::Io(e) => match e.get_ref() {
-            Some(inner) => inner.to_string(),
-            None => e.to_string(),
-        },
-    }
-}
-
 /// The TLS target for `host` (its SNI name), or `None` when it is not a valid name.
 pub fn target(connector: &TlsConnector, host: &str) -> Option<TlsTarget> {
     let server_name = ServerName::try_from(host.to_string()).ok()?;
@@ -152,21 +139,6 @@ fzquN5jl7q0G76JEkKIZCc201hls
     fn missing_file_is_a_read_error() {
         let missing = Path::new("/nonexistent/switchyard-test/ca.pem");
         assert!(matches!(read_ca_file(missing), Err(CaFileError::Read(_))));
-    }
-
-    #[test]
-    fn handshake_errors_name_their_cause() {
-        let rustls_error =
-            rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer);
-        let wrapped = monoio_rustls::TlsError::Io(std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            rustls_error.clone(),
-        ));
-        assert!(handshake_error(&wrapped).contains("UnknownIssuer"));
-        let direct = monoio_rustls::TlsError::Rustls(rustls_error);
-        assert!(handshake_error(&direct).contains("UnknownIssuer"));
-        let reset = monoio_rustls::TlsError::Io(std::io::ErrorKind::ConnectionReset.into());
-        assert!(!handshake_error(&reset).is_empty());
     }
 
     #[test]

@@ -8,7 +8,7 @@ impl Call<'_> {
         &mut self,
         answer: ProviderAnswer,
         target: String,
-        client: &mut TcpStream,
+        client: &mut ClientStream,
         out: &mut Vec<u8>,
     ) -> std::io::Result<u16> {
         self.meta.target = Some(target);
@@ -31,7 +31,7 @@ impl Call<'_> {
         &mut self,
         route: usize,
         rejected_until: Option<Instant>,
-        client: &mut TcpStream,
+        client: &mut ClientStream,
         out: &mut Vec<u8>,
     ) -> std::io::Result<u16> {
         let route_name = self
@@ -80,7 +80,7 @@ impl Call<'_> {
         route: usize,
         route_name: &str,
         until: Instant,
-        client: &mut TcpStream,
+        client: &mut ClientStream,
         out: &mut Vec<u8>,
     ) -> std::io::Result<u16> {
         if let Some(counters) = self.shard.metrics.borrow_mut().route(&self.table, route) {

@@ -2,6 +2,7 @@
 //! and wait for an answer worth committing (a whole body, or a stream's first content).
 
 use super::*;
+use crate::upstream::{ConnectError, ExchangeDeadlines};
 
 /// A provider's own error answer, kept to return it unchanged in meaning.
 pub(super) struct ProviderAnswer {
@@ -31,11 +32,37 @@ pub(super) enum AttemptResult {
 }
 
 impl Call<'_> {
+    /// One attempt, unless the client hangs up first: then the attempt is dropped
+    /// with its upstream socket (never pooled mid-exchange), nothing counts against
+    /// the provider, and `None` says the client is gone.
+    pub(super) async fn attempt_for_client(
+        &mut self,
+        client: &ClientStream,
+        route: &Route,
+        target_index: usize,
+        slot: usize,
+        started: Instant,
+    ) -> Option<AttemptResult> {
+        let outcome = monoio::select! {
+            result = self.attempt(route, target_index, slot, started) => Some(result),
+            _ = client.hung_up() => None,
+        };
+        if outcome.is_none() {
+            let table = self.table.clone();
+            self.shard.with_health(&table, slot, |h| {
+                h.finish();
+                h.abandon_probe();
+            });
+        }
+        outcome
+    }
+
     /// One try against one target: send, then wait for an answer worth committing.
     pub(super) async fn attempt(
         &mut self,
         route: &Route,
         target_index: usize,
+        slot: usize,
         started: Instant,
     ) -> AttemptResult {
         let table = self.table.clone();
@@ -60,7 +87,13 @@ impl Call<'_> {
         let remaining = self.deadline.saturating_duration_since(started);
         let connect = timeouts.connect.min(remaining);
         let first_byte_deadline = (started + timeouts.first_byte).min(self.deadline);
-        let (result, buf) = exchange(&pool, request, connect, first_byte_deadline).await;
+        let deadlines = ExchangeDeadlines {
+            connect,
+            first_byte: timeouts.first_byte,
+            first_byte_at: first_byte_deadline,
+            total: self.deadline,
+        };
+        let (result, buf) = exchange(&pool, request, deadlines).await;
         self.request_buf = buf;
         let mut response = match result {
             Ok(response) => response,
@@ -76,19 +109,22 @@ impl Call<'_> {
         if (200..300).contains(&status) {
             if self.chat.stream && provider::is_event_stream(kind, &content_type) {
                 let source = provider::event_source(kind, &target.model);
-                return match stream::hold(
-                    response,
-                    source,
-                    first_byte_deadline,
-                    route.stream.hold_until_content,
-                )
-                .await
-                {
+                let policy = stream::HoldPolicy {
+                    first_content_deadline: first_byte_deadline,
+                    until_content: route.stream.hold_until_content,
+                    max_held_bytes: table.config.limits.max_stream_buffer_bytes,
+                };
+                return match stream::hold(response, source, policy).await {
                     Ok(held) => AttemptResult::Stream {
                         held: Box::new(held),
                         ttfb: started.elapsed(),
                     },
-                    Err(failure) => hold_failed(kind, failure),
+                    Err(failure) => {
+                        if failure.overflowed {
+                            self.count_stream_overflow(slot);
+                        }
+                        hold_failed(kind, failure)
+                    }
                 };
             }
             let body = match response
@@ -241,8 +277,12 @@ pub(super) fn failed(class: FailureClass, status: Option<u16>, reason: &str) -> 
 
 pub(super) fn exchange_failure(error: ExchangeError) -> AttemptResult {
     let class = match &error {
+        // A full connection cap is the gateway's limit, not the provider's failure.
+        ExchangeError::Connect(ConnectError::LimitReached) => FailureClass::Local,
         ExchangeError::Connect(_) => FailureClass::Connect,
-        ExchangeError::FirstByteTimeout => FailureClass::FirstByteTimeout,
+        ExchangeError::FirstByteTimeout | ExchangeError::SendTimeout => {
+            FailureClass::FirstByteTimeout
+        }
         ExchangeError::ClosedBeforeResponse
         | ExchangeError::Send(_)
         | ExchangeError::Receive(_)

@@ -11,7 +11,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use monoio::net::TcpStream;
+use crate::downstream::ClientStream;
 
 use super::body::ChatBody;
 use super::respond::{Dialect, Meta};
@@ -96,7 +96,7 @@ struct Call<'a> {
 pub async fn handle(
     shard: &Rc<Shard>,
     req: &Incoming<'_>,
-    client: &mut TcpStream,
+    client: &mut ClientStream,
     out: &mut Vec<u8>,
 ) -> std::io::Result<()> {
     let meta = Meta {
@@ -125,7 +125,7 @@ pub async fn handle(
     let table = shard.table();
     let header = |name: &str| req.head.header(name);
     let Some(route) = table.match_route(&chat.model, req.key_name, header) else {
-        let known = table.known_models.join(", ");
+        let known = table.models_for(req.key_name).join(", ");
         let error = ApiError::new(
             404,
             "invalid_request_error",
@@ -167,7 +167,7 @@ fn deadline_for(req: &Incoming<'_>, route: &Route) -> Instant {
 
 async fn reject(
     shard: &Shard,
-    client: &mut TcpStream,
+    client: &mut ClientStream,
     out: &mut Vec<u8>,
     meta: &Meta,
     error: &ApiError,
@@ -177,8 +177,15 @@ async fn reject(
     write_out(client, out).await
 }
 
-async fn write_out(client: &mut TcpStream, out: &mut Vec<u8>) -> std::io::Result<()> {
-    let (res, buf) = crate::bufio::write_all(client, std::mem::take(out)).await;
+fn client_gone() -> std::io::Error {
+    std::io::Error::new(
+        std::io::ErrorKind::ConnectionAborted,
+        "the client hung up while its request was in flight",
+    )
+}
+
+async fn write_out(client: &mut ClientStream, out: &mut Vec<u8>) -> std::io::Result<()> {
+    let (res, buf) = client.write_all(std::mem::take(out)).await;
     *out = buf;
     out.clear();
     res
@@ -188,7 +195,7 @@ impl Call<'_> {
     async fn run(
         &mut self,
         first_route: usize,
-        client: &mut TcpStream,
+        client: &mut ClientStream,
         out: &mut Vec<u8>,
     ) -> std::io::Result<()> {
         let mut route = first_route;
@@ -249,7 +256,7 @@ impl Call<'_> {
     async fn run_route(
         &mut self,
         route_index: usize,
-        client: &mut TcpStream,
+        client: &mut ClientStream,
         out: &mut Vec<u8>,
     ) -> std::io::Result<RouteEnd> {
         let table = self.table.clone();
@@ -375,7 +382,7 @@ impl Call<'_> {
         route_index: usize,
         route: &Route,
         pick: Pick,
-        client: &mut TcpStream,
+        client: &mut ClientStream,
         out: &mut Vec<u8>,
     ) -> std::io::Result<TargetEnd> {
         let Pick {
@@ -399,7 +406,13 @@ impl Call<'_> {
                 }
             });
             self.meta.attempts += 1;
-            match self.attempt(route, target_index, started).await {
+            let Some(result) = self
+                .attempt_for_client(client, route, target_index, slot, started)
+                .await
+            else {
+                return Err(client_gone());
+            };
+            match result {
                 AttemptResult::Untranslatable(reason) => {
                     self.skip_untranslatable(slot, label, &reason, probe);
                     return Ok(TargetEnd::Fallback(None));

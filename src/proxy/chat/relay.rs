@@ -15,7 +15,7 @@ impl Call<'_> {
         held: stream::Held,
         ttfb: Duration,
         carried: Option<(StreamStats, stream::Rewrite)>,
-        client: &mut TcpStream,
+        client: &mut ClientStream,
         out: &mut Vec<u8>,
     ) -> std::io::Result<TargetEnd> {
         let (mut stats, rewrite) = match carried {
@@ -42,12 +42,25 @@ impl Call<'_> {
             deadline: self.deadline,
             forward_usage: self.chat.client_wants_usage,
             rewrite,
+            keep_text: route
+                .stream
+                .continue_after_commit
+                .then_some(self.table.config.limits.max_stream_buffer_bytes),
+            draining: &self.shard.draining,
         };
         let dropped_before = stats.dropped_events;
         let usage_before = stats.usage;
+        let overflowed_before = stats.text_overflowed;
+        // While this upstream is held for the client, no write to it may outlast the
+        // request's deadline.
+        client.set_cap(self.deadline);
         let (end, buf) =
             stream::relay(held, client, std::mem::take(out), &policy, &mut stats).await;
+        client.clear_cap();
         *out = buf;
+        if stats.text_overflowed && !overflowed_before {
+            self.count_stream_overflow(slot);
+        }
         let outcome = match &end {
             StreamEnd::Failed { class, .. } => Outcome::Failure(*class),
             StreamEnd::Completed | StreamEnd::ClientGone => Outcome::Success,
@@ -84,7 +97,10 @@ impl Call<'_> {
                     elapsed: self.started.elapsed(),
                     detail: reason.clone(),
                 });
-                if route.stream.continue_after_commit {
+                let continuable = route.stream.continue_after_commit
+                    && !stats.text_overflowed
+                    && self.shard.draining.get().is_none();
+                if continuable {
                     return Ok(TargetEnd::StreamBroken { stats, reason });
                 }
                 self.end_stream_with_error(&reason, client, out).await?;
@@ -93,10 +109,16 @@ impl Call<'_> {
         }
     }
 
+    pub(super) fn count_stream_overflow(&self, slot: usize) {
+        if let Some(counters) = self.shard.metrics.borrow_mut().target(&self.table, slot) {
+            counters.stream_buffer_overflows += 1;
+        }
+    }
+
     pub(super) async fn end_stream_with_error(
         &mut self,
         reason: &str,
-        client: &mut TcpStream,
+        client: &mut ClientStream,
         out: &mut Vec<u8>,
     ) -> std::io::Result<()> {
         let (written, buf) =
@@ -115,7 +137,7 @@ impl Call<'_> {
         rest: &[usize],
         mut stats: StreamStats,
         original_reason: &str,
-        client: &mut TcpStream,
+        client: &mut ClientStream,
         out: &mut Vec<u8>,
     ) -> std::io::Result<()> {
         let table = self.table.clone();
@@ -148,7 +170,12 @@ impl Call<'_> {
             self.meta.attempts += 1;
             self.shard.with_health(&table, slot, |h| h.start());
             let started = Instant::now();
-            let result = self.attempt(route, target_index, started).await;
+            let Some(result) = self
+                .attempt_for_client(client, route, target_index, slot, started)
+                .await
+            else {
+                return Err(client_gone());
+            };
             self.continuation = None;
             let label = table.slots[slot].label.clone();
             match result {
