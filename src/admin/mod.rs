@@ -1,31 +1,53 @@
 //! The admin listener: `/metrics`, `/healthz`, `/readyz`, `/admin/targets`,
-//! `/admin/config` and `POST /admin/reload`, on its own address and thread.
+//! `/admin/config` and `POST /admin/reload`, on its own address and threads.
 //!
 //! It never touches shard state: every answer is built from snapshots the shards
 //! send back over their inboxes, so the request path stays lock-free.
+//!
+//! One accept thread hands each connection to a thread of its own, at most
+//! [`MAX_CONNECTIONS`] at once (beyond that a connection gets 503 and is closed
+//! at once), and every connection lives under the deadlines of [`conn`], so a
+//! slow or silent peer costs one slot for a few seconds and never the listener.
+
+mod conn;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use subtle::ConstantTimeEq;
 
 use crate::config::AdminConfig;
 use crate::gateway::Control;
 use crate::health::BreakerState;
-use crate::http::request::{parse_request_head, Method, RequestBody};
+use crate::http::request::Method;
 use crate::http::response::{write_response_head, BodyLen};
+use crate::log::Level;
 use crate::metrics::{render_prometheus, ShardSnapshot};
 
-const MAX_ADMIN_REQUEST: usize = 64 * 1024;
+pub use conn::{REQUEST_DEADLINE, WRITE_DEADLINE};
+
+/// Admin connections served at once. Operators and scrapers need a handful;
+/// the cap bounds the threads and sockets a flood of connections can hold.
+pub const MAX_CONNECTIONS: usize = 16;
 
 pub struct AdminServer {
     pub addr: SocketAddr,
     stop: Arc<AtomicBool>,
     thread: JoinHandle<()>,
+}
+
+/// What every connection thread shares.
+struct Shared {
+    control: Arc<Control>,
+    /// Connections being served now (see [`Slot`]).
+    active: AtomicUsize,
+    /// Admin reloads run one at a time, so two concurrent `POST /admin/reload`
+    /// cannot publish their tables out of generation order.
+    reloads: Mutex<()>,
 }
 
 impl AdminServer {
@@ -35,29 +57,96 @@ impl AdminServer {
         let addr = listener.local_addr()?;
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
+        let shared = Arc::new(Shared {
+            control,
+            active: AtomicUsize::new(0),
+            reloads: Mutex::new(()),
+        });
         let thread = std::thread::Builder::new()
             .name("admin".into())
-            .spawn(move || serve(listener, control, flag))?;
-        crate::event!(crate::log::Level::Info, "admin listening", addr = addr);
+            .spawn(move || serve(listener, shared, flag))?;
+        crate::event!(Level::Info, "admin listening", addr = addr);
+        if !addr.ip().is_loopback() && config.token.is_none() {
+            // Config validation only lets this through with an explicit opt-in.
+            crate::event!(
+                Level::Warn,
+                "admin listener is not on loopback and has no token: anyone who can reach it can reload the config",
+                addr = addr
+            );
+        }
         Ok(AdminServer { addr, stop, thread })
     }
 
+    /// Stops accepting. Connections still being served end within their deadlines.
     pub fn stop(self) {
         self.stop.store(true, Ordering::SeqCst);
         let _ = self.thread.join();
     }
 }
 
-fn serve(listener: TcpListener, control: Arc<Control>, stop: Arc<AtomicBool>) {
+fn serve(listener: TcpListener, shared: Arc<Shared>, stop: Arc<AtomicBool>) {
     while !stop.load(Ordering::SeqCst) {
         match listener.accept() {
-            Ok((stream, _)) => handle(stream, &control),
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                std::thread::sleep(Duration::from_millis(20))
-            }
+            Ok((stream, _)) => dispatch(stream, &shared),
+            // Non-blocking accept, polled, so `stop` is seen within one nap.
             Err(_) => std::thread::sleep(Duration::from_millis(20)),
         }
     }
+}
+
+/// A taken connection slot; dropping it (even by unwinding) gives it back.
+struct Slot(Arc<Shared>);
+
+impl Slot {
+    fn take(shared: &Arc<Shared>) -> Option<Slot> {
+        shared
+            .active
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < MAX_CONNECTIONS).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| Slot(shared.clone()))
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.active.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+fn dispatch(stream: TcpStream, shared: &Arc<Shared>) {
+    let accepted = Instant::now();
+    let Some(slot) = Slot::take(shared) else {
+        return refuse(stream);
+    };
+    let spawned = std::thread::Builder::new()
+        .name("admin-conn".into())
+        .spawn(move || handle(stream, &slot.0, accepted));
+    // On failure the closure is dropped: its slot is given back, its socket closed.
+    if let Err(error) = spawned {
+        crate::event!(
+            Level::Warn,
+            "admin connection dropped: no thread",
+            error = error
+        );
+    }
+}
+
+/// Over the cap: a 503 written without waiting (the socket's send buffer is
+/// empty, so it fits), then close. The accept thread never blocks on a peer.
+fn refuse(mut stream: TcpStream) {
+    if stream.set_nonblocking(true).is_err() {
+        return;
+    }
+    let reply = json(
+        503,
+        serde_json::json!({"error": "too many admin connections; retry shortly"}),
+    );
+    let _ = stream.write(&encode(reply));
+    // What the peer already sent is read (not waited for), so the close is
+    // less likely to be a reset that destroys the 503 unread.
+    let _ = stream.read(&mut [0u8; 4096]);
 }
 
 struct Reply {
@@ -74,41 +163,33 @@ fn json(status: u16, value: serde_json::Value) -> Reply {
     }
 }
 
-fn handle(mut stream: TcpStream, control: &Control) {
-    let _ = stream.set_nonblocking(false);
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
-    let _ = stream.set_write_timeout(Some(Duration::from_secs(5)));
-    let mut buf = Vec::with_capacity(4096);
-    let mut chunk = [0u8; 4096];
-    let head = loop {
-        match parse_request_head(&buf, MAX_ADMIN_REQUEST) {
-            Ok(Some(head)) => break head,
-            Ok(None) => {}
-            Err(_) => {
-                return respond(
-                    &mut stream,
-                    json(400, serde_json::json!({"error": "malformed request"})),
-                )
-            }
+fn handle(mut stream: TcpStream, shared: &Shared, accepted: Instant) {
+    // The listener is non-blocking; make sure the accepted socket is not, so the
+    // per-call timeouts in `conn` apply.
+    if stream.set_nonblocking(false).is_err() {
+        return;
+    }
+    let head = match conn::read_request(&mut stream, accepted + REQUEST_DEADLINE) {
+        Ok(head) => head,
+        Err(conn::ReadError::Closed | conn::ReadError::Io(_)) => return,
+        Err(conn::ReadError::Deadline(_)) => {
+            let reply = json(408, serde_json::json!({"error": "request timed out"}));
+            return respond(&mut stream, reply);
         }
-        match stream.read(&mut chunk) {
-            Ok(0) | Err(_) => return,
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        Err(conn::ReadError::Malformed(_)) => {
+            let reply = json(400, serde_json::json!({"error": "malformed request"}));
+            return respond(&mut stream, reply);
         }
-    };
-    if matches!(head.body, RequestBody::Chunked)
-        || matches!(head.body, RequestBody::ContentLength(n) if n > MAX_ADMIN_REQUEST as u64)
-    {
-        return respond(
-            &mut stream,
-            json(
+        Err(conn::ReadError::Chunked | conn::ReadError::TooLarge(_)) => {
+            let reply = json(
                 400,
                 serde_json::json!({"error": "admin requests take no body"}),
-            ),
-        );
-    }
+            );
+            return respond(&mut stream, reply);
+        }
+    };
     // The running config's token, so a reload rotates it.
-    let table = control.current();
+    let table = shared.control.current();
     let token = table.config.admin.as_ref().and_then(|a| a.token.as_deref());
     if !authorized(head.header("authorization"), token) {
         return respond(
@@ -116,7 +197,8 @@ fn handle(mut stream: TcpStream, control: &Control) {
             json(401, serde_json::json!({"error": "admin token required"})),
         );
     }
-    let reply = route(head.method, head.path(), control);
+    drop(table);
+    let reply = route(head.method, head.path(), shared);
     respond(&mut stream, reply);
 }
 
@@ -130,7 +212,8 @@ fn authorized(header: Option<&[u8]>, token: Option<&str>) -> bool {
     bool::from(token.as_bytes().ct_eq(presented))
 }
 
-fn route(method: Method, path: &str, control: &Control) -> Reply {
+fn route(method: Method, path: &str, shared: &Shared) -> Reply {
+    let control = &*shared.control;
     match (method, path) {
         (Method::Get, "/healthz") => json(200, serde_json::json!({"status": "ok"})),
         (Method::Get, "/readyz") => readyz(control),
@@ -143,7 +226,7 @@ fn route(method: Method, path: &str, control: &Control) -> Reply {
         (Method::Get, "/admin/config") => {
             json(200, crate::config::redacted_json(&control.current().config))
         }
-        (Method::Post, "/admin/reload") => match control.reload_file() {
+        (Method::Post, "/admin/reload") => match reload(shared) {
             Ok(generation) => json(
                 200,
                 serde_json::json!({"reloaded": true, "generation": generation}),
@@ -212,7 +295,17 @@ fn breaker_name(state: BreakerState) -> &'static str {
     state.kind().as_str()
 }
 
-fn respond(stream: &mut TcpStream, reply: Reply) {
+/// One admin reload at a time (a poisoned lock only means an earlier reload
+/// panicked; the next one may still run).
+fn reload(shared: &Shared) -> Result<u64, crate::gateway::GatewayError> {
+    let _one = shared
+        .reloads
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    shared.control.reload_file()
+}
+
+fn encode(reply: Reply) -> Vec<u8> {
     let mut out = Vec::with_capacity(reply.body.len() + 256);
     write_response_head(
         &mut out,
@@ -222,5 +315,13 @@ fn respond(stream: &mut TcpStream, reply: Reply) {
         false,
     );
     out.extend_from_slice(&reply.body);
-    let _ = stream.write_all(&out);
+    out
+}
+
+/// Writes the reply within [`WRITE_DEADLINE`] and closes; a peer that does not
+/// take it is simply dropped (there is no one left to tell).
+fn respond(stream: &mut TcpStream, reply: Reply) {
+    if conn::write_by(stream, &encode(reply), Instant::now() + WRITE_DEADLINE).is_ok() {
+        conn::close_gracefully(stream);
+    }
 }

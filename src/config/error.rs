@@ -3,6 +3,7 @@
 
 use std::fmt;
 
+use super::env::{self, Hidden};
 use super::locate::{self, YamlPath};
 
 /// One mistake in a config file.
@@ -58,6 +59,8 @@ pub struct Report<'t> {
     errors: Vec<ConfigError>,
     /// Paths whose further errors are echoes of one already reported.
     muted: Vec<YamlPath>,
+    /// Environment values no message may quote (see [`env::hide`]).
+    hidden: Vec<Hidden>,
 }
 
 impl<'t> Report<'t> {
@@ -67,6 +70,7 @@ impl<'t> Report<'t> {
             origin,
             errors: Vec::new(),
             muted: Vec::new(),
+            hidden: Vec::new(),
         }
     }
 
@@ -79,15 +83,22 @@ impl<'t> Report<'t> {
         self.error_at(line, path.to_string(), message);
     }
 
-    /// Records a mistake whose line is already known.
+    /// Records a mistake whose line is already known. Every message passes here,
+    /// so this is where environment values are replaced by their references.
     pub fn error_at(&mut self, line: Option<usize>, path: String, message: impl Into<String>) {
         let origin = self.origin.to_string();
+        let message = env::hide(&message.into(), &path, &self.hidden);
         self.errors.push(ConfigError {
             origin,
             line,
             path,
-            message: message.into(),
+            message,
         });
+    }
+
+    /// Keeps these environment values out of every later message.
+    pub fn hide(&mut self, hidden: Vec<Hidden>) {
+        self.hidden.extend(hidden);
     }
 
     pub fn line_of(&self, path: &YamlPath) -> Option<usize> {

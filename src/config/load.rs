@@ -88,7 +88,9 @@ fn read(
     // A string whose `${VAR}` failed stays unexpanded; validation goes on, but
     // errors at that path would only echo the env error, so they are muted.
     let mut expanded = doc;
-    for (path, error) in env::expand_tree(&mut expanded, &YamlPath::default(), env) {
+    let found = env::expand_tree(&mut expanded, &YamlPath::default(), env);
+    report.hide(found.hidden);
+    for (path, error) in found.errors {
         report.error(&path, error.to_string());
         report.mute(&path);
     }
@@ -189,6 +191,17 @@ fn admin(
         r.error(
             &path.key("token"),
             "is empty (an empty environment variable?); omit it for no token",
+        );
+    }
+    // Anyone who reaches a tokenless admin listener can reload the config and
+    // read every target's state; off loopback that must be a deliberate choice.
+    let public = !listen.ip().is_loopback();
+    if public && raw.token.is_none() && raw.allow_public_without_token != Some(true) {
+        r.error(
+            &listen_path,
+            "is not a loopback address and `admin.token` is not set, so anyone who can \
+             reach it could reload the config; set `admin.token`, or \
+             `admin.allow_public_without_token: true` to accept that",
         );
     }
     AdminConfig {

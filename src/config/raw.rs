@@ -33,6 +33,8 @@ pub struct RawConfig {
 pub struct RawAdmin {
     pub listen: Option<String>,
     pub token: Option<String>,
+    /// Opt-in for a tokenless admin listener on a non-loopback address.
+    pub allow_public_without_token: Option<bool>,
 }
 
 #[derive(Default, serde::Deserialize)]

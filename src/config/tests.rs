@@ -567,6 +567,85 @@ fn redacted_json_hides_every_secret() {
     );
 }
 
+/// A variable used where a plain value belongs: every error names `${SECRET}`
+/// and none quotes its value, whatever check rejects it.
+#[test]
+fn misused_variables_are_named_never_shown() {
+    const VALUE: &str = "sk-live-1234567890abcdef";
+    let env = |name: &str| (name == "SECRET").then(|| VALUE.to_string());
+    let text = "\
+listen: \"${SECRET}\"
+driver: \"${SECRET}\"
+shards: \"${SECRET}\"
+shutdown_grace: \"5${SECRET}\"
+log: { format: \"${SECRET}\" }
+keys:
+  - { name: \"${SECRET}\", key: k1 }
+  - { name: \"${SECRET}\", key: k2 }
+providers:
+  openai: { kind: \"${SECRET}\", base_url: https://api.openai.com/v1, ca_file: \"${SECRET}\" }
+routes:
+  - name: \"${SECRET}\"
+    match: { keys: [\"x${SECRET}\"] }
+    targets: [{ provider: \"${SECRET}\", model: m }]
+    fallback: { on_context_length: \"${SECRET}\" }
+    timeouts: { connect: \"${SECRET}\" }
+  - name: \"${SECRET}\"
+    targets: [{ provider: openai, model: m }]
+";
+    let errors = load_str(text, "t.yaml", &env).unwrap_err().to_string();
+    assert!(!errors.contains(VALUE), "{errors}");
+    assert!(!errors.contains("sk-live"), "{errors}");
+    for expected in [
+        "t.yaml:1: listen: `${SECRET}` is not a listen address",
+        "t.yaml:2: driver: unknown value `${SECRET}`",
+        "t.yaml:4: shutdown_grace: `5${SECRET}`",
+        "t.yaml:5: log.format: unknown value `${SECRET}`",
+        "t.yaml:8: keys[1].name: duplicate client key name `${SECRET}`",
+        "t.yaml:10: providers.openai.kind: unknown value `${SECRET}`",
+        "t.yaml:10: providers.openai.ca_file: `${SECRET}`",
+        "t.yaml:13: routes[0].match.keys[0]: unknown client key `x${SECRET}`; expected one of: ${SECRET}, ${SECRET}",
+        "t.yaml:14: routes[0].targets[0].provider: unknown provider `${SECRET}`",
+        "t.yaml:15: routes[0].fallback.on_context_length: route `${SECRET}` cannot fall back to itself",
+        "t.yaml:16: routes[0].timeouts.connect: `${SECRET}`",
+        "t.yaml:17: routes[1].name: duplicate route name `${SECRET}`",
+    ] {
+        assert!(errors.contains(expected), "no `{expected}` in:\n{errors}");
+    }
+}
+
+#[test]
+fn a_public_admin_listener_needs_a_token_or_an_explicit_opt_in() {
+    let with_admin = |admin: &str| format!("admin: {admin}\n{}", with_routes(ONE_ROUTE));
+    for public in ["0.0.0.0:9090", "10.1.2.3:9090", "\"[::]:9090\""] {
+        let errors = errors(&with_admin(&format!("{{ listen: {public} }}")));
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(
+            errors[0].starts_with(
+                "t.yaml:1: admin.listen: is not a loopback address and `admin.token` is not set"
+            ) && errors[0].contains("allow_public_without_token: true"),
+            "{errors:?}"
+        );
+        let refused = format!("{{ listen: {public}, allow_public_without_token: false }}");
+        assert_eq!(self::errors(&with_admin(&refused)).len(), 1);
+        for fine in [
+            format!("{{ listen: {public}, token: t0ken }}"),
+            format!("{{ listen: {public}, allow_public_without_token: true }}"),
+        ] {
+            let config = load(&with_admin(&fine)).unwrap_or_else(|e| panic!("{fine}: {e}"));
+            assert!(config.admin.is_some());
+        }
+    }
+    for loopback in ["127.0.0.1:9090", "127.0.0.2:0", "\"[::1]:9090\"", "{}"] {
+        let admin = if loopback == "{}" {
+            "{}".to_string()
+        } else {
+            format!("{{ listen: {loopback} }}")
+        };
+        load(&with_admin(&admin)).unwrap_or_else(|e| panic!("{loopback}: {e}"));
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 256, max_shrink_iters: 64, ..ProptestConfig::default() })]
 
