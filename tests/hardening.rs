@@ -484,6 +484,17 @@ fn anonymous_uploads_are_refused_before_their_body() {
     let response = client.read_response(|_| {}).expect("401 on the head");
     assert_eq!(response.status, 401, "{}", response.text());
     assert_eq!(response.header("connection"), Some("close"));
+    // A small body with a wrong key is skipped and the connection lives on.
+    let mut client = Client::connect(gateway.addr()).expect("connect");
+    let body = chat_body("chat", false);
+    let refused = client
+        .chat(&body, &[("authorization", "Bearer sk-wrong")])
+        .expect("401");
+    assert_eq!(refused.status, 401);
+    let served = client
+        .chat(&body, &[("authorization", "Bearer sk-team")])
+        .expect("same connection");
+    assert_eq!(served.status, 200);
     // An authenticated one with a body still works, 100-continue included.
     let mut client = Client::connect(gateway.addr()).expect("connect");
     let body = chat_body("chat", false);
@@ -730,4 +741,124 @@ fn admin_get(gateway: &switchyard::gateway::Gateway, path: &str) -> String {
         .request("GET", path, &[], b"")
         .map(|r| r.text())
         .unwrap_or_default()
+}
+
+/// A throwaway CA (PEM written to `dir/ca.pem`) and a server config for `localhost`.
+fn tls_server(dir: &std::path::Path) -> Arc<rustls::ServerConfig> {
+    let ca_key = rcgen::KeyPair::generate().expect("CA key");
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("CA params");
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).expect("CA certificate");
+    let key = rcgen::KeyPair::generate().expect("server key");
+    let params = rcgen::CertificateParams::new(vec!["localhost".to_string()]).expect("params");
+    let cert = params
+        .signed_by(&key, &ca, &ca_key)
+        .expect("server certificate");
+    std::fs::create_dir_all(dir).expect("temp dir");
+    std::fs::write(dir.join("ca.pem"), ca.pem()).expect("write CA");
+    let der = rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into());
+    let config = rustls::ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(vec![cert.der().clone()], der)
+        .expect("server config");
+    Arc::new(config)
+}
+
+/// What a TLS upstream does on its first connection after the first answer.
+#[derive(Clone, Copy)]
+enum IdleTls {
+    /// Sends a KeyUpdate: a protocol record, not data.
+    KeyUpdate,
+    /// Sends application data nobody asked for.
+    StrayAnswer,
+}
+
+fn tls_upstream_yaml(idle: IdleTls) -> (RawUpstream, String, std::path::PathBuf) {
+    let dir = std::env::temp_dir().join(format!(
+        "switchyard-hardening-tls-{}-{}",
+        std::process::id(),
+        idle as u8
+    ));
+    let config = tls_server(&dir);
+    let upstream = RawUpstream::start(move |index, tcp| {
+        let Ok(conn) = rustls::ServerConnection::new(config.clone()) else {
+            return;
+        };
+        let Ok(raw) = tcp.try_clone() else { return };
+        let mut tls = rustls::StreamOwned::new(conn, raw);
+        let mut served = 0;
+        while read_request_tls(&mut tls).is_some() {
+            served += 1;
+            let _ = tls.write_all(&completion(&format!("conn {index} answer {served}")));
+            let _ = tls.flush();
+            if index == 0 && served == 1 {
+                std::thread::sleep(Duration::from_millis(100));
+                match idle {
+                    IdleTls::KeyUpdate => {
+                        let _ = tls.conn.refresh_traffic_keys();
+                        let _ = tls.flush();
+                    }
+                    IdleTls::StrayAnswer => {
+                        let _ = tls.write_all(&completion("LEAKED"));
+                        let _ = tls.flush();
+                    }
+                }
+            }
+        }
+    });
+    let yaml = format!(
+        "listen: 127.0.0.1:0\nshards: 1\nshutdown_grace: 1s\nproviders:\n  raw: {{ kind: openai-compatible, base_url: \"https://localhost:{}/v1\", ca_file: \"{}\" }}\n\
+         routes:\n  - name: chat\n    match: {{ model: chat }}\n    targets:\n      - {{ provider: raw, model: m }}\n",
+        upstream.addr.port(),
+        dir.join("ca.pem").display()
+    );
+    (upstream, yaml, dir)
+}
+
+fn read_request_tls(tls: &mut impl Read) -> Option<Vec<u8>> {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 16 * 1024];
+    loop {
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+            let length: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(0);
+            if buf.len() >= end + 4 + length {
+                return Some(buf[end + 4..end + 4 + length].to_vec());
+            }
+        }
+        let n = tls.read(&mut chunk).ok().filter(|n| *n > 0)?;
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+/// A KeyUpdate that arrives while a TLS socket sits idle is handed to rustls and
+/// does not cost the socket: the next request reuses it.
+#[test]
+fn an_idle_tls_key_update_keeps_the_socket() {
+    let (upstream, yaml, dir) = tls_upstream_yaml(IdleTls::KeyUpdate);
+    let gateway = gateway(&yaml);
+    assert_eq!(answer_of(&chat(gateway.addr())), "conn 0 answer 1");
+    std::thread::sleep(Duration::from_millis(400));
+    let second = chat(gateway.addr());
+    assert_eq!(answer_of(&second), "conn 0 answer 2", "{}", second.text());
+    assert_eq!(upstream.accepted(), 1);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// Application data that arrives on an idle TLS socket poisons it: the next
+/// request goes out on a new connection and never sees those bytes.
+#[test]
+fn idle_tls_application_data_poisons_the_socket() {
+    let (upstream, yaml, dir) = tls_upstream_yaml(IdleTls::StrayAnswer);
+    let gateway = gateway(&yaml);
+    assert_eq!(answer_of(&chat(gateway.addr())), "conn 0 answer 1");
+    std::thread::sleep(Duration::from_millis(400));
+    let second = chat(gateway.addr());
+    assert_eq!(answer_of(&second), "conn 1 answer 1", "{}", second.text());
+    assert_eq!(upstream.accepted(), 2);
+    let _ = std::fs::remove_dir_all(dir);
 }

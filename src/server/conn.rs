@@ -62,13 +62,11 @@ pub async fn serve(shard: Rc<Shard>, stream: monoio::net::TcpStream) {
         let admitted = match super::dispatch::admit(&shard, &head) {
             Ok(admitted) => admitted,
             Err(mut rejected) => {
-                // Refused on its head: a body, if any, is never read, so the
+                // Refused on its head: a small body already on its way is skipped
+                // so the connection lives on; any other is never read, and the
                 // connection ends after the answer.
-                let has_body = !matches!(
-                    head.body,
-                    RequestBody::Empty | RequestBody::ContentLength(0)
-                );
-                let keep_alive = head.keep_alive && !has_body && shard.draining.get().is_none();
+                let skipped = skip_small_body(&mut stream, &mut buf, &head, &limits).await;
+                let keep_alive = head.keep_alive && skipped && shard.draining.get().is_none();
                 rejected.set_keep_alive(keep_alive);
                 let answered =
                     super::dispatch::answer_rejected(&shard, &mut stream, &mut out, &rejected)
@@ -123,6 +121,33 @@ async fn reply_and_close(
     meta.write_error(&mut out, error, &[]);
     let _ = stream.write_all(out).await;
     let _ = stream.shutdown().await;
+}
+
+/// Largest body of a refused request that is read and dropped to keep the
+/// connection; anything bigger (or chunked, or waiting for `100 Continue`) closes it.
+const MAX_SKIPPED_BODY: u64 = 64 * 1024;
+
+/// Reads past the small body of a refused request without keeping it. `false` when
+/// the body is not worth reading (the connection must then close).
+async fn skip_small_body(
+    stream: &mut ClientStream,
+    buf: &mut Vec<u8>,
+    head: &RequestHead,
+    limits: &Limits,
+) -> bool {
+    let n = match head.body {
+        RequestBody::Empty => return true,
+        RequestBody::ContentLength(n) if n <= MAX_SKIPPED_BODY && !head.expect_continue => n,
+        _ => return false,
+    };
+    let deadline = Instant::now() + limits.request_timeout;
+    while (buf.len() as u64) < n {
+        if fill(stream, buf, deadline).await.is_err() {
+            return false;
+        }
+    }
+    consume(buf, n as usize);
+    true
 }
 
 /// Ends a connection whose request body will not be read: the answer is out, the
