@@ -60,8 +60,10 @@ struct GenEvent {
     id: Option<String>,
     /// Extra lines a server may send inside an event: comments, retry, unknown.
     noise: Vec<u8>,
-    /// The order the event/id lines take relative to the data lines.
-    order: u8,
+    /// Write `data:x` rather than `data: x` where that means the same.
+    compact: bool,
+    /// Put the data lines before the other fields.
+    data_first: bool,
 }
 
 impl GenEvent {
@@ -89,16 +91,16 @@ impl GenEvent {
         if let Some(id) = &self.id {
             fields.push(format!("id: {id}"));
         }
-        // Data lines keep their relative order; the rest is placed by `order`.
+        // Data lines keep their relative order; the other fields go before or after.
         let data = self.data.iter().map(|d| {
             // A value starting with a space needs the separator space written.
-            if self.order % 2 == 0 && !d.starts_with(' ') {
+            if self.compact && !d.starts_with(' ') {
                 format!("data:{d}")
             } else {
                 format!("data: {d}")
             }
         });
-        let mut lines: Vec<String> = if self.order % 3 == 0 {
+        let mut lines: Vec<String> = if self.data_first {
             data.chain(fields).collect()
         } else {
             fields.into_iter().chain(data).collect()
@@ -114,14 +116,16 @@ fn gen_event() -> impl Strategy<Value = GenEvent> {
         prop::collection::vec(field(), 1..4),
         prop::option::of(field()),
         prop::collection::vec(any::<u8>(), 0..3),
-        any::<u8>(),
+        any::<bool>(),
+        any::<bool>(),
     )
-        .prop_map(|(event, data, id, noise, order)| GenEvent {
+        .prop_map(|(event, data, id, noise, compact, data_first)| GenEvent {
             event,
             data,
             id,
             noise,
-            order,
+            compact,
+            data_first,
         })
 }
 

@@ -12,7 +12,9 @@ use serde_json::{json, Value};
 use switchyard::config::ProviderKind;
 use switchyard::http::{SseError, SseEvent};
 use switchyard::provider::anthropic::stream::MessageStream;
-use switchyard::provider::bedrock::eventstream::{Decoder, FrameError, HeaderValue, Message};
+use switchyard::provider::bedrock::eventstream::{
+    Decoder, FrameError, HeaderValue, Message, MAX_MESSAGE_BYTES,
+};
 use switchyard::provider::bedrock::stream::ConverseEvents;
 use switchyard::provider::{event_source, EventSource};
 
@@ -350,16 +352,26 @@ fn converse_message() -> impl Strategy<Value = Vec<u8>> {
     ]
 }
 
-/// Decodes `wire` in pieces, up to the first error, checking that nothing decoded
-/// is larger than the input and that draining ends (a message is at least 16 bytes).
+/// Decodes `wire` in pieces, up to the first error, checking that draining ends
+/// (a message is at least 16 bytes), that nothing decoded is larger than the
+/// input, and that what the decoder holds after a drain is one incomplete
+/// message at most, never more than it was given.
 fn decode_frames(wire: &[u8], cuts: &[usize]) -> Vec<Result<Message, FrameError>> {
     let mut decoder = Decoder::new();
     let mut got = Vec::new();
     for range in pieces(wire.len(), cuts) {
+        let pushed = range.end;
         decoder.push(&wire[range]);
         for _ in 0..=wire.len() / 16 + 1 {
             match decoder.next_message() {
-                None => break,
+                None => {
+                    let held = decoder.buffered_len();
+                    assert!(
+                        held <= pushed && held < MAX_MESSAGE_BYTES,
+                        "holds {held} of {pushed}"
+                    );
+                    break;
+                }
                 Some(Err(e)) => {
                     got.push(Err(e));
                     return got;
