@@ -384,6 +384,8 @@ mod tests {
     }
 
     proptest! {
+        #![proptest_config(ProptestConfig { cases: 256, failure_persistence: None, ..ProptestConfig::default() })]
+
         #[test]
         fn roundtrip_split_anywhere(
             payload in prop::collection::vec(any::<u8>(), 0..2048),

@@ -509,6 +509,8 @@ mod tests {
     }
 
     proptest! {
+        #![proptest_config(ProptestConfig { cases: 256, failure_persistence: None, ..ProptestConfig::default() })]
+
         #[test]
         fn roundtrip_any_split(
             cases in prop::collection::vec(arb_case(), 0..8),
