@@ -74,7 +74,10 @@ fn read(
     let doc: Value = match serde_yaml::from_str(text) {
         Ok(doc) => doc,
         Err(error) => {
-            let line = error.location().map(|l| l.line());
+            let line = error
+                .location()
+                .map(|l| l.line())
+                .or_else(|| super::locate::second_document_line(text));
             report.error_at(line, String::new(), format!("invalid YAML: {error}"));
             return None;
         }

@@ -8,7 +8,9 @@
 
 use std::fmt;
 
-use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::de::{
+    self, Deserialize, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor,
+};
 
 /// One step of a path into the document.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,6 +67,22 @@ pub fn line_of(text: &str, path: &[Seg]) -> Option<usize> {
         path.get(..depth)
             .and_then(|prefix| exact_line(text, prefix))
     })
+}
+
+/// 1-based line where a second YAML document starts (or where reading it fails).
+/// serde_yaml rejects a file holding several documents (a stray `---` or `...`,
+/// or a top-level key indented by mistake) without saying where; this is where.
+pub fn second_document_line(text: &str) -> Option<usize> {
+    let mut documents = serde_yaml::Deserializer::from_str(text);
+    // After a failed document the iterator must not be advanced again (serde_yaml
+    // can panic on the events left behind), so stop at the first error.
+    if let Err(error) = IgnoredAny::deserialize(documents.next()?) {
+        return error.location().map(|l| l.line());
+    }
+    match Seek(&[]).deserialize(documents.next()?) {
+        Err(error) => error.location().map(|l| l.line()),
+        Ok(()) => None,
+    }
 }
 
 const FOUND: &str = "\u{0}switchyard-locate-found";

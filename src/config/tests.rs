@@ -663,3 +663,20 @@ proptest! {
         let _ = load_str(&mutated, "m.yaml", &example_env);
     }
 }
+
+/// Found by the property tests: serde_yaml reports a file of several documents
+/// (here a top-level key indented by mistake, or a stray `---`) without a
+/// position; the error now names the line where the second document starts.
+#[test]
+fn a_second_document_is_placed() {
+    let message =
+        "invalid YAML: deserializing from YAML containing more than one document is not supported";
+    assert_errors(
+        "# comment\n  listen: 127.0.0.1:8080\nshards: 1\n",
+        &[&format!("t.yaml:3: {message}")],
+    );
+    assert_errors(
+        "listen: 127.0.0.1:8080\n---\nshards: 1\n",
+        &[&format!("t.yaml:3: {message}")],
+    );
+}

@@ -346,6 +346,46 @@ mod tests {
     }
 
     proptest! {
+        #![proptest_config(ProptestConfig { cases: 64, failure_persistence: None, ..ProptestConfig::default() })]
+
+        /// Whatever arrives and however it is split, the decoder holds at most one
+        /// size line and counts at most the trailer cap: its state is bounded by
+        /// the caps, not by the input.
+        #[test]
+        fn held_state_stays_within_the_caps(
+            start in prop::sample::select(vec![&b""[..], b"0\r\n", b"3\r\nabc\r\n", b"1;"]),
+            filler in prop::sample::select(vec![b'a', b'1', b';', b' ', b'\r', b'\n', b'=']),
+            len in 0usize..(MAX_SIZE_LINE + MAX_TRAILER_BYTES + 64),
+            sprinkled in prop::collection::vec((any::<usize>(), any::<u8>()), 0..8),
+            piece in 1usize..700,
+        ) {
+            let mut input = start.to_vec();
+            input.resize(start.len() + len, filler);
+            for (at, byte) in sprinkled {
+                let at = at % input.len().max(1);
+                if let Some(b) = input.get_mut(at) {
+                    *b = byte;
+                }
+            }
+            let mut d = ChunkedDecoder::new();
+            let mut out = Vec::new();
+            for part in input.chunks(piece) {
+                let result = d.decode(part, &mut out);
+                prop_assert!(d.line.len() <= MAX_SIZE_LINE);
+                // Trailers are counted, not kept; the count passes the cap only
+                // in the call that fails for it.
+                prop_assert!(result.is_err() || d.trailer_bytes <= MAX_TRAILER_BYTES);
+                prop_assert!(out.len() <= input.len());
+                if !matches!(result, Ok(Progress { done: false, .. })) {
+                    break;
+                }
+            }
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 256, failure_persistence: None, ..ProptestConfig::default() })]
+
         #[test]
         fn roundtrip_split_anywhere(
             payload in prop::collection::vec(any::<u8>(), 0..2048),

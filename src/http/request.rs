@@ -312,6 +312,8 @@ mod tests {
     }
 
     proptest! {
+        #![proptest_config(ProptestConfig { cases: 256, failure_persistence: None, ..ProptestConfig::default() })]
+
         #[test]
         fn byte_at_a_time_matches_whole(head in arb_head(), tail in prop::collection::vec(any::<u8>(), 0..8)) {
             let mut buf = head.clone().into_bytes();

@@ -28,6 +28,10 @@ pub enum SseError {
     /// A provider's own stream framing (not SSE) could not be read.
     #[error("malformed provider stream: {0}")]
     Framing(String),
+    /// A provider's stream opened more of something (tool calls, choices) than one
+    /// answer may hold: what a decoder keeps per answer is capped like any buffer.
+    #[error("provider stream has more than {limit} {what} in one answer")]
+    TooMany { what: &'static str, limit: usize },
 }
 
 /// The event being assembled from field lines.
@@ -505,6 +509,8 @@ mod tests {
     }
 
     proptest! {
+        #![proptest_config(ProptestConfig { cases: 256, failure_persistence: None, ..ProptestConfig::default() })]
+
         #[test]
         fn roundtrip_any_split(
             cases in prop::collection::vec(arb_case(), 0..8),

@@ -57,8 +57,12 @@ impl ChatBody {
         if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
             return Err(BodyError::NotObject);
         }
+        // JSON is UTF-8, but serde skips the fields it ignores without checking
+        // their bytes: check the whole body once rather than forward what no
+        // provider accepts.
+        let text = std::str::from_utf8(body).map_err(|e| BodyError::NotJson(e.to_string()))?;
         let fields: Fields =
-            serde_json::from_slice(body).map_err(|e| BodyError::NotJson(e.to_string()))?;
+            serde_json::from_str(text).map_err(|e| BodyError::NotJson(e.to_string()))?;
         let raw_model = fields.model.ok_or(BodyError::MissingModel)?;
         let model: String =
             serde_json::from_str(raw_model.get()).map_err(|_| BodyError::MissingModel)?;
@@ -168,6 +172,14 @@ mod tests {
     fn client_usage_request_is_kept() {
         let body = br#"{"model":"chat","stream":true,"stream_options":{"include_usage":true}}"#;
         assert!(ChatBody::parse(body).unwrap().client_wants_usage);
+    }
+
+    /// Found by the property tests: bytes that are not UTF-8 inside a field the
+    /// reader skips were accepted and forwarded.
+    #[test]
+    fn invalid_utf8_anywhere_is_rejected() {
+        let body = b"{\"model\":\"chat\",\"messages\":[{\"\xd7ole\":\"user\"}]}";
+        assert!(matches!(ChatBody::parse(body), Err(BodyError::NotJson(_))));
     }
 
     #[test]

@@ -384,18 +384,21 @@ impl Rewrite {
                 serde_json::json!({
                     "prompt_tokens": total.prompt_tokens,
                     "completion_tokens": total.completion_tokens,
-                    "total_tokens": total.prompt_tokens + total.completion_tokens,
+                    "total_tokens": total.prompt_tokens.saturating_add(total.completion_tokens),
                 }),
             );
         }
         serde_json::Value::Object(chunk).to_string()
     }
 
+    /// Counts come from providers: sums saturate rather than overflow.
     fn sum(&self, usage: Usage) -> Usage {
         let base = self.base_usage.unwrap_or_default();
         Usage {
-            prompt_tokens: base.prompt_tokens + usage.prompt_tokens,
-            completion_tokens: base.completion_tokens + usage.completion_tokens,
+            prompt_tokens: base.prompt_tokens.saturating_add(usage.prompt_tokens),
+            completion_tokens: base
+                .completion_tokens
+                .saturating_add(usage.completion_tokens),
         }
     }
 }
@@ -785,6 +788,31 @@ mod tests {
             id: None,
         };
         assert_eq!(inspect(&e), EventKind::Error);
+    }
+
+    /// Found reviewing sums of provider-reported counts for the property tests:
+    /// a continuation's usage added to the continued stream's overflowed on
+    /// counts near `u64::MAX` (a panic in debug builds, a wrapped total in release).
+    #[test]
+    fn continuation_usage_saturates() {
+        let huge = Usage {
+            prompt_tokens: u64::MAX,
+            completion_tokens: u64::MAX,
+        };
+        let rewrite = Rewrite {
+            id: "chatcmpl-1".into(),
+            model: "m".into(),
+            marker: serde_json::Value::Null,
+            base_usage: Some(huge),
+        };
+        let total = rewrite.sum(Usage {
+            prompt_tokens: 1,
+            completion_tokens: 1,
+        });
+        assert_eq!(total, huge);
+        let chunk: serde_json::Value =
+            serde_json::from_str(&rewrite.apply(r#"{"choices":[]}"#, Some(total))).unwrap();
+        assert_eq!(chunk["usage"]["total_tokens"], u64::MAX);
     }
 
     #[test]

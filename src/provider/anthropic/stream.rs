@@ -17,6 +17,10 @@ use super::wire::{BlockDelta, ContentBlock, StreamEvent, Usage};
 use crate::http::sse::{SseError, SseEvent, SseParser};
 use crate::provider::EventSource;
 
+/// Most tool calls one answer may start. The decoder remembers each one (to
+/// route its argument fragments), so a stream may not make it remember more.
+pub const MAX_TOOL_CALLS: usize = 1024;
+
 /// Decodes an Anthropic event stream into OpenAI chunk events.
 pub struct MessageStream {
     parser: SseParser,
@@ -29,6 +33,8 @@ pub struct MessageStream {
     usage: Usage,
     /// Anthropic block index → OpenAI tool call index, in order of appearance.
     tools: Vec<(u64, usize)>,
+    /// Set once the stream broke a limit; handed out after the events before it.
+    failed: Option<SseError>,
 }
 
 impl MessageStream {
@@ -43,6 +49,7 @@ impl MessageStream {
             model: model.to_string(),
             usage: Usage::default(),
             tools: Vec::new(),
+            failed: None,
         };
         stream.set_identity("");
         stream
@@ -130,6 +137,12 @@ impl MessageStream {
             ContentBlock::Text { text } if !text.is_empty() => {
                 self.emit_delta(json!({ "content": text }), None);
             }
+            ContentBlock::ToolUse { .. } if self.tools.len() >= MAX_TOOL_CALLS => {
+                self.failed = Some(SseError::TooMany {
+                    what: "tool calls",
+                    limit: MAX_TOOL_CALLS,
+                });
+            }
             ContentBlock::ToolUse { id, name, .. } => {
                 let call = self.tools.len();
                 self.tools.push((index, call));
@@ -188,6 +201,9 @@ impl EventSource for MessageStream {
         loop {
             if let Some(event) = self.ready.pop_front() {
                 return Some(Ok(event));
+            }
+            if let Some(error) = &self.failed {
+                return Some(Err(error.clone()));
             }
             match self.parser.next_event()? {
                 Ok(event) => self.translate(event),

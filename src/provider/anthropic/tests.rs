@@ -5,7 +5,7 @@ use serde_json::{json, Value};
 
 use super::*;
 use crate::config::{BaseUrl, Provider, ProviderKind};
-use crate::http::sse::SseEvent;
+use crate::http::sse::{SseError, SseEvent};
 use crate::outcome::FailureClass;
 use crate::provider::{EventSource, PreparedProvider};
 use crate::proxy::body::ChatBody;
@@ -495,6 +495,37 @@ fn decode(pieces: &[&[u8]]) -> Vec<SseEvent> {
         drain(&mut source, &mut out);
     }
     out
+}
+
+/// Found by review while writing the property tests: every tool_use block was
+/// remembered for good and each argument fragment searched them all, so a stream
+/// of tool calls grew without bound and took quadratic time. Past
+/// `MAX_TOOL_CALLS` the stream ends with a typed error, after the events already
+/// translated.
+#[test]
+fn too_many_tool_calls_end_the_stream() {
+    let mut wire = String::new();
+    for index in 0..=stream::MAX_TOOL_CALLS {
+        wire.push_str(&format!(
+            "event: content_block_start\ndata: {{\"type\":\"content_block_start\",\"index\":{index},\"content_block\":{{\"type\":\"tool_use\",\"id\":\"t{index}\",\"name\":\"f\",\"input\":{{}}}}}}\n\n"
+        ));
+    }
+    let mut source = stream::MessageStream::new("claude-sonnet-4-5", 1700000000);
+    source.push(wire.as_bytes());
+    let mut events = 0;
+    let error = loop {
+        match source.next_event() {
+            Some(Ok(_)) if events < stream::MAX_TOOL_CALLS => events += 1,
+            other => break other,
+        }
+    };
+    assert_eq!(events, stream::MAX_TOOL_CALLS);
+    let too_many = SseError::TooMany {
+        what: "tool calls",
+        limit: stream::MAX_TOOL_CALLS,
+    };
+    assert_eq!(error, Some(Err(too_many.clone())));
+    assert_eq!(source.next_event(), Some(Err(too_many)));
 }
 
 fn assert_openai_stream(events: &[SseEvent]) {

@@ -60,6 +60,10 @@ pub enum FrameError {
 #[derive(Debug, Default)]
 pub struct Decoder {
     buf: Vec<u8>,
+    /// Start of the first message not yet handed out. The bytes before it are
+    /// dropped once per drain, not once per message: moving the rest of the
+    /// buffer after every message made a push of many small ones quadratic.
+    pos: usize,
     failed: Option<FrameError>,
 }
 
@@ -69,9 +73,20 @@ impl Decoder {
     }
 
     pub fn push(&mut self, bytes: &[u8]) {
-        if self.failed.is_none() {
-            self.buf.extend_from_slice(bytes);
+        if self.failed.is_some() {
+            return;
         }
+        if self.pos == self.buf.len() {
+            self.buf.clear();
+            self.pos = 0;
+        }
+        self.buf.extend_from_slice(bytes);
+    }
+
+    /// Bytes received but not yet handed out as messages: after a drain, at most
+    /// one incomplete message (so at most [`MAX_MESSAGE_BYTES`]).
+    pub fn buffered_len(&self) -> usize {
+        self.buf.len() - self.pos
     }
 
     /// The next complete message; `None` until enough bytes have arrived.
@@ -79,21 +94,29 @@ impl Decoder {
         if let Some(error) = &self.failed {
             return Some(Err(error.clone()));
         }
-        let total = match self.message_len()? {
-            Ok(total) => total,
-            Err(error) => return Some(Err(self.fail(error))),
+        let total = match self.message_len() {
+            Some(Ok(total)) => total,
+            Some(Err(error)) => return Some(Err(self.fail(error))),
+            None => return self.compact(),
         };
-        if self.buf.len() < total {
-            return None;
-        }
-        let result = decode(&self.buf[..total]);
-        self.buf.drain(..total);
+        let Some(frame) = self.buf.get(self.pos..self.pos + total) else {
+            return self.compact();
+        };
+        let result = decode(frame);
+        self.pos += total;
         Some(result.map_err(|error| self.fail(error)))
+    }
+
+    /// Drops the messages already handed out; `None`, for "wait for more bytes".
+    fn compact(&mut self) -> Option<Result<Message, FrameError>> {
+        self.buf.drain(..self.pos);
+        self.pos = 0;
+        None
     }
 
     /// The checked total length of the buffered message, once its prelude is here.
     fn message_len(&self) -> Option<Result<usize, FrameError>> {
-        let prelude = self.buf.get(..PRELUDE)?;
+        let prelude = self.buf.get(self.pos..)?.get(..PRELUDE)?;
         let total = be_u32(&prelude[0..4]);
         let len = total as usize;
         if !(MIN_MESSAGE..=MAX_MESSAGE_BYTES).contains(&len) {
@@ -107,6 +130,7 @@ impl Decoder {
 
     fn fail(&mut self, error: FrameError) -> FrameError {
         self.buf = Vec::new();
+        self.pos = 0;
         self.failed = Some(error.clone());
         error
     }
@@ -423,6 +447,28 @@ mod tests {
             decode_all(&frame),
             Some(Err(FrameError::Header(_)))
         ));
+    }
+
+    /// Many small messages arriving in one push are each handed out without
+    /// moving the rest of the buffer (that made one push cost quadratic time).
+    #[test]
+    fn many_messages_in_one_push() {
+        let frame = encode::message(&[], b"");
+        let count = 1 << 16;
+        let mut decoder = Decoder::new();
+        decoder.push(&frame.repeat(count));
+        let mut decoded = 0;
+        for _ in 0..=count {
+            match decoder.next_message() {
+                Some(message) => {
+                    assert_eq!(message, Ok(Message::default()));
+                    decoded += 1;
+                }
+                None => break,
+            }
+        }
+        assert_eq!(decoded, count);
+        assert_eq!(decoder.buffered_len(), 0);
     }
 
     #[test]

@@ -16,12 +16,14 @@ pub fn finish_reason(stop_reason: &str) -> &'static str {
     }
 }
 
-/// Converse `TokenUsage` as OpenAI `usage`.
+/// Converse `TokenUsage` as OpenAI `usage`. Counts come from the provider: the
+/// total saturates rather than overflows.
 pub fn usage(usage: &TokenUsage) -> Value {
+    let sum = usage.input_tokens.saturating_add(usage.output_tokens);
     json!({
         "prompt_tokens": usage.input_tokens,
         "completion_tokens": usage.output_tokens,
-        "total_tokens": usage.total_tokens.unwrap_or(usage.input_tokens + usage.output_tokens),
+        "total_tokens": usage.total_tokens.unwrap_or(sum),
     })
 }
 

@@ -276,6 +276,20 @@ fn converse_answer_becomes_chat_completion() {
     ));
 }
 
+/// Found by the property tests: a usage without `totalTokens` whose counts sum
+/// past `u64::MAX` overflowed (a panic in debug builds, a wrapped total in release).
+#[test]
+fn huge_token_counts_saturate() {
+    let answer = json!({
+        "output": {"message": {"role": "assistant", "content": [{"text": "a"}]}},
+        "stopReason": "end_turn",
+        "usage": {"inputTokens": u64::MAX, "outputTokens": 1}
+    });
+    let bytes = serde_json::to_vec(&answer).expect("json");
+    let out = json_of(&response::response_body(MODEL, "chatcmpl-x", 5, &bytes).expect("ok"));
+    assert_eq!(out["usage"]["total_tokens"], u64::MAX);
+}
+
 #[test]
 fn stop_reasons_map_to_finish_reasons() {
     for (stop, finish) in [

@@ -145,12 +145,15 @@ pub(super) fn finish_reason(reason: &str, called_tools: bool) -> &'static str {
 }
 
 /// `usageMetadata` as OpenAI's usage; thinking tokens count as completion tokens.
+/// Counts come from the provider: sums saturate rather than overflow.
 pub(super) fn usage(meta: &UsageMetadata) -> Value {
-    let completion = meta.candidates_token_count + meta.thoughts_token_count;
+    let completion = meta
+        .candidates_token_count
+        .saturating_add(meta.thoughts_token_count);
     let total = if meta.total_token_count > 0 {
         meta.total_token_count
     } else {
-        meta.prompt_token_count + completion
+        meta.prompt_token_count.saturating_add(completion)
     };
     json!({
         "prompt_tokens": meta.prompt_token_count,

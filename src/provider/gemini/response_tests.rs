@@ -124,3 +124,15 @@ fn non_json_is_a_response_error() {
     let err = translate(b"<html>", "m", &stamp()).unwrap_err();
     assert!(matches!(err, TranslateError::Response(_)));
 }
+
+/// Found by the property tests: counts near `u64::MAX` overflowed the sums (a
+/// panic in debug builds, a wrapped total in release).
+#[test]
+fn huge_token_counts_saturate() {
+    let out = translated(json!({
+        "candidates": [{"content": {"parts": [{"text": "a"}]}, "finishReason": "STOP"}],
+        "usageMetadata": {"promptTokenCount": 1, "candidatesTokenCount": u64::MAX, "thoughtsTokenCount": 1}
+    }));
+    assert_eq!(out["usage"]["completion_tokens"], u64::MAX);
+    assert_eq!(out["usage"]["total_tokens"], u64::MAX);
+}

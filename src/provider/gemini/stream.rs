@@ -17,6 +17,10 @@ use super::Stamp;
 use crate::http::sse::{SseError, SseEvent, SseParser};
 use crate::provider::EventSource;
 
+/// Most candidates one answer may have (OpenAI's `n` is at most 128). The stream
+/// keeps state per candidate, so a stream may not make it keep more.
+pub const MAX_CANDIDATES: usize = 128;
+
 /// What the stream has said so far for one candidate.
 #[derive(Default)]
 struct CandidateState {
@@ -81,7 +85,7 @@ impl GeminiStream {
             self.candidate(index, candidate);
         }
         let all_finished = self.candidates.values().all(|c| c.finished);
-        if !self.candidates.is_empty() && all_finished {
+        if !self.done && !self.candidates.is_empty() && all_finished {
             self.end();
         }
     }
@@ -99,7 +103,9 @@ impl GeminiStream {
     }
 
     fn candidate(&mut self, index: u32, candidate: &response::Candidate) {
-        self.open_candidate(index);
+        if !self.open_candidate(index) {
+            return;
+        }
         let first_call = self.candidates.get(&index).map_or(0, |c| c.tool_calls);
         let said = response::said(candidate, index, &self.stamp, first_call);
         if !said.text.is_empty() || !said.tool_calls.is_empty() {
@@ -125,14 +131,27 @@ impl GeminiStream {
         }
     }
 
-    /// The role delta, once per candidate.
-    fn open_candidate(&mut self, index: u32) {
+    /// The role delta, once per candidate; false once the stream is over. Past
+    /// [`MAX_CANDIDATES`] the stream ends with [`SseError::TooMany`].
+    fn open_candidate(&mut self, index: u32) -> bool {
+        if self.done {
+            return false;
+        }
         if self.candidates.contains_key(&index) {
-            return;
+            return true;
+        }
+        if self.candidates.len() >= MAX_CANDIDATES {
+            self.ready.push_back(Err(SseError::TooMany {
+                what: "candidates",
+                limit: MAX_CANDIDATES,
+            }));
+            self.done = true;
+            return false;
         }
         self.candidates.insert(index, CandidateState::default());
         let delta = json!({ "role": "assistant", "content": "" });
         self.emit_choice(index, delta, None);
+        true
     }
 
     fn finish_candidate(&mut self, index: u32, reason: &str) {

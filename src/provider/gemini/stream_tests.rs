@@ -136,3 +136,113 @@ fn malformed_data_is_passed_on_for_the_relay_to_drop() {
     let events = run(&[b"data: {not json\n\n"]);
     assert_eq!(inspect(&events[0]), EventKind::Malformed);
 }
+
+/// Every result a source gives for `pieces`, up to and including the first error.
+fn results(pieces: &[&[u8]]) -> Vec<Result<SseEvent, SseError>> {
+    let mut source = GeminiStream::with_stamp("target-model", stamp());
+    let mut out = Vec::new();
+    for piece in pieces {
+        source.push(piece);
+        let budget = 4 * piece.len() + 8;
+        for _ in 0..budget {
+            match source.next_event() {
+                Some(result) => {
+                    let failed = result.is_err();
+                    out.push(result);
+                    if failed {
+                        return out;
+                    }
+                }
+                None => break,
+            }
+        }
+    }
+    out
+}
+
+/// Found by review while writing the property tests: each new candidate index
+/// was remembered for good and every event scanned them all, so a stream of
+/// distinct indices grew without bound and took quadratic time. Past
+/// `MAX_CANDIDATES` the stream now ends with a typed error, after the events
+/// already translated, and says nothing more.
+#[test]
+fn too_many_candidates_end_the_stream() {
+    let mut stream = String::new();
+    for index in 0..=MAX_CANDIDATES {
+        stream.push_str(&format!(
+            "data: {{\"candidates\": [{{\"index\": {index}, \"content\": {{\"parts\": [{{\"text\": \"x\"}}]}}}}]}}\n\n"
+        ));
+    }
+    stream.push_str("data: {\"candidates\": [{\"index\": 0, \"finishReason\": \"STOP\"}]}\n\n");
+    let out = results(&[stream.as_bytes()]);
+    let (last, events) = out.split_last().unwrap();
+    assert_eq!(
+        last,
+        &Err(SseError::TooMany {
+            what: "candidates",
+            limit: MAX_CANDIDATES
+        })
+    );
+    // A role delta and a text delta for each candidate that fit.
+    assert_eq!(events.len(), 2 * MAX_CANDIDATES);
+    assert!(events.iter().all(Result::is_ok));
+}
+
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn event() -> impl Strategy<Value = String> {
+        let part = prop_oneof![
+            "\\PC{0,6}".prop_map(|t| json!({ "text": t })),
+            "[a-z]{0,4}".prop_map(|n| json!({"functionCall": {"name": n, "args": {"a": 1}}})),
+        ];
+        let candidate = (
+            prop::option::of(0u32..3),
+            prop::collection::vec(part, 0..3),
+            prop::option::of(prop::sample::select(vec!["STOP", "MAX_TOKENS", "SAFETY"])),
+        )
+            .prop_map(|(index, parts, finish)| {
+                json!({"index": index, "content": {"parts": parts}, "finishReason": finish})
+            });
+        prop_oneof![
+            6 => (prop::collection::vec(candidate, 0..3), any::<bool>(), any::<bool>()).prop_map(
+                |(candidates, usage, id)| {
+                    let mut answer = json!({ "candidates": candidates });
+                    if usage {
+                        answer["usageMetadata"] = json!({"promptTokenCount": 3, "candidatesTokenCount": 4});
+                    }
+                    if id {
+                        answer["responseId"] = json!("r1");
+                    }
+                    answer.to_string()
+                }
+            ),
+            1 => Just(r#"{"error": {"code": 503, "message": "busy"}}"#.to_owned()),
+            1 => Just(r#"{"promptFeedback": {"blockReason": "SAFETY"}}"#.to_owned()),
+            1 => "\\PC{0,8}",
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 256, failure_persistence: None, ..ProptestConfig::default() })]
+
+        /// With a fixed stamp the translation is deterministic: split anywhere,
+        /// the same results as fed whole.
+        #[test]
+        fn split_anywhere_gives_the_same_results(
+            events in prop::collection::vec(event(), 0..8),
+            cuts in prop::collection::vec(any::<usize>(), 0..24),
+        ) {
+            let wire: String = events.iter().map(|e| format!("data: {e}\r\n\r\n")).collect();
+            let bytes = wire.as_bytes();
+            let whole = results(&[bytes]);
+            let mut points: Vec<usize> = cuts.iter().map(|c| c % (bytes.len() + 1)).collect();
+            points.extend([0, bytes.len()]);
+            points.sort_unstable();
+            let pieces: Vec<&[u8]> = points.windows(2).map(|w| &bytes[w[0]..w[1]]).collect();
+            prop_assert_eq!(results(&pieces), whole);
+        }
+    }
+}
