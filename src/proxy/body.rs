@@ -12,12 +12,30 @@ use serde_json::value::RawValue;
 
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum BodyError {
+    #[error(transparent)]
+    NotUtf8(#[from] NotUtf8),
     #[error("request body is not valid JSON: {0}")]
     NotJson(String),
     #[error("request body must contain a string `model` field")]
     MissingModel,
     #[error("request body must be a JSON object")]
     NotObject,
+}
+
+/// A request body with bytes that are not UTF-8 (JSON text must be, RFC 8259).
+#[derive(Debug, Clone, Copy, thiserror::Error, PartialEq, Eq)]
+#[error("request body is not valid UTF-8 (first invalid byte at offset {offset})")]
+pub struct NotUtf8 {
+    pub offset: usize,
+}
+
+/// The body as text, checked once as a whole. serde only validates the strings it
+/// decodes; the fields the gateway skips (`messages`, `input`, ...) would reach a
+/// pass-through provider byte for byte, so the check cannot be left to parsing.
+pub fn utf8(body: &[u8]) -> Result<&str, NotUtf8> {
+    std::str::from_utf8(body).map_err(|e| NotUtf8 {
+        offset: e.valid_up_to(),
+    })
 }
 
 #[derive(Deserialize)]
@@ -57,8 +75,9 @@ impl ChatBody {
         if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
             return Err(BodyError::NotObject);
         }
+        let text = utf8(body)?;
         let fields: Fields =
-            serde_json::from_slice(body).map_err(|e| BodyError::NotJson(e.to_string()))?;
+            serde_json::from_str(text).map_err(|e| BodyError::NotJson(e.to_string()))?;
         let raw_model = fields.model.ok_or(BodyError::MissingModel)?;
         let model: String =
             serde_json::from_str(raw_model.get()).map_err(|_| BodyError::MissingModel)?;
@@ -183,5 +202,16 @@ mod tests {
             ChatBody::parse(br#"{"model":3}"#),
             Err(BodyError::MissingModel)
         );
+    }
+
+    #[test]
+    fn invalid_utf8_anywhere_is_refused() {
+        // Inside a field the gateway never decodes (serde skips it unchecked).
+        let body = b"{\"model\":\"chat\",\"messages\":[{\"content\":\"a\xff\"}]}";
+        assert_eq!(
+            ChatBody::parse(body),
+            Err(BodyError::NotUtf8(NotUtf8 { offset: 41 }))
+        );
+        assert!(ChatBody::parse("{\"model\":\"chat ✓\"}".as_bytes()).is_ok());
     }
 }
