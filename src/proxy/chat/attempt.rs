@@ -307,29 +307,12 @@ impl Call<'_> {
         let mut request = std::mem::take(&mut self.request_buf);
         request.clear();
         let own_headers = own_headers.as_deref().unwrap_or(&prepared.headers);
-        let mut headers: Vec<(&str, &[u8])> =
-            Vec::with_capacity(own_headers.len() + target.headers.len() + 4);
-        headers.extend(own_headers.iter().map(|(k, v)| (k.as_str(), v.as_bytes())));
-        headers.extend(
-            target
-                .headers
-                .iter()
-                .map(|(k, v)| (k.as_str(), v.as_bytes())),
+        let headers = request_headers(
+            own_headers,
+            &target.headers,
+            &self.meta.request_id,
+            chat.stream,
         );
-        headers.push(("content-type", b"application/json"));
-        headers.push(("x-request-id", self.meta.request_id.as_bytes()));
-        // Without it any coding is acceptable (RFC 9110), and streams are not
-        // decoded. An operator's own `accept-encoding` header wins (whole answers
-        // are decoded either way).
-        if !headers
-            .iter()
-            .any(|(name, _)| name.eq_ignore_ascii_case("accept-encoding"))
-        {
-            headers.push(("accept-encoding", b"identity"));
-        }
-        if chat.stream {
-            headers.push(("accept", b"text/event-stream"));
-        }
         write_request_head(
             &mut request,
             "POST",
@@ -341,6 +324,37 @@ impl Call<'_> {
         request.extend_from_slice(&body);
         Ok(request)
     }
+}
+
+/// The headers of one upstream request: the kind's own (auth), the target's, then
+/// the gateway's.
+fn request_headers<'a>(
+    own: &'a [(String, String)],
+    target: &'a [(String, String)],
+    request_id: &'a str,
+    stream: bool,
+) -> Vec<(&'a str, &'a [u8])> {
+    let mut headers: Vec<(&str, &[u8])> = Vec::with_capacity(own.len() + target.len() + 4);
+    headers.extend(
+        own.iter()
+            .chain(target)
+            .map(|(k, v)| (k.as_str(), v.as_bytes())),
+    );
+    headers.push(("content-type", b"application/json"));
+    headers.push(("x-request-id", request_id.as_bytes()));
+    // Without it any coding is acceptable (RFC 9110), and streams are not decoded.
+    // An operator's own `accept-encoding` header wins (whole answers are decoded
+    // either way; encoded streams fail over).
+    if !headers
+        .iter()
+        .any(|(name, _)| name.eq_ignore_ascii_case("accept-encoding"))
+    {
+        headers.push(("accept-encoding", b"identity"));
+    }
+    if stream {
+        headers.push(("accept", b"text/event-stream"));
+    }
+    headers
 }
 
 /// Whether a client may be shown `status` as a provider's answer: 2xx, 4xx, 5xx.
