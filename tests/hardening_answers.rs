@@ -114,6 +114,22 @@ fn answers_under_the_limit_are_served_whole() {
     assert!(text.ends_with("w19999 "));
 }
 
+#[test]
+fn large_answers_reach_anthropic_clients_whole() {
+    let big = mock_words("big", 20_000);
+    let gw = gateway(&chain_yaml(&[("big", &big)], ONE_TRY, ""));
+    let body = serde_json::json!({
+        "model": "chat",
+        "max_tokens": 16,
+        "messages": [{"role": "user", "content": "hi"}],
+    });
+    let response = post_raw(&gw, "/v1/messages", body.to_string().as_bytes());
+    assert_eq!(response.status, 200, "{}", response.text());
+    let message = response.json();
+    let text = message["content"][0]["text"].as_str().expect("text");
+    assert!(text.starts_with("Hello from big: w0 ") && text.ends_with("w19999 "));
+}
+
 // ---------------------------------------------------------------------------
 // #11: content encodings
 // ---------------------------------------------------------------------------
