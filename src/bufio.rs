@@ -24,6 +24,19 @@ pub async fn read_more<S: AsyncReadRent>(
     (res, slice.into_inner())
 }
 
+/// Makes room for `additional` more bytes in `buf` without letting its capacity
+/// pass `cap`: amortised doubling below it, exact at it. A buffer filled up to a
+/// limit this way never allocates past the limit. The caller has checked that
+/// `buf.len() + additional <= cap`.
+pub fn reserve_capped(buf: &mut Vec<u8>, additional: usize, cap: usize) {
+    let needed = buf.len() + additional;
+    if needed <= buf.capacity() {
+        return;
+    }
+    let target = (buf.capacity() * 2).max(READ_CHUNK).min(cap).max(needed);
+    buf.reserve_exact(target - buf.len());
+}
+
 /// Drops the first `n` bytes of `buf`, keeping the rest (pipelined data) in place.
 pub fn consume(buf: &mut Vec<u8>, n: usize) {
     if n >= buf.len() {
@@ -44,4 +57,21 @@ pub async fn write_all<S: monoio::io::AsyncWriteRent>(
     }
     let (res, buf) = stream.write_all(buf).await;
     (res.map(|_| ()), buf)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn capped_growth_never_passes_the_cap() {
+        let cap = 100_000;
+        let mut buf = Vec::new();
+        for piece in [1usize, 5000, 17_000, 30_000, 40_000, 7_999] {
+            reserve_capped(&mut buf, piece, cap);
+            buf.resize(buf.len() + piece, 0);
+            assert!(buf.capacity() <= cap, "{} > {cap}", buf.capacity());
+        }
+        assert_eq!(buf.len(), 100_000);
+    }
 }

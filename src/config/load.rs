@@ -517,6 +517,11 @@ fn limits(raw: RawLimits, path: &YamlPath, r: &mut Report<'_>) -> Limits {
             &path.key("max_body_bytes"),
             10 * 1024 * 1024,
         ),
+        max_response_bytes: r.at_least_one(
+            raw.max_response_bytes,
+            &path.key("max_response_bytes"),
+            32 * 1024 * 1024,
+        ),
         max_connections: r.at_least_one(raw.max_connections, &path.key("max_connections"), 10_000),
         idle_timeout: r.positive_duration(
             raw.idle_timeout.as_ref(),

@@ -173,6 +173,7 @@ pub struct RawHealth {
 pub struct RawLimits {
     pub max_header_bytes: Option<usize>,
     pub max_body_bytes: Option<usize>,
+    pub max_response_bytes: Option<usize>,
     pub max_connections: Option<usize>,
     pub idle_timeout: Option<DurationText>,
     pub request_timeout: Option<DurationText>,

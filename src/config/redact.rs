@@ -150,6 +150,7 @@ fn limits(l: &Limits) -> Value {
     json!({
         "max_header_bytes": l.max_header_bytes,
         "max_body_bytes": l.max_body_bytes,
+        "max_response_bytes": l.max_response_bytes,
         "max_connections": l.max_connections,
         "idle_timeout": format_duration(l.idle_timeout),
         "request_timeout": format_duration(l.request_timeout),

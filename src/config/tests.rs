@@ -204,6 +204,7 @@ fn defaults_are_applied() {
         (l.idle_timeout, l.request_timeout),
         (Duration::from_secs(60), Duration::from_secs(30))
     );
+    assert_eq!(l.max_response_bytes, 32 * 1024 * 1024);
     assert_eq!(
         (config.log.format, config.log.request_sample),
         (LogFormat::Logfmt, 0.0)
@@ -452,6 +453,23 @@ fn shards_must_be_auto_or_positive() {
     );
     let config = load(&format!("shards: 4\n{}", with_routes(ONE_ROUTE))).unwrap();
     assert_eq!(config.shards, ShardCount::Fixed(4));
+}
+
+#[test]
+fn max_response_bytes_is_read_and_checked() {
+    let config = load(&format!(
+        "limits: {{ max_response_bytes: 1048576 }}\n{}",
+        with_routes(ONE_ROUTE)
+    ))
+    .unwrap();
+    assert_eq!(config.limits.max_response_bytes, 1048576);
+    assert_errors(
+        &format!(
+            "limits:\n  max_response_bytes: 0\n{}",
+            with_routes(ONE_ROUTE)
+        ),
+        &["t.yaml:2: limits.max_response_bytes: must be at least 1, got 0"],
+    );
 }
 
 #[test]

@@ -267,6 +267,9 @@ pub struct HealthConfig {
 pub struct Limits {
     pub max_header_bytes: usize,
     pub max_body_bytes: usize,
+    /// Largest whole (non-streaming) provider answer buffered, after decoding;
+    /// a larger one fails its attempt.
+    pub max_response_bytes: usize,
     pub max_connections: usize,
     /// A keep-alive connection with no request for this long is closed.
     pub idle_timeout: Duration,

@@ -8,6 +8,7 @@
 //! `Transfer-Encoding`.
 
 pub mod chunked;
+pub mod encoding;
 pub mod error;
 pub mod request;
 pub mod response;

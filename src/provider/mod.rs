@@ -13,11 +13,14 @@ pub mod bedrock;
 pub(crate) mod chat_request;
 pub mod gemini;
 pub mod openai;
+pub mod secrets;
 
 use crate::config::{Provider, ProviderKind};
 use crate::http::sse::{SseError, SseEvent, SseParser};
 use crate::outcome::FailureClass;
 use crate::proxy::body::ChatBody;
+
+pub use secrets::Secrets;
 
 /// Which OpenAI API a proxied request calls.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

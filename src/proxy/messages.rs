@@ -73,17 +73,19 @@ pub(crate) fn write_answer(
     body: &[u8],
     extra: &[(&str, &[u8])],
 ) {
-    if (200..300).contains(&status) {
-        match response::message_from_completion(body) {
-            Ok(message) => meta.write_full(out, status, b"application/json", &message, extra),
-            Err(e) => {
-                let error = response::error_body(502, &e.to_string());
-                meta.write_full(out, 502, b"application/json", &error, extra);
-            }
-        }
-    } else {
-        let error = response::error_from_upstream(status, body);
-        meta.write_full(out, status, b"application/json", &error, extra);
+    let (status, body) = shape_answer(status, body);
+    meta.write_full(out, status, b"application/json", &body, extra);
+}
+
+/// The status and Anthropic-shaped JSON body of a whole answer whose body is
+/// OpenAI-shaped (see [`write_answer`]).
+pub(crate) fn shape_answer(status: u16, body: &[u8]) -> (u16, Vec<u8>) {
+    if !(200..300).contains(&status) {
+        return (status, response::error_from_upstream(status, body));
+    }
+    match response::message_from_completion(body) {
+        Ok(message) => (status, message),
+        Err(e) => (502, response::error_body(502, &e.to_string())),
     }
 }
 

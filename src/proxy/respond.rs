@@ -58,17 +58,23 @@ impl Meta {
         body: &[u8],
         extra: &[(&str, &[u8])],
     ) {
+        self.write_full_head(out, status, content_type, body.len(), extra);
+        out.extend_from_slice(body);
+    }
+
+    /// The head of a complete response whose `len`-byte body the caller writes.
+    pub fn write_full_head(
+        &self,
+        out: &mut Vec<u8>,
+        status: u16,
+        content_type: &[u8],
+        len: usize,
+        extra: &[(&str, &[u8])],
+    ) {
         let attempts = self.attempts.to_string();
         let mut headers = self.headers(&attempts, extra);
         headers.push(("content-type", content_type));
-        write_response_head(
-            out,
-            status,
-            &headers,
-            BodyLen::Fixed(body.len()),
-            self.keep_alive,
-        );
-        out.extend_from_slice(body);
+        write_response_head(out, status, &headers, BodyLen::Fixed(len), self.keep_alive);
     }
 
     /// The head of a chunked response (an event stream).
@@ -92,6 +98,24 @@ impl Meta {
         match self.dialect {
             Dialect::OpenAi => self.write_full(out, status, content_type, body, extra),
             Dialect::Anthropic => super::messages::write_answer(self, out, status, body, extra),
+        }
+    }
+
+    /// A whole proxied answer (its OpenAI-shaped `body`) as the client's dialect
+    /// has it: status, content type and body. OpenAI clients get it as it is
+    /// (moved, not copied).
+    pub fn shape_answer(
+        &self,
+        status: u16,
+        content_type: Vec<u8>,
+        body: Vec<u8>,
+    ) -> (u16, Vec<u8>, Vec<u8>) {
+        match self.dialect {
+            Dialect::OpenAi => (status, content_type, body),
+            Dialect::Anthropic => {
+                let (status, body) = super::messages::shape_answer(status, &body);
+                (status, b"application/json".to_vec(), body)
+            }
         }
     }
 

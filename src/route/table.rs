@@ -17,6 +17,8 @@ pub struct ProviderEntry {
     pub addrs: Arc<[SocketAddr]>,
     /// SNI host for https providers.
     pub tls_host: Option<String>,
+    /// Its credentials, blanked out of every body relayed from it.
+    pub secrets: provider::Secrets,
 }
 
 /// One health slot: a (provider, model) pair, shared by every route that uses it.
@@ -58,10 +60,12 @@ impl Table {
         let providers = config
             .providers
             .iter()
-            .map(|p| ProviderEntry {
+            .enumerate()
+            .map(|(index, p)| ProviderEntry {
                 prepared: provider::prepare(p),
                 addrs: resolve(&p.base_url.host, p.base_url.port).into(),
                 tls_host: p.base_url.tls.then(|| p.base_url.host.clone()),
+                secrets: provider::Secrets::of_provider(p, targets_of(&config, index)),
             })
             .collect();
         let (slots, route_slots) = number_slots(&config);
@@ -119,6 +123,15 @@ impl Table {
                 .zip(&other.providers)
                 .all(|(a, b)| a.addrs == b.addrs)
     }
+}
+
+/// Every target, in any route, that sends to provider `index`.
+fn targets_of(config: &Config, index: usize) -> impl Iterator<Item = &crate::config::Target> {
+    config
+        .routes
+        .iter()
+        .flat_map(|r| r.targets.iter())
+        .filter(move |t| t.provider == index)
 }
 
 fn number_slots(config: &Config) -> (Vec<TargetSlot>, Vec<Vec<usize>>) {

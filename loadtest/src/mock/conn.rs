@@ -203,6 +203,17 @@ impl Conn {
         retry_after: Option<u64>,
         extra: ErrorHeader,
     ) {
+        self.whole_with(status, keep_alive, retry_after, extra);
+    }
+
+    /// [`Self::whole`] with any one extra header (not only an error's).
+    fn whole_with(
+        &mut self,
+        status: u16,
+        keep_alive: bool,
+        retry_after: Option<u64>,
+        extra: Option<(&str, &str)>,
+    ) {
         self.out.clear();
         let head = Head {
             status,
@@ -249,6 +260,16 @@ impl Conn {
         }
         let head_bytes = &self.rbuf[..head.head_len];
         let id = self.shared().record(head_bytes, body);
+        if let Fault::EchoRequest { status } = *fault {
+            Shared::count(&self.local.shared.faults_injected);
+            self.scratch.clear();
+            let dialect = head.route.dialect().unwrap_or(Dialect::OpenAi);
+            let name = &self.local.shared.settings.name;
+            let header =
+                super::encode::write_echo(dialect, &mut self.scratch, status, head_bytes, name);
+            self.whole(status, head.keep_alive, None, header);
+            return self.send_whole(Duration::ZERO, head.keep_alive).await;
+        }
         let incoming = Incoming {
             route: head.route,
             target: request::target(head_bytes),
@@ -259,7 +280,15 @@ impl Conn {
         let plan = match plan::plan(&self.local.shared.settings, &incoming, &mut self.scratch) {
             Plan::Stream(stream) => Some(stream),
             Plan::Whole { status, header } => {
-                self.whole(status, head.keep_alive, None, header);
+                match &*fault {
+                    Fault::Encode { encoding } if header.is_none() => {
+                        Shared::count(&self.local.shared.faults_injected);
+                        super::encode::encode_in_place(encoding, &mut self.scratch);
+                        let label = Some(("content-encoding", encoding.as_str()));
+                        self.whole_with(status, head.keep_alive, None, label);
+                    }
+                    _ => self.whole(status, head.keep_alive, None, header),
+                }
                 None
             }
         };

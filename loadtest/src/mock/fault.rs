@@ -84,6 +84,15 @@ pub enum Fault {
     /// `data: [DONE]`, Anthropic `message_stop`, Gemini the last chunk's
     /// `finishReason` and usage, Bedrock `messageStop` and `metadata`).
     NoDone,
+    /// Answers (whole and streamed) labelled `content-encoding: {encoding}`
+    /// whatever the request's `accept-encoding` says, as a misbehaving provider
+    /// or proxy does. `gzip` compresses the body (each stream chunk its own gzip
+    /// member) and `deflate` zlib-wraps it; any other label is put on the
+    /// unchanged body.
+    Encode { encoding: String },
+    /// Answer `status` with an OpenAI error whose message echoes the whole
+    /// request head, credentials included (a provider that quotes what it got).
+    EchoRequest { status: u16 },
 }
 
 /// Why a JSON fault description was rejected.
@@ -107,13 +116,19 @@ impl Fault {
 
     /// Checks the ranges serde cannot express.
     pub fn validate(&self) -> Result<(), FaultError> {
-        if let Fault::Status { status, rate, .. } = self {
-            if !(100..=999).contains(status) {
+        match self {
+            Fault::Status { status, rate, .. } => {
+                if !(100..=999).contains(status) {
+                    return Err(FaultError::Status(*status));
+                }
+                if !(0.0..=1.0).contains(rate) {
+                    return Err(FaultError::Rate(*rate));
+                }
+            }
+            Fault::EchoRequest { status } if !(100..=999).contains(status) => {
                 return Err(FaultError::Status(*status));
             }
-            if !(0.0..=1.0).contains(rate) {
-                return Err(FaultError::Rate(*rate));
-            }
+            _ => {}
         }
         Ok(())
     }
@@ -201,6 +216,16 @@ mod tests {
                 r#"{"mode":"malformed_event","after_chunks":1}"#,
                 Fault::MalformedEvent { after_chunks: 1 },
             ),
+            (
+                r#"{"mode":"encode","encoding":"gzip"}"#,
+                Fault::Encode {
+                    encoding: "gzip".into(),
+                },
+            ),
+            (
+                r#"{"mode":"echo_request","status":401}"#,
+                Fault::EchoRequest { status: 401 },
+            ),
         ];
         for (json, want) in cases {
             let got = Fault::from_json(json.as_bytes()).expect(json);
@@ -220,6 +245,8 @@ mod tests {
             r#"{"mode":"status","status":42}"#,
             r#"{"mode":"status","status":500,"rate":1.5}"#,
             r#"{"mode":"stall","after":1}"#,
+            r#"{"mode":"encode"}"#,
+            r#"{"mode":"echo_request","status":7}"#,
             "not json",
         ] {
             assert!(Fault::from_json(json.as_bytes()).is_err(), "{json}");

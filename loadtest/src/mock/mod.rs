@@ -48,6 +48,7 @@ mod bedrock;
 mod conn;
 mod control;
 mod dialect;
+mod encode;
 mod eventstream;
 mod fault;
 mod gemini;

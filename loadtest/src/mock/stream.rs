@@ -95,6 +95,13 @@ impl Conn {
     ) -> Next {
         Shared::count(&self.shared().streams);
         let settings = self.local.shared.settings.clone();
+        let encoding = match fault {
+            Fault::Encode { encoding } => {
+                Shared::count(&self.shared().faults_injected);
+                Some(encoding.as_str())
+            }
+            _ => None,
+        };
         let head = Head {
             status: 200,
             content_type: plan.content_type(),
@@ -102,7 +109,7 @@ impl Conn {
             keep_alive,
             provider: &settings.name,
             retry_after: None,
-            extra: None,
+            extra: encoding.map(|e| ("content-encoding", e)),
         };
         self.out.clear();
         wire::write_head(&mut self.out, &head);
@@ -130,6 +137,9 @@ impl Conn {
                 settings.created,
                 no_done,
             );
+            if let Some(encoding) = encoding {
+                super::encode::encode_in_place(encoding, &mut self.scratch);
+            }
             if self.send_chunk().await.is_err() {
                 return Next::Close;
             }

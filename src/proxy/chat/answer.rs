@@ -3,6 +3,12 @@
 
 use super::*;
 
+/// Bodies up to this size ride in the same write as the head (one syscall, a
+/// small copy); larger ones are written from their own buffer instead of being
+/// copied behind the head, so an answer is held once, however slowly the client
+/// reads. Small enough that the connection's reused `out` buffer stays small.
+const INLINE_BODY: usize = 16 * 1024;
+
 impl Call<'_> {
     pub(super) async fn answer_provider(
         &mut self,
@@ -12,19 +18,40 @@ impl Call<'_> {
         out: &mut Vec<u8>,
     ) -> std::io::Result<u16> {
         self.meta.target = Some(target);
+        let ProviderAnswer {
+            status,
+            content_type,
+            body,
+            retry_after,
+        } = answer;
         let mut extra: Vec<(&str, &[u8])> = Vec::new();
-        if let Some(retry_after) = &answer.retry_after {
+        if let Some(retry_after) = &retry_after {
             extra.push(("retry-after", retry_after));
         }
-        self.meta.write_answer(
-            out,
-            answer.status,
-            &answer.content_type,
-            &answer.body,
-            &extra,
-        );
+        self.send_whole(client, out, (status, content_type, body), &extra)
+            .await
+    }
+
+    /// Sends a whole proxied answer (status, content type, OpenAI-shaped body) in
+    /// the client's dialect; returns the status the client got.
+    pub(super) async fn send_whole(
+        &self,
+        client: &mut ClientStream,
+        out: &mut Vec<u8>,
+        (status, content_type, body): (u16, Vec<u8>, Vec<u8>),
+        extra: &[(&str, &[u8])],
+    ) -> std::io::Result<u16> {
+        let (status, content_type, body) = self.meta.shape_answer(status, content_type, body);
+        self.meta
+            .write_full_head(out, status, &content_type, body.len(), extra);
+        if body.len() <= INLINE_BODY {
+            out.extend_from_slice(&body);
+            write_out(client, out).await?;
+            return Ok(status);
+        }
         write_out(client, out).await?;
-        Ok(answer.status)
+        let (written, _body) = client.write_all(body).await;
+        written.map(|()| status)
     }
 
     pub(super) async fn answer_exhausted(

@@ -1,8 +1,18 @@
 //! One try against one target: encode the request for the target's kind, send it,
 //! and wait for an answer worth committing (a whole body, or a stream's first content).
+//!
+//! Nothing a provider answers reaches the client unchecked: a final status outside
+//! 200..=599, or any 3xx (a redirect is neither followed nor relayed), is a server
+//! failure like a malformed answer; a whole answer is read within
+//! `limits.max_response_bytes` and decoded when the provider compressed it
+//! although asked for `identity`, while an encoded stream fails before commit (so
+//! the next target serves it); and the provider's own credentials are blanked out
+//! of every body relayed from it.
 
 use super::*;
-use crate::upstream::{ConnectError, ExchangeDeadlines};
+use crate::http::encoding::{Coding, DecodeError};
+use crate::provider::Secrets;
+use crate::upstream::{ConnectError, ExchangeDeadlines, Response};
 
 /// A provider's own error answer, kept to return it unchanged in meaning.
 pub(super) struct ProviderAnswer {
@@ -29,6 +39,20 @@ pub(super) enum AttemptResult {
     },
     /// This target cannot express the request (no attempt was sent).
     Untranslatable(String),
+}
+
+/// What reading one answer needs to know about its attempt.
+struct Answering<'t> {
+    kind: crate::config::ProviderKind,
+    model: &'t str,
+    secrets: &'t Secrets,
+    stall: Duration,
+    first_byte_deadline: Instant,
+    hold_until_content: bool,
+    max_held_bytes: usize,
+    slot: usize,
+    ttfb: Duration,
+    started: Instant,
 }
 
 impl Call<'_> {
@@ -78,7 +102,6 @@ impl Call<'_> {
                 "provider has no pool on this shard",
             );
         };
-        let kind = provider.kind;
         let request = match self.encode_request(provider, &entry.prepared, target) {
             Ok(request) => request,
             Err(e) => return AttemptResult::Untranslatable(e.to_string()),
@@ -95,85 +118,172 @@ impl Call<'_> {
         };
         let (result, buf) = exchange(&pool, request, deadlines).await;
         self.request_buf = buf;
-        let mut response = match result {
+        let response = match result {
             Ok(response) => response,
             Err(e) => return exchange_failure(e),
         };
-        let ttfb = started.elapsed();
+        let answering = Answering {
+            kind: provider.kind,
+            model: &target.model,
+            secrets: &entry.secrets,
+            stall: timeouts.between_chunks,
+            first_byte_deadline,
+            hold_until_content: route.stream.hold_until_content,
+            max_held_bytes: table.config.limits.max_stream_buffer_bytes,
+            slot,
+            ttfb: started.elapsed(),
+            started,
+        };
+        self.answer_of(response, &answering).await
+    }
+
+    /// Sorts a response by status: a stream to hold, a whole answer, a provider
+    /// error, or a status no client may be shown.
+    async fn answer_of(&mut self, response: Response, at: &Answering<'_>) -> AttemptResult {
         let status = response.status();
+        if !is_final_answer(status) {
+            // Dropping the response closes the socket: its body is never read.
+            return failed(
+                FailureClass::Server,
+                None,
+                &format!("provider answered HTTP {status}, which is not a final answer (only 2xx, 4xx and 5xx are; redirects are never followed)"),
+            );
+        }
+        let coding = Coding::parse(response.head.header("content-encoding"));
         let content_type = response
             .head
             .header("content-type")
             .unwrap_or(b"application/json")
             .to_vec();
-        if (200..300).contains(&status) {
-            if self.chat.stream && provider::is_event_stream(kind, &content_type) {
-                let source = provider::event_source(kind, &target.model);
-                let policy = stream::HoldPolicy {
-                    first_content_deadline: first_byte_deadline,
-                    until_content: route.stream.hold_until_content,
-                    max_held_bytes: table.config.limits.max_stream_buffer_bytes,
-                };
-                return match stream::hold(response, source, policy).await {
-                    Ok(held) => AttemptResult::Stream {
-                        held: Box::new(held),
-                        ttfb: started.elapsed(),
-                    },
-                    Err(failure) => {
-                        if failure.overflowed {
-                            self.count_stream_overflow(slot);
-                        }
-                        hold_failed(kind, failure)
-                    }
-                };
-            }
-            let body = match response
-                .read_to_end(MAX_UPSTREAM_BODY, timeouts.between_chunks, self.deadline)
-                .await
-            {
-                Ok(body) => body,
-                Err(BodyError::Stalled) => {
-                    return failed(FailureClass::Stall, None, "body stalled")
-                }
-                Err(e) => return failed(FailureClass::Server, None, &e.to_string()),
-            };
-            response.finish();
-            return match provider::translate_response(kind, self.api, &target.model, body) {
-                Ok(body) if provider::passes_through(kind) => AttemptResult::Complete {
-                    content_type,
-                    body,
-                    ttfb,
-                },
-                Ok(body) => AttemptResult::Complete {
-                    content_type: b"application/json".to_vec(),
-                    body,
-                    ttfb,
-                },
-                Err(e) => failed(FailureClass::Server, None, &e.to_string()),
-            };
+        if !(200..300).contains(&status) {
+            return self.error_answer(response, coding, content_type, at).await;
         }
+        if self.chat.stream && provider::is_event_stream(at.kind, &content_type) {
+            return self.held_stream(response, coding, at).await;
+        }
+        self.whole_answer(response, coding, content_type, at).await
+    }
+
+    /// A 2xx event stream, held until its first content. Streams are not decoded:
+    /// one that arrives encoded anyway fails here, before the client saw anything,
+    /// so the next target serves it.
+    async fn held_stream(
+        &mut self,
+        response: Response,
+        coding: Result<Coding, DecodeError>,
+        at: &Answering<'_>,
+    ) -> AttemptResult {
+        match coding {
+            Ok(Coding::Identity) => {}
+            Ok(coding) => {
+                let reason = format!(
+                    "provider streamed with content-encoding `{}` although asked for identity; encoded streams are not relayed",
+                    coding.as_str()
+                );
+                return failed(FailureClass::Server, None, &reason);
+            }
+            Err(e) => return failed(FailureClass::Server, None, &e.to_string()),
+        }
+        let source = provider::event_source(at.kind, at.model);
+        let policy = stream::HoldPolicy {
+            first_content_deadline: at.first_byte_deadline,
+            until_content: at.hold_until_content,
+            max_held_bytes: at.max_held_bytes,
+        };
+        match stream::hold(response, source, policy).await {
+            Ok(held) => AttemptResult::Stream {
+                held: Box::new(held),
+                ttfb: at.started.elapsed(),
+            },
+            Err(failure) => {
+                if failure.overflowed {
+                    self.count_stream_overflow(at.slot);
+                }
+                hold_failed(at.kind, failure)
+            }
+        }
+    }
+
+    /// A 2xx whole answer: read within the limit, decoded, translated, scrubbed.
+    /// An answer over the limit is the provider's failure (it sent it).
+    async fn whole_answer(
+        &mut self,
+        mut response: Response,
+        coding: Result<Coding, DecodeError>,
+        content_type: Vec<u8>,
+        at: &Answering<'_>,
+    ) -> AttemptResult {
+        let coding = match coding {
+            Ok(coding) => coding,
+            Err(e) => return failed(FailureClass::Server, None, &e.to_string()),
+        };
+        let limit = self.table.config.limits.max_response_bytes;
+        let body = match whole::read(&mut response, coding, limit, at.stall, self.deadline).await {
+            Ok(body) => body,
+            Err(WholeError::Body(BodyError::Stalled)) => {
+                return failed(FailureClass::Stall, None, "body stalled")
+            }
+            Err(e) => return failed(FailureClass::Server, None, &e.to_string()),
+        };
+        response.finish();
+        let content_type = if provider::passes_through(at.kind) {
+            content_type
+        } else {
+            b"application/json".to_vec()
+        };
+        match provider::translate_response(at.kind, self.api, at.model, body) {
+            Ok(body) => AttemptResult::Complete {
+                content_type,
+                body: at.secrets.scrub(body),
+                ttfb: at.ttfb,
+            },
+            // Translation errors may quote the body.
+            Err(e) => failed(
+                FailureClass::Server,
+                None,
+                &at.secrets.scrub_str(e.to_string()),
+            ),
+        }
+    }
+
+    /// A non-2xx answer: classified from its (bounded, decoded) body and kept,
+    /// translated and scrubbed, in case it is what the client finally gets.
+    async fn error_answer(
+        &mut self,
+        mut response: Response,
+        coding: Result<Coding, DecodeError>,
+        content_type: Vec<u8>,
+        at: &Answering<'_>,
+    ) -> AttemptResult {
+        let status = response.status();
         let retry_after_raw = response.head.header("retry-after").map(<[u8]>::to_vec);
-        let body = match response
-            .read_to_end(MAX_ERROR_BODY, timeouts.between_chunks, self.deadline)
-            .await
-        {
-            Ok(body) => {
+        let limit = MAX_ERROR_BODY.min(self.table.config.limits.max_response_bytes);
+        let identity = Coding::Identity;
+        let read = whole::read(&mut response, identity, limit, at.stall, self.deadline).await;
+        // An unreadable error body still has its status to classify by.
+        let raw = read.map_or_else(
+            |_| Vec::new(),
+            |body| {
                 response.finish();
                 body
-            }
-            Err(_) => Vec::new(),
+            },
+        );
+        let decoded = match coding {
+            _ if raw.is_empty() => Ok(raw),
+            Ok(coding) => crate::http::encoding::decode(coding, raw, limit),
+            Err(e) => Err(e),
         };
-        let class = provider::classify_status(kind, status, &body);
+        let class = provider::classify_status(at.kind, status, decoded.as_deref().unwrap_or(&[]));
         let retry_after = retry_after_raw
             .as_deref()
             .and_then(|v| parse_retry_after(v, SystemTime::now()));
-        let (content_type, body) = if provider::passes_through(kind) {
-            (content_type, body)
-        } else {
-            (
+        let (content_type, body) = match decoded {
+            Ok(body) if provider::passes_through(at.kind) => (content_type, body),
+            Ok(body) => (
                 b"application/json".to_vec(),
-                provider::translate_error(kind, status, body),
-            )
+                provider::translate_error(at.kind, status, body),
+            ),
+            Err(e) => (b"application/json".to_vec(), undecodable_error(status, &e)),
         };
         AttemptResult::Failed {
             failure: Failure {
@@ -184,7 +294,7 @@ impl Call<'_> {
             answer: Some(ProviderAnswer {
                 status,
                 content_type,
-                body,
+                body: at.secrets.scrub(body),
                 retry_after: retry_after_raw,
             }),
             reason: format!("HTTP {status}"),
@@ -236,20 +346,12 @@ impl Call<'_> {
         let mut request = std::mem::take(&mut self.request_buf);
         request.clear();
         let own_headers = own_headers.as_deref().unwrap_or(&prepared.headers);
-        let mut headers: Vec<(&str, &[u8])> =
-            Vec::with_capacity(own_headers.len() + target.headers.len() + 3);
-        headers.extend(own_headers.iter().map(|(k, v)| (k.as_str(), v.as_bytes())));
-        headers.extend(
-            target
-                .headers
-                .iter()
-                .map(|(k, v)| (k.as_str(), v.as_bytes())),
+        let headers = request_headers(
+            own_headers,
+            &target.headers,
+            &self.meta.request_id,
+            chat.stream,
         );
-        headers.push(("content-type", b"application/json"));
-        headers.push(("x-request-id", self.meta.request_id.as_bytes()));
-        if chat.stream {
-            headers.push(("accept", b"text/event-stream"));
-        }
         write_request_head(
             &mut request,
             "POST",
@@ -261,6 +363,59 @@ impl Call<'_> {
         request.extend_from_slice(&body);
         Ok(request)
     }
+}
+
+/// The headers of one upstream request: the kind's own (auth), the target's, then
+/// the gateway's.
+fn request_headers<'a>(
+    own: &'a [(String, String)],
+    target: &'a [(String, String)],
+    request_id: &'a str,
+    stream: bool,
+) -> Vec<(&'a str, &'a [u8])> {
+    let mut headers: Vec<(&str, &[u8])> = Vec::with_capacity(own.len() + target.len() + 4);
+    headers.extend(
+        own.iter()
+            .chain(target)
+            .map(|(k, v)| (k.as_str(), v.as_bytes())),
+    );
+    headers.push(("content-type", b"application/json"));
+    headers.push(("x-request-id", request_id.as_bytes()));
+    // Without it any coding is acceptable (RFC 9110), and streams are not decoded.
+    // An operator's own `accept-encoding` header wins (whole answers are decoded
+    // either way; encoded streams fail over).
+    if !headers
+        .iter()
+        .any(|(name, _)| name.eq_ignore_ascii_case("accept-encoding"))
+    {
+        headers.push(("accept-encoding", b"identity"));
+    }
+    if stream {
+        headers.push(("accept", b"text/event-stream"));
+    }
+    headers
+}
+
+/// Whether a client may be shown `status` as a provider's answer: 2xx, 4xx, 5xx.
+/// 1xx cannot be final (the exchange skips interim ones), a redirect points the
+/// gateway somewhere it was not configured to go, and anything outside
+/// 200..=599 is not HTTP.
+pub(super) fn is_final_answer(status: u16) -> bool {
+    matches!(status, 200..=299 | 400..=599)
+}
+
+/// The error body kept for a provider error whose body could not be decoded: the
+/// status still counts, the bytes are never relayed as if they were JSON.
+fn undecodable_error(status: u16, error: &DecodeError) -> Vec<u8> {
+    let message =
+        format!("provider answered HTTP {status} with a body the gateway cannot read: {error}");
+    crate::http::ApiError::new(
+        status,
+        "upstream_error",
+        "undecodable_upstream_body",
+        message,
+    )
+    .body()
 }
 
 pub(super) fn failed(class: FailureClass, status: Option<u16>, reason: &str) -> AttemptResult {
@@ -308,4 +463,29 @@ pub(super) fn usage_of(body: &[u8]) -> Option<Usage> {
         usage: Option<Usage>,
     }
     serde_json::from_slice::<WithUsage>(body).ok()?.usage
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_2xx_4xx_5xx_are_answers() {
+        for status in [200, 204, 299, 400, 404, 429, 499, 500, 529, 599] {
+            assert!(is_final_answer(status), "{status}");
+        }
+        for status in [
+            0, 99, 100, 101, 199, 300, 301, 302, 304, 307, 308, 399, 600, 999,
+        ] {
+            assert!(!is_final_answer(status), "{status}");
+        }
+    }
+
+    #[test]
+    fn undecodable_errors_are_openai_shaped() {
+        let body = undecodable_error(503, &DecodeError::Unsupported("br".into()));
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["error"]["code"], "undecodable_upstream_body");
+        assert!(v["error"]["message"].as_str().unwrap().contains("`br`"));
+    }
 }

@@ -4,8 +4,10 @@
 mod answer;
 mod attempt;
 mod relay;
+mod whole;
 
 use attempt::{usage_of, AttemptResult, ProviderAnswer};
+use whole::WholeError;
 
 use std::rc::Rc;
 use std::sync::Arc;
@@ -30,8 +32,6 @@ use crate::upstream::{exchange, BodyError, ExchangeError};
 
 /// Header a client may send to shorten the route's total deadline.
 pub const TIMEOUT_HEADER: &str = "x-switchyard-timeout-ms";
-/// Largest upstream body the gateway buffers (non-streaming answers, errors).
-const MAX_UPSTREAM_BODY: usize = 32 * 1024 * 1024;
 /// Largest error body kept for classification and for the client.
 const MAX_ERROR_BODY: usize = 256 * 1024;
 /// Re-routes on context-length overflow allowed per request.
@@ -424,9 +424,10 @@ impl Call<'_> {
                 } => {
                     self.record(slot, Outcome::Success, Some(ttfb), usage_of(&body));
                     self.meta.target = Some(label.clone());
-                    self.meta.write_answer(out, 200, &content_type, &body, &[]);
-                    write_out(client, out).await?;
-                    return Ok(TargetEnd::Answered { status: 200 });
+                    let status = self
+                        .send_whole(client, out, (200, content_type, body), &[])
+                        .await?;
+                    return Ok(TargetEnd::Answered { status });
                 }
                 AttemptResult::Stream { held, ttfb } => {
                     self.meta.target = Some(label.clone());

@@ -29,6 +29,8 @@ use serde_json::value::RawValue;
 /// Why an Anthropic request cannot be expressed as an OpenAI chat request.
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum RequestError {
+    #[error(transparent)]
+    NotUtf8(#[from] crate::proxy::body::NotUtf8),
     #[error("request body is not a valid Messages request: {0}")]
     Json(String),
     #[error("`messages` must not be empty")]
@@ -272,8 +274,9 @@ impl ChatMessage {
 
 /// Translates an Anthropic Messages request body into an OpenAI chat body.
 pub fn to_chat_body(body: &[u8]) -> Result<Vec<u8>, RequestError> {
+    let text = crate::proxy::body::utf8(body)?;
     let request: MessagesRequest =
-        serde_json::from_slice(body).map_err(|e| RequestError::Json(e.to_string()))?;
+        serde_json::from_str(text).map_err(|e| RequestError::Json(e.to_string()))?;
     if request.messages.is_empty() {
         return Err(RequestError::NoMessages);
     }
@@ -668,6 +671,12 @@ mod tests {
     #[test]
     fn rejections() {
         let err = |v: Value| to_chat_body(v.to_string().as_bytes()).unwrap_err();
+        // Invalid UTF-8 in a field the translation drops is refused all the same.
+        let not_utf8 = b"{\"model\":\"m\",\"metadata\":{\"user_id\":\"\xc3\"},\"messages\":[]}";
+        assert!(matches!(
+            to_chat_body(not_utf8),
+            Err(RequestError::NotUtf8(_))
+        ));
         assert!(matches!(
             err(json!({"messages": []})),
             RequestError::Json(_)
