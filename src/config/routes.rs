@@ -289,11 +289,17 @@ fn timeouts(raw: RawTimeouts, base: &Timeouts, path: &YamlPath, r: &mut Report<'
         base.between_chunks,
     );
     let total = r.positive_duration(raw.total.as_ref(), &path.key("total"), base.total);
-    r.not_longer(("connect", connect), ("total", total), &path.key("connect"));
-    r.not_longer(
-        ("first_byte", first_byte),
-        ("total", total),
-        &path.key("first_byte"),
+    // Only what the file says is checked against `total`; an inherited default
+    // longer than a short `total` simply gives way to it.
+    let (connect, first_byte) = (
+        within_total(r, ("connect", connect), raw.connect.is_some(), total, path),
+        within_total(
+            r,
+            ("first_byte", first_byte),
+            raw.first_byte.is_some(),
+            total,
+            path,
+        ),
     );
     Timeouts {
         connect,
@@ -301,6 +307,20 @@ fn timeouts(raw: RawTimeouts, base: &Timeouts, path: &YamlPath, r: &mut Report<'
         between_chunks,
         total,
     }
+}
+
+fn within_total(
+    r: &mut Report<'_>,
+    (name, value): (&'static str, Duration),
+    written: bool,
+    total: Duration,
+    path: &YamlPath,
+) -> Duration {
+    if !written {
+        return value.min(total);
+    }
+    r.not_longer((name, value), ("total", total), &path.key(name));
+    value
 }
 
 fn stream(raw: RawStream) -> StreamPolicy {
