@@ -34,6 +34,8 @@ pub(crate) struct Outcome {
     pub first_token: Option<Instant>,
     pub stream: Option<StreamVerdict>,
     pub target: Option<String>,
+    /// `x-switchyard-attempts`, when the answer carried it.
+    pub attempts: Option<u32>,
 }
 
 /// The counts and histograms of one second.
@@ -41,6 +43,7 @@ pub(crate) struct Outcome {
 struct Second {
     ok: u64,
     errors: u64,
+    retried: u64,
     latency: Histogram<u64>,
 }
 
@@ -54,6 +57,7 @@ pub(crate) struct Recorder {
     unsent: u64,
     statuses: HashMap<u16, u64>,
     targets: HashMap<String, u64>,
+    attempts: HashMap<u32, u64>,
     streams: StreamCounts,
     latency: Histogram<u64>,
     ttft: Histogram<u64>,
@@ -73,6 +77,7 @@ impl Recorder {
             unsent: 0,
             statuses: HashMap::new(),
             targets: HashMap::new(),
+            attempts: HashMap::new(),
             streams: StreamCounts::default(),
             ttft: Histogram::new_from(&latency),
             latency,
@@ -88,6 +93,9 @@ impl Recorder {
         *self.statuses.entry(o.status).or_default() += 1;
         if let Some(target) = &o.target {
             *self.targets.entry(target.clone()).or_default() += 1;
+        }
+        if let Some(n) = o.attempts {
+            *self.attempts.entry(n).or_default() += 1;
         }
         if let Some(v) = o.stream {
             self.streams.completed += u64::from(v.completed);
@@ -110,6 +118,7 @@ impl Recorder {
         let second = self.second(usize::try_from(index).unwrap_or(usize::MAX));
         second.ok += u64::from(o.ok);
         second.errors += u64::from(!o.ok);
+        second.retried += u64::from(o.attempts.is_some_and(|n| n > 1));
         if o.measured {
             let us = micros(o.done.saturating_duration_since(o.intended));
             second.latency.saturating_record(us);
@@ -126,6 +135,7 @@ impl Recorder {
             self.series.push(Second {
                 ok: 0,
                 errors: 0,
+                retried: 0,
                 latency: Histogram::new_from(&self.latency),
             });
         }
@@ -154,6 +164,7 @@ impl Recorder {
         self.unsent += other.unsent;
         merge_counts(&mut self.statuses, other.statuses);
         merge_counts(&mut self.targets, other.targets);
+        merge_counts(&mut self.attempts, other.attempts);
         self.streams.completed += other.streams.completed;
         self.streams.errored += other.streams.errored;
         self.streams.continued += other.streams.continued;
@@ -163,6 +174,7 @@ impl Recorder {
             let mine = self.second(index);
             mine.ok += theirs.ok;
             mine.errors += theirs.errors;
+            mine.retried += theirs.retried;
             mine.latency.add(&theirs.latency).map_err(hist_err)?;
         }
         self.last_done = self.last_done.max(other.last_done);
@@ -181,6 +193,7 @@ impl Recorder {
             errors: self.requests - self.ok,
             statuses: self.statuses.into_iter().collect(),
             targets: self.targets.into_iter().collect::<BTreeMap<_, _>>(),
+            attempts: self.attempts.into_iter().collect(),
             late_starts: self.late_starts,
             unsent: self.unsent,
             elapsed_s,
@@ -207,6 +220,7 @@ fn series_stats(series: &[Second]) -> Vec<SecondStats> {
                 second: u32::try_from(i).unwrap_or(u32::MAX),
                 ok: s.ok,
                 errors: s.errors,
+                retried: s.retried,
                 p50_us: p.p50,
                 p99_us: p.p99,
             }
@@ -252,6 +266,7 @@ mod tests {
             first_token: None,
             stream: None,
             target: Some("mock".into()),
+            attempts: Some(if status == 503 { 2 } else { 1 }),
         }
     }
 
@@ -270,8 +285,10 @@ mod tests {
         assert_eq!((r.requests, r.ok, r.errors, r.unsent), (5, 1, 4, 2));
         assert_eq!(r.statuses, BTreeMap::from([(0, 3), (200, 1), (503, 1)]));
         assert_eq!(r.targets["mock"], 3);
+        assert_eq!(r.attempts, BTreeMap::from([(1, 2), (2, 1)]));
         assert_eq!(r.series.len(), 2);
         assert_eq!((r.series[0].ok, r.series[1].errors), (1, 2));
+        assert_eq!((r.series[0].retried, r.series[1].retried), (0, 1));
         assert!(
             (29_000..=31_000).contains(&r.latency_us.max),
             "{:?}",

@@ -19,6 +19,9 @@ use crate::mock::Fault;
 
 /// `loadgen::run` starts its clock this long after it is called (its START_DELAY).
 const LOADGEN_START_DELAY: Duration = Duration::from_millis(30);
+/// Warmup of each max-throughput slice: enough to open the connections and let
+/// a breaker that the phase trips settle, short enough that slices stay cheap.
+const SLICE_WARMUP: Duration = Duration::from_millis(250);
 
 /// Which cores the gateway and the load side (load threads, mocks, timeline) use.
 #[derive(Debug, Clone, Copy, Default, Serialize)]
@@ -62,9 +65,18 @@ pub struct ScenarioRun {
     pub load: LoadReport,
     /// Compare only: direct, gateway, direct_max, gateway_max, gateway_max_down.
     pub phases: BTreeMap<String, LoadReport>,
+    /// Compare only: ok/s of every slice of each max-throughput phase, in the
+    /// order run; `phases` holds the best slice of each.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub slices: BTreeMap<String, Vec<f64>>,
     pub timeline: TimelineLog,
+    /// When the first fault and the heal were actually applied (the timeline
+    /// thread can run late on a busy machine); None: planned but never applied.
     pub fault_start_s: Option<f64>,
     pub heal_s: Option<f64>,
+    /// When the scenario planned them.
+    pub planned_fault_start_s: Option<f64>,
+    pub planned_heal_s: Option<f64>,
     pub settle_s: f64,
 }
 
@@ -101,25 +113,30 @@ pub fn run(sc: &Scenario, file: &Path, ctx: &Context) -> Result<ScenarioRun, Sui
         gateway_cpus: gateway.cpus.clone(),
         load: empty_report(),
         phases: BTreeMap::new(),
+        slices: BTreeMap::new(),
         timeline: TimelineLog::default(),
-        fault_start_s: scenario::fault_start(sc).map(|d| d.secs()),
-        heal_s: scenario::heal_at(sc).map(|d| d.secs()),
+        fault_start_s: None,
+        heal_s: None,
+        planned_fault_start_s: scenario::fault_start(sc).map(|d| d.secs()),
+        planned_heal_s: scenario::heal_at(sc).map(|d| d.secs()),
         settle_s: sc.settle.secs(),
     };
     match &sc.compare {
         None => {
             let spec = load_spec(&sc.traffic, gateway.addr, ctx.placement.load);
             let (report, log) = measured(sc, &mocks, &spec, &sc.name, Some(gateway.addr))?;
+            (out.fault_start_s, out.heal_s) = applied_times(sc, &log.applied);
             out.load = report;
             out.timeline = log;
         }
         Some(compare) => {
             let direct = mocks.get(&compare.direct)?.handle.addr();
             let fixed = |target| load_spec(&sc.traffic, target, ctx.placement.load);
-            let max = |target| {
+            let slice = |target| {
                 let mut spec = fixed(target);
                 spec.rate = None;
-                spec.duration = compare.max_duration.0;
+                spec.duration = compare.max_duration.0 / u32::try_from(compare.rounds).unwrap_or(1);
+                spec.warmup = spec.warmup.min(SLICE_WARMUP);
                 spec.connections = compare.max_connections;
                 spec
             };
@@ -137,30 +154,38 @@ pub fn run(sc: &Scenario, file: &Path, ctx: &Context) -> Result<ScenarioRun, Sui
                 &label("gateway"),
                 None,
             )?;
-            let (dm, _) = measured(&quiet, &mocks, &max(direct), &label("direct_max"), None)?;
-            let (gm, _) = measured(
-                &quiet,
-                &mocks,
-                &max(gateway.addr),
-                &label("gateway_max"),
-                None,
-            )?;
             out.load = g.clone();
             out.timeline = log;
             out.phases.insert("direct".into(), d);
             out.phases.insert("gateway".into(), g);
-            out.phases.insert("direct_max".into(), dm);
-            out.phases.insert("gateway_max".into(), gm);
+            let mut max_phases: BTreeMap<&str, Vec<LoadReport>> = BTreeMap::new();
+            for round in 0..compare.rounds {
+                for (phase, target) in [("direct_max", direct), ("gateway_max", gateway.addr)] {
+                    let name = label(&format!("{phase} {}/{}", round + 1, compare.rounds));
+                    let (r, _) = measured(&quiet, &mocks, &slice(target), &name, None)?;
+                    max_phases.entry(phase).or_default().push(r);
+                }
+            }
             if let Some(down) = &compare.down {
                 mocks.get(down)?.set_fault(&Fault::Refuse)?;
-                let (gd, _) = measured(
-                    &quiet,
-                    &mocks,
-                    &max(gateway.addr),
-                    &label("gateway_max_down"),
-                    None,
-                )?;
-                out.phases.insert("gateway_max_down".into(), gd);
+                for round in 0..compare.rounds {
+                    let name = label(&format!(
+                        "gateway_max_down {}/{}",
+                        round + 1,
+                        compare.rounds
+                    ));
+                    let (r, _) = measured(&quiet, &mocks, &slice(gateway.addr), &name, None)?;
+                    max_phases.entry("gateway_max_down").or_default().push(r);
+                }
+            }
+            for (phase, reports) in max_phases {
+                out.slices.insert(
+                    phase.to_string(),
+                    reports.iter().map(|r| r.throughput).collect(),
+                );
+                if let Some(best) = best_slice(reports) {
+                    out.phases.insert(phase.to_string(), best);
+                }
             }
         }
     }
@@ -188,6 +213,12 @@ fn measured(
             (Some(p), Some(addr)) => Some((p.at.0, p.requests, addr, sc.traffic.model.clone())),
             _ => None,
         },
+        // Halfway to the first fault: the gateway is warm and nothing is broken yet.
+        reference_probe_at: sc
+            .probe
+            .as_ref()
+            .and(scenario::fault_start(sc))
+            .map(|f| f.0 / 2),
         pin_core: spec.pin_cores.first().copied(),
     };
     let timeline = Timeline::spawn(plan).map_err(|e| SuiteError::Io {
@@ -202,6 +233,28 @@ fn measured(
         }
     }
     Ok((report?, log))
+}
+
+/// The slice with the highest throughput (see [`scenario::Compare::rounds`]).
+fn best_slice(reports: Vec<LoadReport>) -> Option<LoadReport> {
+    reports
+        .into_iter()
+        .max_by(|a, b| a.throughput.total_cmp(&b.throughput))
+}
+
+/// When the first fault and the heal were applied, from the timeline log. The
+/// thread applies `sc.faults` in order, one log entry per step, so entry `i` is
+/// step `i`; the heal is the last step (steps are sorted by time).
+pub fn applied_times(
+    sc: &Scenario,
+    applied: &[super::timeline::AppliedStep],
+) -> (Option<f64>, Option<f64>) {
+    let first = sc.faults.iter().position(|f| f.fault != Fault::None);
+    let fault = first.and_then(|i| applied.get(i)).map(|a| a.at_s);
+    let heal = scenario::heal_at(sc)
+        .and_then(|_| applied.get(sc.faults.len().checked_sub(1)?))
+        .map(|a| a.at_s);
+    (fault, heal)
 }
 
 fn load_spec(t: &Traffic, target: SocketAddr, core: Option<usize>) -> LoadSpec {
@@ -221,7 +274,8 @@ fn load_spec(t: &Traffic, target: SocketAddr, core: Option<usize>) -> LoadSpec {
     }
 }
 
-fn empty_report() -> LoadReport {
+/// A report of a run that sent nothing (compare scenarios fill theirs in later).
+pub(crate) fn empty_report() -> LoadReport {
     LoadReport {
         open_loop: false,
         requests: 0,
@@ -229,6 +283,7 @@ fn empty_report() -> LoadReport {
         errors: 0,
         statuses: BTreeMap::new(),
         targets: BTreeMap::new(),
+        attempts: BTreeMap::new(),
         late_starts: 0,
         unsent: 0,
         elapsed_s: 0.0,

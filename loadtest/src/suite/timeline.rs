@@ -28,6 +28,9 @@ pub struct TimelinePlan {
     pub mocks: Vec<Mock>,
     /// Probe: when, how many, where, which model.
     pub probe: Option<(Duration, usize, SocketAddr, String)>,
+    /// When to send the same probe while everything is still healthy, as the
+    /// same-run reference the fault-time probe latency is compared with.
+    pub reference_probe_at: Option<Duration>,
     pub pin_core: Option<usize>,
 }
 
@@ -39,6 +42,9 @@ pub struct TimelineLog {
     /// Cumulative provider requests per mock (same order as `mocks`).
     pub samples: Vec<Sample>,
     pub probe: Option<ProbeResult>,
+    /// The probe sent before the first fault (see [`TimelinePlan::reference_probe_at`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reference_probe: Option<ProbeResult>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -101,6 +107,10 @@ fn run(plan: TimelinePlan, stop: &AtomicBool) -> TimelineLog {
     };
     let mut next_step = 0;
     let mut probe = plan.probe.clone();
+    let mut reference = plan
+        .reference_probe_at
+        .zip(plan.probe.clone())
+        .map(|(at, (_, n, addr, model))| (at, n, addr, model));
     let mut progress = Progress::new(&plan.label, plan.duration);
     let mut next_tick = Instant::now();
     while !stop.load(Ordering::Acquire) {
@@ -109,6 +119,11 @@ fn run(plan: TimelinePlan, stop: &AtomicBool) -> TimelineLog {
         while let Some(step) = plan.steps.get(next_step).filter(|s| t >= s.at.secs()) {
             log.applied.push(apply(step, &plan.mocks, t));
             next_step += 1;
+        }
+        if reference.as_ref().is_some_and(|p| t >= p.0.as_secs_f64()) {
+            if let Some((_, n, addr, model)) = reference.take() {
+                log.reference_probe = Some(send_probes(addr, &model, n, t));
+            }
         }
         if probe.as_ref().is_some_and(|p| t >= p.0.as_secs_f64()) {
             if let Some((_, n, addr, model)) = probe.take() {
