@@ -44,6 +44,9 @@ struct Second {
     ok: u64,
     errors: u64,
     retried: u64,
+    sent: u64,
+    sent_ok: u64,
+    sent_retried: u64,
     latency: Histogram<u64>,
 }
 
@@ -111,14 +114,22 @@ impl Recorder {
     }
 
     fn record_second(&mut self, o: &Outcome) {
-        let index = o
-            .done
-            .saturating_duration_since(self.timeline.warm_end)
-            .as_secs();
-        let second = self.second(usize::try_from(index).unwrap_or(usize::MAX));
+        let retried = u64::from(o.attempts.is_some_and(|n| n > 1));
+        let at = |t: Instant| {
+            let index = t
+                .saturating_duration_since(self.timeline.warm_end)
+                .as_secs();
+            usize::try_from(index).unwrap_or(usize::MAX)
+        };
+        let (by_intent, by_done) = (at(o.intended), at(o.done));
+        let second = self.second(by_intent);
+        second.sent += 1;
+        second.sent_ok += u64::from(o.ok);
+        second.sent_retried += retried;
+        let second = self.second(by_done);
         second.ok += u64::from(o.ok);
         second.errors += u64::from(!o.ok);
-        second.retried += u64::from(o.attempts.is_some_and(|n| n > 1));
+        second.retried += retried;
         if o.measured {
             let us = micros(o.done.saturating_duration_since(o.intended));
             second.latency.saturating_record(us);
@@ -136,6 +147,9 @@ impl Recorder {
                 ok: 0,
                 errors: 0,
                 retried: 0,
+                sent: 0,
+                sent_ok: 0,
+                sent_retried: 0,
                 latency: Histogram::new_from(&self.latency),
             });
         }
@@ -175,6 +189,9 @@ impl Recorder {
             mine.ok += theirs.ok;
             mine.errors += theirs.errors;
             mine.retried += theirs.retried;
+            mine.sent += theirs.sent;
+            mine.sent_ok += theirs.sent_ok;
+            mine.sent_retried += theirs.sent_retried;
             mine.latency.add(&theirs.latency).map_err(hist_err)?;
         }
         self.last_done = self.last_done.max(other.last_done);
@@ -221,6 +238,9 @@ fn series_stats(series: &[Second]) -> Vec<SecondStats> {
                 ok: s.ok,
                 errors: s.errors,
                 retried: s.retried,
+                sent: s.sent,
+                sent_ok: s.sent_ok,
+                sent_retried: s.sent_retried,
                 p50_us: p.p50,
                 p99_us: p.p99,
             }
@@ -295,6 +315,20 @@ mod tests {
             r.latency_us
         );
         assert!((2.9..3.1).contains(&r.elapsed_s));
+    }
+
+    #[test]
+    fn series_counts_by_send_time_as_well_as_by_completion() {
+        // The 900 ms answer to the request sent at 0.8 s completes in second 1,
+        // but by send time it stays in second 0 beside nothing else.
+        let tl = timeline();
+        let mut c = Recorder::new(tl).unwrap();
+        c.record(&outcome(&tl, 800, 900, 200));
+        c.record(&outcome(&tl, 1500, 30, 503));
+        let r = c.into_report(&LoadSpec::new("127.0.0.1:1".parse().unwrap()));
+        let counts = |s: &SecondStats| (s.sent, s.sent_ok, s.sent_retried, s.ok, s.errors);
+        assert_eq!(counts(&r.series[0]), (1, 1, 0, 0, 0));
+        assert_eq!(counts(&r.series[1]), (1, 0, 1, 1, 1));
     }
 
     #[test]

@@ -84,7 +84,10 @@ pub struct StreamCounts {
     pub continued: u64,
 }
 
-/// One second of the run, bucketed by completion time.
+/// One second of the run: `ok`, `errors`, `retried` and the latencies bucketed
+/// by completion time (what a chart of the run shows), `sent*` by intended send
+/// time (what a stall cannot move: a request meant for second 3 stays in second 3
+/// however late its answer is).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct SecondStats {
     pub second: u32,
@@ -94,6 +97,15 @@ pub struct SecondStats {
     /// each paid at least one failed call before it was served or refused.
     #[serde(default)]
     pub retried: u64,
+    /// Requests whose intended send time falls in this second.
+    #[serde(default)]
+    pub sent: u64,
+    /// Of those, answered ok.
+    #[serde(default)]
+    pub sent_ok: u64,
+    /// Of those, answered after more than one upstream attempt.
+    #[serde(default)]
+    pub sent_retried: u64,
     pub p50_us: u64,
     pub p99_us: u64,
 }

@@ -123,7 +123,17 @@ fn value(metric: Metric, sc: &Scenario, run: &ScenarioRun) -> Result<Measure, St
             .ok_or_else(|| format!("the `{name}` phase did not run"))
     };
     let v = match metric {
-        Metric::ErrorRate => ratio(load.errors as f64, load.requests as f64, "no request")?,
+        Metric::ErrorRate => {
+            // Compare runs: every gateway slice at the fixed rate, not just the
+            // best one, so no error hides in a slice that was not picked.
+            let (errors, requests) = match run.slices.get("gateway") {
+                Some(slices) => slices
+                    .iter()
+                    .fold((0, 0), |(e, n), s| (e + s.errors, n + s.requests)),
+                None => (load.errors, load.requests),
+            };
+            ratio(errors as f64, requests as f64, "no request")?
+        }
         Metric::ErrorRateAfterBreaker => {
             let w = window(&load.series, breaker_window(run)?);
             ratio(w.errors, w.ok + w.errors, "no request completed in it")
@@ -164,6 +174,7 @@ fn value(metric: Metric, sc: &Scenario, run: &ScenarioRun) -> Result<Measure, St
         Metric::FailFastRatioP50 => {
             let probe = fault_probe(run)?;
             let reference = reference_probe(run)?;
+            let best = |p: &ProbeResult| p.best_batch_p50_us().unwrap_or(p.p50_us) as f64;
             let healthy = reference.statuses.get(&200).copied().unwrap_or(0);
             if healthy != reference.requests as u64 {
                 // The gateway failed requests while every target was up: that is
@@ -173,11 +184,7 @@ fn value(metric: Metric, sc: &Scenario, run: &ScenarioRun) -> Result<Measure, St
                     reference.statuses
                 )));
             }
-            ratio(
-                probe.p50_us as f64,
-                reference.p50_us as f64,
-                "the reference probe p50 is 0",
-            )?
+            ratio(best(probe), best(reference), "the reference probe p50 is 0")?
         }
         Metric::RetryAfterRatio => {
             let p = fault_probe(run)?;
@@ -211,16 +218,17 @@ fn value(metric: Metric, sc: &Scenario, run: &ScenarioRun) -> Result<Measure, St
             "nothing was served with the primary up",
         )?,
         Metric::DownRetriedRatio => {
-            let attempts = &phase("gateway_max_down")?.attempts;
-            let total: u64 = attempts.values().sum();
-            let retried: u64 = attempts
+            // Every slice of the down phase: each pays for its own half-open probes.
+            let slices = run
+                .slices
+                .get("gateway_max_down")
+                .ok_or("the `gateway_max_down` phase did not run")?;
+            let (retried, attempted) = slices
                 .iter()
-                .filter(|(n, _)| **n > 1)
-                .map(|(_, c)| c)
-                .sum();
+                .fold((0, 0), |(r, a), s| (r + s.retried, a + s.attempted));
             ratio(
                 retried as f64,
-                total as f64,
+                attempted as f64,
                 "no answer in the down phase carried x-switchyard-attempts",
             )?
         }
@@ -284,8 +292,11 @@ pub struct WindowCounts {
     pub seconds: f64,
 }
 
-/// The per-second buckets that lie at least half inside `[from, to)`; any
-/// overlapping bucket when none does (short smoke runs).
+/// The requests whose intended send time lies in the per-second buckets at
+/// least half inside `[from, to)` (any overlapping bucket when none does: short
+/// smoke runs). By send time, not completion time: a stall on a busy machine
+/// delays answers into later seconds, but cannot move a request out of the
+/// second it was meant for.
 pub fn window(series: &[SecondStats], (from, to): (f64, f64)) -> WindowCounts {
     let overlap = |s: &SecondStats| {
         let a = f64::from(s.second);
@@ -296,21 +307,25 @@ pub fn window(series: &[SecondStats], (from, to): (f64, f64)) -> WindowCounts {
         picked = series.iter().filter(|s| overlap(s) > 0.0).collect();
     }
     WindowCounts {
-        ok: picked.iter().map(|s| s.ok as f64).sum(),
-        errors: picked.iter().map(|s| s.errors as f64).sum(),
-        retried: picked.iter().map(|s| s.retried as f64).sum(),
+        ok: picked.iter().map(|s| s.sent_ok as f64).sum(),
+        errors: picked
+            .iter()
+            .map(|s| s.sent.saturating_sub(s.sent_ok) as f64)
+            .sum(),
+        retried: picked.iter().map(|s| s.sent_retried as f64).sum(),
         seconds: picked.len() as f64,
     }
 }
 
-/// Mean ok/s over the whole seconds before the first fault.
+/// Mean ok answers per second of send time over the whole seconds before the
+/// first fault.
 pub fn before_fault(series: &[SecondStats], fault_start: f64) -> Option<f64> {
     let before: Vec<&SecondStats> = series
         .iter()
         .filter(|s| f64::from(s.second) + 1.0 <= fault_start)
         .collect();
     (!before.is_empty())
-        .then(|| before.iter().map(|s| s.ok as f64).sum::<f64>() / before.len() as f64)
+        .then(|| before.iter().map(|s| s.sent_ok as f64).sum::<f64>() / before.len() as f64)
 }
 
 /// The probe sent during the fault, if it really ran while the breakers were
@@ -322,9 +337,10 @@ fn fault_probe(run: &ScenarioRun) -> Result<&ProbeResult, String> {
         .as_ref()
         .ok_or("the probe was never sent")?;
     let (from, to) = breaker_window(run)?;
-    if probe.at_s < from || probe.at_s >= to {
+    let last = probe.last_at_s.max(probe.at_s);
+    if probe.at_s < from || last >= to {
         return Err(format!(
-            "the probe ran at {:.2} s, outside the breaker window {from:.2}..{to:.2} s",
+            "the probe ran {:.2}..{last:.2} s, outside the breaker window {from:.2}..{to:.2} s",
             probe.at_s
         ));
     }
@@ -340,10 +356,10 @@ fn reference_probe(run: &ScenarioRun) -> Result<&ProbeResult, String> {
     let fault = run
         .fault_start_s
         .ok_or("the first fault was never applied")?;
-    if reference.at_s >= fault {
+    let last = reference.last_at_s.max(reference.at_s);
+    if last >= fault {
         return Err(format!(
-            "the reference probe ran at {:.2} s, after the first fault at {fault:.2} s",
-            reference.at_s
+            "the reference probe ran until {last:.2} s, after the first fault at {fault:.2} s"
         ));
     }
     Ok(reference)
@@ -449,15 +465,18 @@ mod tests {
     use std::path::Path;
 
     use super::*;
-    use crate::suite::runner::empty_report;
+    use crate::suite::runner::{empty_report, SliceSummary};
     use crate::suite::scenario::parse;
     use crate::suite::timeline::TimelineLog;
 
+    /// A second in which every request was also sent (and answered) in it.
     fn sec(second: u32, ok: u64, errors: u64) -> SecondStats {
         SecondStats {
             second,
             ok,
             errors,
+            sent: ok + errors,
+            sent_ok: ok,
             ..SecondStats::default()
         }
     }
@@ -498,6 +517,20 @@ mod tests {
             .collect();
         use Outcome::{Fail, Pass};
         assert_eq!(outcomes, [Fail, Pass, Pass, Pass, Fail]);
+    }
+
+    #[test]
+    fn a_stall_moves_answers_but_not_the_window_counts() {
+        // 100 requests meant for each second; a stall from 2.5 s to 3.5 s pushes
+        // the answers of second 2's second half and second 3's first half into
+        // second 4 by completion, but every one of them is still counted where it
+        // was sent.
+        let mut series: Vec<_> = (0..6).map(|s| sec(s, 100, 0)).collect();
+        series[2].ok = 50;
+        series[3].ok = 50;
+        series[4].ok = 200;
+        let w = window(&series, (2.0, 4.0));
+        assert_eq!((w.ok, w.errors, w.seconds), (200.0, 0.0, 2.0));
     }
 
     #[test]
@@ -601,15 +634,18 @@ budgets:
   fail_fast_p99_ms: { max: 1 }
 "#;
 
+    /// Three batches of 10, 0.2 s apart; the second batch was stalled 50 ms.
     fn probe(at_s: f64, status: u16, p50_us: u64) -> ProbeResult {
         ProbeResult {
             at_s,
-            requests: 10,
-            statuses: BTreeMap::from([(status, 10)]),
-            with_retry_after: if status == 503 { 10 } else { 0 },
+            last_at_s: at_s + 0.4,
+            requests: 30,
+            statuses: BTreeMap::from([(status, 30)]),
+            with_retry_after: if status == 503 { 30 } else { 0 },
             p50_us,
-            p99_us: p50_us * 2,
-            max_us: p50_us * 3,
+            p99_us: 50_000,
+            max_us: 50_000,
+            batch_p50_us: vec![p50_us, 50_000, p50_us + 10],
         }
     }
 
@@ -620,7 +656,7 @@ budgets:
         load.requests = 1000;
         load.ok = 1000;
         load.series = (0..10).map(|s| sec(s, 100, 0)).collect();
-        load.series[3].retried = 1;
+        load.series[3].sent_retried = 1;
         let samples = samples(10.0, |t| if !(2.0..5.0).contains(&t) { 100.0 } else { 0.0 });
         ScenarioRun {
             name: "outage".into(),
@@ -638,7 +674,7 @@ budgets:
                 applied: Vec::new(),
                 samples,
                 probe: Some(probe(3.0, 503, 100)),
-                reference_probe: Some(probe(1.0, 200, 300)),
+                reference_probe: Some(probe(0.5, 200, 300)),
             },
             fault_start_s: Some(2.02),
             heal_s: Some(4.02),
@@ -665,9 +701,13 @@ budgets:
         for (metric, (outcome, detail)) in outcomes(&sc, &run) {
             assert_eq!(outcome, Outcome::Pass, "{metric}: {detail}");
         }
+        // The budget takes every probe, stalled ones too: 50 ms p99 misses 1 ms.
         let budgets = evaluate_budgets(&sc, &run);
         assert_eq!(budgets.len(), 1);
-        assert_eq!(budgets[0].measured, Some(0.2));
+        assert_eq!(
+            (budgets[0].measured, budgets[0].outcome),
+            (Some(50.0), Outcome::Fail)
+        );
     }
 
     /// Each row breaks one thing in the clean run and names the criteria that
@@ -679,17 +719,23 @@ budgets:
         let rows: Vec<Row> = vec![
             (
                 "client errors after the breaker opened",
-                |r| r.load.series[3].errors = 5,
+                |r| r.load.series[3] = sec(3, 95, 5),
                 vec![("error_rate_after_breaker", Outcome::Fail)],
             ),
             (
                 "every answer in the window paid a call to the dead primary",
-                |r| r.load.series[3].retried = 100,
+                |r| r.load.series[3].sent_retried = 100,
                 vec![("retried_after_breaker", Outcome::Fail)],
             ),
             (
                 "throughput halves during the fault",
-                |r| r.load.series[3].ok = 50,
+                |r| {
+                    r.load.series[3] = SecondStats {
+                        sent: 50,
+                        sent_ok: 50,
+                        ..sec(3, 100, 0)
+                    }
+                },
                 vec![("fault_throughput_ratio", Outcome::Fail)],
             ),
             (
@@ -720,7 +766,7 @@ budgets:
             ),
             (
                 "the probe went out after the heal",
-                |r| r.timeline.probe.as_mut().unwrap().at_s = 4.5,
+                |r| r.timeline.probe.as_mut().unwrap().last_at_s = 4.1,
                 vec![
                     ("retry_after_ratio", Outcome::NotMeasured),
                     ("fail_fast_ratio_p50", Outcome::NotMeasured),
@@ -728,17 +774,17 @@ budgets:
             ),
             (
                 "fail-fast answers are slower than healthy ones",
-                |r| r.timeline.probe.as_mut().unwrap().p50_us = 900,
+                |r| r.timeline.probe.as_mut().unwrap().batch_p50_us = vec![900, 700, 1000],
                 vec![("fail_fast_ratio_p50", Outcome::Fail)],
             ),
             (
                 "healthy requests failed before the fault",
-                |r| *r.timeline.reference_probe.as_mut().unwrap() = probe(1.0, 502, 300),
+                |r| *r.timeline.reference_probe.as_mut().unwrap() = probe(0.5, 502, 300),
                 vec![("fail_fast_ratio_p50", Outcome::Fail)],
             ),
             (
                 "some probes were not answered fail-fast",
-                |r| r.timeline.probe.as_mut().unwrap().with_retry_after = 9,
+                |r| r.timeline.probe.as_mut().unwrap().with_retry_after = 29,
                 vec![("retry_after_ratio", Outcome::Fail)],
             ),
             (
@@ -783,6 +829,7 @@ gateway: "routes: []"
 traffic: { rate: 100, duration: 2s }
 compare: { direct: primary, max_duration: 1s, down: primary }
 criteria:
+  error_rate: { max: 0 }
   overhead_ratio_p50: { max: 4 }
   max_throughput_ratio: { min: 0.1 }
   down_throughput_ratio: { min: 0.5 }
@@ -792,49 +839,66 @@ criteria:
         )
         .unwrap();
         let mut run = clean_run();
-        let phase = |p50: u64, rps: f64, attempts: &[(u32, u64)]| {
+        let phase = |p50: u64, rps: f64| {
             let mut r = empty_report();
             r.latency_us.p50 = p50;
             r.throughput = rps;
-            r.attempts = attempts.iter().copied().collect();
             r
         };
+        let slice = |errors: u64, attempted: u64, retried: u64| SliceSummary {
+            requests: 100,
+            errors,
+            attempted,
+            retried,
+            ..SliceSummary::default()
+        };
         run.phases = BTreeMap::from([
-            ("direct".to_string(), phase(1000, 100.0, &[])),
-            ("gateway".to_string(), phase(1500, 100.0, &[(1, 200)])),
-            ("direct_max".to_string(), phase(0, 50_000.0, &[])),
-            ("gateway_max".to_string(), phase(0, 10_000.0, &[(1, 9000)])),
+            ("direct".to_string(), phase(1000, 100.0)),
+            ("gateway".to_string(), phase(1500, 100.0)),
+            ("direct_max".to_string(), phase(0, 50_000.0)),
+            ("gateway_max".to_string(), phase(0, 10_000.0)),
+            ("gateway_max_down".to_string(), phase(0, 9_000.0)),
+        ]);
+        run.slices = BTreeMap::from([
+            ("gateway".to_string(), vec![slice(0, 100, 0); 3]),
             (
                 "gateway_max_down".to_string(),
-                phase(0, 9_000.0, &[(1, 9000), (2, 3)]),
+                vec![slice(0, 9000, 2), slice(0, 9000, 1), slice(0, 9000, 0)],
             ),
         ]);
-        let values: Vec<(Outcome, Option<f64>)> = evaluate(&sc, &run)
-            .into_iter()
-            .map(|v| (v.outcome, v.measured.map(|m| (m * 1000.0).round() / 1000.0)))
-            .collect();
-        use Outcome::Pass;
-        // BTreeMap order: overhead_ratio_p50, max_throughput, down_throughput, down_retried.
+        let values = |run: &ScenarioRun| -> Vec<(&str, Outcome, Option<f64>)> {
+            evaluate(&sc, run)
+                .into_iter()
+                .map(|v| {
+                    let m = v.measured.map(|m| (m * 1000.0).round() / 1000.0);
+                    (v.metric, v.outcome, m)
+                })
+                .collect()
+        };
+        use Outcome::{Fail, NotMeasured, Pass};
         assert_eq!(
-            values,
+            values(&run),
             [
-                (Pass, Some(1.5)),
-                (Pass, Some(0.2)),
-                (Pass, Some(0.9)),
-                (Pass, Some(0.0))
+                ("error_rate", Pass, Some(0.0)),
+                ("overhead_ratio_p50", Pass, Some(1.5)),
+                ("max_throughput_ratio", Pass, Some(0.2)),
+                ("down_throughput_ratio", Pass, Some(0.9)),
+                ("down_retried_ratio", Pass, Some(0.0)),
             ]
         );
+        // An error in a gateway slice that was not the best one still counts.
+        run.slices.get_mut("gateway").unwrap()[2].errors = 1;
         // A breaker that never opens: every answer paid a failed call first.
-        run.phases.get_mut("gateway_max_down").unwrap().attempts = BTreeMap::from([(2, 9000)]);
-        let v = &evaluate(&sc, &run)[3];
-        assert_eq!((v.metric, v.outcome), ("down_retried_ratio", Outcome::Fail));
+        run.slices.get_mut("gateway_max_down").unwrap()[1].retried = 9000;
+        let got = values(&run);
+        assert_eq!(got[0], ("error_rate", Fail, Some(0.003)));
+        assert_eq!(got[4], ("down_retried_ratio", Fail, Some(0.333)));
         // The down phase never ran: not measured, with the reason.
         run.phases.remove("gateway_max_down");
-        let v = &evaluate(&sc, &run)[3];
-        assert_eq!(v.outcome, Outcome::NotMeasured);
-        assert!(
-            v.reason.as_deref().unwrap().contains("gateway_max_down"),
-            "{v:?}"
-        );
+        run.slices.remove("gateway_max_down");
+        for v in evaluate(&sc, &run).into_iter().skip(3) {
+            assert_eq!(v.outcome, NotMeasured, "{v:?}");
+            assert!(v.reason.unwrap().contains("gateway_max_down"));
+        }
     }
 }

@@ -301,13 +301,25 @@ fn markdown(report: &SuiteReport) -> String {
                 );
             }
             md.push('\n');
+            md.push_str("Slices, in the order run (the table shows the best one of each phase: lowest p50 at a fixed rate, highest ok/s closed loop; errors count over all of them):\n\n");
             for (phase, slices) in &run.slices {
-                let list: Vec<String> = slices.iter().map(|t| format!("{t:.0}")).collect();
-                let _ = writeln!(
-                    md,
-                    "- {phase}: slices {} ok/s (the best counts)",
-                    list.join(", ")
-                );
+                let list: Vec<String> = slices
+                    .iter()
+                    .map(|s| {
+                        format!(
+                            "{:.0} ok/s p50 {} µs ({} errors{})",
+                            s.throughput,
+                            s.p50_us,
+                            s.errors,
+                            if s.retried > 0 {
+                                format!(", {} retried", s.retried)
+                            } else {
+                                String::new()
+                            }
+                        )
+                    })
+                    .collect();
+                let _ = writeln!(md, "- {phase}: {}", list.join("; "));
             }
             md.push('\n');
         }

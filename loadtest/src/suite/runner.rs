@@ -12,15 +12,17 @@ use serde::Serialize;
 use super::gateway::{free_port, render_config, GatewayProcess};
 use super::mocks::MockSet;
 use super::scenario::{self, Scenario, Traffic};
-use super::timeline::{Timeline, TimelineLog, TimelinePlan};
+use super::timeline::{
+    ProbePlan, Timeline, TimelineLog, TimelinePlan, PROBE_BATCHES, PROBE_BATCH_GAP,
+};
 use super::SuiteError;
 use crate::loadgen::{self, LoadReport, LoadSpec};
 use crate::mock::Fault;
 
 /// `loadgen::run` starts its clock this long after it is called (its START_DELAY).
 const LOADGEN_START_DELAY: Duration = Duration::from_millis(30);
-/// Warmup of each max-throughput slice: enough to open the connections and let
-/// a breaker that the phase trips settle, short enough that slices stay cheap.
+/// Warmup of each compare slice: enough to open the connections and let a
+/// breaker that the phase trips settle, short enough that slices stay cheap.
 const SLICE_WARMUP: Duration = Duration::from_millis(250);
 
 /// Which cores the gateway and the load side (load threads, mocks, timeline) use.
@@ -65,10 +67,11 @@ pub struct ScenarioRun {
     pub load: LoadReport,
     /// Compare only: direct, gateway, direct_max, gateway_max, gateway_max_down.
     pub phases: BTreeMap<String, LoadReport>,
-    /// Compare only: ok/s of every slice of each max-throughput phase, in the
-    /// order run; `phases` holds the best slice of each.
+    /// Compare only: every slice of each phase, in the order run; `phases`
+    /// holds the best slice of each (lowest p50 at a fixed rate, highest
+    /// throughput closed loop).
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-    pub slices: BTreeMap<String, Vec<f64>>,
+    pub slices: BTreeMap<String, Vec<SliceSummary>>,
     pub timeline: TimelineLog,
     /// When the first fault and the heal were actually applied (the timeline
     /// thread can run late on a busy machine); None: planned but never applied.
@@ -78,6 +81,39 @@ pub struct ScenarioRun {
     pub planned_fault_start_s: Option<f64>,
     pub planned_heal_s: Option<f64>,
     pub settle_s: f64,
+}
+
+/// The counts and figures of one compare slice.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct SliceSummary {
+    pub requests: u64,
+    pub errors: u64,
+    pub throughput: f64,
+    pub p50_us: u64,
+    pub p99_us: u64,
+    /// Answers that carried `x-switchyard-attempts`, and of those the ones that
+    /// took more than one attempt.
+    pub attempted: u64,
+    pub retried: u64,
+}
+
+impl SliceSummary {
+    pub fn of(r: &LoadReport) -> SliceSummary {
+        SliceSummary {
+            requests: r.requests,
+            errors: r.errors,
+            throughput: r.throughput,
+            p50_us: r.latency_us.p50,
+            p99_us: r.latency_us.p99,
+            attempted: r.attempts.values().sum(),
+            retried: r
+                .attempts
+                .iter()
+                .filter(|(n, _)| **n > 1)
+                .map(|(_, c)| c)
+                .sum(),
+        }
+    }
 }
 
 /// Runs `sc` (already shortened for smoke mode) from `file`.
@@ -131,13 +167,17 @@ pub fn run(sc: &Scenario, file: &Path, ctx: &Context) -> Result<ScenarioRun, Sui
         }
         Some(compare) => {
             let direct = mocks.get(&compare.direct)?.handle.addr();
-            let fixed = |target| load_spec(&sc.traffic, target, ctx.placement.load);
-            let slice = |target| {
-                let mut spec = fixed(target);
-                spec.rate = None;
-                spec.duration = compare.max_duration.0 / u32::try_from(compare.rounds).unwrap_or(1);
+            let rounds = u32::try_from(compare.rounds).unwrap_or(1);
+            let slice = |target, rate: bool| {
+                let mut spec = load_spec(&sc.traffic, target, ctx.placement.load);
                 spec.warmup = spec.warmup.min(SLICE_WARMUP);
-                spec.connections = compare.max_connections;
+                if rate {
+                    spec.duration /= rounds;
+                } else {
+                    spec.rate = None;
+                    spec.duration = compare.max_duration.0 / rounds;
+                    spec.connections = compare.max_connections;
+                }
                 spec
             };
             let quiet = Scenario {
@@ -145,45 +185,50 @@ pub fn run(sc: &Scenario, file: &Path, ctx: &Context) -> Result<ScenarioRun, Sui
                 probe: None,
                 ..sc.clone()
             };
-            let label = |phase: &str| format!("{}/{phase}", sc.name);
-            let (d, _) = measured(&quiet, &mocks, &fixed(direct), &label("direct"), None)?;
-            let (g, log) = measured(
-                &quiet,
-                &mocks,
-                &fixed(gateway.addr),
-                &label("gateway"),
-                None,
-            )?;
-            out.load = g.clone();
-            out.timeline = log;
-            out.phases.insert("direct".into(), d);
-            out.phases.insert("gateway".into(), g);
-            let mut max_phases: BTreeMap<&str, Vec<LoadReport>> = BTreeMap::new();
-            for round in 0..compare.rounds {
-                for (phase, target) in [("direct_max", direct), ("gateway_max", gateway.addr)] {
-                    let name = label(&format!("{phase} {}/{}", round + 1, compare.rounds));
-                    let (r, _) = measured(&quiet, &mocks, &slice(target), &name, None)?;
-                    max_phases.entry(phase).or_default().push(r);
+            let mut slices: BTreeMap<&str, Vec<LoadReport>> = BTreeMap::new();
+            let mut run_slice = |phase: &'static str, spec: &LoadSpec, round: usize| {
+                let name = format!("{}/{phase} {}/{}", sc.name, round + 1, compare.rounds);
+                let (report, log) = measured(&quiet, &mocks, spec, &name, None)?;
+                if phase == "gateway" && round == 0 {
+                    out.timeline = log;
                 }
+                slices.entry(phase).or_default().push(report);
+                Ok::<_, SuiteError>(())
+            };
+            // Direct and gateway slices alternate, so a noisy stretch of the
+            // machine's time hits both sides alike.
+            for round in 0..compare.rounds {
+                run_slice("direct", &slice(direct, true), round)?;
+                run_slice("gateway", &slice(gateway.addr, true), round)?;
+            }
+            for round in 0..compare.rounds {
+                run_slice("direct_max", &slice(direct, false), round)?;
+                run_slice("gateway_max", &slice(gateway.addr, false), round)?;
             }
             if let Some(down) = &compare.down {
                 mocks.get(down)?.set_fault(&Fault::Refuse)?;
                 for round in 0..compare.rounds {
-                    let name = label(&format!(
-                        "gateway_max_down {}/{}",
-                        round + 1,
-                        compare.rounds
-                    ));
-                    let (r, _) = measured(&quiet, &mocks, &slice(gateway.addr), &name, None)?;
-                    max_phases.entry("gateway_max_down").or_default().push(r);
+                    run_slice("gateway_max_down", &slice(gateway.addr, false), round)?;
                 }
             }
-            for (phase, reports) in max_phases {
+            for (phase, reports) in slices {
                 out.slices.insert(
                     phase.to_string(),
-                    reports.iter().map(|r| r.throughput).collect(),
+                    reports.iter().map(SliceSummary::of).collect(),
                 );
-                if let Some(best) = best_slice(reports) {
+                // Noise only adds latency and takes throughput: the best slice is
+                // the one it disturbed least.
+                let best = if phase.ends_with("_max") || phase.ends_with("_down") {
+                    reports
+                        .into_iter()
+                        .max_by(|a, b| a.throughput.total_cmp(&b.throughput))
+                } else {
+                    reports.into_iter().min_by_key(|r| r.latency_us.p50)
+                };
+                if let Some(best) = best {
+                    if phase == "gateway" {
+                        out.load = best.clone();
+                    }
                     out.phases.insert(phase.to_string(), best);
                 }
             }
@@ -210,15 +255,15 @@ fn measured(
         steps: sc.faults.clone(),
         mocks: mocks.mocks.clone(),
         probe: match (&sc.probe, gateway) {
-            (Some(p), Some(addr)) => Some((p.at.0, p.requests, addr, sc.traffic.model.clone())),
+            (Some(p), Some(addr)) => Some(ProbePlan {
+                times: probe_times(p.at),
+                reference_times: scenario::fault_start(sc).map_or(Vec::new(), reference_times),
+                requests: p.requests,
+                addr,
+                model: sc.traffic.model.clone(),
+            }),
             _ => None,
         },
-        // Halfway to the first fault: the gateway is warm and nothing is broken yet.
-        reference_probe_at: sc
-            .probe
-            .as_ref()
-            .and(scenario::fault_start(sc))
-            .map(|f| f.0 / 2),
         pin_core: spec.pin_cores.first().copied(),
     };
     let timeline = Timeline::spawn(plan).map_err(|e| SuiteError::Io {
@@ -235,11 +280,18 @@ fn measured(
     Ok((report?, log))
 }
 
-/// The slice with the highest throughput (see [`scenario::Compare::rounds`]).
-fn best_slice(reports: Vec<LoadReport>) -> Option<LoadReport> {
-    reports
-        .into_iter()
-        .max_by(|a, b| a.throughput.total_cmp(&b.throughput))
+/// The fault-time probe batches: from `at`, [`PROBE_BATCH_GAP`] apart.
+pub fn probe_times(at: scenario::Dur) -> Vec<Duration> {
+    (0..PROBE_BATCHES)
+        .map(|i| at.0 + PROBE_BATCH_GAP * u32::try_from(i).unwrap_or(0))
+        .collect()
+}
+
+/// The reference batches, evenly spread over the healthy time before the first
+/// fault (the gateway is warm by then and nothing is broken yet).
+fn reference_times(fault: scenario::Dur) -> Vec<Duration> {
+    let parts = u32::try_from(PROBE_BATCHES + 1).unwrap_or(1);
+    (1..parts).map(|i| fault.0 * i / parts).collect()
 }
 
 /// When the first fault and the heal were applied, from the timeline log. The

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::timeline::{PROBE_BATCHES, PROBE_BATCH_GAP};
 use super::SuiteError;
 use crate::mock::Fault;
 
@@ -436,6 +437,19 @@ fn validate(s: &Scenario) -> Result<(), String> {
         if p.at >= duration || p.requests == 0 {
             return Err("probe: `at` must be inside traffic.duration and requests ≥ 1".into());
         }
+        // Every batch must go out while the breakers are meant to be open.
+        let batches = u32::try_from(PROBE_BATCHES - 1).unwrap_or(0);
+        let last = p.at.0 + PROBE_BATCH_GAP * batches;
+        let opened = fault_start(s).map(|f| f.0 + s.settle.0);
+        let closes = heal_at(s).map_or(duration.0, |h| h.0);
+        if opened.is_some_and(|o| p.at.0 < o) || last >= closes {
+            return Err(format!(
+                "probe: its {PROBE_BATCHES} batches ({} s to {} s) must lie between the \
+                 first fault + settle and the heal",
+                p.at.secs(),
+                last.as_secs_f64()
+            ));
+        }
     }
     if let Some(m) = &s.recovery_mock {
         known("recovery_mock", m)?;
@@ -661,7 +675,9 @@ criteria:
     fn every_smoke_scenario_can_observe_its_recovery_bound() {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios");
         for (file, full) in load_dir(&dir).unwrap() {
-            for sc in [smoke(&full), full] {
+            let short = smoke(&full);
+            validate(&short).unwrap_or_else(|e| panic!("{} (smoke): {e}", file.display()));
+            for sc in [short, full] {
                 let (Some(bound), Some(heal)) = (sc.criteria.get(&Metric::RecoveryS), heal_at(&sc))
                 else {
                     continue;
