@@ -21,8 +21,10 @@ const TICK: Duration = Duration::from_millis(100);
 /// core on a busy machine can delay every request of one batch, and since noise
 /// only ever adds latency, the least-delayed batch is the honest figure.
 pub const PROBE_BATCHES: usize = 3;
-/// Time between probe batches during the fault.
-pub const PROBE_BATCH_GAP: Duration = Duration::from_millis(200);
+/// Time between probe batches during the fault: three batches span 0.3 s, enough
+/// that one short stall cannot delay them all, short enough to fit between two
+/// half-open tries of a breaker with a 1 s cooldown.
+pub const PROBE_BATCH_GAP: Duration = Duration::from_millis(150);
 
 /// What the thread needs.
 pub struct TimelinePlan {
