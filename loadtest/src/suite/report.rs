@@ -326,15 +326,15 @@ fn markdown(report: &SuiteReport) -> String {
         if let Some(p) = &run.timeline.reference_probe {
             let _ = writeln!(
                 md,
-                "Reference probe at {:.2} s (healthy): {} requests, statuses {:?}, latency p50 {} µs p99 {} µs.\n",
-                p.at_s, p.requests, p.statuses, p.p50_us, p.p99_us
+                "Reference probe at {:.2}–{:.2} s (before the fault): {} requests, statuses {:?}, latency p50 {} µs p99 {} µs, batch p50s {:?} µs.\n",
+                p.at_s, p.last_at_s, p.requests, p.statuses, p.p50_us, p.p99_us, p.batch_p50_us
             );
         }
         if let Some(p) = &run.timeline.probe {
             let _ = writeln!(
                 md,
-                "Probe at {:.1} s: {} requests, statuses {:?}, {} with 503 + retry-after, latency p50 {} µs p99 {} µs max {} µs.\n",
-                p.at_s, p.requests, p.statuses, p.with_retry_after, p.p50_us, p.p99_us, p.max_us
+                "Probe at {:.2}–{:.2} s: {} requests in {} batches, statuses {:?}, {} with 503 + retry-after, latency p50 {} µs p99 {} µs max {} µs, batch p50s {:?} µs.\n",
+                p.at_s, p.last_at_s, p.requests, p.batch_p50_us.len(), p.statuses, p.with_retry_after, p.p50_us, p.p99_us, p.max_us, p.batch_p50_us
             );
         }
         for step in &run.timeline.applied {

@@ -218,12 +218,12 @@ pub fn run(sc: &Scenario, file: &Path, ctx: &Context) -> Result<ScenarioRun, Sui
                 );
                 // Noise only adds latency and takes throughput: the best slice is
                 // the one it disturbed least.
-                let best = if phase.ends_with("_max") || phase.ends_with("_down") {
+                let best = if reports.first().is_some_and(|r| r.open_loop) {
+                    reports.into_iter().min_by_key(|r| r.latency_us.p50)
+                } else {
                     reports
                         .into_iter()
                         .max_by(|a, b| a.throughput.total_cmp(&b.throughput))
-                } else {
-                    reports.into_iter().min_by_key(|r| r.latency_us.p50)
                 };
                 if let Some(best) = best {
                     if phase == "gateway" {
@@ -344,5 +344,63 @@ pub(crate) fn empty_report() -> LoadReport {
         ttft_us: None,
         streams: None,
         series: Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::suite::timeline::AppliedStep;
+
+    fn applied(times: &[f64]) -> Vec<AppliedStep> {
+        times
+            .iter()
+            .map(|&at_s| AppliedStep {
+                at_s,
+                mock: "primary".into(),
+                fault: String::new(),
+                error: None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn applied_times_map_log_entries_to_steps() {
+        let sc = scenario::parse(
+            r#"
+name: flap
+mocks: [{ name: primary }]
+gateway: "routes: []"
+traffic: { rate: 10, duration: 10s }
+faults:
+  - { at: 1s, mock: primary, fault: { mode: none } }
+  - { at: 2s, mock: primary, fault: { mode: refuse } }
+  - { at: 3s, mock: primary, fault: { mode: none } }
+"#,
+            Path::new("x.yaml"),
+        )
+        .unwrap();
+        // (log entries, first fault applied, heal applied)
+        let cases: [(&[f64], Option<f64>, Option<f64>); 4] = [
+            (&[1.05, 2.07, 3.01], Some(2.07), Some(3.01)),
+            // The run ended before the heal was applied.
+            (&[1.05, 2.07], Some(2.07), None),
+            (&[1.05], None, None),
+            (&[], None, None),
+        ];
+        for (log, fault, heal) in cases {
+            assert_eq!(applied_times(&sc, &applied(log)), (fault, heal), "{log:?}");
+        }
+    }
+
+    #[test]
+    fn probe_batches_spread_as_documented() {
+        let secs = |v: Vec<Duration>| v.iter().map(Duration::as_secs_f64).collect::<Vec<_>>();
+        let at = scenario::Dur(Duration::from_millis(4500));
+        assert_eq!(secs(probe_times(at)), [4.5, 4.65, 4.8]);
+        let fault = scenario::Dur(Duration::from_secs(3));
+        assert_eq!(secs(reference_times(fault)), [0.75, 1.5, 2.25]);
     }
 }

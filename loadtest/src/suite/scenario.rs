@@ -62,6 +62,10 @@ pub struct Scenario {
 /// timeline thread that applies the heal late on a busy machine.
 pub const RECOVERY_TAIL_MARGIN: Duration = Duration::from_secs(1);
 
+/// Most slices per compare phase: each costs a warmup, and best-of-N gains
+/// little past a handful.
+pub const MAX_ROUNDS: usize = 10;
+
 /// One mock provider.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -459,10 +463,11 @@ fn validate(s: &Scenario) -> Result<(), String> {
         if let Some(down) = &c.down {
             known("compare.down", down)?;
         }
-        if c.max_duration.0.is_zero() || c.max_connections == 0 || c.rounds == 0 {
-            return Err(
-                "compare: max_duration, max_connections and rounds must be positive".into(),
-            );
+        if c.max_duration.0.is_zero() || c.max_connections == 0 {
+            return Err("compare: max_duration and max_connections must be positive".into());
+        }
+        if !(1..=MAX_ROUNDS).contains(&c.rounds) {
+            return Err(format!("compare.rounds must be 1..={MAX_ROUNDS}"));
         }
         if s.traffic.rate.is_none() {
             return Err("compare: traffic.rate is required (the fixed-rate overhead run)".into());
