@@ -2,8 +2,10 @@
 //! loadtest/report/ (report.md, report.json, one SVG per scenario).
 //!
 //! `cargo run --release -p loadtest --bin suite -- [--smoke] [--only NAME,...]`
-//! Exit status: 0 all criteria passed, 1 a criterion failed or a scenario could
-//! not run, 2 the suite could not start (bad scenario file, no gateway binary).
+//! Exit status: 0 every criterion measured and passed; 1 a criterion failed;
+//! 2 the suite could not start (bad scenario file, no gateway binary); 3 nothing
+//! failed but something could not be judged (a scenario could not run, or a
+//! criterion was NOT MEASURED — the reason is in its row).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -65,12 +67,13 @@ fn main() -> ExitCode {
     match suite::run(&options) {
         Ok(report) => {
             println!("{}", suite::report::table(&report));
-            println!("report: {}", options.out.join("report.md").display());
-            if report.passed() {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::FAILURE
+            let budgets = suite::report::budget_table(&report);
+            if !budgets.is_empty() {
+                println!("DESIGN budgets (informational, not part of the verdict):\n\n{budgets}");
             }
+            println!("{}", report.summary());
+            println!("report: {}", options.out.join("report.md").display());
+            ExitCode::from(report.status().exit_code())
         }
         Err(e) => {
             eprintln!("suite: {e}");

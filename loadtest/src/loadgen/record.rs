@@ -34,6 +34,8 @@ pub(crate) struct Outcome {
     pub first_token: Option<Instant>,
     pub stream: Option<StreamVerdict>,
     pub target: Option<String>,
+    /// `x-switchyard-attempts`, when the answer carried it.
+    pub attempts: Option<u32>,
 }
 
 /// The counts and histograms of one second.
@@ -41,6 +43,10 @@ pub(crate) struct Outcome {
 struct Second {
     ok: u64,
     errors: u64,
+    retried: u64,
+    sent: u64,
+    sent_ok: u64,
+    sent_retried: u64,
     latency: Histogram<u64>,
 }
 
@@ -54,6 +60,7 @@ pub(crate) struct Recorder {
     unsent: u64,
     statuses: HashMap<u16, u64>,
     targets: HashMap<String, u64>,
+    attempts: HashMap<u32, u64>,
     streams: StreamCounts,
     latency: Histogram<u64>,
     ttft: Histogram<u64>,
@@ -73,6 +80,7 @@ impl Recorder {
             unsent: 0,
             statuses: HashMap::new(),
             targets: HashMap::new(),
+            attempts: HashMap::new(),
             streams: StreamCounts::default(),
             ttft: Histogram::new_from(&latency),
             latency,
@@ -89,6 +97,9 @@ impl Recorder {
         if let Some(target) = &o.target {
             *self.targets.entry(target.clone()).or_default() += 1;
         }
+        if let Some(n) = o.attempts {
+            *self.attempts.entry(n).or_default() += 1;
+        }
         if let Some(v) = o.stream {
             self.streams.completed += u64::from(v.completed);
             self.streams.errored += u64::from(!v.completed);
@@ -103,13 +114,22 @@ impl Recorder {
     }
 
     fn record_second(&mut self, o: &Outcome) {
-        let index = o
-            .done
-            .saturating_duration_since(self.timeline.warm_end)
-            .as_secs();
-        let second = self.second(usize::try_from(index).unwrap_or(usize::MAX));
+        let retried = u64::from(o.attempts.is_some_and(|n| n > 1));
+        let at = |t: Instant| {
+            let index = t
+                .saturating_duration_since(self.timeline.warm_end)
+                .as_secs();
+            usize::try_from(index).unwrap_or(usize::MAX)
+        };
+        let (by_intent, by_done) = (at(o.intended), at(o.done));
+        let second = self.second(by_intent);
+        second.sent += 1;
+        second.sent_ok += u64::from(o.ok);
+        second.sent_retried += retried;
+        let second = self.second(by_done);
         second.ok += u64::from(o.ok);
         second.errors += u64::from(!o.ok);
+        second.retried += retried;
         if o.measured {
             let us = micros(o.done.saturating_duration_since(o.intended));
             second.latency.saturating_record(us);
@@ -126,6 +146,10 @@ impl Recorder {
             self.series.push(Second {
                 ok: 0,
                 errors: 0,
+                retried: 0,
+                sent: 0,
+                sent_ok: 0,
+                sent_retried: 0,
                 latency: Histogram::new_from(&self.latency),
             });
         }
@@ -154,6 +178,7 @@ impl Recorder {
         self.unsent += other.unsent;
         merge_counts(&mut self.statuses, other.statuses);
         merge_counts(&mut self.targets, other.targets);
+        merge_counts(&mut self.attempts, other.attempts);
         self.streams.completed += other.streams.completed;
         self.streams.errored += other.streams.errored;
         self.streams.continued += other.streams.continued;
@@ -163,6 +188,10 @@ impl Recorder {
             let mine = self.second(index);
             mine.ok += theirs.ok;
             mine.errors += theirs.errors;
+            mine.retried += theirs.retried;
+            mine.sent += theirs.sent;
+            mine.sent_ok += theirs.sent_ok;
+            mine.sent_retried += theirs.sent_retried;
             mine.latency.add(&theirs.latency).map_err(hist_err)?;
         }
         self.last_done = self.last_done.max(other.last_done);
@@ -181,6 +210,7 @@ impl Recorder {
             errors: self.requests - self.ok,
             statuses: self.statuses.into_iter().collect(),
             targets: self.targets.into_iter().collect::<BTreeMap<_, _>>(),
+            attempts: self.attempts.into_iter().collect(),
             late_starts: self.late_starts,
             unsent: self.unsent,
             elapsed_s,
@@ -207,6 +237,10 @@ fn series_stats(series: &[Second]) -> Vec<SecondStats> {
                 second: u32::try_from(i).unwrap_or(u32::MAX),
                 ok: s.ok,
                 errors: s.errors,
+                retried: s.retried,
+                sent: s.sent,
+                sent_ok: s.sent_ok,
+                sent_retried: s.sent_retried,
                 p50_us: p.p50,
                 p99_us: p.p99,
             }
@@ -252,6 +286,7 @@ mod tests {
             first_token: None,
             stream: None,
             target: Some("mock".into()),
+            attempts: Some(if status == 503 { 2 } else { 1 }),
         }
     }
 
@@ -270,14 +305,30 @@ mod tests {
         assert_eq!((r.requests, r.ok, r.errors, r.unsent), (5, 1, 4, 2));
         assert_eq!(r.statuses, BTreeMap::from([(0, 3), (200, 1), (503, 1)]));
         assert_eq!(r.targets["mock"], 3);
+        assert_eq!(r.attempts, BTreeMap::from([(1, 2), (2, 1)]));
         assert_eq!(r.series.len(), 2);
         assert_eq!((r.series[0].ok, r.series[1].errors), (1, 2));
+        assert_eq!((r.series[0].retried, r.series[1].retried), (0, 1));
         assert!(
             (29_000..=31_000).contains(&r.latency_us.max),
             "{:?}",
             r.latency_us
         );
         assert!((2.9..3.1).contains(&r.elapsed_s));
+    }
+
+    #[test]
+    fn series_counts_by_send_time_as_well_as_by_completion() {
+        // The 900 ms answer to the request sent at 0.8 s completes in second 1,
+        // but by send time it stays in second 0 beside nothing else.
+        let tl = timeline();
+        let mut c = Recorder::new(tl).unwrap();
+        c.record(&outcome(&tl, 800, 900, 200));
+        c.record(&outcome(&tl, 1500, 30, 503));
+        let r = c.into_report(&LoadSpec::new("127.0.0.1:1".parse().unwrap()));
+        let counts = |s: &SecondStats| (s.sent, s.sent_ok, s.sent_retried, s.ok, s.errors);
+        assert_eq!(counts(&r.series[0]), (1, 1, 0, 0, 0));
+        assert_eq!(counts(&r.series[1]), (1, 0, 1, 1, 1));
     }
 
     #[test]

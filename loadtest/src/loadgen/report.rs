@@ -23,6 +23,10 @@ pub struct LoadReport {
     pub statuses: BTreeMap<u16, u64>,
     /// `x-switchyard-target` response header values.
     pub targets: BTreeMap<String, u64>,
+    /// `x-switchyard-attempts` response header values (upstream attempts per
+    /// answer) and how many answers carried each; absent = no such headers.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub attempts: BTreeMap<u32, u64>,
     /// Open loop: requests sent more than 1 ms after their intended time.
     pub late_starts: u64,
     /// Open loop: requests still backlogged when the run gave up (counted as status 0).
@@ -80,12 +84,28 @@ pub struct StreamCounts {
     pub continued: u64,
 }
 
-/// One second of the run, bucketed by completion time.
+/// One second of the run: `ok`, `errors`, `retried` and the latencies bucketed
+/// by completion time (what a chart of the run shows), `sent*` by intended send
+/// time (what a stall cannot move: a request meant for second 3 stays in second 3
+/// however late its answer is).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct SecondStats {
     pub second: u32,
     pub ok: u64,
     pub errors: u64,
+    /// Answers that took more than one upstream attempt (`x-switchyard-attempts` > 1):
+    /// each paid at least one failed call before it was served or refused.
+    #[serde(default)]
+    pub retried: u64,
+    /// Requests whose intended send time falls in this second.
+    #[serde(default)]
+    pub sent: u64,
+    /// Of those, answered ok.
+    #[serde(default)]
+    pub sent_ok: u64,
+    /// Of those, answered after more than one upstream attempt.
+    #[serde(default)]
+    pub sent_retried: u64,
     pub p50_us: u64,
     pub p99_us: u64,
 }
@@ -125,6 +145,9 @@ impl fmt::Display for LoadReport {
         writeln!(f, "statuses    {}", join(&self.statuses))?;
         if !self.targets.is_empty() {
             writeln!(f, "targets     {}", join(&self.targets))?;
+        }
+        if !self.attempts.is_empty() {
+            writeln!(f, "attempts    {}", join(&self.attempts))?;
         }
         Ok(())
     }

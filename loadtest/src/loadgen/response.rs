@@ -54,6 +54,7 @@ struct Head {
     body: BodyKind,
     keep_alive: bool,
     target: Option<String>,
+    attempts: Option<u32>,
     continued: bool,
 }
 
@@ -67,6 +68,8 @@ pub(crate) struct Response {
     pub reusable: bool,
     /// `x-switchyard-target`.
     pub target: Option<String>,
+    /// `x-switchyard-attempts`: upstream attempts the gateway made for it.
+    pub attempts: Option<u32>,
     /// `x-switchyard-continued: true`.
     pub continued: bool,
     /// SSE accounting, when asked for and the status is 2xx.
@@ -111,6 +114,7 @@ impl Conn {
             complete,
             reusable: complete && head.keep_alive && head.body != BodyKind::UntilClose,
             target: head.target,
+            attempts: head.attempts,
             continued: head.continued,
             sse,
         })
@@ -224,6 +228,7 @@ fn parse_head(buf: &[u8]) -> Result<Option<Head>, ExchangeError> {
         body: BodyKind::UntilClose,
         keep_alive: res.version == Some(1),
         target: None,
+        attempts: None,
         continued: false,
     };
     let mut length = None;
@@ -238,6 +243,9 @@ fn parse_head(buf: &[u8]) -> Result<Option<Head>, ExchangeError> {
             "transfer-encoding" => chunked = value.to_ascii_lowercase().ends_with("chunked"),
             "connection" => head.keep_alive = connection_keeps_alive(value, head.keep_alive),
             "x-switchyard-target" => head.target = Some(value.to_string()),
+            // A malformed count is ignored rather than failing the request: the
+            // header is diagnostics, not part of the response the client uses.
+            "x-switchyard-attempts" => head.attempts = value.parse().ok(),
             "x-switchyard-continued" => head.continued = value.eq_ignore_ascii_case("true"),
             _ => {}
         }
@@ -277,6 +285,7 @@ mod tests {
         let h = head(
             "HTTP/1.1 200 OK\r\ncontent-length: 12\r\nx-switchyard-target: mock-a\r\n\r\nrest",
         );
+        assert_eq!(h.attempts, None);
         assert_eq!(
             (h.status, h.body, h.keep_alive),
             (200, BodyKind::Length(12), true)
@@ -290,6 +299,10 @@ mod tests {
             "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nX-Switchyard-Continued: true\r\n\r\n",
         );
         assert_eq!((h.body, h.continued), (BodyKind::Chunked, true));
+        let h = head("HTTP/1.1 200 OK\r\ncontent-length: 0\r\nx-switchyard-attempts: 2\r\n\r\n");
+        assert_eq!(h.attempts, Some(2));
+        let h = head("HTTP/1.1 200 OK\r\ncontent-length: 0\r\nx-switchyard-attempts: x\r\n\r\n");
+        assert_eq!(h.attempts, None);
         let h = head("HTTP/1.1 503 Busy\r\nconnection: close\r\n\r\n");
         assert_eq!(
             (h.status, h.body, h.keep_alive),

@@ -182,6 +182,7 @@ fn from_response(
         first_token: r.sse.and_then(|t| t.first_token),
         stream: verdict,
         target: r.target,
+        attempts: r.attempts,
     }
 }
 
@@ -196,5 +197,6 @@ fn failure(intended: Instant, sent: Instant, done: Instant, timed_out: bool) -> 
         first_token: None,
         stream: None,
         target: None,
+        attempts: None,
     }
 }

@@ -1,8 +1,8 @@
 //! The outage scenario suite: each YAML scenario in `loadtest/scenarios/` is run
 //! against a real `switchyard` child process with in-process mock providers and
 //! in-process open-loop load, its fault timeline applied through the mocks'
-//! control endpoints, and its pass criteria judged PASS/FAIL into a report
-//! (`report.md`, `report.json`, one SVG chart per scenario).
+//! control endpoints, and its pass criteria judged PASS, FAIL or NOT MEASURED
+//! into a report (`report.md`, `report.json`, one SVG chart per scenario).
 //!
 //! Layout: [`scenario`] (file schema and validation), [`gateway`] (child process),
 //! [`mocks`], [`timeline`] (faults, probes, sampling, progress), [`runner`] (one
@@ -23,7 +23,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::loadgen::LoadError;
 
-pub use report::{ScenarioOutcome, SuiteReport};
+pub use report::{ScenarioOutcome, SuiteReport, SuiteStatus};
 pub use runner::Placement;
 
 /// Why the suite (or one scenario) could not run.
@@ -128,6 +128,7 @@ pub fn run(options: &SuiteOptions) -> Result<SuiteReport, SuiteError> {
                 file: file.display().to_string(),
                 error: None,
                 verdicts: metrics::evaluate(&sc, &run),
+                budgets: metrics::evaluate_budgets(&sc, &run),
                 run: Some(run),
             },
             Err(e) => ScenarioOutcome {
@@ -135,6 +136,7 @@ pub fn run(options: &SuiteOptions) -> Result<SuiteReport, SuiteError> {
                 file: file.display().to_string(),
                 error: Some(e.to_string()),
                 verdicts: Vec::new(),
+                budgets: Vec::new(),
                 run: None,
             },
         };
@@ -150,13 +152,31 @@ fn print_outcome(outcome: &ScenarioOutcome) {
         eprintln!("  ERROR {e}");
         return;
     }
-    for v in &outcome.verdicts {
+    let line = |label: &str, v: &metrics::Verdict| {
         eprintln!(
-            "  {} {:<26} measured {:>12} bound {}",
-            if v.pass { "PASS" } else { "FAIL" },
+            "  {label:<12} {:<26} measured {:>12} bound {}{}",
             v.metric,
             v.measured.map_or("-".to_string(), |m| format!("{m:.4}")),
-            v.bound
+            v.bound,
+            v.reason
+                .as_ref()
+                .map_or(String::new(), |r| format!(" ({r})"))
         );
+    };
+    for v in &outcome.verdicts {
+        let label = match v.outcome {
+            metrics::Outcome::Pass => "PASS",
+            metrics::Outcome::Fail => "FAIL",
+            metrics::Outcome::NotMeasured => "NOT MEASURED",
+        };
+        line(label, v);
+    }
+    for v in &outcome.budgets {
+        let label = match v.outcome {
+            metrics::Outcome::Pass => "budget met",
+            metrics::Outcome::Fail => "budget miss",
+            metrics::Outcome::NotMeasured => "budget n/m",
+        };
+        line(label, v);
     }
 }

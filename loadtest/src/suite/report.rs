@@ -7,7 +7,7 @@ use std::path::Path;
 use serde::Serialize;
 
 use super::chart;
-use super::metrics::Verdict;
+use super::metrics::{Outcome, Verdict};
 use super::runner::{Placement, ScenarioRun};
 use super::SuiteError;
 
@@ -18,14 +18,60 @@ pub struct ScenarioOutcome {
     pub file: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// The criteria: these decide the suite's verdict.
     pub verdicts: Vec<Verdict>,
+    /// DESIGN.md budgets: reported, never part of the verdict.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub budgets: Vec<Verdict>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub run: Option<ScenarioRun>,
 }
 
 impl ScenarioOutcome {
     pub fn passed(&self) -> bool {
-        self.error.is_none() && self.verdicts.iter().all(|v| v.pass)
+        self.status() == SuiteStatus::Pass
+    }
+
+    /// FAIL if any criterion failed; else a harness error if the scenario could
+    /// not run or a criterion could not be measured; else PASS.
+    pub fn status(&self) -> SuiteStatus {
+        if self.verdicts.iter().any(|v| v.outcome == Outcome::Fail) {
+            SuiteStatus::Fail
+        } else if self.error.is_some()
+            || self
+                .verdicts
+                .iter()
+                .any(|v| v.outcome == Outcome::NotMeasured)
+        {
+            SuiteStatus::HarnessError
+        } else {
+            SuiteStatus::Pass
+        }
+    }
+}
+
+/// What a run of the suite (or one scenario) comes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SuiteStatus {
+    /// Every criterion was measured and passed.
+    Pass,
+    /// Nothing failed, but something could not be judged: a scenario that could
+    /// not run, or a criterion the run could not measure. Rerun; if it persists
+    /// the harness (or the scenario's timeline) needs fixing.
+    HarnessError,
+    /// A criterion was measured and failed: the gateway misbehaved.
+    Fail,
+}
+
+impl SuiteStatus {
+    /// The `suite` binary's exit status (2 is taken by "could not start").
+    pub fn exit_code(self) -> u8 {
+        match self {
+            SuiteStatus::Pass => 0,
+            SuiteStatus::Fail => 1,
+            SuiteStatus::HarnessError => 3,
+        }
     }
 }
 
@@ -42,7 +88,46 @@ pub struct SuiteReport {
 
 impl SuiteReport {
     pub fn passed(&self) -> bool {
-        self.scenarios.iter().all(ScenarioOutcome::passed)
+        self.status() == SuiteStatus::Pass
+    }
+
+    /// The worst scenario status: any FAIL beats a harness error, which beats PASS.
+    pub fn status(&self) -> SuiteStatus {
+        self.scenarios
+            .iter()
+            .map(ScenarioOutcome::status)
+            .max()
+            .unwrap_or(SuiteStatus::Pass)
+    }
+
+    /// One line: how many criteria passed, failed, could not be measured; how
+    /// many scenarios could not run; how the budgets came out.
+    pub fn summary(&self) -> String {
+        let count = |budgets: bool, o: Outcome| {
+            self.scenarios
+                .iter()
+                .flat_map(|s| if budgets { &s.budgets } else { &s.verdicts })
+                .filter(|v| v.outcome == o)
+                .count()
+        };
+        let (criteria, budgets) = (false, true);
+        let errors = self.scenarios.iter().filter(|s| s.error.is_some()).count();
+        format!(
+            "{}: criteria {} PASS, {} FAIL, {} NOT MEASURED; {} scenario(s) could not run; \
+             budgets (informational) {} met, {} missed, {} not measured",
+            match self.status() {
+                SuiteStatus::Pass => "PASS",
+                SuiteStatus::Fail => "FAIL",
+                SuiteStatus::HarnessError => "HARNESS ERROR",
+            },
+            count(criteria, Outcome::Pass),
+            count(criteria, Outcome::Fail),
+            count(criteria, Outcome::NotMeasured),
+            errors,
+            count(budgets, Outcome::Pass),
+            count(budgets, Outcome::Fail),
+            count(budgets, Outcome::NotMeasured),
+        )
     }
 }
 
@@ -89,18 +174,49 @@ pub fn table(report: &SuiteReport) -> String {
             let _ = writeln!(md, "| {} | (none) | - | - | - |", s.name);
         }
         for v in &s.verdicts {
-            let _ = writeln!(
-                md,
-                "| {} | {} | {} | {} | {} |",
-                s.name,
-                v.metric,
-                v.measured.map_or("not measured".to_string(), number),
-                v.bound,
-                if v.pass { "PASS" } else { "**FAIL**" }
-            );
+            let verdict = match v.outcome {
+                Outcome::Pass => "PASS",
+                Outcome::Fail => "**FAIL**",
+                Outcome::NotMeasured => "**NOT MEASURED**",
+            };
+            row(&mut md, &s.name, v, verdict);
         }
     }
     md
+}
+
+/// The budgets table as markdown, empty when no scenario has budgets.
+pub fn budget_table(report: &SuiteReport) -> String {
+    if report.scenarios.iter().all(|s| s.budgets.is_empty()) {
+        return String::new();
+    }
+    let mut md =
+        String::from("| scenario | budget | measured | bound | |\n|---|---|---|---|---|\n");
+    for s in &report.scenarios {
+        for v in &s.budgets {
+            let verdict = match v.outcome {
+                Outcome::Pass => "met",
+                Outcome::Fail => "missed",
+                Outcome::NotMeasured => "not measured",
+            };
+            row(&mut md, &s.name, v, verdict);
+        }
+    }
+    md
+}
+
+fn row(md: &mut String, scenario: &str, v: &Verdict, verdict: &str) {
+    let measured = match (v.measured, &v.reason, v.outcome) {
+        (Some(m), _, _) => number(m),
+        (None, Some(why), Outcome::NotMeasured) => format!("not measured: {}", cell(why)),
+        (None, Some(why), _) => cell(why),
+        (None, None, _) => "-".to_string(),
+    };
+    let _ = writeln!(
+        md,
+        "| {scenario} | {} | {measured} | {} | {verdict} |",
+        v.metric, v.bound
+    );
 }
 
 fn markdown(report: &SuiteReport) -> String {
@@ -118,10 +234,24 @@ fn markdown(report: &SuiteReport) -> String {
     let passed = report.scenarios.iter().filter(|s| s.passed()).count();
     let _ = writeln!(
         md,
-        "**{passed} of {} scenarios passed.**\n",
-        report.scenarios.len()
+        "**{passed} of {} scenarios passed.** {}.\n",
+        report.scenarios.len(),
+        report.summary()
+    );
+    md.push_str(
+        "Criteria are counts and same-run ratios and decide the verdict; NOT MEASURED \
+         means the run could not produce the value (a harness problem, exit status 3), \
+         not that the gateway failed.\n\n",
     );
     md.push_str(&table(report));
+    let budgets = budget_table(report);
+    if !budgets.is_empty() {
+        md.push_str(
+            "\nDESIGN.md budgets: absolute figures, meaningful only on a quiet machine; \
+             reported, never part of the verdict.\n\n",
+        );
+        md.push_str(&budgets);
+    }
     for s in &report.scenarios {
         let _ = writeln!(md, "\n## {}\n", s.name);
         if let Some(e) = &s.error {
@@ -137,6 +267,18 @@ fn markdown(report: &SuiteReport) -> String {
             "Gateway CPUs: {}. Scenario file: `{}`.\n",
             run.gateway_cpus, s.file
         );
+        if let (Some(fault), Some(planned)) = (run.fault_start_s, run.planned_fault_start_s) {
+            let _ = writeln!(
+                md,
+                "First fault applied at {fault:.2} s (planned {planned} s){}; breaker window starts {} s after it.\n",
+                match (run.heal_s, run.planned_heal_s) {
+                    (Some(h), Some(p)) => format!(", heal at {h:.2} s (planned {p} s)"),
+                    (None, Some(p)) => format!(", heal (planned {p} s) never applied"),
+                    _ => String::new(),
+                },
+                run.settle_s
+            );
+        }
         if run.phases.is_empty() {
             summary(&mut md, "run", &run.load);
         } else {
@@ -159,12 +301,40 @@ fn markdown(report: &SuiteReport) -> String {
                 );
             }
             md.push('\n');
+            md.push_str("Slices, in the order run (the table shows the best one of each phase: lowest p50 at a fixed rate, highest ok/s closed loop; errors count over all of them):\n\n");
+            for (phase, slices) in &run.slices {
+                let list: Vec<String> = slices
+                    .iter()
+                    .map(|s| {
+                        format!(
+                            "{:.0} ok/s p50 {} µs ({} errors{})",
+                            s.throughput,
+                            s.p50_us,
+                            s.errors,
+                            if s.retried > 0 {
+                                format!(", {} retried", s.retried)
+                            } else {
+                                String::new()
+                            }
+                        )
+                    })
+                    .collect();
+                let _ = writeln!(md, "- {phase}: {}", list.join("; "));
+            }
+            md.push('\n');
+        }
+        if let Some(p) = &run.timeline.reference_probe {
+            let _ = writeln!(
+                md,
+                "Reference probe at {:.2}–{:.2} s (before the fault): {} requests, statuses {:?}, latency p50 {} µs p99 {} µs, batch p50s {:?} µs.\n",
+                p.at_s, p.last_at_s, p.requests, p.statuses, p.p50_us, p.p99_us, p.batch_p50_us
+            );
         }
         if let Some(p) = &run.timeline.probe {
             let _ = writeln!(
                 md,
-                "Probe at {:.1} s: {} requests, statuses {:?}, {} with 503 + retry-after, latency p50 {} µs p99 {} µs max {} µs.\n",
-                p.at_s, p.requests, p.statuses, p.with_retry_after, p.p50_us, p.p99_us, p.max_us
+                "Probe at {:.2}–{:.2} s: {} requests in {} batches, statuses {:?}, {} with 503 + retry-after, latency p50 {} µs p99 {} µs max {} µs, batch p50s {:?} µs.\n",
+                p.at_s, p.last_at_s, p.requests, p.batch_p50_us.len(), p.statuses, p.with_retry_after, p.p50_us, p.p99_us, p.max_us, p.batch_p50_us
             );
         }
         for step in &run.timeline.applied {
@@ -178,8 +348,8 @@ fn markdown(report: &SuiteReport) -> String {
 fn summary(md: &mut String, label: &str, r: &crate::loadgen::LoadReport) {
     let _ = writeln!(
         md,
-        "{label}: {} requests, {} ok, {} errors, {:.0} ok/s; latency p50 {} µs, p99 {} µs, max {} µs; statuses {:?}; targets {:?}.",
-        r.requests, r.ok, r.errors, r.throughput, r.latency_us.p50, r.latency_us.p99, r.latency_us.max, r.statuses, r.targets
+        "{label}: {} requests, {} ok, {} errors, {:.0} ok/s; latency p50 {} µs, p99 {} µs, max {} µs; statuses {:?}; targets {:?}; upstream attempts per answer {:?}; {} sends more than 1 ms late.",
+        r.requests, r.ok, r.errors, r.throughput, r.latency_us.p50, r.latency_us.p99, r.latency_us.max, r.statuses, r.targets, r.attempts, r.late_starts
     );
     if let Some(s) = r.streams {
         let _ = writeln!(

@@ -12,13 +12,18 @@ use serde::Serialize;
 use super::gateway::{free_port, render_config, GatewayProcess};
 use super::mocks::MockSet;
 use super::scenario::{self, Scenario, Traffic};
-use super::timeline::{Timeline, TimelineLog, TimelinePlan};
+use super::timeline::{
+    ProbePlan, Timeline, TimelineLog, TimelinePlan, PROBE_BATCHES, PROBE_BATCH_GAP,
+};
 use super::SuiteError;
 use crate::loadgen::{self, LoadReport, LoadSpec};
 use crate::mock::Fault;
 
 /// `loadgen::run` starts its clock this long after it is called (its START_DELAY).
 const LOADGEN_START_DELAY: Duration = Duration::from_millis(30);
+/// Warmup of each compare slice: enough to open the connections and let a
+/// breaker that the phase trips settle, short enough that slices stay cheap.
+const SLICE_WARMUP: Duration = Duration::from_millis(250);
 
 /// Which cores the gateway and the load side (load threads, mocks, timeline) use.
 #[derive(Debug, Clone, Copy, Default, Serialize)]
@@ -62,10 +67,53 @@ pub struct ScenarioRun {
     pub load: LoadReport,
     /// Compare only: direct, gateway, direct_max, gateway_max, gateway_max_down.
     pub phases: BTreeMap<String, LoadReport>,
+    /// Compare only: every slice of each phase, in the order run; `phases`
+    /// holds the best slice of each (lowest p50 at a fixed rate, highest
+    /// throughput closed loop).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub slices: BTreeMap<String, Vec<SliceSummary>>,
     pub timeline: TimelineLog,
+    /// When the first fault and the heal were actually applied (the timeline
+    /// thread can run late on a busy machine); None: planned but never applied.
     pub fault_start_s: Option<f64>,
     pub heal_s: Option<f64>,
+    /// When the scenario planned them.
+    pub planned_fault_start_s: Option<f64>,
+    pub planned_heal_s: Option<f64>,
     pub settle_s: f64,
+}
+
+/// The counts and figures of one compare slice.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct SliceSummary {
+    pub requests: u64,
+    pub errors: u64,
+    pub throughput: f64,
+    pub p50_us: u64,
+    pub p99_us: u64,
+    /// Answers that carried `x-switchyard-attempts`, and of those the ones that
+    /// took more than one attempt.
+    pub attempted: u64,
+    pub retried: u64,
+}
+
+impl SliceSummary {
+    pub fn of(r: &LoadReport) -> SliceSummary {
+        SliceSummary {
+            requests: r.requests,
+            errors: r.errors,
+            throughput: r.throughput,
+            p50_us: r.latency_us.p50,
+            p99_us: r.latency_us.p99,
+            attempted: r.attempts.values().sum(),
+            retried: r
+                .attempts
+                .iter()
+                .filter(|(n, _)| **n > 1)
+                .map(|(_, c)| c)
+                .sum(),
+        }
+    }
 }
 
 /// Runs `sc` (already shortened for smoke mode) from `file`.
@@ -101,26 +149,35 @@ pub fn run(sc: &Scenario, file: &Path, ctx: &Context) -> Result<ScenarioRun, Sui
         gateway_cpus: gateway.cpus.clone(),
         load: empty_report(),
         phases: BTreeMap::new(),
+        slices: BTreeMap::new(),
         timeline: TimelineLog::default(),
-        fault_start_s: scenario::fault_start(sc).map(|d| d.secs()),
-        heal_s: scenario::heal_at(sc).map(|d| d.secs()),
+        fault_start_s: None,
+        heal_s: None,
+        planned_fault_start_s: scenario::fault_start(sc).map(|d| d.secs()),
+        planned_heal_s: scenario::heal_at(sc).map(|d| d.secs()),
         settle_s: sc.settle.secs(),
     };
     match &sc.compare {
         None => {
             let spec = load_spec(&sc.traffic, gateway.addr, ctx.placement.load);
             let (report, log) = measured(sc, &mocks, &spec, &sc.name, Some(gateway.addr))?;
+            (out.fault_start_s, out.heal_s) = applied_times(sc, &log.applied);
             out.load = report;
             out.timeline = log;
         }
         Some(compare) => {
             let direct = mocks.get(&compare.direct)?.handle.addr();
-            let fixed = |target| load_spec(&sc.traffic, target, ctx.placement.load);
-            let max = |target| {
-                let mut spec = fixed(target);
-                spec.rate = None;
-                spec.duration = compare.max_duration.0;
-                spec.connections = compare.max_connections;
+            let rounds = u32::try_from(compare.rounds).unwrap_or(1);
+            let slice = |target, rate: bool| {
+                let mut spec = load_spec(&sc.traffic, target, ctx.placement.load);
+                spec.warmup = spec.warmup.min(SLICE_WARMUP);
+                if rate {
+                    spec.duration /= rounds;
+                } else {
+                    spec.rate = None;
+                    spec.duration = compare.max_duration.0 / rounds;
+                    spec.connections = compare.max_connections;
+                }
                 spec
             };
             let quiet = Scenario {
@@ -128,39 +185,52 @@ pub fn run(sc: &Scenario, file: &Path, ctx: &Context) -> Result<ScenarioRun, Sui
                 probe: None,
                 ..sc.clone()
             };
-            let label = |phase: &str| format!("{}/{phase}", sc.name);
-            let (d, _) = measured(&quiet, &mocks, &fixed(direct), &label("direct"), None)?;
-            let (g, log) = measured(
-                &quiet,
-                &mocks,
-                &fixed(gateway.addr),
-                &label("gateway"),
-                None,
-            )?;
-            let (dm, _) = measured(&quiet, &mocks, &max(direct), &label("direct_max"), None)?;
-            let (gm, _) = measured(
-                &quiet,
-                &mocks,
-                &max(gateway.addr),
-                &label("gateway_max"),
-                None,
-            )?;
-            out.load = g.clone();
-            out.timeline = log;
-            out.phases.insert("direct".into(), d);
-            out.phases.insert("gateway".into(), g);
-            out.phases.insert("direct_max".into(), dm);
-            out.phases.insert("gateway_max".into(), gm);
+            let mut slices: BTreeMap<&str, Vec<LoadReport>> = BTreeMap::new();
+            let mut run_slice = |phase: &'static str, spec: &LoadSpec, round: usize| {
+                let name = format!("{}/{phase} {}/{}", sc.name, round + 1, compare.rounds);
+                let (report, log) = measured(&quiet, &mocks, spec, &name, None)?;
+                if phase == "gateway" && round == 0 {
+                    out.timeline = log;
+                }
+                slices.entry(phase).or_default().push(report);
+                Ok::<_, SuiteError>(())
+            };
+            // Direct and gateway slices alternate, so a noisy stretch of the
+            // machine's time hits both sides alike.
+            for round in 0..compare.rounds {
+                run_slice("direct", &slice(direct, true), round)?;
+                run_slice("gateway", &slice(gateway.addr, true), round)?;
+            }
+            for round in 0..compare.rounds {
+                run_slice("direct_max", &slice(direct, false), round)?;
+                run_slice("gateway_max", &slice(gateway.addr, false), round)?;
+            }
             if let Some(down) = &compare.down {
                 mocks.get(down)?.set_fault(&Fault::Refuse)?;
-                let (gd, _) = measured(
-                    &quiet,
-                    &mocks,
-                    &max(gateway.addr),
-                    &label("gateway_max_down"),
-                    None,
-                )?;
-                out.phases.insert("gateway_max_down".into(), gd);
+                for round in 0..compare.rounds {
+                    run_slice("gateway_max_down", &slice(gateway.addr, false), round)?;
+                }
+            }
+            for (phase, reports) in slices {
+                out.slices.insert(
+                    phase.to_string(),
+                    reports.iter().map(SliceSummary::of).collect(),
+                );
+                // Noise only adds latency and takes throughput: the best slice is
+                // the one it disturbed least.
+                let best = if reports.first().is_some_and(|r| r.open_loop) {
+                    reports.into_iter().min_by_key(|r| r.latency_us.p50)
+                } else {
+                    reports
+                        .into_iter()
+                        .max_by(|a, b| a.throughput.total_cmp(&b.throughput))
+                };
+                if let Some(best) = best {
+                    if phase == "gateway" {
+                        out.load = best.clone();
+                    }
+                    out.phases.insert(phase.to_string(), best);
+                }
             }
         }
     }
@@ -185,7 +255,13 @@ fn measured(
         steps: sc.faults.clone(),
         mocks: mocks.mocks.clone(),
         probe: match (&sc.probe, gateway) {
-            (Some(p), Some(addr)) => Some((p.at.0, p.requests, addr, sc.traffic.model.clone())),
+            (Some(p), Some(addr)) => Some(ProbePlan {
+                times: probe_times(p.at),
+                reference_times: scenario::fault_start(sc).map_or(Vec::new(), reference_times),
+                requests: p.requests,
+                addr,
+                model: sc.traffic.model.clone(),
+            }),
             _ => None,
         },
         pin_core: spec.pin_cores.first().copied(),
@@ -202,6 +278,35 @@ fn measured(
         }
     }
     Ok((report?, log))
+}
+
+/// The fault-time probe batches: from `at`, [`PROBE_BATCH_GAP`] apart.
+pub fn probe_times(at: scenario::Dur) -> Vec<Duration> {
+    (0..PROBE_BATCHES)
+        .map(|i| at.0 + PROBE_BATCH_GAP * u32::try_from(i).unwrap_or(0))
+        .collect()
+}
+
+/// The reference batches, evenly spread over the healthy time before the first
+/// fault (the gateway is warm by then and nothing is broken yet).
+fn reference_times(fault: scenario::Dur) -> Vec<Duration> {
+    let parts = u32::try_from(PROBE_BATCHES + 1).unwrap_or(1);
+    (1..parts).map(|i| fault.0 * i / parts).collect()
+}
+
+/// When the first fault and the heal were applied, from the timeline log. The
+/// thread applies `sc.faults` in order, one log entry per step, so entry `i` is
+/// step `i`; the heal is the last step (steps are sorted by time).
+pub fn applied_times(
+    sc: &Scenario,
+    applied: &[super::timeline::AppliedStep],
+) -> (Option<f64>, Option<f64>) {
+    let first = sc.faults.iter().position(|f| f.fault != Fault::None);
+    let fault = first.and_then(|i| applied.get(i)).map(|a| a.at_s);
+    let heal = scenario::heal_at(sc)
+        .and_then(|_| applied.get(sc.faults.len().checked_sub(1)?))
+        .map(|a| a.at_s);
+    (fault, heal)
 }
 
 fn load_spec(t: &Traffic, target: SocketAddr, core: Option<usize>) -> LoadSpec {
@@ -221,7 +326,8 @@ fn load_spec(t: &Traffic, target: SocketAddr, core: Option<usize>) -> LoadSpec {
     }
 }
 
-fn empty_report() -> LoadReport {
+/// A report of a run that sent nothing (compare scenarios fill theirs in later).
+pub(crate) fn empty_report() -> LoadReport {
     LoadReport {
         open_loop: false,
         requests: 0,
@@ -229,6 +335,7 @@ fn empty_report() -> LoadReport {
         errors: 0,
         statuses: BTreeMap::new(),
         targets: BTreeMap::new(),
+        attempts: BTreeMap::new(),
         late_starts: 0,
         unsent: 0,
         elapsed_s: 0.0,
@@ -237,5 +344,63 @@ fn empty_report() -> LoadReport {
         ttft_us: None,
         streams: None,
         series: Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::suite::timeline::AppliedStep;
+
+    fn applied(times: &[f64]) -> Vec<AppliedStep> {
+        times
+            .iter()
+            .map(|&at_s| AppliedStep {
+                at_s,
+                mock: "primary".into(),
+                fault: String::new(),
+                error: None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn applied_times_map_log_entries_to_steps() {
+        let sc = scenario::parse(
+            r#"
+name: flap
+mocks: [{ name: primary }]
+gateway: "routes: []"
+traffic: { rate: 10, duration: 10s }
+faults:
+  - { at: 1s, mock: primary, fault: { mode: none } }
+  - { at: 2s, mock: primary, fault: { mode: refuse } }
+  - { at: 3s, mock: primary, fault: { mode: none } }
+"#,
+            Path::new("x.yaml"),
+        )
+        .unwrap();
+        // (log entries, first fault applied, heal applied)
+        let cases: [(&[f64], Option<f64>, Option<f64>); 4] = [
+            (&[1.05, 2.07, 3.01], Some(2.07), Some(3.01)),
+            // The run ended before the heal was applied.
+            (&[1.05, 2.07], Some(2.07), None),
+            (&[1.05], None, None),
+            (&[], None, None),
+        ];
+        for (log, fault, heal) in cases {
+            assert_eq!(applied_times(&sc, &applied(log)), (fault, heal), "{log:?}");
+        }
+    }
+
+    #[test]
+    fn probe_batches_spread_as_documented() {
+        let secs = |v: Vec<Duration>| v.iter().map(Duration::as_secs_f64).collect::<Vec<_>>();
+        let at = scenario::Dur(Duration::from_millis(4500));
+        assert_eq!(secs(probe_times(at)), [4.5, 4.65, 4.8]);
+        let fault = scenario::Dur(Duration::from_secs(3));
+        assert_eq!(secs(reference_times(fault)), [0.75, 1.5, 2.25]);
     }
 }

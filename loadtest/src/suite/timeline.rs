@@ -17,6 +17,14 @@ use crate::client::{chat_body, Client};
 
 /// How often mock counters are sampled.
 const TICK: Duration = Duration::from_millis(100);
+/// A probe is sent as this many batches, spread out: a stall of the gateway's
+/// core on a busy machine can delay every request of one batch, and since noise
+/// only ever adds latency, the least-delayed batch is the honest figure.
+pub const PROBE_BATCHES: usize = 3;
+/// Time between probe batches during the fault: three batches span 0.3 s, enough
+/// that one short stall cannot delay them all, short enough to fit between two
+/// half-open tries of a breaker with a 1 s cooldown.
+pub const PROBE_BATCH_GAP: Duration = Duration::from_millis(150);
 
 /// What the thread needs.
 pub struct TimelinePlan {
@@ -26,9 +34,20 @@ pub struct TimelinePlan {
     pub duration: Duration,
     pub steps: Vec<FaultStep>,
     pub mocks: Vec<Mock>,
-    /// Probe: when, how many, where, which model.
-    pub probe: Option<(Duration, usize, SocketAddr, String)>,
+    pub probe: Option<ProbePlan>,
     pub pin_core: Option<usize>,
+}
+
+/// Sequential probe requests: `requests` per batch, one batch at each of
+/// `times` (during the fault) and of `reference_times` (before it, while
+/// everything is healthy: the same-run reference for the latency).
+#[derive(Debug, Clone)]
+pub struct ProbePlan {
+    pub times: Vec<Duration>,
+    pub reference_times: Vec<Duration>,
+    pub requests: usize,
+    pub addr: SocketAddr,
+    pub model: String,
 }
 
 /// What happened, in seconds relative to the measured window's start.
@@ -39,6 +58,9 @@ pub struct TimelineLog {
     /// Cumulative provider requests per mock (same order as `mocks`).
     pub samples: Vec<Sample>,
     pub probe: Option<ProbeResult>,
+    /// The probe sent before the first fault (see [`ProbePlan::reference_times`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reference_probe: Option<ProbeResult>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -55,10 +77,14 @@ pub struct Sample {
     pub requests: Vec<u64>,
 }
 
-/// Sequential requests sent during the fault: status, latency, Retry-After.
+/// Sequential requests sent in batches: status, latency, Retry-After over all of
+/// them, and each batch's time and p50.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct ProbeResult {
+    /// When the first batch went out.
     pub at_s: f64,
+    /// When the last batch went out.
+    pub last_at_s: f64,
     pub requests: usize,
     pub statuses: BTreeMap<u16, u64>,
     /// Answers with status 503 and a `retry-after` header.
@@ -66,6 +92,14 @@ pub struct ProbeResult {
     pub p50_us: u64,
     pub p99_us: u64,
     pub max_us: u64,
+    pub batch_p50_us: Vec<u64>,
+}
+
+impl ProbeResult {
+    /// The p50 of the least-delayed batch.
+    pub fn best_batch_p50_us(&self) -> Option<u64> {
+        self.batch_p50_us.iter().copied().min()
+    }
 }
 
 /// A running timeline thread.
@@ -100,7 +134,8 @@ fn run(plan: TimelinePlan, stop: &AtomicBool) -> TimelineLog {
         ..TimelineLog::default()
     };
     let mut next_step = 0;
-    let mut probe = plan.probe.clone();
+    let mut probes = ProbeRunner::new(plan.probe.as_ref(), false);
+    let mut references = ProbeRunner::new(plan.probe.as_ref(), true);
     let mut progress = Progress::new(&plan.label, plan.duration);
     let mut next_tick = Instant::now();
     while !stop.load(Ordering::Acquire) {
@@ -110,11 +145,8 @@ fn run(plan: TimelinePlan, stop: &AtomicBool) -> TimelineLog {
             log.applied.push(apply(step, &plan.mocks, t));
             next_step += 1;
         }
-        if probe.as_ref().is_some_and(|p| t >= p.0.as_secs_f64()) {
-            if let Some((_, n, addr, model)) = probe.take() {
-                log.probe = Some(send_probes(addr, &model, n, t));
-            }
-        }
+        references.poll(t, &mut log.reference_probe);
+        probes.poll(t, &mut log.probe);
         log.samples.push(Sample {
             t_s: t,
             requests: plan.mocks.iter().map(Mock::requests).collect(),
@@ -140,13 +172,68 @@ fn apply(step: &FaultStep, mocks: &[Mock], t: f64) -> AppliedStep {
     }
 }
 
-fn send_probes(addr: SocketAddr, model: &str, n: usize, t: f64) -> ProbeResult {
+/// Sends the batches of one probe plan as their times come.
+struct ProbeRunner<'a> {
+    plan: Option<&'a ProbePlan>,
+    times: &'a [Duration],
+    next: usize,
+    latencies: Vec<u64>,
+}
+
+impl<'a> ProbeRunner<'a> {
+    fn new(plan: Option<&'a ProbePlan>, reference: bool) -> Self {
+        let times = plan.map_or(&[][..], |p| {
+            if reference {
+                &p.reference_times
+            } else {
+                &p.times
+            }
+        });
+        ProbeRunner {
+            plan,
+            times,
+            next: 0,
+            latencies: Vec::new(),
+        }
+    }
+
+    /// Sends the batch that is due at `t`, if any, and folds it into `result`.
+    fn poll(&mut self, t: f64, result: &mut Option<ProbeResult>) {
+        let Some(plan) = self.plan else { return };
+        if !self
+            .times
+            .get(self.next)
+            .is_some_and(|at| t >= at.as_secs_f64())
+        {
+            return;
+        }
+        self.next += 1;
+        let r = result.get_or_insert_with(|| ProbeResult {
+            at_s: t,
+            ..ProbeResult::default()
+        });
+        let mut batch = send_probes(plan.addr, &plan.model, plan.requests, r);
+        r.last_at_s = t;
+        batch.sort_unstable();
+        r.batch_p50_us.push(quantile(&batch, 0.5));
+        self.latencies.extend(batch);
+        self.latencies.sort_unstable();
+        r.p50_us = quantile(&self.latencies, 0.5);
+        r.p99_us = quantile(&self.latencies, 0.99);
+        r.max_us = self.latencies.last().copied().unwrap_or(0);
+    }
+}
+
+fn quantile(sorted: &[u64], q: f64) -> u64 {
+    let i = ((sorted.len() as f64 - 1.0) * q).round() as usize;
+    sorted.get(i).copied().unwrap_or(0)
+}
+
+/// Sends `n` sequential requests, counts their answers into `result` and
+/// returns their latencies in µs.
+fn send_probes(addr: SocketAddr, model: &str, n: usize, result: &mut ProbeResult) -> Vec<u64> {
     let body = chat_body(model, false);
-    let mut result = ProbeResult {
-        at_s: t,
-        requests: n,
-        ..ProbeResult::default()
-    };
+    result.requests += n;
     let mut latencies = Vec::with_capacity(n);
     let mut client = None;
     for _ in 0..n {
@@ -175,15 +262,7 @@ fn send_probes(addr: SocketAddr, model: &str, n: usize, t: f64) -> ProbeResult {
         };
         *result.statuses.entry(status).or_default() += 1;
     }
-    latencies.sort_unstable();
-    let at = |q: f64| {
-        let i = ((latencies.len() as f64 - 1.0) * q).round() as usize;
-        latencies.get(i).copied().unwrap_or(0)
-    };
-    result.p50_us = at(0.5);
-    result.p99_us = at(0.99);
-    result.max_us = latencies.last().copied().unwrap_or(0);
-    result
+    latencies
 }
 
 /// Seconds from `start` to `now`, negative before it.
