@@ -374,3 +374,95 @@ fn number(v: f64) -> String {
 fn cell(text: &str) -> String {
     text.replace('|', "\\|")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::suite::scenario::Bound;
+
+    fn verdict(outcome: Outcome) -> Verdict {
+        Verdict {
+            metric: "error_rate",
+            bound: Bound {
+                min: None,
+                max: Some(0.0),
+            },
+            measured: (outcome != Outcome::NotMeasured).then_some(0.0),
+            outcome,
+            reason: (outcome == Outcome::NotMeasured).then(|| "the run ended too soon".into()),
+        }
+    }
+
+    fn scenario(error: bool, criteria: &[Outcome], budgets: &[Outcome]) -> ScenarioOutcome {
+        ScenarioOutcome {
+            name: "s".into(),
+            file: "s.yaml".into(),
+            error: error.then(|| "gateway: not ready".into()),
+            verdicts: criteria.iter().copied().map(verdict).collect(),
+            budgets: budgets.iter().copied().map(verdict).collect(),
+            run: None,
+        }
+    }
+
+    #[test]
+    fn status_table_fail_beats_harness_error_beats_pass() {
+        use Outcome::{Fail, NotMeasured, Pass};
+        use SuiteStatus as S;
+        let cases: [(bool, &[Outcome], &[Outcome], SuiteStatus); 7] = [
+            (false, &[Pass, Pass], &[], S::Pass),
+            // Budgets never change the verdict, missed or not measured.
+            (false, &[Pass], &[Fail, NotMeasured], S::Pass),
+            (false, &[Pass, NotMeasured], &[], S::HarnessError),
+            (true, &[], &[], S::HarnessError),
+            (false, &[Fail, Pass], &[], S::Fail),
+            // A real failure is never hidden behind a measurement gap.
+            (false, &[NotMeasured, Fail], &[], S::Fail),
+            (false, &[], &[], S::Pass),
+        ];
+        for (i, (error, criteria, budgets, want)) in cases.into_iter().enumerate() {
+            assert_eq!(
+                scenario(error, criteria, budgets).status(),
+                want,
+                "case {i}"
+            );
+        }
+        let report = |scenarios| SuiteReport {
+            mode: "smoke",
+            started_unix: 0,
+            cores: 2,
+            placement: Placement::default(),
+            gateway_bin: "switchyard".into(),
+            scenarios,
+        };
+        let mixed = report(vec![
+            scenario(false, &[Pass], &[]),
+            scenario(true, &[], &[]),
+            scenario(false, &[NotMeasured], &[Fail]),
+        ]);
+        assert_eq!(mixed.status(), S::HarnessError);
+        assert_eq!(mixed.status().exit_code(), 3);
+        let summary = mixed.summary();
+        assert!(
+            summary.starts_with(
+                "HARNESS ERROR: criteria 1 PASS, 0 FAIL, 1 NOT MEASURED; 1 scenario(s)"
+            ),
+            "{summary}"
+        );
+        let md = table(&mixed);
+        assert!(
+            md.contains("| s | (run) | gateway: not ready | - | **ERROR** |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| s | error_rate | not measured: the run ended too soon | ≤ 0 | **NOT MEASURED** |"),
+            "{md}"
+        );
+        assert!(budget_table(&mixed).contains("| missed |"));
+        let failed = report(vec![
+            scenario(false, &[Fail], &[]),
+            scenario(true, &[], &[]),
+        ]);
+        assert_eq!(failed.status().exit_code(), 1);
+        assert_eq!(report(Vec::new()).status().exit_code(), 0);
+    }
+}
