@@ -230,8 +230,9 @@ pub struct ShardSnapshot {
 fn breaker_value(state: BreakerState) -> u8 {
     match state {
         BreakerState::Closed => 0,
-        BreakerState::HalfOpen => 1,
+        BreakerState::HalfOpen { .. } => 1,
         BreakerState::Open { .. } => 2,
+        BreakerState::Sidelined { .. } => 3,
     }
 }
 
@@ -360,7 +361,7 @@ fn render_targets(out: &mut String, snapshots: &[ShardSnapshot]) {
         out,
         "switchyard_breaker_state",
         "gauge",
-        "Circuit breaker per target and shard: 0 closed, 1 half-open, 2 open.",
+        "Circuit breaker per target (shared by the shards): 0 closed, 1 half-open, 2 open, 3 sidelined.",
     );
     for snap in snapshots {
         for t in &snap.targets {

@@ -73,10 +73,10 @@ impl Call<'_> {
         };
         if outcome.is_none() {
             let table = self.table.clone();
-            self.shard.with_health(&table, slot, |h| {
-                h.finish();
-                h.abandon_probe();
-            });
+            self.shard.with_health(&table, slot, |h| h.finish());
+            // A probe whose client left says nothing about the target: give the
+            // token back (dropping it does).
+            self.probe = None;
         }
         outcome
     }

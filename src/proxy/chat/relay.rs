@@ -161,11 +161,9 @@ impl Call<'_> {
             let Ok(chat) = ChatBody::parse(&body) else {
                 break;
             };
-            let probe = match self.shard.with_health(&table, slot, |h| h.admit(now)) {
-                Some(Admission::Reject { .. }) => continue,
-                Some(Admission::Probe) => true,
-                Some(Admission::Allow) | None => false,
-            };
+            if let Admission::Reject { .. } = self.admit(slot, now) {
+                continue;
+            }
             self.continuation = Some((body, chat));
             self.meta.attempts += 1;
             self.shard.with_health(&table, slot, |h| h.start());
@@ -180,7 +178,7 @@ impl Call<'_> {
             let label = table.slots[slot].label.clone();
             match result {
                 AttemptResult::Untranslatable(reason) => {
-                    self.skip_untranslatable(slot, &label, &reason, probe)
+                    self.skip_untranslatable(slot, &label, &reason)
                 }
                 AttemptResult::Stream { held, ttfb } => {
                     let rewrite = stream::Rewrite {
