@@ -38,6 +38,7 @@ pub fn default_retry() -> RetryPolicy {
         budget_ratio: 0.2,
         budget_min_per_sec: 10,
         max_retry_after: Duration::from_secs(10),
+        wait_retry_after_up_to: Duration::ZERO,
     }
 }
 
@@ -190,7 +191,7 @@ fn target(
         timeouts: raw
             .timeouts
             .map(|t| timeouts(t, route_timeouts, &path.key("timeouts"), r))
-            .map(|t| Timeouts {
+            .map_or(*route_timeouts, |t| Timeouts {
                 total: route_timeouts.total,
                 ..t
             }),
@@ -258,6 +259,11 @@ fn retry(raw: RawRetry, base: &RetryPolicy, path: &YamlPath, r: &mut Report<'_>)
             &path.key("max_retry_after"),
             base.max_retry_after,
         ),
+        wait_retry_after_up_to: r.duration(
+            raw.wait_retry_after_up_to.as_ref(),
+            &path.key("wait_retry_after_up_to"),
+            base.wait_retry_after_up_to,
+        ),
     }
 }
 
@@ -277,7 +283,14 @@ fn fallback(raw: RawFallback, path: &YamlPath, r: &mut Report<'_>) -> FallbackPo
 
 /// Timeouts whose absent fields come from `base`.
 fn timeouts(raw: RawTimeouts, base: &Timeouts, path: &YamlPath, r: &mut Report<'_>) -> Timeouts {
-    let connect = r.positive_duration(raw.connect.as_ref(), &path.key("connect"), base.connect);
+    let total = r.positive_duration(raw.total.as_ref(), &path.key("total"), base.total);
+    // An inherited connect timeout (3 s by default) shrinks to a shorter total
+    // rather than making a file that never set it invalid.
+    let connect = r.positive_duration(
+        raw.connect.as_ref(),
+        &path.key("connect"),
+        base.connect.min(total),
+    );
     let first_byte = r.positive_duration(
         raw.first_byte.as_ref(),
         &path.key("first_byte"),
@@ -288,7 +301,6 @@ fn timeouts(raw: RawTimeouts, base: &Timeouts, path: &YamlPath, r: &mut Report<'
         &path.key("between_chunks"),
         base.between_chunks,
     );
-    let total = r.positive_duration(raw.total.as_ref(), &path.key("total"), base.total);
     r.not_longer(("connect", connect), ("total", total), &path.key("connect"));
     r.not_longer(
         ("first_byte", first_byte),

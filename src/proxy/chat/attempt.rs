@@ -106,7 +106,7 @@ impl Call<'_> {
             Ok(request) => request,
             Err(e) => return AttemptResult::Untranslatable(e.to_string()),
         };
-        let timeouts = target.timeouts.unwrap_or(route.timeouts);
+        let timeouts = target.timeouts;
         let remaining = self.deadline.saturating_duration_since(started);
         let connect = timeouts.connect.min(remaining);
         let first_byte_deadline = (started + timeouts.first_byte).min(self.deadline);

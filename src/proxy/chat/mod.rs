@@ -493,7 +493,16 @@ impl Call<'_> {
                 AttemptResult::Stream { held, ttfb } => {
                     self.meta.target = Some(label.clone());
                     return self
-                        .relay(route_index, route, slot, *held, ttfb, None, client, out)
+                        .relay(
+                            route_index,
+                            route,
+                            (target_index, slot),
+                            *held,
+                            ttfb,
+                            None,
+                            client,
+                            out,
+                        )
                         .await;
                 }
                 AttemptResult::Failed {
@@ -517,7 +526,13 @@ impl Call<'_> {
                         }
                         // Out of budget or time: act as after the last try.
                         Next::Retry(_) => {
-                            return Ok(after_last_try(&failure, answer, route, other_targets))
+                            return Ok(after_last_try(
+                                &failure,
+                                answer,
+                                retry,
+                                route,
+                                other_targets,
+                            ))
                         }
                         Next::Fallback => return Ok(TargetEnd::Fallback(answer)),
                         Next::Reroute => return Ok(TargetEnd::Reroute),
@@ -687,16 +702,12 @@ enum TargetEnd {
 fn after_last_try(
     failure: &Failure,
     answer: Option<ProviderAnswer>,
+    retry: &crate::config::RetryPolicy,
     route: &Route,
     other_targets: bool,
 ) -> TargetEnd {
-    match decide(
-        failure,
-        u32::MAX,
-        &route.retry,
-        &route.fallback,
-        other_targets,
-    ) {
+    // The target's own retry policy, as for every earlier try on it.
+    match decide(failure, u32::MAX, retry, &route.fallback, other_targets) {
         Next::Fallback | Next::Retry(_) => TargetEnd::Fallback(answer),
         Next::Reroute => TargetEnd::Reroute,
         Next::Return => answer.map_or(TargetEnd::Stop, TargetEnd::Return),

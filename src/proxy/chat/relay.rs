@@ -6,12 +6,13 @@ use super::*;
 impl Call<'_> {
     /// Relays a committed stream. `carried` is set when this stream continues one
     /// the client already holds (its stats so far and how to rewrite chunks).
+    /// `(target, slot)`: the route target streaming it and its health slot.
     #[allow(clippy::too_many_arguments)]
     pub(super) async fn relay(
         &mut self,
         route_index: usize,
         route: &Route,
-        slot: usize,
+        (target_index, slot): (usize, usize),
         held: stream::Held,
         ttfb: Duration,
         carried: Option<(StreamStats, stream::Rewrite)>,
@@ -37,8 +38,13 @@ impl Call<'_> {
                 (stats, None)
             }
         };
+        // The target's own (resolved) stall limit, as its attempt used before commit.
+        let between_chunks = route
+            .targets
+            .get(target_index)
+            .map_or(route.timeouts.between_chunks, |t| t.timeouts.between_chunks);
         let policy = RelayPolicy {
-            between_chunks: route.timeouts.between_chunks,
+            between_chunks,
             deadline: self.deadline,
             forward_usage: self.chat.client_wants_usage,
             rewrite,
@@ -189,7 +195,16 @@ impl Call<'_> {
                     };
                     let carried = Some((std::mem::take(&mut stats), rewrite));
                     match self
-                        .relay(route_index, route, slot, *held, ttfb, carried, client, out)
+                        .relay(
+                            route_index,
+                            route,
+                            (target_index, slot),
+                            *held,
+                            ttfb,
+                            carried,
+                            client,
+                            out,
+                        )
                         .await?
                     {
                         TargetEnd::StreamBroken { stats: more, .. } => stats = more,
