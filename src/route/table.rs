@@ -199,3 +199,45 @@ fn known_models(routes: &[Route]) -> Vec<(String, usize)> {
     models.dedup_by(|a, b| a.0 == b.0);
     models
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::health::StateKind;
+    use std::net::SocketAddr;
+    use std::time::Instant;
+
+    fn table(models: &[&str], generation: u64) -> Table {
+        let targets: String = models
+            .iter()
+            .map(|m| format!("      - {{ provider: p, model: {m} }}\n"))
+            .collect();
+        let yaml = format!(
+            "listen: 127.0.0.1:0\nproviders:\n  p: {{ kind: openai-compatible, base_url: http://127.0.0.1:9/v1 }}\nroutes:\n  - name: chat\n    targets:\n{targets}"
+        );
+        let config = crate::config::load_str(&yaml, "t.yaml", &|_| None)
+            .unwrap_or_else(|e| panic!("test config invalid: {e}"));
+        let local = |_: &str, port: u16| vec![SocketAddr::from(([127, 0, 0, 1], port))];
+        Table::build(Arc::new(config), generation, &local)
+    }
+
+    #[test]
+    fn a_reload_carries_breakers_by_label() {
+        let old = table(&["a", "b"], 1);
+        let cfg = old.config.health;
+        let now = Instant::now();
+        let totals = crate::health::WindowTotals::default();
+        for _ in 0..cfg.consecutive_failures {
+            old.breakers[1].on_failure(&cfg, now, false, &totals);
+        }
+        let mut new = table(&["b", "c"], 2);
+        new.carry_breakers(&old);
+        assert!(Arc::ptr_eq(&new.breakers[0], &old.breakers[1]), "b kept");
+        assert_eq!(new.breakers[0].state(now).kind(), StateKind::Open);
+        assert_eq!(
+            new.breakers[1].state(now).kind(),
+            StateKind::Closed,
+            "c new"
+        );
+    }
+}
