@@ -59,7 +59,8 @@ pub struct RouteCounters {
 pub struct TargetCounters {
     pub successes: u64,
     pub failures: [u64; FailureClass::ALL.len()],
-    pub transitions: BTreeMap<(&'static str, &'static str), u64>,
+    /// Breaker transitions this shard made: (from, to, reason).
+    pub transitions: BTreeMap<(&'static str, &'static str, &'static str), u64>,
     pub tokens_in: u64,
     pub tokens_out: u64,
     pub stream_events_dropped: u64,
@@ -382,8 +383,8 @@ fn render_targets(out: &mut String, snapshots: &[ShardSnapshot]) {
     );
     for snap in snapshots {
         for t in &snap.targets {
-            for ((from, to), n) in &t.counters.transitions {
-                let _ = writeln!(out, "switchyard_breaker_transitions_total{{target=\"{}\",shard=\"{}\",from=\"{from}\",to=\"{to}\"}} {n}", escape_label(&t.label), snap.shard);
+            for ((from, to, reason), n) in &t.counters.transitions {
+                let _ = writeln!(out, "switchyard_breaker_transitions_total{{target=\"{}\",shard=\"{}\",from=\"{from}\",to=\"{to}\",reason=\"{reason}\"}} {n}", escape_label(&t.label), snap.shard);
             }
         }
     }

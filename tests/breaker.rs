@@ -86,14 +86,36 @@ fn send(clients: &mut [Client], n: usize, stream: bool) -> HttpResponse {
         .expect("response")
 }
 
-/// The primary's entry in /admin/targets.
-fn admin_primary(gw: &Gateway) -> serde_json::Value {
+fn admin_get(gw: &Gateway, path: &str) -> HttpResponse {
     let addr = gw.admin_addr().expect("admin listener configured");
     let mut client = Client::connect(addr).expect("connect to admin");
-    let targets = client
-        .request("GET", "/admin/targets", &[], b"")
-        .expect("admin answer")
-        .json();
+    client.request("GET", path, &[], b"").expect("admin answer")
+}
+
+/// The primary's breaker transitions in /metrics over all shards: one
+/// `from="…",to="…",reason="…"` entry per transition counted.
+fn primary_transitions(gw: &Gateway) -> Vec<String> {
+    let text = admin_get(gw, "/metrics").text();
+    let prefix = format!("switchyard_breaker_transitions_total{{target=\"{PRIMARY}\",shard=");
+    let mut seen = Vec::new();
+    for line in text.lines().filter(|l| l.starts_with(&prefix)) {
+        let Some((labels, n)) = line.split_once("} ") else {
+            continue;
+        };
+        // Past `…shard="N",`: the change itself.
+        let change = labels
+            .strip_prefix(&prefix)
+            .and_then(|rest| rest.split_once(','))
+            .map_or("", |(_, change)| change);
+        let n: usize = n.trim().parse().unwrap_or(0);
+        seen.extend(std::iter::repeat_n(change.to_string(), n));
+    }
+    seen
+}
+
+/// The primary's entry in /admin/targets.
+fn admin_primary(gw: &Gateway) -> serde_json::Value {
+    let targets = admin_get(gw, "/admin/targets").json();
     targets["targets"]
         .as_array()
         .and_then(|list| list.iter().find(|t| t["target"] == PRIMARY))
@@ -153,6 +175,11 @@ fn trips_after_exactly_n_failures_gateway_wide(shards: usize) {
     }
     assert_eq!(requests(&primary), 5, "no 6th send from any shard");
     assert_eq!(requests(&fallback), 45);
+    assert_eq!(
+        primary_transitions(&gw),
+        [r#"from="closed",to="open",reason="consecutive_failures""#],
+        "one transition, counted once by the shard that made it"
+    );
     gw.shutdown();
 }
 

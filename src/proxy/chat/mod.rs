@@ -645,7 +645,11 @@ impl Call<'_> {
         if let Some(counters) = self.shard.metrics.borrow_mut().target(&self.table, slot) {
             *counters
                 .transitions
-                .entry((t.from.as_str(), t.to.as_str()))
+                .entry((
+                    t.from.as_str(),
+                    t.to.as_str(),
+                    t.reason.map_or("recovered", |r| r.as_str()),
+                ))
                 .or_default() += 1;
         }
         crate::event!(
