@@ -489,3 +489,48 @@ fn all_open_probes_as_soon_as_the_cooldown_allows_one_shard() {
 fn all_open_probes_as_soon_as_the_cooldown_allows_two_shards() {
     all_open_probes_as_soon_as_the_cooldown_allows(2);
 }
+
+// 7. A probe whose stream commits closes the breaker at commit, not when the
+//    (possibly long) stream ends: here the probe's stream then stalls for seconds,
+//    yet the breaker is closed while it is still open.
+fn a_committed_stream_probe_closes_at_once(shards: usize) {
+    let (primary, fallback) = primary_and_fallback();
+    primary.set_fault(fault_status(503));
+    let gw = chain(
+        shards,
+        &primary,
+        &fallback,
+        "retry: { attempts: 1 }\ntimeouts: { first_byte: 2s, between_chunks: 3s, total: 10s }",
+        "{ consecutive_failures: 2, min_requests: 100000, cooldown: 200ms, max_cooldown: 200ms }",
+    );
+    let mut clients = connection_per_shard(gw.addr(), shards);
+    for n in 0..2 {
+        assert_fell_back(&send(&mut clients, n, false));
+    }
+    assert_eq!(breaker_views(&gw)[0].0, "open");
+    primary.set_fault(Fault::Stall { after_chunks: 3 });
+    let addr = gw.addr();
+    let probe = wait_until(Duration::from_secs(3), || {
+        breaker_views(&gw)[0].0 == "half_open"
+    });
+    assert!(probe, "the cooldown ends");
+    let stream = std::thread::spawn(move || chat_stream(addr));
+    let closed = wait_until(Duration::from_secs(2), || {
+        breaker_views(&gw) == vec![("closed".to_string(), "-".to_string()); shards]
+    });
+    assert!(closed, "closed while the probe's stream is still open");
+    assert_eq!(primary.stats().streams, 1);
+    let response = stream.join().expect("stream thread");
+    assert_eq!(target_of(&response), PRIMARY);
+    gw.shutdown();
+}
+
+#[test]
+fn a_committed_stream_probe_closes_at_once_one_shard() {
+    a_committed_stream_probe_closes_at_once(1);
+}
+
+#[test]
+fn a_committed_stream_probe_closes_at_once_two_shards() {
+    a_committed_stream_probe_closes_at_once(2);
+}

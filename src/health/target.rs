@@ -153,6 +153,15 @@ impl TargetHealth {
         transition
     }
 
+    /// A probe showed the target answers before its outcome is known in full (a
+    /// stream committed): settles the probe with the breaker only; the attempt's
+    /// outcome is recorded later, as a non-probe.
+    pub fn probe_succeeded(&mut self, now: Instant) -> Option<Transition> {
+        let transition = self.breaker.on_success(&self.cfg, now, true);
+        self.forget_if_closed();
+        transition
+    }
+
     /// A recovered target starts with a clean slate on every shard, or the failures
     /// that opened the breaker would re-open it on the next single failure.
     fn forget_if_closed(&mut self) {

@@ -19,6 +19,7 @@ impl Call<'_> {
         client: &mut ClientStream,
         out: &mut Vec<u8>,
     ) -> std::io::Result<TargetEnd> {
+        self.settle_probe_at_commit(slot);
         let (mut stats, rewrite) = match carried {
             Some((stats, rewrite)) => (stats, Some(rewrite)),
             None => {
@@ -113,6 +114,22 @@ impl Call<'_> {
                 Ok(TargetEnd::Answered { status: 200 })
             }
         }
+    }
+
+    /// A probe whose stream committed (a 200 with content) has shown the target
+    /// answers: close the breaker now rather than when the stream ends, which may be
+    /// minutes later, so recovery does not wait on one long answer. The stream's own
+    /// outcome is still recorded when it ends, as an ordinary request.
+    fn settle_probe_at_commit(&mut self, slot: usize) {
+        if !self.take_probe(slot) {
+            return;
+        }
+        let now = Instant::now();
+        let transition = self
+            .shard
+            .with_health(&self.table, slot, |h| h.probe_succeeded(now))
+            .flatten();
+        self.note_transition(slot, transition);
     }
 
     pub(super) fn count_stream_overflow(&self, slot: usize) {
