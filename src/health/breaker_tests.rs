@@ -389,3 +389,82 @@ fn transition_propagation_is_measured() {
         seen.saturating_duration_since(tripped_at)
     );
 }
+
+mod properties {
+    //! Invariants over random interleavings of admissions and outcomes, as any mix
+    //! of shards would produce them.
+    use super::*;
+    use proptest::prelude::*;
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Advance(u64),
+        Admit,
+        /// An outcome: success?, and whether it reports a held probe.
+        Outcome(bool, bool),
+        Release,
+        Sideline(u64),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            3 => (0u64..3_000).prop_map(Op::Advance),
+            5 => Just(Op::Admit),
+            4 => (any::<bool>(), any::<bool>()).prop_map(|(s, p)| Op::Outcome(s, p)),
+            1 => Just(Op::Release),
+            1 => (0u64..5_000).prop_map(Op::Sideline),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn one_probe_at_a_time_and_bounded_open_periods(ops in prop::collection::vec(op(), 1..300)) {
+            let c = cfg();
+            let t0 = Instant::now();
+            let b = SharedBreaker::new(t0);
+            let q = WindowTotals::default();
+            let (mut now, mut held, mut sidelined) = (t0, 0u32, t0);
+            for op in ops {
+                let before = b.state(now);
+                match op {
+                    Op::Advance(ms) => now += Duration::from_millis(ms),
+                    Op::Admit => match b.admit(now) {
+                        Admission::Allow => prop_assert_eq!(before, BreakerState::Closed),
+                        Admission::Probe => {
+                            let half_open = matches!(before, BreakerState::HalfOpen { .. });
+                            prop_assert!(half_open, "a probe only while half-open: {:?}", before);
+                            held += 1;
+                        }
+                        Admission::Reject { until } => prop_assert!(until >= now),
+                    },
+                    Op::Outcome(success, probe) => {
+                        let probe = probe && held > 0;
+                        held -= u32::from(probe);
+                        if success {
+                            b.on_success(&c, now, probe);
+                            prop_assert_eq!(b.consecutive_failures(), 0);
+                        } else {
+                            b.on_failure(&c, now, probe, &q);
+                        }
+                    }
+                    Op::Release => {
+                        if held > 0 {
+                            held -= 1;
+                            b.release_probe();
+                        }
+                    }
+                    Op::Sideline(ms) => {
+                        let until = now + Duration::from_millis(ms);
+                        b.sideline(now, until);
+                        sidelined = sidelined.max(until);
+                    }
+                }
+                prop_assert!(held <= 1, "two probes in flight");
+                let longest = c.max_cooldown.max(sidelined.saturating_duration_since(now));
+                if let BreakerState::Open { until, .. } = b.state(now) {
+                    prop_assert!(until.saturating_duration_since(now) <= longest);
+                }
+            }
+        }
+    }
+}
