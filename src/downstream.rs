@@ -16,6 +16,8 @@ use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
 use monoio::net::TcpStream;
 use monoio::BufResult;
 
+use crate::peek::{peek, Pending};
+
 /// A client connection.
 pub struct ClientStream {
     tcp: TcpStream,
@@ -82,38 +84,13 @@ impl ClientStream {
             if self.tcp.readable(false).await.is_err() {
                 return;
             }
-            match peek(&self.tcp) {
-                Peek::Spurious => continue,
-                Peek::HungUp => return,
-                Peek::Data => std::future::pending::<()>().await,
+            match peek(self.tcp.as_raw_fd()) {
+                // A readiness that went away again: keep watching.
+                Pending::Nothing => continue,
+                Pending::Eof | Pending::Error => return,
+                Pending::Data => std::future::pending::<()>().await,
             }
         }
-    }
-}
-
-enum Peek {
-    HungUp,
-    Data,
-    Spurious,
-}
-
-fn peek(tcp: &TcpStream) -> Peek {
-    let mut byte = 0u8;
-    // SAFETY: a one-byte buffer we own; no read is in flight on the client socket
-    // while the gateway waits on the provider.
-    let n = unsafe {
-        libc::recv(
-            tcp.as_raw_fd(),
-            (&mut byte as *mut u8).cast(),
-            1,
-            libc::MSG_PEEK | libc::MSG_DONTWAIT,
-        )
-    };
-    match n {
-        0 => Peek::HungUp,
-        n if n > 0 => Peek::Data,
-        _ if io::Error::last_os_error().kind() == io::ErrorKind::WouldBlock => Peek::Spurious,
-        _ => Peek::HungUp,
     }
 }
 

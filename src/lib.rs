@@ -12,6 +12,7 @@ pub mod http;
 pub mod log;
 pub mod metrics;
 pub mod outcome;
+pub mod peek;
 pub mod provider;
 pub mod proxy;
 pub mod route;

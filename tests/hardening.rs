@@ -138,6 +138,56 @@ fn one_target_yaml(base_url: &str, route_extra: &str, top_extra: &str) -> String
     )
 }
 
+/// An upstream that answers the first request on each connection with `head` and
+/// then up to `pieces` copies of `piece`, `pause` apart, for at most 30 s or until
+/// the gateway stops taking them.
+fn streaming_upstream(
+    head: &'static [u8],
+    piece: Vec<u8>,
+    pieces: usize,
+    pause: Duration,
+) -> RawUpstream {
+    RawUpstream::start(move |_, tcp| {
+        if read_request(tcp).is_none() || tcp.write_all(head).is_err() {
+            return;
+        }
+        let until = Instant::now() + Duration::from_secs(30);
+        for _ in 0..pieces {
+            if Instant::now() >= until || tcp.write_all(&piece).is_err() {
+                return;
+            }
+            std::thread::sleep(pause);
+        }
+    })
+}
+
+/// A `chat` route over `first` (priority 0) and the mock `good` (priority 1).
+fn two_target_yaml(
+    first: &str,
+    good: &loadtest::mock::MockHandle,
+    top_extra: &str,
+    route_extra: &str,
+) -> String {
+    format!(
+        "listen: 127.0.0.1:0\nshards: 1\nshutdown_grace: 1s\n{top_extra}providers:\n  first: {{ kind: openai-compatible, base_url: \"{first}\" }}\n{}\
+         routes:\n  - name: chat\n    match: {{ model: chat }}\n    targets:\n      - {{ provider: first, model: m, priority: 0 }}\n      - {{ provider: good, model: g, priority: 1 }}\n{route_extra}",
+        provider("good", good)
+    )
+}
+
+/// A client that waits up to 20 s for its answer, and how long it took.
+fn timed_chat(addr: SocketAddr, stream: bool) -> (loadtest::client::HttpResponse, Duration) {
+    let mut client = Client::connect(addr).expect("connect");
+    client
+        .set_read_timeout(Duration::from_secs(20))
+        .expect("timeout");
+    let started = Instant::now();
+    let response = client
+        .chat(&chat_body("chat", stream), &[])
+        .expect("an answer");
+    (response, started.elapsed())
+}
+
 /// Bytes an upstream writes after a complete answer on a keep-alive socket are
 /// never read as the next request's answer: the socket is closed, the next request
 /// goes out on a fresh one.
@@ -253,31 +303,19 @@ fn an_upstream_that_never_reads_the_body_times_out_and_falls_back() {
 /// the attempt fails over before the client sees a byte, and a counter says why.
 #[test]
 fn a_flood_of_empty_events_before_content_is_capped() {
-    let flood = RawUpstream::start(|_, tcp| {
-        if read_request(tcp).is_none() {
-            return;
-        }
-        let _ = tcp.write_all(sse_head());
-        let empty = sse_chunk(r#"{"id":"c","choices":[{"index":0,"delta":{"role":"assistant"}}]}"#);
-        let burst: Vec<u8> = empty
-            .iter()
-            .copied()
-            .cycle()
-            .take(empty.len() * 512)
-            .collect();
-        for _ in 0..2_000 {
-            if tcp.write_all(&burst).is_err() {
-                return;
-            }
-        }
-    });
+    let empty = sse_chunk(r#"{"id":"c","choices":[{"index":0,"delta":{"role":"assistant"}}]}"#);
+    let burst: Vec<u8> = empty
+        .iter()
+        .copied()
+        .cycle()
+        .take(empty.len() * 512)
+        .collect();
+    let flood = streaming_upstream(sse_head(), burst, 2_000, Duration::ZERO);
     let good = mock("good");
-    let yaml = format!(
-        "listen: 127.0.0.1:0\nshards: 1\nshutdown_grace: 1s\nlimits: {{ max_stream_buffer_bytes: 262144 }}\nadmin: {{ listen: 127.0.0.1:0 }}\nproviders:\n  flood: {{ kind: openai-compatible, base_url: \"{}\" }}\n{}\
-         routes:\n  - name: chat\n    match: {{ model: chat }}\n    targets:\n      - {{ provider: flood, model: m, priority: 0 }}\n      - {{ provider: good, model: g, priority: 1 }}\n",
-        flood.base_url(),
-        provider("good", &good)
-    );
+    let top = "limits: { max_stream_buffer_bytes: 262144 }
+admin: { listen: 127.0.0.1:0 }
+";
+    let yaml = two_target_yaml(&flood.base_url(), &good, top, "");
     let gateway = gateway(&yaml);
     let response = chat_stream(gateway.addr());
     assert_eq!(response.status, 200);
@@ -285,7 +323,7 @@ fn a_flood_of_empty_events_before_content_is_capped() {
     let metrics = admin_get(&gateway, "/metrics");
     let overflows = metric(
         &metrics,
-        "switchyard_stream_buffer_overflows_total{target=\"flood/m\"",
+        "switchyard_stream_buffer_overflows_total{target=\"first/m\"",
     );
     assert!(overflows >= 1.0, "{metrics}");
 }
@@ -295,26 +333,16 @@ fn a_flood_of_empty_events_before_content_is_capped() {
 /// continuation built from a partial copy.
 #[test]
 fn continuation_text_past_the_cap_is_dropped_not_kept() {
-    let big = RawUpstream::start(|_, tcp| {
-        if read_request(tcp).is_none() {
-            return;
-        }
-        let _ = tcp.write_all(sse_head());
-        let piece = sse_chunk(&content_event(&"word ".repeat(200)));
-        for _ in 0..200 {
-            if tcp.write_all(&piece).is_err() {
-                return;
-            }
-        }
-        // Cut mid-answer: no finish, no [DONE].
-    });
+    // 200 content events, then cut mid-answer: no finish, no [DONE].
+    let piece = sse_chunk(&content_event(&"word ".repeat(200)));
+    let big = streaming_upstream(sse_head(), piece, 200, Duration::ZERO);
     let good = mock("good");
-    let yaml = format!(
-        "listen: 127.0.0.1:0\nshards: 1\nshutdown_grace: 1s\nlimits: {{ max_stream_buffer_bytes: 65536 }}\nadmin: {{ listen: 127.0.0.1:0 }}\nproviders:\n  big: {{ kind: openai-compatible, base_url: \"{}\" }}\n{}\
-         routes:\n  - name: chat\n    match: {{ model: chat }}\n    targets:\n      - {{ provider: big, model: m, priority: 0 }}\n      - {{ provider: good, model: g, priority: 1 }}\n    stream: {{ continue_after_commit: true }}\n",
-        big.base_url(),
-        provider("good", &good)
-    );
+    let top = "limits: { max_stream_buffer_bytes: 65536 }
+admin: { listen: 127.0.0.1:0 }
+";
+    let route = "    stream: { continue_after_commit: true }
+";
+    let yaml = two_target_yaml(&big.base_url(), &good, top, route);
     let gateway = gateway(&yaml);
     let response = chat_stream(gateway.addr());
     assert_eq!(response.status, 200);
@@ -334,7 +362,7 @@ fn continuation_text_past_the_cap_is_dropped_not_kept() {
     let metrics = admin_get(&gateway, "/metrics");
     let overflows = metric(
         &metrics,
-        "switchyard_stream_buffer_overflows_total{target=\"big/m\"",
+        "switchyard_stream_buffer_overflows_total{target=\"first/m\"",
     );
     assert_eq!(overflows, 1.0, "{metrics}");
 }
@@ -343,19 +371,8 @@ fn continuation_text_past_the_cap_is_dropped_not_kept() {
 /// connections past their write deadline, and nothing counts against the provider.
 #[test]
 fn clients_that_stop_reading_release_their_upstream() {
-    let endless = RawUpstream::start(|_, tcp| {
-        if read_request(tcp).is_none() {
-            return;
-        }
-        let _ = tcp.write_all(sse_head());
-        let piece = sse_chunk(&content_event(&"z".repeat(16 * 1024)));
-        let until = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < until {
-            if tcp.write_all(&piece).is_err() {
-                return;
-            }
-        }
-    });
+    let piece = sse_chunk(&content_event(&"z".repeat(16 * 1024)));
+    let endless = streaming_upstream(sse_head(), piece, usize::MAX, Duration::ZERO);
     let yaml = format!(
         "listen: 127.0.0.1:0\nshards: 1\nshutdown_grace: 1s\nlimits: {{ client_write_timeout: 1s }}\nadmin: {{ listen: 127.0.0.1:0 }}\nproviders:\n  endless: {{ kind: openai-compatible, base_url: \"{}\", max_connections: 2 }}\n\
          routes:\n  - name: chat\n    match: {{ model: chat }}\n    targets:\n      - {{ provider: endless, model: m }}\n    timeouts: {{ total: 30s }}\n",
@@ -391,38 +408,16 @@ fn clients_that_stop_reading_release_their_upstream() {
 /// stream past the route's total deadline.
 #[test]
 fn legacy_driver_keeps_the_total_deadline_on_an_endless_stream() {
-    let endless = RawUpstream::start(|_, tcp| {
-        if read_request(tcp).is_none() {
-            return;
-        }
-        let _ = tcp.write_all(sse_head());
-        let piece = sse_chunk(&content_event("tick "));
-        let until = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < until {
-            if tcp.write_all(&piece).is_err() {
-                return;
-            }
-        }
-    });
+    let piece = sse_chunk(&content_event("tick "));
+    let endless = streaming_upstream(sse_head(), piece, usize::MAX, Duration::ZERO);
     let yaml = one_target_yaml(
         &endless.base_url(),
         "    timeouts: { first_byte: 1s, total: 2s }\n",
         "driver: legacy\n",
     );
     let gateway = gateway(&yaml);
-    let mut client = Client::connect(gateway.addr()).expect("connect");
-    client
-        .set_read_timeout(Duration::from_secs(20))
-        .expect("timeout");
-    let started = Instant::now();
-    let response = client
-        .chat(&chat_body("chat", true), &[])
-        .expect("the stream ends");
-    assert!(
-        started.elapsed() < Duration::from_secs(15),
-        "ended after {:?}",
-        started.elapsed()
-    );
+    let (response, took) = timed_chat(gateway.addr(), true);
+    assert!(took < Duration::from_secs(15), "ended after {took:?}");
     let events = response.sse_data();
     assert!(events.last().is_some_and(|e| e == "[DONE]"), "ends cleanly");
 }
@@ -431,35 +426,20 @@ fn legacy_driver_keeps_the_total_deadline_on_an_endless_stream() {
 /// first-byte deadline.
 #[test]
 fn legacy_driver_keeps_the_first_byte_deadline_on_endless_1xx() {
-    let chatty = RawUpstream::start(|_, tcp| {
-        if read_request(tcp).is_none() {
-            return;
-        }
-        let until = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < until {
-            if tcp.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").is_err() {
-                return;
-            }
-        }
-    });
+    let interim = b"HTTP/1.1 100 Continue
+
+"
+    .to_vec();
+    let chatty = streaming_upstream(b"", interim, usize::MAX, Duration::ZERO);
     let yaml = one_target_yaml(
         &chatty.base_url(),
         "    timeouts: { first_byte: 1s, total: 10s }\n",
         "driver: legacy\n",
     );
     let gateway = gateway(&yaml);
-    let mut client = Client::connect(gateway.addr()).expect("connect");
-    client
-        .set_read_timeout(Duration::from_secs(20))
-        .expect("timeout");
-    let started = Instant::now();
-    let response = client.chat(&chat_body("chat", false), &[]).expect("answer");
+    let (response, took) = timed_chat(gateway.addr(), false);
     assert!(response.status >= 500, "{}", response.text());
-    assert!(
-        started.elapsed() < Duration::from_secs(8),
-        "answered after {:?}",
-        started.elapsed()
-    );
+    assert!(took < Duration::from_secs(8), "answered after {took:?}");
 }
 
 /// Bodies are read only after the key checks out: an anonymous upload is answered
@@ -690,31 +670,14 @@ fn a_client_hanging_up_cancels_the_upstream_request() {
 /// and `[DONE]`, not a cut mid-body.
 #[test]
 fn streams_open_at_the_end_of_the_grace_end_cleanly() {
-    let slow = RawUpstream::start(|_, tcp| {
-        if read_request(tcp).is_none() {
-            return;
-        }
-        let _ = tcp.write_all(sse_head());
-        let piece = sse_chunk(&content_event("slow "));
-        for _ in 0..100 {
-            if tcp.write_all(&piece).is_err() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    });
+    let piece = sse_chunk(&content_event("slow "));
+    let slow = streaming_upstream(sse_head(), piece, 100, Duration::from_millis(100));
     let gateway = gateway(&one_target_yaml(&slow.base_url(), "", ""));
     let addr = gateway.addr();
-    let reader = std::thread::spawn(move || {
-        let mut client = Client::connect(addr).expect("connect");
-        client
-            .set_read_timeout(Duration::from_secs(20))
-            .expect("timeout");
-        client.chat(&chat_body("chat", true), &[])
-    });
+    let reader = std::thread::spawn(move || timed_chat(addr, true).0);
     std::thread::sleep(Duration::from_millis(500));
     gateway.shutdown();
-    let response = reader.join().expect("reader").expect("a complete response");
+    let response = reader.join().expect("a complete response");
     let events = response.sse_data();
     assert!(
         events

@@ -283,14 +283,7 @@ fn fallback(raw: RawFallback, path: &YamlPath, r: &mut Report<'_>) -> FallbackPo
 
 /// Timeouts whose absent fields come from `base`.
 fn timeouts(raw: RawTimeouts, base: &Timeouts, path: &YamlPath, r: &mut Report<'_>) -> Timeouts {
-    let total = r.positive_duration(raw.total.as_ref(), &path.key("total"), base.total);
-    // An inherited connect timeout (3 s by default) shrinks to a shorter total
-    // rather than making a file that never set it invalid.
-    let connect = r.positive_duration(
-        raw.connect.as_ref(),
-        &path.key("connect"),
-        base.connect.min(total),
-    );
+    let connect = r.positive_duration(raw.connect.as_ref(), &path.key("connect"), base.connect);
     let first_byte = r.positive_duration(
         raw.first_byte.as_ref(),
         &path.key("first_byte"),
@@ -301,11 +294,18 @@ fn timeouts(raw: RawTimeouts, base: &Timeouts, path: &YamlPath, r: &mut Report<'
         &path.key("between_chunks"),
         base.between_chunks,
     );
-    r.not_longer(("connect", connect), ("total", total), &path.key("connect"));
-    r.not_longer(
-        ("first_byte", first_byte),
-        ("total", total),
-        &path.key("first_byte"),
+    let total = r.positive_duration(raw.total.as_ref(), &path.key("total"), base.total);
+    // Only what the file says is checked against `total`; an inherited default
+    // (connect is 3 s by default) longer than a short `total` simply gives way to it.
+    let (connect, first_byte) = (
+        within_total(r, ("connect", connect), raw.connect.is_some(), total, path),
+        within_total(
+            r,
+            ("first_byte", first_byte),
+            raw.first_byte.is_some(),
+            total,
+            path,
+        ),
     );
     Timeouts {
         connect,
@@ -313,6 +313,20 @@ fn timeouts(raw: RawTimeouts, base: &Timeouts, path: &YamlPath, r: &mut Report<'
         between_chunks,
         total,
     }
+}
+
+fn within_total(
+    r: &mut Report<'_>,
+    (name, value): (&'static str, Duration),
+    written: bool,
+    total: Duration,
+    path: &YamlPath,
+) -> Duration {
+    if !written {
+        return value.min(total);
+    }
+    r.not_longer((name, value), ("total", total), &path.key(name));
+    value
 }
 
 fn stream(raw: RawStream) -> StreamPolicy {

@@ -698,3 +698,16 @@ fn a_second_document_is_placed() {
         &[&format!("t.yaml:3: {message}")],
     );
 }
+
+/// A short `total` is enough on its own: the inherited connect and first-byte
+/// defaults give way to it instead of failing a key the file never wrote.
+#[test]
+fn inherited_timeouts_give_way_to_a_short_total() {
+    let text = with_routes(
+        "  - name: chat\n    targets: [{ provider: openai, model: a }]\n    timeouts: { total: 500ms }\n",
+    );
+    let config = load(&text).expect("a short total alone is valid");
+    let timeouts = config.routes[0].timeouts;
+    assert_eq!(timeouts.first_byte, Duration::from_millis(500));
+    assert!(timeouts.connect <= Duration::from_millis(500));
+}

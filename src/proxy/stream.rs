@@ -602,10 +602,17 @@ fn keep_text(stats: &mut StreamStats, text: &str, cap: Option<usize>) {
     if stats.text_overflowed {
         return;
     }
-    if stats.text.len() + text.len() > cap {
+    let needed = stats.text.len() + text.len();
+    if needed > cap {
         stats.text_overflowed = true;
         stats.text = String::new();
         return;
+    }
+    // Grow by doubling, but never past the cap: plain doubling would hold up to
+    // twice the cap (and briefly three times, while reallocating).
+    if needed > stats.text.capacity() {
+        let target = needed.max(stats.text.capacity() * 2).min(cap);
+        stats.text.reserve_exact(target - stats.text.len());
     }
     stats.text.push_str(text);
 }

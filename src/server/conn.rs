@@ -235,6 +235,9 @@ async fn read_body(
         RequestBody::ContentLength(n) if n > max as u64 => Err(too_large(max)),
         RequestBody::ContentLength(n) => {
             let n = n as usize;
+            // The length is known (and within the limit): one allocation with room
+            // for the last read, instead of doubling up to twice the body.
+            buf.reserve_exact(n.saturating_sub(buf.len()) + crate::bufio::READ_CHUNK);
             if head.expect_continue && buf.len() < n {
                 send_continue(stream).await?;
             }

@@ -19,6 +19,7 @@ use rustls::pki_types::ServerName;
 use rustls::ClientConnection;
 
 use crate::bufio::{consume, read_more};
+use crate::peek::{peek, Pending};
 
 /// Most raw bytes taken off an idle socket while checking it.
 const MAX_IDLE_DRAIN: usize = 64 * 1024;
@@ -43,40 +44,12 @@ impl UpstreamStream {
     /// what the kernel (and rustls) already hold, nothing more.
     pub fn idle_state(&mut self) -> IdleState {
         match self {
-            UpstreamStream::Plain(tcp) => match peek_pending(tcp) {
+            UpstreamStream::Plain(tcp) => match peek(tcp.as_raw_fd()) {
                 Pending::Nothing => IdleState::Clean,
                 Pending::Data | Pending::Eof | Pending::Error => IdleState::Dirty,
             },
             UpstreamStream::Tls(tls) => tls.idle_state(),
         }
-    }
-}
-
-enum Pending {
-    Nothing,
-    Data,
-    Eof,
-    Error,
-}
-
-/// Peeks one byte without waiting: is anything (or EOF) waiting on `tcp`?
-fn peek_pending(tcp: &TcpStream) -> Pending {
-    let mut byte = 0u8;
-    // SAFETY: a one-byte buffer we own, on a socket fd owned by `tcp`; no io_uring
-    // operation is in flight on an idle socket.
-    let n = unsafe {
-        libc::recv(
-            tcp.as_raw_fd(),
-            (&mut byte as *mut u8).cast(),
-            1,
-            libc::MSG_PEEK | libc::MSG_DONTWAIT,
-        )
-    };
-    match n {
-        0 => Pending::Eof,
-        n if n > 0 => Pending::Data,
-        _ if io::Error::last_os_error().kind() == io::ErrorKind::WouldBlock => Pending::Nothing,
-        _ => Pending::Error,
     }
 }
 

@@ -13,7 +13,7 @@ use switchyard::config::ProviderKind;
 use switchyard::http::{SseError, SseEvent};
 use switchyard::provider::anthropic::stream::MessageStream;
 use switchyard::provider::bedrock::eventstream::{
-    Decoder, FrameError, HeaderValue, Message, MAX_MESSAGE_BYTES,
+    encode, Decoder, FrameError, HeaderValue, Message, MAX_MESSAGE_BYTES,
 };
 use switchyard::provider::bedrock::stream::ConverseEvents;
 use switchyard::provider::{event_source, EventSource};
@@ -202,64 +202,8 @@ fn gemini_event() -> impl Strategy<Value = Value> {
 
 // ---- AWS event-stream frames, encoded here the way AWS sends them ----
 
-fn encode_value(out: &mut Vec<u8>, value: &HeaderValue) {
-    let sized = |out: &mut Vec<u8>, tag: u8, bytes: &[u8]| {
-        out.push(tag);
-        out.extend_from_slice(&(bytes.len() as u16).to_be_bytes());
-        out.extend_from_slice(bytes);
-    };
-    match value {
-        HeaderValue::Bool(true) => out.push(0),
-        HeaderValue::Bool(false) => out.push(1),
-        HeaderValue::Byte(v) => out.extend_from_slice(&[2, v.to_be_bytes()[0]]),
-        HeaderValue::Short(v) => {
-            out.push(3);
-            out.extend_from_slice(&v.to_be_bytes());
-        }
-        HeaderValue::Int(v) => {
-            out.push(4);
-            out.extend_from_slice(&v.to_be_bytes());
-        }
-        HeaderValue::Long(v) => {
-            out.push(5);
-            out.extend_from_slice(&v.to_be_bytes());
-        }
-        HeaderValue::Bytes(v) => sized(out, 6, v),
-        HeaderValue::String(v) => sized(out, 7, v.as_bytes()),
-        HeaderValue::Timestamp(v) => {
-            out.push(8);
-            out.extend_from_slice(&v.to_be_bytes());
-        }
-        HeaderValue::Uuid(v) => {
-            out.push(9);
-            out.extend_from_slice(v);
-        }
-    }
-}
-
 fn encode_headers(headers: &[(String, HeaderValue)]) -> Vec<u8> {
-    let mut out = Vec::new();
-    for (name, value) in headers {
-        out.push(name.len() as u8);
-        out.extend_from_slice(name.as_bytes());
-        encode_value(&mut out, value);
-    }
-    out
-}
-
-/// A frame with correct lengths and CRCs around whatever header bytes it is given.
-fn frame(headers: &[u8], payload: &[u8]) -> Vec<u8> {
-    let total = 16 + headers.len() + payload.len();
-    let mut out = Vec::with_capacity(total);
-    out.extend_from_slice(&(total as u32).to_be_bytes());
-    out.extend_from_slice(&(headers.len() as u32).to_be_bytes());
-    let prelude_crc = crc32fast::hash(&out);
-    out.extend_from_slice(&prelude_crc.to_be_bytes());
-    out.extend_from_slice(headers);
-    out.extend_from_slice(payload);
-    let crc = crc32fast::hash(&out);
-    out.extend_from_slice(&crc.to_be_bytes());
-    out
+    encode::headers(headers)
 }
 
 fn header_value() -> impl Strategy<Value = HeaderValue> {
@@ -332,14 +276,14 @@ fn converse_message() -> impl Strategy<Value = Vec<u8>> {
                 (":content-type".to_owned(), HeaderValue::String("application/json".into())),
                 (":message-type".to_owned(), HeaderValue::String("event".into())),
             ];
-            frame(&encode_headers(&headers), payload.to_string().as_bytes())
+            encode::frame(&encode_headers(&headers), payload.to_string().as_bytes())
         }),
         1 => text().prop_map(|m| {
             let headers = [
                 (":exception-type".to_owned(), HeaderValue::String("throttlingException".into())),
                 (":message-type".to_owned(), HeaderValue::String("exception".into())),
             ];
-            frame(&encode_headers(&headers), json!({"message": m}).to_string().as_bytes())
+            encode::frame(&encode_headers(&headers), json!({"message": m}).to_string().as_bytes())
         }),
         1 => text().prop_map(|m| {
             let headers = [
@@ -347,7 +291,7 @@ fn converse_message() -> impl Strategy<Value = Vec<u8>> {
                 (":error-code".to_owned(), HeaderValue::String("InternalFailure".into())),
                 (":error-message".to_owned(), HeaderValue::String(m)),
             ];
-            frame(&encode_headers(&headers), b"")
+            encode::frame(&encode_headers(&headers), b"")
         }),
     ]
 }
@@ -396,7 +340,7 @@ proptest! {
         messages in prop::collection::vec(message(), 0..5),
         cuts in prop::collection::vec(any::<usize>(), 0..24),
     ) {
-        let wire: Vec<u8> = messages.iter().flat_map(|m| frame(&encode_headers(&m.headers), &m.payload)).collect();
+        let wire: Vec<u8> = messages.iter().flat_map(|m| encode::frame(&encode_headers(&m.headers), &m.payload)).collect();
         let want: Vec<Result<Message, FrameError>> = messages.into_iter().map(Ok).collect();
         prop_assert_eq!(decode_frames(&wire, &cuts), want);
     }
@@ -415,11 +359,11 @@ proptest! {
     ) {
         let wire: Vec<u8> = match mode {
             0 => {
-                let mut wire: Vec<u8> = messages.iter().flat_map(|m| frame(&encode_headers(&m.headers), &m.payload)).collect();
+                let mut wire: Vec<u8> = messages.iter().flat_map(|m| encode::frame(&encode_headers(&m.headers), &m.payload)).collect();
                 damage(&mut wire, &edits);
                 wire
             }
-            1 => raw_headers.iter().flat_map(|h| frame(h, b"{}")).collect(),
+            1 => raw_headers.iter().flat_map(|h| encode::frame(h, b"{}")).collect(),
             _ => noise,
         };
         let whole = decode_frames(&wire, &[]);

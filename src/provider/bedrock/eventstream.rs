@@ -222,7 +222,8 @@ fn decode_value(cursor: &mut Cursor<'_>) -> Result<HeaderValue, FrameError> {
 }
 
 /// Test-only encoder: builds frames the way AWS sends them.
-#[cfg(test)]
+/// Writing event-stream messages, the way AWS sends them: for the unit and property
+/// tests of the decoder.
 pub mod encode {
     use super::HeaderValue;
 
@@ -261,24 +262,35 @@ pub mod encode {
         }
     }
 
-    pub fn message(headers: &[(&str, HeaderValue)], payload: &[u8]) -> Vec<u8> {
-        let mut encoded_headers = Vec::new();
+    /// The wire form of `headers` (name length, name, typed value each).
+    pub fn headers<N: AsRef<str>>(headers: &[(N, HeaderValue)]) -> Vec<u8> {
+        let mut out = Vec::new();
         for (name, value) in headers {
-            encoded_headers.push(name.len() as u8);
-            encoded_headers.extend_from_slice(name.as_bytes());
-            push_value(&mut encoded_headers, value);
+            let name = name.as_ref();
+            out.push(name.len() as u8);
+            out.extend_from_slice(name.as_bytes());
+            push_value(&mut out, value);
         }
-        let total = 16 + encoded_headers.len() + payload.len();
+        out
+    }
+
+    /// A frame with correct lengths and CRCs around whatever header bytes it is given.
+    pub fn frame(headers: &[u8], payload: &[u8]) -> Vec<u8> {
+        let total = 16 + headers.len() + payload.len();
         let mut out = Vec::with_capacity(total);
         out.extend_from_slice(&(total as u32).to_be_bytes());
-        out.extend_from_slice(&(encoded_headers.len() as u32).to_be_bytes());
+        out.extend_from_slice(&(headers.len() as u32).to_be_bytes());
         let prelude_crc = crc32fast::hash(&out);
         out.extend_from_slice(&prelude_crc.to_be_bytes());
-        out.extend_from_slice(&encoded_headers);
+        out.extend_from_slice(headers);
         out.extend_from_slice(payload);
         let crc = crc32fast::hash(&out);
         out.extend_from_slice(&crc.to_be_bytes());
         out
+    }
+
+    pub fn message(headers: &[(&str, HeaderValue)], payload: &[u8]) -> Vec<u8> {
+        frame(&self::headers(headers), payload)
     }
 
     /// An `event` message as Bedrock sends one.
