@@ -238,6 +238,22 @@ fn retry(raw: RawRetry, base: &RetryPolicy, path: &YamlPath, r: &mut Report<'_>)
         ("max_backoff", max_backoff),
         &path.key("backoff"),
     );
+    let max_retry_after = r.duration(
+        raw.max_retry_after.as_ref(),
+        &path.key("max_retry_after"),
+        base.max_retry_after,
+    );
+    let wait_retry_after_up_to = r.duration(
+        raw.wait_retry_after_up_to.as_ref(),
+        &path.key("wait_retry_after_up_to"),
+        base.wait_retry_after_up_to,
+    );
+    // A pause worth waiting for must be one the cap lets us wait out in full.
+    r.not_longer(
+        ("wait_retry_after_up_to", wait_retry_after_up_to),
+        ("max_retry_after", max_retry_after),
+        &path.key("wait_retry_after_up_to"),
+    );
     RetryPolicy {
         attempts: r.at_least_one(raw.attempts, &path.key("attempts"), base.attempts),
         backoff,
@@ -254,16 +270,8 @@ fn retry(raw: RawRetry, base: &RetryPolicy, path: &YamlPath, r: &mut Report<'_>)
             true,
         ),
         budget_min_per_sec: raw.budget_min_per_sec.unwrap_or(base.budget_min_per_sec),
-        max_retry_after: r.duration(
-            raw.max_retry_after.as_ref(),
-            &path.key("max_retry_after"),
-            base.max_retry_after,
-        ),
-        wait_retry_after_up_to: r.duration(
-            raw.wait_retry_after_up_to.as_ref(),
-            &path.key("wait_retry_after_up_to"),
-            base.wait_retry_after_up_to,
-        ),
+        max_retry_after,
+        wait_retry_after_up_to,
     }
 }
 

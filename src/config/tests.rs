@@ -354,6 +354,11 @@ fn zero_and_inconsistent_durations() {
         with_routes(ONE_ROUTE)
     );
     assert_errors(&cooldown, &["t.yaml:9: health.max_cooldown: cooldown (1m) must not be longer than max_cooldown (30s)"]);
+    let wait = with_routes("  - name: chat\n    targets: [{ provider: openai, model: a }]\n    retry: { max_retry_after: 2s, wait_retry_after_up_to: 3s }\n");
+    assert_errors(
+        &wait,
+        &["t.yaml:7: routes[0].retry.wait_retry_after_up_to: wait_retry_after_up_to (3s) must not be longer than max_retry_after (2s)"],
+    );
 }
 
 #[test]
