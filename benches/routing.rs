@@ -47,13 +47,14 @@ fn health(table: &Table) -> Vec<TargetHealth> {
     let now = Instant::now();
     (0..table.slots.len())
         .map(|i| {
-            let mut h = TargetHealth::new(cfg, 0.2, 10, 1, 0);
+            let mut h = TargetHealth::new(cfg, (0.2, 10), table.breakers[i].clone(), 1, 0);
             for n in 0..50u64 {
                 h.record(
                     now,
                     Outcome::Success,
                     Some(Duration::from_micros(200 + 37 * (i as u64) + n)),
                     10,
+                    false,
                 );
             }
             h

@@ -269,8 +269,13 @@ fn breaker_line(gateway: &Gateway) -> String {
     else {
         return "-".into();
     };
+    let reason = target.breaker.reason().map_or("", |r| r.as_str());
     match (target.breaker.kind().as_str(), target.retry_in) {
-        ("open", Some(wait)) => format!("open (probe in {:.1}s)", wait.as_secs_f64()),
+        ("open", Some(wait)) => format!("open: {reason} (probe in {:.1}s)", wait.as_secs_f64()),
+        // Paused at the provider's request: not a trip, no probe, just a wait.
+        ("sidelined", Some(wait)) => {
+            format!("sidelined: Retry-After ({:.1}s left)", wait.as_secs_f64())
+        }
         (state, _) => state.to_string(),
     }
 }

@@ -206,8 +206,9 @@ impl Control {
         }
         crate::log::set_format(config.log.format);
         let generation = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
-        let table = Arc::new(Table::build(Arc::new(config), generation, &resolve_host));
-        self.publish(table);
+        let mut table = Table::build(Arc::new(config), generation, &resolve_host);
+        table.carry_breakers(&current);
+        self.publish(Arc::new(table));
         crate::event!(Level::Info, "config reloaded", generation = generation);
         Ok(generation)
     }
@@ -216,7 +217,8 @@ impl Control {
     pub fn refresh_dns(&self) {
         let current = self.current();
         let generation = self.generation.load(Ordering::SeqCst) + 1;
-        let fresh = Table::build(current.config.clone(), generation, &resolve_host);
+        let mut fresh = Table::build(current.config.clone(), generation, &resolve_host);
+        fresh.carry_breakers(&current);
         if fresh.same_addresses(&current) {
             return;
         }

@@ -59,7 +59,8 @@ pub struct RouteCounters {
 pub struct TargetCounters {
     pub successes: u64,
     pub failures: [u64; FailureClass::ALL.len()],
-    pub transitions: BTreeMap<(&'static str, &'static str), u64>,
+    /// Breaker transitions this shard made: (from, to, reason).
+    pub transitions: BTreeMap<(&'static str, &'static str, &'static str), u64>,
     pub tokens_in: u64,
     pub tokens_out: u64,
     pub stream_events_dropped: u64,
@@ -230,8 +231,9 @@ pub struct ShardSnapshot {
 fn breaker_value(state: BreakerState) -> u8 {
     match state {
         BreakerState::Closed => 0,
-        BreakerState::HalfOpen => 1,
+        BreakerState::HalfOpen { .. } => 1,
         BreakerState::Open { .. } => 2,
+        BreakerState::Sidelined { .. } => 3,
     }
 }
 
@@ -360,7 +362,7 @@ fn render_targets(out: &mut String, snapshots: &[ShardSnapshot]) {
         out,
         "switchyard_breaker_state",
         "gauge",
-        "Circuit breaker per target and shard: 0 closed, 1 half-open, 2 open.",
+        "Circuit breaker per target (shared by the shards): 0 closed, 1 half-open, 2 open, 3 sidelined.",
     );
     for snap in snapshots {
         for t in &snap.targets {
@@ -381,8 +383,8 @@ fn render_targets(out: &mut String, snapshots: &[ShardSnapshot]) {
     );
     for snap in snapshots {
         for t in &snap.targets {
-            for ((from, to), n) in &t.counters.transitions {
-                let _ = writeln!(out, "switchyard_breaker_transitions_total{{target=\"{}\",shard=\"{}\",from=\"{from}\",to=\"{to}\"}} {n}", escape_label(&t.label), snap.shard);
+            for ((from, to, reason), n) in &t.counters.transitions {
+                let _ = writeln!(out, "switchyard_breaker_transitions_total{{target=\"{}\",shard=\"{}\",from=\"{from}\",to=\"{to}\",reason=\"{reason}\"}} {n}", escape_label(&t.label), snap.shard);
             }
         }
     }

@@ -351,6 +351,30 @@ fn stall_mid_stream_ends_with_an_error_event_after_between_chunks() {
     assert!(elapsed >= Duration::from_millis(300), "{elapsed:?}");
 }
 
+/// A target's own `timeouts.between_chunks` holds after commit too (the route's is
+/// far longer than the whole request may take).
+#[test]
+fn a_targets_between_chunks_applies_to_its_stream() {
+    let (primary, fallback, yaml) =
+        two("retry: { attempts: 1 }\ntimeouts: { first_byte: 5s, between_chunks: 20s, total: 6s }");
+    let plain = "{ provider: primary, model: primary-model, priority: 0 }";
+    assert!(yaml.contains(plain));
+    let yaml = yaml.replace(
+        plain,
+        "{ provider: primary, model: primary-model, priority: 0, timeouts: { between_chunks: 300ms } }",
+    );
+    let full = full_text(&primary);
+    primary.set_fault(Fault::Stall { after_chunks: 3 });
+    let gw = gateway(&yaml);
+    let (response, _, _conn) = post(&gw, &stream_body(false));
+    let message = assert_broken(&response, &prefix_after(&full, 3));
+    assert!(
+        message.contains("stalled"),
+        "the target's stall limit ended it: {message}"
+    );
+    stop(gw, &[&primary, &fallback]);
+}
+
 #[test]
 fn error_event_mid_stream_ends_with_the_gateways_error_event() {
     let (message, _) = breaks_after_commit(

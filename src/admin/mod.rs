@@ -262,9 +262,10 @@ pub fn targets_json(snapshots: &[ShardSnapshot]) -> serde_json::Value {
         for t in &snap.targets {
             let view = serde_json::json!({
                 "shard": snap.shard,
+                // The breaker is one per target per gateway: every shard reports the
+                // same state; sidelined (asked to pause) is distinct from open.
                 "breaker": breaker_name(t.breaker),
-                // Whether this shard sends it traffic now: its own breaker and the
-                // open breakers its peers reported (which `breaker` does not show).
+                "breaker_reason": t.breaker.reason().map(|r| r.as_str()),
                 "available": t.retry_in.is_none(),
                 "retry_in_ms": t.retry_in.map(|d| d.as_millis() as u64),
                 "window_requests": t.window_requests,
@@ -285,7 +286,10 @@ pub fn targets_json(snapshots: &[ShardSnapshot]) -> serde_json::Value {
         .into_iter()
         .map(|(label, shards)| {
             let open = shards.iter().any(|s| s["breaker"] != "closed");
-            serde_json::json!({"target": label, "available": !open, "shards": shards})
+            let first = shards.first();
+            let breaker = first.map_or(serde_json::Value::Null, |s| s["breaker"].clone());
+            let reason = first.map_or(serde_json::Value::Null, |s| s["breaker_reason"].clone());
+            serde_json::json!({"target": label, "available": !open, "breaker": breaker, "breaker_reason": reason, "shards": shards})
         })
         .collect();
     serde_json::json!({ "targets": list })

@@ -478,12 +478,14 @@ fn health(raw: RawHealth, path: &YamlPath, r: &mut Report<'_>) -> HealthConfig {
     let cooldown = r.positive_duration(
         raw.cooldown.as_ref(),
         &path.key("cooldown"),
-        Duration::from_secs(10),
+        Duration::from_secs(5),
     );
+    // Capped at 10 s by default so a healed target gets traffic back within 10 s
+    // however long it was down; never below the cooldown a file sets.
     let max_cooldown = r.duration(
         raw.max_cooldown.as_ref(),
         &path.key("max_cooldown"),
-        Duration::from_secs(300),
+        Duration::from_secs(10).max(cooldown),
     );
     r.not_longer(
         ("cooldown", cooldown),

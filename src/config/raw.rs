@@ -128,6 +128,7 @@ pub struct RawRetry {
     pub budget_ratio: Option<f64>,
     pub budget_min_per_sec: Option<u32>,
     pub max_retry_after: Option<DurationText>,
+    pub wait_retry_after_up_to: Option<DurationText>,
 }
 
 #[derive(Debug, Default, serde::Deserialize)]

@@ -131,6 +131,7 @@ fn retry(retry: &RetryPolicy) -> Value {
         "budget_ratio": retry.budget_ratio,
         "budget_min_per_sec": retry.budget_min_per_sec,
         "max_retry_after": format_duration(retry.max_retry_after),
+        "wait_retry_after_up_to": format_duration(retry.wait_retry_after_up_to),
     })
 }
 

@@ -38,6 +38,7 @@ pub fn default_retry() -> RetryPolicy {
         budget_ratio: 0.2,
         budget_min_per_sec: 10,
         max_retry_after: Duration::from_secs(10),
+        wait_retry_after_up_to: Duration::ZERO,
     }
 }
 
@@ -190,7 +191,7 @@ fn target(
         timeouts: raw
             .timeouts
             .map(|t| timeouts(t, route_timeouts, &path.key("timeouts"), r))
-            .map(|t| Timeouts {
+            .map_or(*route_timeouts, |t| Timeouts {
                 total: route_timeouts.total,
                 ..t
             }),
@@ -237,6 +238,22 @@ fn retry(raw: RawRetry, base: &RetryPolicy, path: &YamlPath, r: &mut Report<'_>)
         ("max_backoff", max_backoff),
         &path.key("backoff"),
     );
+    let max_retry_after = r.duration(
+        raw.max_retry_after.as_ref(),
+        &path.key("max_retry_after"),
+        base.max_retry_after,
+    );
+    let wait_retry_after_up_to = r.duration(
+        raw.wait_retry_after_up_to.as_ref(),
+        &path.key("wait_retry_after_up_to"),
+        base.wait_retry_after_up_to,
+    );
+    // A pause worth waiting for must be one the cap lets us wait out in full.
+    r.not_longer(
+        ("wait_retry_after_up_to", wait_retry_after_up_to),
+        ("max_retry_after", max_retry_after),
+        &path.key("wait_retry_after_up_to"),
+    );
     RetryPolicy {
         attempts: r.at_least_one(raw.attempts, &path.key("attempts"), base.attempts),
         backoff,
@@ -253,11 +270,8 @@ fn retry(raw: RawRetry, base: &RetryPolicy, path: &YamlPath, r: &mut Report<'_>)
             true,
         ),
         budget_min_per_sec: raw.budget_min_per_sec.unwrap_or(base.budget_min_per_sec),
-        max_retry_after: r.duration(
-            raw.max_retry_after.as_ref(),
-            &path.key("max_retry_after"),
-            base.max_retry_after,
-        ),
+        max_retry_after,
+        wait_retry_after_up_to,
     }
 }
 
@@ -290,7 +304,7 @@ fn timeouts(raw: RawTimeouts, base: &Timeouts, path: &YamlPath, r: &mut Report<'
     );
     let total = r.positive_duration(raw.total.as_ref(), &path.key("total"), base.total);
     // Only what the file says is checked against `total`; an inherited default
-    // longer than a short `total` simply gives way to it.
+    // (connect is 3 s by default) longer than a short `total` simply gives way to it.
     let (connect, first_byte) = (
         within_total(r, ("connect", connect), raw.connect.is_some(), total, path),
         within_total(

@@ -84,7 +84,7 @@ fn example_config_validates() {
         Some((1, Duration::from_millis(100)))
     );
     assert_eq!(config.routes[2].strategy, Strategy::Weighted);
-    assert_eq!(config.health.max_cooldown, Duration::from_secs(300));
+    assert_eq!(config.health.max_cooldown, Duration::from_secs(10));
     assert_eq!(
         config.admin.as_ref().and_then(|a| a.token.as_deref()),
         Some("secret-admin_token")
@@ -178,7 +178,7 @@ fn defaults_are_applied() {
     let t = route.timeouts;
     assert_eq!(
         [t.connect, t.first_byte, t.between_chunks, t.total].map(|d| d.as_secs()),
-        [1, 15, 20, 120]
+        [3, 15, 20, 120]
     );
     assert!(!route.stream.continue_after_commit && route.stream.hold_until_content);
     let h = config.health;
@@ -193,7 +193,7 @@ fn defaults_are_applied() {
     );
     assert_eq!(
         (h.cooldown, h.max_cooldown, h.half_open_probes),
-        (Duration::from_secs(10), Duration::from_secs(300), 1)
+        (Duration::from_secs(5), Duration::from_secs(10), 1)
     );
     let l = config.limits;
     assert_eq!(
@@ -354,6 +354,11 @@ fn zero_and_inconsistent_durations() {
         with_routes(ONE_ROUTE)
     );
     assert_errors(&cooldown, &["t.yaml:9: health.max_cooldown: cooldown (1m) must not be longer than max_cooldown (30s)"]);
+    let wait = with_routes("  - name: chat\n    targets: [{ provider: openai, model: a }]\n    retry: { max_retry_after: 2s, wait_retry_after_up_to: 3s }\n");
+    assert_errors(
+        &wait,
+        &["t.yaml:7: routes[0].retry.wait_retry_after_up_to: wait_retry_after_up_to (3s) must not be longer than max_retry_after (2s)"],
+    );
 }
 
 #[test]

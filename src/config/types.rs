@@ -195,8 +195,10 @@ pub struct Target {
     pub headers: Vec<(String, String)>,
     /// Extra query parameters appended to this target's request path.
     pub query: Vec<(String, String)>,
-    /// Per-target timeouts; `None` uses the route's. `total` is always the route's.
-    pub timeouts: Option<Timeouts>,
+    /// This target's timeouts, resolved at load: its own override with absent keys
+    /// from the route's (or the route's). `total` is always the route's. Every
+    /// attempt and stream on the target uses these; nothing merges them again.
+    pub timeouts: Timeouts,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -212,6 +214,10 @@ pub struct RetryPolicy {
     pub budget_min_per_sec: u32,
     /// Cap on how long a provider's `Retry-After` can make us wait.
     pub max_retry_after: Duration,
+    /// An overloaded target whose `Retry-After` is at most this is waited for and
+    /// retried even when another target could take the request (for routes whose
+    /// fallback is a worse model). Zero (the default): always move on at once.
+    pub wait_retry_after_up_to: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -234,9 +240,11 @@ pub struct Timeouts {
 }
 
 impl Timeouts {
-    /// The documented defaults: connect 1s, first_byte 15s, between_chunks 20s, total 120s.
+    /// The documented defaults: connect 3s, first_byte 15s, between_chunks 20s,
+    /// total 120s. Connect outlasts one SYN retransmit (1 s), so an upstream whose
+    /// accept backlog dropped a SYN under a connection storm is not failed.
     pub const DEFAULT: Timeouts = Timeouts {
-        connect: Duration::from_secs(1),
+        connect: Duration::from_secs(3),
         first_byte: Duration::from_secs(15),
         between_chunks: Duration::from_secs(20),
         total: Duration::from_secs(120),
@@ -259,7 +267,8 @@ pub struct HealthConfig {
     pub consecutive_failures: u32,
     pub cooldown: Duration,
     pub max_cooldown: Duration,
-    /// Probe requests let through while half-open.
+    /// Successful probes in a row needed to close a half-open breaker; they go
+    /// one at a time, gateway-wide.
     pub half_open_probes: u32,
 }
 

@@ -1,15 +1,22 @@
-//! The circuit breaker: decides whether a target gets traffic right now.
+//! The circuit breaker: one per target per gateway, shared by every shard.
 //!
-//! Closed → Open when the window's failure rate crosses the threshold with enough
-//! volume, or after N consecutive health-counting failures. Open lasts a cooldown
-//! that doubles on every re-trip (up to a maximum) and resets after a close. When
-//! the cooldown has passed the breaker is half-open: it lets a few concurrent probes
-//! through; a probe success closes it, a probe failure re-opens it. Separately, a
+//! Closed → Open when the failure rate (window volume of all shards) crosses the
+//! threshold with enough volume, or after N consecutive health-counting failures
+//! counted gateway-wide. Open lasts a cooldown of `min(cooldown × 2^k, max_cooldown)`
+//! where k is the number of probes that failed in a row; then the breaker is
+//! half-open and admits exactly one probe at a time, gateway-wide. A probe is a
+//! single attempt: its failure re-opens the breaker (k + 1), its success counts
+//! toward `half_open_probes` successes, which close it (k back to 0). Separately, a
 //! provider can *sideline* a target (429 + `Retry-After`): no traffic until then,
-//! without growing the cooldown. Time only moves by the `now` the caller passes in;
-//! "half-open" is computed from it, never stored.
+//! without touching the cooldown. Sidelined and open are distinct states.
+//!
+//! The decisions are pure functions over a small [`Word`] and the time passed in (in
+//! milliseconds since the breaker's epoch); [`SharedBreaker`] only loads, decides and
+//! publishes with compare-and-swap, so no shard ever takes a lock and a transition
+//! made by one shard is seen by the next admission on any shard.
 
 use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::config::HealthConfig;
@@ -21,23 +28,75 @@ use super::window::WindowTotals;
 pub enum Admission {
     /// Closed: send it.
     Allow,
-    /// Half-open: send it as a probe; report its outcome (or
-    /// [`Breaker::probe_abandoned`] if it never produced one).
+    /// Half-open: send it as the gateway's one probe; report its outcome with
+    /// `probe = true`, or give the token back ([`SharedBreaker::release_probe`]) if
+    /// it never produced one.
     Probe,
-    /// No traffic. `until` is when it next admits a probe; while half-open with every
-    /// probe slot taken it is `now` (the answer comes with the probes in flight).
+    /// No traffic. `until` is when it may next admit; while half-open with the probe
+    /// in flight it is `now` (the answer comes with that probe).
     Reject { until: Instant },
+}
+
+/// Why a breaker stopped sending traffic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TripReason {
+    /// The window's failure rate crossed the threshold.
+    Rate,
+    /// `consecutive_failures` failures in a row, gateway-wide.
+    Consecutive,
+    /// A half-open probe failed.
+    ProbeFailed,
+    /// The provider asked for a pause (429/529 + `Retry-After`).
+    RetryAfter,
+}
+
+impl TripReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TripReason::Rate => "failure_rate",
+            TripReason::Consecutive => "consecutive_failures",
+            TripReason::ProbeFailed => "probe_failed",
+            TripReason::RetryAfter => "retry_after",
+        }
+    }
+
+    fn code(self) -> u64 {
+        match self {
+            TripReason::Rate => 1,
+            TripReason::Consecutive => 2,
+            TripReason::ProbeFailed => 3,
+            TripReason::RetryAfter => 4,
+        }
+    }
+
+    fn from_code(code: u64) -> Option<TripReason> {
+        match code {
+            1 => Some(TripReason::Rate),
+            2 => Some(TripReason::Consecutive),
+            3 => Some(TripReason::ProbeFailed),
+            4 => Some(TripReason::RetryAfter),
+            _ => None,
+        }
+    }
 }
 
 /// The breaker's state at some instant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BreakerState {
     Closed,
-    /// No traffic until `until` (a cooldown, a sideline, or both).
+    /// Tripped: no traffic until `until` (a sideline may extend it).
     Open {
         until: Instant,
+        reason: TripReason,
     },
-    HalfOpen,
+    /// The cooldown is over: one probe at a time.
+    HalfOpen {
+        reason: TripReason,
+    },
+    /// Not tripped, but paused at the provider's request until `until`.
+    Sidelined {
+        until: Instant,
+    },
 }
 
 impl BreakerState {
@@ -45,7 +104,17 @@ impl BreakerState {
         match self {
             BreakerState::Closed => StateKind::Closed,
             BreakerState::Open { .. } => StateKind::Open,
-            BreakerState::HalfOpen => StateKind::HalfOpen,
+            BreakerState::HalfOpen { .. } => StateKind::HalfOpen,
+            BreakerState::Sidelined { .. } => StateKind::Sidelined,
+        }
+    }
+
+    /// Why it is not closed; `None` while closed.
+    pub fn reason(self) -> Option<TripReason> {
+        match self {
+            BreakerState::Closed => None,
+            BreakerState::Open { reason, .. } | BreakerState::HalfOpen { reason } => Some(reason),
+            BreakerState::Sidelined { .. } => Some(TripReason::RetryAfter),
         }
     }
 }
@@ -56,6 +125,7 @@ pub enum StateKind {
     Closed,
     Open,
     HalfOpen,
+    Sidelined,
 }
 
 impl StateKind {
@@ -64,15 +134,20 @@ impl StateKind {
             StateKind::Closed => "closed",
             StateKind::Open => "open",
             StateKind::HalfOpen => "half_open",
+            StateKind::Sidelined => "sidelined",
         }
     }
 }
 
-/// A state change worth logging and counting.
+/// A state change worth logging and counting; only the shard that made it gets it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Transition {
     pub from: StateKind,
     pub to: StateKind,
+    /// Why it opened or was sidelined; `None` for a close.
+    pub reason: Option<TripReason>,
+    /// How long the new state lasts at most (open or sidelined).
+    pub lasts: Option<Duration>,
 }
 
 impl fmt::Display for Transition {
@@ -81,522 +156,370 @@ impl fmt::Display for Transition {
     }
 }
 
-/// One target's breaker on one shard.
-#[derive(Debug, Clone)]
-pub struct Breaker {
-    cfg: HealthConfig,
-    /// `None` while closed; `Some(t)`: open until `t`, half-open from `t` on.
-    open_until: Option<Instant>,
-    /// The cooldown of the current (or next) trip.
-    cooldown: Duration,
-    /// Probes admitted in the current half-open period and not yet answered.
-    probes: u32,
-    sidelined_until: Option<Instant>,
+/// The trip state packed in one `u64`: bits 0..=55 the open deadline (ms since the
+/// epoch), bits 56..=59 the reason, 0 meaning closed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Word {
+    /// `None` while closed; else open until this ms (half-open from then on).
+    pub open: Option<(u64, TripReason)>,
 }
 
-impl Breaker {
-    pub fn new(cfg: &HealthConfig) -> Self {
-        Breaker {
-            cfg: *cfg,
-            open_until: None,
-            cooldown: cfg.cooldown,
-            probes: 0,
-            sidelined_until: None,
+const DEADLINE_BITS: u64 = (1 << 56) - 1;
+
+impl Word {
+    pub const CLOSED: Word = Word { open: None };
+
+    pub fn pack(self) -> u64 {
+        match self.open {
+            None => 0,
+            Some((until, reason)) => (reason.code() << 56) | (until & DEADLINE_BITS),
         }
     }
 
-    /// Take new thresholds (config reload), keeping the current state.
-    pub fn reconfigure(&mut self, cfg: &HealthConfig) {
-        self.cfg = *cfg;
-        self.cooldown = self.cooldown.clamp(cfg.cooldown, self.max_cooldown());
+    pub fn unpack(bits: u64) -> Word {
+        Word {
+            open: TripReason::from_code(bits >> 56).map(|r| (bits & DEADLINE_BITS, r)),
+        }
     }
+}
 
-    /// The state at `now`, sideline included. Pure.
-    pub fn state(&self, now: Instant) -> BreakerState {
-        let base = self.phase(now);
-        let Some(sidelined) = self.sidelined_until.filter(|s| now < *s) else {
-            return base;
-        };
-        match base {
-            BreakerState::Open { until } => BreakerState::Open {
-                until: until.max(sidelined),
+/// The phase of a [`Word`] at `now` (ms), ignoring any sideline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    Closed,
+    Open { until: u64, reason: TripReason },
+    HalfOpen { reason: TripReason },
+}
+
+pub fn phase(word: Word, now: u64) -> Phase {
+    match word.open {
+        None => Phase::Closed,
+        Some((until, reason)) if now < until => Phase::Open { until, reason },
+        Some((_, reason)) => Phase::HalfOpen { reason },
+    }
+}
+
+/// A pure admission verdict (times in ms).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Allow,
+    /// Take the probe token (only if it is free).
+    Probe,
+    Reject {
+        until: u64,
+    },
+}
+
+/// Whether a request may go at `now`, from the word, the sideline deadline and
+/// whether the probe token is free. A sideline blocks probes too.
+pub fn admit(word: Word, sidelined_until: u64, probe_free: bool, now: u64) -> Verdict {
+    let blocked = match phase(word, now) {
+        Phase::Closed => None,
+        Phase::Open { until, .. } => Some(until),
+        Phase::HalfOpen { .. } if probe_free => None,
+        Phase::HalfOpen { .. } => Some(now),
+    };
+    let sidelined = (now < sidelined_until).then_some(sidelined_until);
+    match blocked.max(sidelined) {
+        Some(until) => Verdict::Reject { until },
+        None if matches!(phase(word, now), Phase::HalfOpen { .. }) => Verdict::Probe,
+        None => Verdict::Allow,
+    }
+}
+
+/// How long the breaker stays open after `failed_probes` probes failed in a row.
+pub fn cooldown(cfg: &HealthConfig, failed_probes: u32) -> Duration {
+    let max = cfg.max_cooldown.max(cfg.cooldown);
+    cfg.cooldown
+        .saturating_mul(1u32 << failed_probes.min(20))
+        .min(max)
+}
+
+/// Whether a closed breaker trips, and why (consecutive wins: it is the sharper
+/// signal and the one tests of "exactly N failures" rely on).
+pub fn should_trip(
+    cfg: &HealthConfig,
+    totals: &WindowTotals,
+    consecutive: u32,
+) -> Option<TripReason> {
+    if cfg.consecutive_failures > 0 && consecutive >= cfg.consecutive_failures {
+        return Some(TripReason::Consecutive);
+    }
+    let by_rate = totals.requests > 0
+        && totals.requests >= cfg.min_requests
+        && totals.failure_rate() >= cfg.failure_rate;
+    by_rate.then_some(TripReason::Rate)
+}
+
+/// The word after a health-counting failure at `now`, if it changes: a failed probe
+/// re-opens for the next cooldown; a closed breaker opens on `trip`. Failures of
+/// requests admitted before a trip change nothing (their news is old).
+pub fn after_failure(
+    cfg: &HealthConfig,
+    word: Word,
+    now: u64,
+    probe: bool,
+    trip: Option<TripReason>,
+    failed_probes: u32,
+) -> Option<(Word, u32)> {
+    let open_for = |k: u32, reason| {
+        let until = now.saturating_add(cooldown(cfg, k).as_millis() as u64);
+        (
+            Word {
+                open: Some((until, reason)),
             },
-            _ => BreakerState::Open { until: sidelined },
+            k,
+        )
+    };
+    match phase(word, now) {
+        Phase::HalfOpen { .. } if probe => Some(open_for(
+            failed_probes.saturating_add(1).min(20),
+            TripReason::ProbeFailed,
+        )),
+        Phase::Closed => trip.map(|reason| open_for(0, reason)),
+        _ => None,
+    }
+}
+
+/// Whether a success at `now` closes the breaker: only a probe's, once
+/// `half_open_probes` probes in a row succeeded (`successes` includes this one).
+pub fn closes_after_success(
+    cfg: &HealthConfig,
+    word: Word,
+    now: u64,
+    probe: bool,
+    successes: u32,
+) -> bool {
+    probe
+        && matches!(phase(word, now), Phase::HalfOpen { .. })
+        && successes >= cfg.half_open_probes.max(1)
+}
+
+/// One target's breaker, shared (in an `Arc`) by every shard of the gateway.
+#[derive(Debug)]
+pub struct SharedBreaker {
+    epoch: Instant,
+    word: AtomicU64,
+    /// Sidelined until this ms (0: never).
+    sidelined: AtomicU64,
+    /// The half-open probe token: `true` while a probe is in flight.
+    probing: AtomicBool,
+    /// Health-counting failures since the last success, all shards together.
+    consecutive: AtomicU32,
+    /// Probes that failed in a row (the cooldown's exponent).
+    failed_probes: AtomicU32,
+    /// Probes that succeeded in the current half-open period.
+    probe_successes: AtomicU32,
+    /// Bumped on every close, so shards know to forget their windows' failures.
+    closes: AtomicU64,
+}
+
+impl SharedBreaker {
+    /// A closed breaker whose clock starts at `epoch` (instants before it read as 0).
+    pub fn new(epoch: Instant) -> Self {
+        SharedBreaker {
+            epoch,
+            word: AtomicU64::new(0),
+            sidelined: AtomicU64::new(0),
+            probing: AtomicBool::new(false),
+            consecutive: AtomicU32::new(0),
+            failed_probes: AtomicU32::new(0),
+            probe_successes: AtomicU32::new(0),
+            closes: AtomicU64::new(0),
         }
     }
 
-    /// Whether [`Breaker::admit`] would let a request through at `now`. Pure.
-    pub fn would_admit(&self, now: Instant) -> bool {
-        match self.state(now) {
-            BreakerState::Closed => true,
-            BreakerState::Open { .. } => false,
-            BreakerState::HalfOpen => self.probes < self.max_probes(),
-        }
+    fn ms(&self, t: Instant) -> u64 {
+        t.saturating_duration_since(self.epoch).as_millis() as u64
     }
 
-    /// When it next admits a request; `None` if it admits one at `now`. Pure.
-    pub fn next_admit(&self, now: Instant) -> Option<Instant> {
-        match self.state(now) {
-            BreakerState::Closed => None,
-            BreakerState::Open { until } => Some(until),
-            BreakerState::HalfOpen if self.probes < self.max_probes() => None,
-            BreakerState::HalfOpen => Some(now),
-        }
+    fn instant(&self, ms: u64) -> Instant {
+        self.epoch + Duration::from_millis(ms)
     }
 
-    /// Decide about one request; a `Probe` takes a probe slot.
-    pub fn admit(&mut self, now: Instant) -> Admission {
-        match self.state(now) {
-            BreakerState::Closed => Admission::Allow,
-            BreakerState::Open { until } => Admission::Reject { until },
-            BreakerState::HalfOpen if self.probes < self.max_probes() => {
-                self.probes += 1;
-                Admission::Probe
+    fn load(&self) -> Word {
+        Word::unpack(self.word.load(Ordering::Acquire))
+    }
+
+    /// Publishes `next` if the word is still `seen`; only the winner reports.
+    fn publish(&self, seen: Word, next: Word) -> bool {
+        self.word
+            .compare_exchange(
+                seen.pack(),
+                next.pack(),
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            )
+            .is_ok()
+    }
+
+    /// Decide about one request; `Probe` means this caller now holds the token.
+    pub fn admit(&self, now: Instant) -> Admission {
+        let now_ms = self.ms(now);
+        let sidelined = self.sidelined.load(Ordering::Acquire);
+        let free = !self.probing.load(Ordering::Acquire);
+        match admit(self.load(), sidelined, free, now_ms) {
+            Verdict::Allow => Admission::Allow,
+            Verdict::Probe => {
+                // Exactly one winner gateway-wide; a loser waits for its answer.
+                match self.probing.compare_exchange(
+                    false,
+                    true,
+                    Ordering::AcqRel,
+                    Ordering::Acquire,
+                ) {
+                    Ok(_) => Admission::Probe,
+                    Err(_) => Admission::Reject { until: now },
+                }
             }
-            BreakerState::HalfOpen => Admission::Reject { until: now },
+            Verdict::Reject { until } => Admission::Reject {
+                until: self.instant(until).max(now),
+            },
         }
     }
 
-    /// A request succeeded. While half-open this closes the breaker (the caller
-    /// resets its consecutive-failure count).
-    pub fn on_success(&mut self, now: Instant) -> Option<Transition> {
-        if self.phase(now) != BreakerState::HalfOpen {
+    /// Whether `admit` would let a request through at `now`. Pure read.
+    pub fn would_admit(&self, now: Instant) -> bool {
+        self.next_admit(now).is_none()
+    }
+
+    /// When it next admits a request; `None` if it would at `now`.
+    pub fn next_admit(&self, now: Instant) -> Option<Instant> {
+        let now_ms = self.ms(now);
+        let sidelined = self.sidelined.load(Ordering::Acquire);
+        let free = !self.probing.load(Ordering::Acquire);
+        match admit(self.load(), sidelined, free, now_ms) {
+            Verdict::Allow | Verdict::Probe => None,
+            Verdict::Reject { until } => Some(self.instant(until).max(now)),
+        }
+    }
+
+    /// A probe ended without an outcome that says anything: free the token.
+    pub fn release_probe(&self) {
+        self.probing.store(false, Ordering::Release);
+    }
+
+    /// A request succeeded (`probe`: it held the token).
+    pub fn on_success(&self, cfg: &HealthConfig, now: Instant, probe: bool) -> Option<Transition> {
+        self.consecutive.store(0, Ordering::Release);
+        if !probe {
             return None;
         }
-        self.open_until = None;
-        self.probes = 0;
-        self.cooldown = self.base_cooldown();
-        Some(Transition {
+        let word = self.load();
+        let successes = self.probe_successes.fetch_add(1, Ordering::AcqRel) + 1;
+        let closed = closes_after_success(cfg, word, self.ms(now), probe, successes)
+            && self.publish(word, Word::CLOSED);
+        if closed {
+            self.failed_probes.store(0, Ordering::Release);
+            self.probe_successes.store(0, Ordering::Release);
+            self.closes.fetch_add(1, Ordering::AcqRel);
+        }
+        // The token goes back after the word is published, so the next probe (if
+        // more successes are needed) sees the current state.
+        self.release_probe();
+        closed.then_some(Transition {
             from: StateKind::HalfOpen,
             to: StateKind::Closed,
+            reason: None,
+            lasts: None,
         })
     }
 
-    /// A request failed in a way that counts against health. `totals` is the window
-    /// (this failure included) and `consecutive` the failures since the last success.
-    /// Failures of requests admitted before a trip are ignored while open.
+    /// A health-counting failure. `totals` is the window of all shards (this failure
+    /// included); the consecutive count is the gateway's.
     pub fn on_failure(
-        &mut self,
+        &self,
+        cfg: &HealthConfig,
         now: Instant,
+        probe: bool,
         totals: &WindowTotals,
-        consecutive: u32,
     ) -> Option<Transition> {
-        match self.phase(now) {
-            BreakerState::Closed if self.should_trip(totals, consecutive) => {
-                self.cooldown = self.base_cooldown();
-                Some(self.open(now, StateKind::Closed))
+        let consecutive = self
+            .consecutive
+            .fetch_add(1, Ordering::AcqRel)
+            .saturating_add(1);
+        let word = self.load();
+        let now_ms = self.ms(now);
+        let trip = should_trip(cfg, totals, consecutive);
+        let failed = self.failed_probes.load(Ordering::Acquire);
+        let next = after_failure(cfg, word, now_ms, probe, trip, failed);
+        let transition = next.filter(|(n, _)| self.publish(word, *n)).map(|(n, k)| {
+            self.failed_probes.store(k, Ordering::Release);
+            self.probe_successes.store(0, Ordering::Release);
+            let from = match phase(word, now_ms) {
+                Phase::Closed => StateKind::Closed,
+                _ => StateKind::HalfOpen,
+            };
+            Transition {
+                from,
+                to: StateKind::Open,
+                reason: n.open.map(|(_, r)| r),
+                lasts: Some(cooldown(cfg, k)),
             }
-            BreakerState::HalfOpen => {
-                self.cooldown = self.cooldown.saturating_mul(2).min(self.max_cooldown());
-                Some(self.open(now, StateKind::HalfOpen))
-            }
-            _ => None,
+        });
+        if probe {
+            self.release_probe();
         }
+        transition
     }
 
-    /// A probe ended without an outcome that says anything (cancelled, client
-    /// error): free its slot.
-    pub fn probe_abandoned(&mut self) {
-        self.probes = self.probes.saturating_sub(1);
-    }
-
-    /// No traffic until `until` (e.g. a 429 with `Retry-After`). Never shortens an
-    /// earlier sideline and leaves the cooldown alone.
-    pub fn sideline(&mut self, now: Instant, until: Instant) {
-        if until <= now {
-            return;
+    /// No traffic until `until` (429/529 + `Retry-After`); never shortens an
+    /// earlier sideline and leaves the cooldown alone. Reports a transition when it
+    /// starts a sideline (not when it extends one).
+    pub fn sideline(&self, now: Instant, until: Instant) -> Option<Transition> {
+        let (now_ms, until_ms) = (self.ms(now), self.ms(until));
+        if until_ms <= now_ms {
+            return None;
         }
-        let current = self.sidelined_until.unwrap_or(until);
-        self.sidelined_until = Some(current.max(until));
-    }
-
-    /// The cooldown the current (or next) trip lasts.
-    pub fn cooldown(&self) -> Duration {
-        self.cooldown
-    }
-
-    fn should_trip(&self, totals: &WindowTotals, consecutive: u32) -> bool {
-        let by_rate = totals.requests > 0
-            && totals.requests >= self.cfg.min_requests
-            && totals.failure_rate() >= self.cfg.failure_rate;
-        let by_streak =
-            self.cfg.consecutive_failures > 0 && consecutive >= self.cfg.consecutive_failures;
-        by_rate || by_streak
-    }
-
-    fn open(&mut self, now: Instant, from: StateKind) -> Transition {
-        self.open_until = Some(now + self.cooldown);
-        self.probes = 0;
-        Transition {
+        let before = self.sidelined.fetch_max(until_ms, Ordering::AcqRel);
+        let from = match phase(self.load(), now_ms) {
+            Phase::Closed => StateKind::Closed,
+            Phase::Open { .. } => StateKind::Open,
+            Phase::HalfOpen { .. } => StateKind::HalfOpen,
+        };
+        (before <= now_ms).then_some(Transition {
             from,
-            to: StateKind::Open,
+            to: StateKind::Sidelined,
+            reason: Some(TripReason::RetryAfter),
+            lasts: Some(until.saturating_duration_since(now)),
+        })
+    }
+
+    /// The state at `now`, sideline included.
+    pub fn state(&self, now: Instant) -> BreakerState {
+        let now_ms = self.ms(now);
+        let sidelined = self.sidelined.load(Ordering::Acquire);
+        let side = (now_ms < sidelined).then(|| self.instant(sidelined));
+        match (phase(self.load(), now_ms), side) {
+            (Phase::Open { until, reason }, side) => BreakerState::Open {
+                until: self.instant(until).max(side.unwrap_or(now)),
+                reason,
+            },
+            (_, Some(until)) => BreakerState::Sidelined { until },
+            (Phase::HalfOpen { reason }, None) => BreakerState::HalfOpen { reason },
+            (Phase::Closed, None) => BreakerState::Closed,
         }
     }
 
-    /// The state ignoring any sideline.
-    fn phase(&self, now: Instant) -> BreakerState {
-        match self.open_until {
-            None => BreakerState::Closed,
-            Some(until) if now < until => BreakerState::Open { until },
-            Some(_) => BreakerState::HalfOpen,
-        }
+    /// Health-counting failures since the last success, gateway-wide.
+    pub fn consecutive_failures(&self) -> u32 {
+        self.consecutive.load(Ordering::Acquire)
     }
 
-    fn max_probes(&self) -> u32 {
-        self.cfg.half_open_probes.max(1)
+    /// How many times it has closed; a change tells a shard to clear its window.
+    pub fn closes(&self) -> u64 {
+        self.closes.load(Ordering::Acquire)
     }
 
-    fn base_cooldown(&self) -> Duration {
-        self.cfg.cooldown.min(self.max_cooldown())
-    }
-
-    fn max_cooldown(&self) -> Duration {
-        self.cfg.max_cooldown.max(self.cfg.cooldown)
+    /// The cooldown the next re-open after a failed probe would last.
+    pub fn next_cooldown(&self, cfg: &HealthConfig) -> Duration {
+        cooldown(
+            cfg,
+            self.failed_probes.load(Ordering::Acquire).saturating_add(1),
+        )
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn cfg() -> HealthConfig {
-        HealthConfig {
-            window: Duration::from_secs(60),
-            min_requests: 20,
-            failure_rate: 0.5,
-            consecutive_failures: 3,
-            cooldown: Duration::from_secs(1),
-            max_cooldown: Duration::from_secs(8),
-            half_open_probes: 2,
-        }
-    }
-
-    fn at(t0: Instant, ms: u64) -> Instant {
-        t0 + Duration::from_millis(ms)
-    }
-
-    fn totals(requests: u32, failures: u32) -> WindowTotals {
-        WindowTotals {
-            requests,
-            failures,
-            ..WindowTotals::default()
-        }
-    }
-
-    const QUIET: WindowTotals = WindowTotals {
-        requests: 0,
-        successes: 0,
-        failures: 0,
-        by_class: [0; crate::outcome::FailureClass::ALL.len()],
-        tokens: 0,
-        mean_latency: None,
-    };
-
-    #[test]
-    fn trips_on_consecutive_failures() {
-        let t0 = Instant::now();
-        let mut b = Breaker::new(&cfg());
-        assert_eq!(b.on_failure(t0, &QUIET, 2), None);
-        assert_eq!(b.admit(t0), Admission::Allow);
-        let tr = b.on_failure(t0, &QUIET, 3).map(|t| t.to_string());
-        assert_eq!(tr.as_deref(), Some("closed → open"));
-        assert_eq!(
-            b.admit(at(t0, 999)),
-            Admission::Reject {
-                until: at(t0, 1_000)
-            }
-        );
-    }
-
-    #[test]
-    fn trips_on_failure_rate_only_with_volume() {
-        let t0 = Instant::now();
-        let mut b = Breaker::new(&cfg());
-        assert_eq!(b.on_failure(t0, &totals(19, 19), 1), None);
-        assert_eq!(b.on_failure(t0, &totals(40, 19), 1), None);
-        assert!(b.on_failure(t0, &totals(20, 10), 1).is_some());
-        assert_eq!(
-            b.state(t0),
-            BreakerState::Open {
-                until: at(t0, 1_000)
-            }
-        );
-    }
-
-    #[test]
-    fn half_open_admits_limited_probes_and_closes_on_success() {
-        let t0 = Instant::now();
-        let mut b = Breaker::new(&cfg());
-        b.on_failure(t0, &QUIET, 3);
-        let t1 = at(t0, 1_000);
-        assert_eq!(b.state(t1), BreakerState::HalfOpen);
-        assert_eq!(b.admit(t1), Admission::Probe);
-        assert_eq!(b.admit(t1), Admission::Probe);
-        assert_eq!(b.admit(t1), Admission::Reject { until: t1 });
-        assert!(!b.would_admit(t1));
-        b.probe_abandoned();
-        assert!(b.would_admit(t1));
-        let tr = b.on_success(t1).map(|t| t.to_string());
-        assert_eq!(tr.as_deref(), Some("half_open → closed"));
-        assert_eq!(b.admit(t1), Admission::Allow);
-    }
-
-    #[test]
-    fn cooldown_doubles_on_retrip_up_to_max_and_resets_after_close() {
-        let t0 = Instant::now();
-        let mut b = Breaker::new(&cfg());
-        b.on_failure(t0, &QUIET, 3);
-        let mut now = t0;
-        let mut seen = Vec::new();
-        for _ in 0..6 {
-            let BreakerState::Open { until } = b.state(now) else {
-                panic!("expected open");
-            };
-            seen.push(until.duration_since(now).as_secs());
-            now = until;
-            assert_eq!(b.admit(now), Admission::Probe);
-            let tr = b.on_failure(now, &QUIET, 0).map(|t| t.to_string());
-            assert_eq!(tr.as_deref(), Some("half_open → open"));
-        }
-        assert_eq!(seen, [1, 2, 4, 8, 8, 8]);
-        now += b.cooldown();
-        assert!(b.on_success(now).is_some());
-        b.on_failure(now, &QUIET, 3);
-        assert_eq!(b.cooldown(), Duration::from_secs(1));
-    }
-
-    #[test]
-    fn late_outcomes_while_open_change_nothing() {
-        let t0 = Instant::now();
-        let mut b = Breaker::new(&cfg());
-        b.on_failure(t0, &QUIET, 3);
-        assert_eq!(b.on_success(at(t0, 10)), None);
-        assert_eq!(b.on_failure(at(t0, 10), &QUIET, 9), None);
-        assert_eq!(b.cooldown(), Duration::from_secs(1));
-        assert_eq!(b.state(at(t0, 1_000)), BreakerState::HalfOpen);
-    }
-
-    #[test]
-    fn sideline_blocks_without_growing_cooldown() {
-        let t0 = Instant::now();
-        let mut b = Breaker::new(&cfg());
-        b.sideline(t0, at(t0, 5_000));
-        b.sideline(t0, at(t0, 2_000));
-        assert_eq!(
-            b.admit(at(t0, 4_999)),
-            Admission::Reject {
-                until: at(t0, 5_000)
-            }
-        );
-        assert_eq!(b.admit(at(t0, 5_000)), Admission::Allow);
-        assert_eq!(b.cooldown(), Duration::from_secs(1));
-    }
-
-    #[test]
-    fn sideline_longer_than_cooldown_extends_reject() {
-        let t0 = Instant::now();
-        let mut b = Breaker::new(&cfg());
-        b.on_failure(t0, &QUIET, 3);
-        b.sideline(t0, at(t0, 3_000));
-        assert_eq!(
-            b.state(at(t0, 500)),
-            BreakerState::Open {
-                until: at(t0, 3_000)
-            }
-        );
-        assert_eq!(b.next_admit(at(t0, 500)), Some(at(t0, 3_000)));
-        assert_eq!(b.admit(at(t0, 3_000)), Admission::Probe);
-    }
-
-    #[test]
-    fn zero_consecutive_threshold_disables_streak_trips() {
-        let t0 = Instant::now();
-        let mut b = Breaker::new(&HealthConfig {
-            consecutive_failures: 0,
-            ..cfg()
-        });
-        assert_eq!(b.on_failure(t0, &QUIET, 1_000), None);
-    }
-
-    mod model {
-        //! A plain reference model of the breaker, time in milliseconds, with the
-        //! Open → HalfOpen step taken explicitly whenever time advances.
-        use super::*;
-        use proptest::prelude::*;
-
-        #[derive(Debug, Clone, Copy, PartialEq)]
-        enum M {
-            Closed,
-            Open { until: u64 },
-            HalfOpen { probes: u32 },
-        }
-
-        #[derive(Debug, Clone, Copy, PartialEq)]
-        enum Said {
-            Allow,
-            Probe,
-            Reject(u64),
-        }
-
-        struct Model {
-            now: u64,
-            state: M,
-            cooldown: u64,
-            sidelined: u64,
-        }
-
-        impl Model {
-            fn advance(&mut self, ms: u64) {
-                self.now += ms;
-                if let M::Open { until } = self.state {
-                    if self.now >= until {
-                        self.state = M::HalfOpen { probes: 0 };
-                    }
-                }
-            }
-
-            fn visible(&self) -> M {
-                if self.now < self.sidelined {
-                    let until = match self.state {
-                        M::Open { until } => until.max(self.sidelined),
-                        _ => self.sidelined,
-                    };
-                    return M::Open { until };
-                }
-                self.state
-            }
-
-            fn admit(&mut self) -> Said {
-                match self.visible() {
-                    M::Open { until } => Said::Reject(until),
-                    M::Closed => Said::Allow,
-                    M::HalfOpen { probes } if probes < 2 => {
-                        self.state = M::HalfOpen { probes: probes + 1 };
-                        Said::Probe
-                    }
-                    M::HalfOpen { .. } => Said::Reject(self.now),
-                }
-            }
-
-            fn success(&mut self) -> Option<(StateKind, StateKind)> {
-                if let M::HalfOpen { .. } = self.state {
-                    self.state = M::Closed;
-                    self.cooldown = 1_000;
-                    return Some((StateKind::HalfOpen, StateKind::Closed));
-                }
-                None
-            }
-
-            fn failure(&mut self, trips: bool) -> Option<(StateKind, StateKind)> {
-                match self.state {
-                    M::Closed if trips => {
-                        self.state = M::Open {
-                            until: self.now + self.cooldown,
-                        };
-                        Some((StateKind::Closed, StateKind::Open))
-                    }
-                    M::HalfOpen { .. } => {
-                        self.cooldown = (self.cooldown * 2).min(8_000);
-                        self.state = M::Open {
-                            until: self.now + self.cooldown,
-                        };
-                        Some((StateKind::HalfOpen, StateKind::Open))
-                    }
-                    _ => None,
-                }
-            }
-
-            fn abandon(&mut self) {
-                if let M::HalfOpen { probes } = self.state {
-                    self.state = M::HalfOpen {
-                        probes: probes.saturating_sub(1),
-                    };
-                }
-            }
-        }
-
-        #[derive(Debug, Clone)]
-        enum Op {
-            Advance(u64),
-            Admit,
-            Success,
-            /// Consecutive count and whether the window is over the rate threshold.
-            Failure(u32, bool),
-            Abandon,
-            Sideline(u64),
-        }
-
-        fn op() -> impl Strategy<Value = Op> {
-            prop_oneof![
-                3 => (0u64..3_000).prop_map(Op::Advance),
-                4 => Just(Op::Admit),
-                2 => Just(Op::Success),
-                3 => (0u32..5, any::<bool>()).prop_map(|(c, r)| Op::Failure(c, r)),
-                1 => Just(Op::Abandon),
-                1 => (0u64..5_000).prop_map(Op::Sideline),
-            ]
-        }
-
-        fn said(a: Admission, t0: Instant) -> Said {
-            let ms = |t: Instant| t.duration_since(t0).as_millis() as u64;
-            match a {
-                Admission::Allow => Said::Allow,
-                Admission::Probe => Said::Probe,
-                Admission::Reject { until } => Said::Reject(ms(until)),
-            }
-        }
-
-        fn same_state(real: BreakerState, model: M, t0: Instant) -> bool {
-            match (real, model) {
-                (BreakerState::Closed, M::Closed) => true,
-                (BreakerState::HalfOpen, M::HalfOpen { .. }) => true,
-                (BreakerState::Open { until }, M::Open { until: m }) => {
-                    until.duration_since(t0).as_millis() as u64 == m
-                }
-                _ => false,
-            }
-        }
-
-        proptest! {
-            #[test]
-            fn breaker_matches_reference_model(ops in prop::collection::vec(op(), 1..300)) {
-                let t0 = Instant::now();
-                let mut real = Breaker::new(&cfg());
-                let mut model = Model { now: 0, state: M::Closed, cooldown: 1_000, sidelined: 0 };
-                for op in ops {
-                    let now = at(t0, model.now);
-                    match op {
-                        Op::Advance(ms) => model.advance(ms),
-                        Op::Admit => {
-                            let got = said(real.admit(now), t0);
-                            prop_assert_eq!(got, model.admit());
-                        }
-                        Op::Success => {
-                            let got = real.on_success(now).map(|t| (t.from, t.to));
-                            prop_assert_eq!(got, model.success());
-                        }
-                        Op::Failure(consecutive, over_rate) => {
-                            let t = if over_rate { totals(20, 10) } else { totals(19, 19) };
-                            let got = real.on_failure(now, &t, consecutive).map(|t| (t.from, t.to));
-                            prop_assert_eq!(got, model.failure(over_rate || consecutive >= 3));
-                        }
-                        Op::Abandon => {
-                            real.probe_abandoned();
-                            model.abandon();
-                        }
-                        Op::Sideline(ms) => {
-                            real.sideline(now, at(t0, model.now + ms));
-                            model.sidelined = model.sidelined.max(model.now + ms);
-                        }
-                    }
-                    let now = at(t0, model.now);
-                    prop_assert!(same_state(real.state(now), model.visible(), t0),
-                        "state {:?} vs model {:?}", real.state(now), model.visible());
-                    let model_admits = matches!(model.visible(), M::Closed)
-                        || matches!(model.visible(), M::HalfOpen { probes } if probes < 2);
-                    prop_assert_eq!(real.would_admit(now), model_admits);
-                }
-            }
-        }
-    }
-}
+#[path = "breaker_tests.rs"]
+mod tests;

@@ -1,6 +1,7 @@
 //! Per-target health: sliding windows, circuit breaking, latency estimates, retry
 //! budgets and the summaries shards exchange. Pure data structures: no I/O, no
-//! locks, and time only moves by the `now` the caller passes in.
+//! locks (the shared breaker is lock-free atomics), and time only moves by the
+//! `now` the caller passes in.
 
 pub mod breaker;
 pub mod budget;
@@ -9,7 +10,7 @@ pub mod summary;
 pub mod target;
 pub mod window;
 
-pub use breaker::{Admission, Breaker, BreakerState, StateKind, Transition};
+pub use breaker::{Admission, BreakerState, SharedBreaker, StateKind, Transition, TripReason};
 pub use budget::RetryBudget;
 pub use ewma::PeakEwma;
 pub use summary::{TargetSummary, PEER_SUMMARY_TTL, SUMMARY_INTERVAL};

@@ -1,4 +1,5 @@
-//! What one shard tells the others about a target: a small `Copy` summary.
+//! What one shard tells the others about a target: a small `Copy` summary of its
+//! window volume and latency (the breaker itself is shared, not summarised).
 //!
 //! Each shard sends its own view (never one merged with peers', so nothing is
 //! counted twice) every [`SUMMARY_INTERVAL`] over a lock-free queue. Receivers trust
@@ -7,8 +8,6 @@
 //! `Instant`s are comparable across threads of one process, so they travel as is.
 
 use std::time::Duration;
-
-use super::breaker::BreakerState;
 
 /// How often a shard should send its summaries (upper bound).
 pub const SUMMARY_INTERVAL: Duration = Duration::from_millis(50);
@@ -22,9 +21,6 @@ pub struct TargetSummary {
     pub requests: u32,
     /// Health-counting failures in the sender's window.
     pub failures: u32,
-    pub consecutive_failures: u32,
-    /// The sender's breaker, sideline included.
-    pub breaker: BreakerState,
     /// The sender's peak-EWMA of time-to-first-byte, µs.
     pub ewma_us: f64,
 }
@@ -34,8 +30,6 @@ impl TargetSummary {
     pub const QUIET: TargetSummary = TargetSummary {
         requests: 0,
         failures: 0,
-        consecutive_failures: 0,
-        breaker: BreakerState::Closed,
         ewma_us: 0.0,
     };
 }

@@ -1,20 +1,22 @@
 //! Everything one shard knows about one target's health, in one place.
 //!
-//! `TargetHealth` ties the window, breaker, consecutive-failure count, peak-EWMA,
-//! in-flight count and retry budget together, and folds in what peer shards report:
-//! a fresh peer summary with an open breaker keeps this shard off the target too, and
-//! peers' window counts join the local ones when deciding to trip, so a target failing
-//! on one shard is judged with the volume of all of them. No I/O, no clock reads, no
+//! `TargetHealth` ties the shard's window, peak-EWMA, in-flight count and retry
+//! budget to the target's gateway-wide [`SharedBreaker`]: trips, cooldowns, the
+//! probe token and the consecutive-failure count live there, so every shard sees a
+//! transition at its next admission. Peers' window counts (from their summaries)
+//! join the local ones when deciding a failure-rate trip, so a target failing on one
+//! shard is judged with the volume of all of them. No I/O, no clock reads, no
 //! allocation after construction (except when a reload changes the window length).
 //! The caller keeps one per target key and carries it across config reloads
 //! ([`TargetHealth::reconfigure`]).
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::config::HealthConfig;
 use crate::outcome::Outcome;
 
-use super::breaker::{Admission, Breaker, BreakerState, StateKind, Transition};
+use super::breaker::{Admission, BreakerState, SharedBreaker, Transition};
 use super::budget::RetryBudget;
 use super::ewma::PeakEwma;
 use super::summary::{TargetSummary, PEER_SUMMARY_TTL};
@@ -31,94 +33,77 @@ impl Peer {
     fn fresh(&self, now: Instant) -> bool {
         now.saturating_duration_since(self.received) < PEER_SUMMARY_TTL
     }
-
-    /// The peer's open-breaker deadline, if it is fresh and still open at `now`.
-    fn open_until(&self, now: Instant) -> Option<Instant> {
-        match self.summary.breaker {
-            BreakerState::Open { until } if now < until && self.fresh(now) => Some(until),
-            _ => None,
-        }
-    }
-
-    /// Until when this summary can keep the target blocked, whatever else happens.
-    fn blocks_until(&self) -> Option<Instant> {
-        match self.summary.breaker {
-            BreakerState::Open { until } => Some(until.min(self.received + PEER_SUMMARY_TTL)),
-            _ => None,
-        }
-    }
 }
 
 /// One target's health as seen by one shard.
 #[derive(Debug, Clone)]
 pub struct TargetHealth {
+    cfg: HealthConfig,
     window: Window,
-    breaker: Breaker,
-    consecutive: u32,
+    breaker: Arc<SharedBreaker>,
+    /// The breaker's close count when this window was last cleared.
+    seen_closes: u64,
     ewma: PeakEwma,
     in_flight: u32,
     budget: RetryBudget,
     /// Latest summary per peer shard, indexed by shard (our own slot stays `None`).
     peers: Box<[Option<Peer>]>,
     me: usize,
-    /// Latest instant any peer summary can block the target (cached on merge so
-    /// `admit` is O(1) while no peer blocks).
-    peer_block: Option<Instant>,
 }
 
 impl TargetHealth {
-    /// Health for one target on shard `me` of `shards`.
+    /// Health for one target on shard `me` of `shards`, judged by `breaker` (the
+    /// same `Arc` on every shard).
     pub fn new(
         cfg: &HealthConfig,
-        budget_ratio: f64,
-        budget_min_per_sec: u32,
+        budget: (f64, u32),
+        breaker: Arc<SharedBreaker>,
         shards: usize,
         me: usize,
     ) -> Self {
+        let seen_closes = breaker.closes();
         TargetHealth {
+            cfg: *cfg,
             window: Window::new(cfg.window),
-            breaker: Breaker::new(cfg),
-            consecutive: 0,
+            breaker,
+            seen_closes,
             ewma: PeakEwma::default(),
             in_flight: 0,
-            budget: RetryBudget::new(budget_ratio, budget_min_per_sec),
+            budget: RetryBudget::new(budget.0, budget.1),
             peers: vec![None; shards].into_boxed_slice(),
             me,
-            peer_block: None,
         }
     }
 
     /// Take new thresholds after a config reload, keeping what was learned. The
     /// window is rebuilt (emptied) only if its length changed.
     pub fn reconfigure(&mut self, cfg: &HealthConfig, budget_ratio: f64, budget_min_per_sec: u32) {
-        self.breaker.reconfigure(cfg);
+        self.cfg = *cfg;
         self.budget.set_limits(budget_ratio, budget_min_per_sec);
         if Window::buckets_for(cfg.window) != self.window.buckets() {
             self.window = Window::new(cfg.window);
         }
     }
 
-    /// Decide about one request: rejected while the local breaker is open or a fresh
-    /// peer summary says the peer's breaker is open; a `Probe` takes a probe slot.
+    /// The gateway-wide breaker this shard reports to.
+    pub fn breaker(&self) -> &Arc<SharedBreaker> {
+        &self.breaker
+    }
+
+    /// Decide about one request; a `Probe` holds the gateway's probe token.
     pub fn admit(&mut self, now: Instant) -> Admission {
-        if let Some(peer_until) = self.peer_until(now) {
-            let until = self.breaker.next_admit(now).max(Some(peer_until));
-            return Admission::Reject {
-                until: until.unwrap_or(peer_until),
-            };
-        }
         self.breaker.admit(now)
     }
 
     /// Whether `admit` would let a request through at `now` (what load balancers
     /// filter on). Pure.
     pub fn available(&self, now: Instant) -> bool {
-        self.peer_until(now).is_none() && self.breaker.would_admit(now)
+        self.breaker.would_admit(now)
     }
 
     /// How long until it admits again; `None` if it admits now. Pure.
     pub fn retry_after(&self, now: Instant) -> Option<Duration> {
-        let until = self.breaker.next_admit(now).max(self.peer_until(now))?;
+        let until = self.breaker.next_admit(now)?;
         Some(until.saturating_duration_since(now))
     }
 
@@ -132,51 +117,78 @@ impl TargetHealth {
         self.in_flight = self.in_flight.saturating_sub(1);
     }
 
-    /// Record one attempt's outcome at `now`: window, consecutive count, EWMA (on
-    /// success, from `ttfb`), breaker. Returns the breaker's transition, if any.
-    /// Failures that do not count against health only free a probe slot.
+    /// Record one attempt's outcome at `now`: window, EWMA (on success, from
+    /// `ttfb`), breaker. `probe` says the attempt held the probe token (which this
+    /// gives back). Returns the breaker's transition if this call made one.
+    /// Failures that do not count against health only give the token back.
     pub fn record(
         &mut self,
         now: Instant,
         outcome: Outcome,
         ttfb: Option<Duration>,
         tokens: u32,
+        probe: bool,
     ) -> Option<Transition> {
+        self.forget_if_closed();
         self.window.record(now, outcome, ttfb, tokens);
         let transition = match outcome {
-            Outcome::Success => self.on_success(now, ttfb),
-            Outcome::Failure(class) if class.counts_against_health() => self.on_failure(now),
+            Outcome::Success => {
+                if let Some(ttfb) = ttfb {
+                    self.ewma.observe(now, ttfb);
+                }
+                self.breaker.on_success(&self.cfg, now, probe)
+            }
+            Outcome::Failure(class) if class.counts_against_health() => {
+                let totals = self.combined_totals(now);
+                self.breaker.on_failure(&self.cfg, now, probe, &totals)
+            }
             Outcome::Failure(_) => {
-                self.abandon_probe();
+                if probe {
+                    self.breaker.release_probe();
+                }
                 None
             }
         };
-        if transition.is_some_and(|t| t.to == StateKind::Closed) {
-            // A recovered target starts with a clean slate, or the failures that
-            // opened the breaker would re-open it on the next single failure.
-            self.window.clear();
-        }
+        self.forget_if_closed();
         transition
     }
 
-    /// An admitted request ended without any outcome (cancelled): free its probe slot.
-    pub fn abandon_probe(&mut self) {
-        self.breaker.probe_abandoned();
+    /// A probe showed the target answers before its outcome is known in full (a
+    /// stream committed): settles the probe with the breaker only; the attempt's
+    /// outcome is recorded later, as a non-probe.
+    pub fn probe_succeeded(&mut self, now: Instant) -> Option<Transition> {
+        let transition = self.breaker.on_success(&self.cfg, now, true);
+        self.forget_if_closed();
+        transition
+    }
+
+    /// A recovered target starts with a clean slate on every shard, or the failures
+    /// that opened the breaker would re-open it on the next single failure.
+    fn forget_if_closed(&mut self) {
+        let closes = self.breaker.closes();
+        if closes != self.seen_closes {
+            self.seen_closes = closes;
+            self.window.clear();
+        }
     }
 
     /// No traffic until `until` (429 + `Retry-After`), without growing the cooldown.
-    pub fn sideline(&mut self, now: Instant, until: Instant) {
-        self.breaker.sideline(now, until);
+    pub fn sideline(&mut self, now: Instant, until: Instant) -> Option<Transition> {
+        self.breaker.sideline(now, until)
     }
 
-    /// This shard's own view, to send to the peers.
+    /// This shard's own view, to send to the peers (empty if the breaker closed
+    /// since this window was last cleared: those failures are forgotten).
     pub fn summary(&self, now: Instant) -> TargetSummary {
-        let totals = self.window.totals(now);
+        let forgotten = self.breaker.closes() != self.seen_closes;
+        let totals = if forgotten {
+            WindowTotals::default()
+        } else {
+            self.window.totals(now)
+        };
         TargetSummary {
             requests: totals.requests,
             failures: totals.failures,
-            consecutive_failures: self.consecutive,
-            breaker: self.breaker.state(now),
             ewma_us: self.ewma.estimate(now),
         }
     }
@@ -187,19 +199,12 @@ impl TargetHealth {
         if shard == self.me {
             return;
         }
-        let Some(slot) = self.peers.get_mut(shard) else {
-            return;
-        };
-        *slot = Some(Peer {
-            received: now,
-            summary,
-        });
-        self.peer_block = self
-            .peers
-            .iter()
-            .flatten()
-            .filter_map(Peer::blocks_until)
-            .max();
+        if let Some(slot) = self.peers.get_mut(shard) {
+            *slot = Some(Peer {
+                received: now,
+                summary,
+            });
+        }
     }
 
     /// A fresh summary from peer `shard`, if there is one.
@@ -208,7 +213,7 @@ impl TargetHealth {
         peer.fresh(now).then_some(peer.summary)
     }
 
-    /// The local breaker's state (sideline included, peers not).
+    /// The gateway-wide breaker's state (sideline included).
     pub fn state(&self, now: Instant) -> BreakerState {
         self.breaker.state(now)
     }
@@ -233,28 +238,14 @@ impl TargetHealth {
         self.in_flight
     }
 
-    /// Health-counting failures since the last success.
+    /// Health-counting failures since the last success, gateway-wide.
     pub fn consecutive_failures(&self) -> u32 {
-        self.consecutive
+        self.breaker.consecutive_failures()
     }
 
     /// The target's retry budget: deposit per original request, withdraw per retry.
     pub fn budget(&mut self) -> &mut RetryBudget {
         &mut self.budget
-    }
-
-    fn on_success(&mut self, now: Instant, ttfb: Option<Duration>) -> Option<Transition> {
-        self.consecutive = 0;
-        if let Some(ttfb) = ttfb {
-            self.ewma.observe(now, ttfb);
-        }
-        self.breaker.on_success(now)
-    }
-
-    fn on_failure(&mut self, now: Instant) -> Option<Transition> {
-        self.consecutive = self.consecutive.saturating_add(1);
-        let totals = self.combined_totals(now);
-        self.breaker.on_failure(now, &totals, self.consecutive)
     }
 
     /// The local window plus the counts of every fresh peer summary.
@@ -266,25 +257,12 @@ impl TargetHealth {
         }
         totals
     }
-
-    /// The latest deadline of a fresh, still-open peer breaker. O(1) unless some
-    /// peer summary may be blocking.
-    fn peer_until(&self, now: Instant) -> Option<Instant> {
-        match self.peer_block {
-            Some(block) if now < block => {}
-            _ => return None,
-        }
-        self.peers
-            .iter()
-            .flatten()
-            .filter_map(|p| p.open_until(now))
-            .max()
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::health::{StateKind, TripReason};
     use crate::outcome::FailureClass;
 
     const SERVER: Outcome = Outcome::Failure(FailureClass::Server);
@@ -306,21 +284,23 @@ mod tests {
         t0 + Duration::from_millis(ms)
     }
 
-    fn target() -> TargetHealth {
-        TargetHealth::new(&cfg(), 0.2, 1, 4, 0)
+    /// Two shards' views of one target, sharing its breaker.
+    fn pair(t0: Instant) -> (TargetHealth, TargetHealth) {
+        let shared = Arc::new(SharedBreaker::new(t0));
+        (
+            TargetHealth::new(&cfg(), (0.2, 1), shared.clone(), 2, 0),
+            TargetHealth::new(&cfg(), (0.2, 1), shared, 2, 1),
+        )
     }
 
-    fn open_summary(until: Instant) -> TargetSummary {
-        TargetSummary {
-            breaker: BreakerState::Open { until },
-            ..TargetSummary::QUIET
-        }
+    fn target(t0: Instant) -> TargetHealth {
+        pair(t0).0
     }
 
     /// Record `n` failures at `now`, returning the transitions seen.
     fn fail(h: &mut TargetHealth, now: Instant, n: u32) -> Vec<String> {
         (0..n)
-            .filter_map(|_| h.record(now, SERVER, None, 0))
+            .filter_map(|_| h.record(now, SERVER, None, 0, false))
             .map(|t| t.to_string())
             .collect()
     }
@@ -328,7 +308,7 @@ mod tests {
     #[test]
     fn consecutive_failures_open_the_breaker() {
         let t0 = Instant::now();
-        let mut h = target();
+        let mut h = target(t0);
         assert_eq!(fail(&mut h, t0, 5), ["closed → open"]);
         assert_eq!(h.consecutive_failures(), 5);
         assert!(!h.available(t0));
@@ -342,14 +322,29 @@ mod tests {
     }
 
     #[test]
+    fn failures_on_both_shards_count_toward_one_streak() {
+        let t0 = Instant::now();
+        let (mut a, mut b) = pair(t0);
+        assert!(fail(&mut a, t0, 2).is_empty());
+        assert!(fail(&mut b, t0, 2).is_empty());
+        assert_eq!(
+            fail(&mut a, t0, 1),
+            ["closed → open"],
+            "the 5th overall trips"
+        );
+        assert!(!b.available(t0), "the other shard sees it at once");
+        assert_eq!(b.consecutive_failures(), 5);
+    }
+
+    #[test]
     fn success_resets_the_streak_and_client_errors_do_not_count() {
         let t0 = Instant::now();
-        let mut h = target();
+        let mut h = target(t0);
         fail(&mut h, t0, 4);
-        h.record(t0, Outcome::Success, None, 0);
+        h.record(t0, Outcome::Success, None, 0, false);
         fail(&mut h, t0, 4);
         for _ in 0..10 {
-            assert_eq!(h.record(t0, CLIENT, None, 0), None);
+            assert_eq!(h.record(t0, CLIENT, None, 0, false), None);
         }
         assert_eq!(h.consecutive_failures(), 4);
         assert!(h.available(t0));
@@ -357,142 +352,114 @@ mod tests {
     }
 
     #[test]
-    fn probe_success_closes_and_starts_a_clean_window() {
+    fn probe_success_closes_and_every_shard_starts_a_clean_window() {
         let t0 = Instant::now();
-        let mut h = target();
-        fail(&mut h, t0, 5);
+        let (mut a, mut b) = pair(t0);
+        fail(&mut b, t0, 3);
+        fail(&mut a, t0, 2);
         let t1 = at(t0, 10_000);
-        assert!(h.available(t1));
-        assert_eq!(h.admit(t1), Admission::Probe);
-        assert!(!h.available(t1));
-        let tr = h.record(t1, Outcome::Success, Some(Duration::from_millis(50)), 9);
+        assert!(a.available(t1));
+        assert_eq!(b.admit(t1), Admission::Probe);
+        assert!(!a.available(t1), "the probe token is gateway-wide");
+        assert_eq!(a.admit(t1), Admission::Reject { until: t1 });
+        let tr = b.record(
+            t1,
+            Outcome::Success,
+            Some(Duration::from_millis(50)),
+            9,
+            true,
+        );
         assert_eq!(
             tr.map(|t| t.to_string()).as_deref(),
             Some("half_open → closed")
         );
-        assert_eq!(h.consecutive_failures(), 0);
-        assert_eq!(h.totals(t1), WindowTotals::default());
+        assert_eq!(a.summary(t1).failures, 0, "peer's failures are forgotten");
+        assert_eq!(a.record(t1, SERVER, None, 0, false), None);
+        assert_eq!(a.totals(t1).failures, 1, "only the new failure is left");
+    }
+
+    #[test]
+    fn a_failed_probe_reopens_for_everyone() {
+        let t0 = Instant::now();
+        let (mut a, b) = pair(t0);
+        fail(&mut a, t0, 5);
+        let t1 = at(t0, 10_000);
+        assert_eq!(a.admit(t1), Admission::Probe);
+        let tr = a.record(t1, SERVER, None, 0, true).expect("re-opens");
+        assert_eq!((tr.from, tr.to), (StateKind::HalfOpen, StateKind::Open));
         assert_eq!(
-            h.record(t1, SERVER, None, 0),
-            None,
-            "old failures are forgotten"
+            b.state(t1),
+            BreakerState::Open {
+                until: at(t1, 20_000),
+                reason: TripReason::ProbeFailed
+            }
         );
     }
 
     #[test]
-    fn cancelled_probe_frees_its_slot() {
+    fn a_probe_ending_in_a_client_error_gives_the_token_back() {
         let t0 = Instant::now();
-        let mut h = target();
+        let mut h = target(t0);
         fail(&mut h, t0, 5);
         let t1 = at(t0, 10_000);
         assert_eq!(h.admit(t1), Admission::Probe);
         assert_eq!(h.admit(t1), Admission::Reject { until: t1 });
-        h.abandon_probe();
+        assert_eq!(h.record(t1, CLIENT, None, 0, true), None);
         assert_eq!(h.admit(t1), Admission::Probe);
-    }
-
-    #[test]
-    fn peer_open_summary_rejects_within_one_merge() {
-        let t0 = Instant::now();
-        let mut h = target();
-        h.merge_peer(2, t0, open_summary(at(t0, 5_000)));
-        assert!(!h.available(at(t0, 1)));
-        assert_eq!(
-            h.admit(at(t0, 1)),
-            Admission::Reject {
-                until: at(t0, 5_000)
-            }
-        );
-        assert_eq!(h.retry_after(at(t0, 1)), Some(Duration::from_millis(4_999)));
-        assert_eq!(
-            h.state(at(t0, 1)),
-            BreakerState::Closed,
-            "local breaker untouched"
-        );
-    }
-
-    #[test]
-    fn peer_block_ends_when_the_summary_goes_stale() {
-        let t0 = Instant::now();
-        let mut h = target();
-        h.merge_peer(1, t0, open_summary(at(t0, 60_000)));
-        assert!(!h.available(at(t0, 499)));
-        assert!(h.available(at(t0, 500)));
-        assert_eq!(h.admit(at(t0, 500)), Admission::Allow);
-        assert_eq!(h.peer_summary(1, at(t0, 500)), None);
-    }
-
-    #[test]
-    fn peer_block_ends_when_the_peer_reports_closed_or_its_cooldown_passes() {
-        let t0 = Instant::now();
-        let mut h = target();
-        h.merge_peer(1, t0, open_summary(at(t0, 60_000)));
-        h.merge_peer(1, at(t0, 50), TargetSummary::QUIET);
-        assert_eq!(h.admit(at(t0, 50)), Admission::Allow);
-        h.merge_peer(3, at(t0, 100), open_summary(at(t0, 200)));
-        assert!(!h.available(at(t0, 199)));
-        assert!(h.available(at(t0, 200)));
-    }
-
-    #[test]
-    fn the_latest_open_peer_sets_the_deadline() {
-        let t0 = Instant::now();
-        let mut h = target();
-        h.merge_peer(1, t0, open_summary(at(t0, 1_000)));
-        h.merge_peer(2, t0, open_summary(at(t0, 3_000)));
-        assert_eq!(
-            h.admit(t0),
-            Admission::Reject {
-                until: at(t0, 3_000)
-            }
-        );
-    }
-
-    #[test]
-    fn own_and_unknown_shards_are_ignored() {
-        let t0 = Instant::now();
-        let mut h = target();
-        h.merge_peer(0, t0, open_summary(at(t0, 1_000)));
-        h.merge_peer(99, t0, open_summary(at(t0, 1_000)));
-        assert!(h.available(t0));
     }
 
     #[test]
     fn peer_volume_joins_the_failure_rate_decision() {
         let t0 = Instant::now();
-        let mut h = target();
+        let mut h = target(t0);
         let busy = TargetSummary {
             requests: 30,
             failures: 20,
             ..TargetSummary::QUIET
         };
         h.merge_peer(1, t0, busy);
-        let tr = h.record(at(t0, 10), SERVER, None, 0);
-        assert_eq!(tr.map(|t| t.to_string()).as_deref(), Some("closed → open"));
+        let tr = h.record(at(t0, 10), SERVER, None, 0, false).expect("trips");
+        assert_eq!(tr.reason, Some(TripReason::Rate));
     }
 
     #[test]
     fn stale_peer_volume_does_not_count() {
         let t0 = Instant::now();
-        let mut h = target();
+        let mut h = target(t0);
         let busy = TargetSummary {
             requests: 30,
             failures: 20,
             ..TargetSummary::QUIET
         };
         h.merge_peer(1, t0, busy);
-        assert_eq!(h.record(at(t0, 600), SERVER, None, 0), None);
+        assert_eq!(h.record(at(t0, 600), SERVER, None, 0, false), None);
+        assert_eq!(h.peer_summary(1, at(t0, 600)), None);
+    }
+
+    #[test]
+    fn own_and_unknown_shards_are_ignored() {
+        let t0 = Instant::now();
+        let mut h = target(t0);
+        let busy = TargetSummary {
+            requests: 30,
+            failures: 30,
+            ..TargetSummary::QUIET
+        };
+        h.merge_peer(0, t0, busy);
+        h.merge_peer(99, t0, busy);
+        assert_eq!(h.record(t0, SERVER, None, 0, false), None);
     }
 
     #[test]
     fn sideline_blocks_until_the_given_instant() {
         let t0 = Instant::now();
-        let mut h = target();
-        h.sideline(t0, at(t0, 2_000));
+        let mut h = target(t0);
+        assert!(h.sideline(t0, at(t0, 2_000)).is_some());
         assert_eq!(
             h.retry_after(at(t0, 500)),
             Some(Duration::from_millis(1_500))
         );
+        assert_eq!(h.state(at(t0, 500)).kind(), StateKind::Sidelined);
         assert!(h.available(at(t0, 2_000)));
         assert_eq!(h.retry_after(at(t0, 2_000)), None);
     }
@@ -500,7 +467,7 @@ mod tests {
     #[test]
     fn summary_reports_the_local_view() {
         let t0 = Instant::now();
-        let mut h = target();
+        let mut h = target(t0);
         h.merge_peer(
             1,
             t0,
@@ -509,19 +476,30 @@ mod tests {
                 ..TargetSummary::QUIET
             },
         );
-        h.record(t0, Outcome::Success, Some(Duration::from_millis(20)), 0);
+        h.record(
+            t0,
+            Outcome::Success,
+            Some(Duration::from_millis(20)),
+            0,
+            false,
+        );
         fail(&mut h, t0, 2);
         let s = h.summary(t0);
-        assert_eq!((s.requests, s.failures, s.consecutive_failures), (3, 2, 2));
-        assert_eq!(s.breaker, BreakerState::Closed);
+        assert_eq!((s.requests, s.failures), (3, 2));
         assert!((s.ewma_us - 20_000.0).abs() < 1e-6);
     }
 
     #[test]
     fn in_flight_weights_the_latency_cost() {
         let t0 = Instant::now();
-        let mut h = target();
-        h.record(t0, Outcome::Success, Some(Duration::from_millis(10)), 0);
+        let mut h = target(t0);
+        h.record(
+            t0,
+            Outcome::Success,
+            Some(Duration::from_millis(10)),
+            0,
+            false,
+        );
         h.start();
         h.start();
         assert_eq!(h.in_flight(), 2);
@@ -535,8 +513,8 @@ mod tests {
     #[test]
     fn reload_keeps_state_unless_the_window_changes() {
         let t0 = Instant::now();
-        let mut h = target();
-        h.record(t0, Outcome::Success, None, 0);
+        let mut h = target(t0);
+        h.record(t0, Outcome::Success, None, 0, false);
         h.reconfigure(&cfg(), 0.1, 0);
         assert_eq!(h.totals(t0).requests, 1);
         let longer = HealthConfig {

@@ -28,6 +28,7 @@ pub(crate) mod tests_support {
                 budget_ratio: 0.2,
                 budget_min_per_sec: 10,
                 max_retry_after: Duration::from_secs(10),
+                wait_retry_after_up_to: Duration::ZERO,
             },
             fallback: FallbackPolicy {
                 on_status: vec![429, 500, 502, 503, 504, 529],

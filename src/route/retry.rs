@@ -53,23 +53,7 @@ pub fn decide(
                 fall_back_or_return(fallback.on_connect_error)
             }
         }
-        FailureClass::Overloaded => {
-            // A provider that asked for a pause is sidelined for it: move on when we
-            // can, wait only when there is nowhere else to go.
-            let asked_pause = failure.retry_after.is_some();
-            if status_fallback && other_targets && (asked_pause || !can_retry || !status_retry) {
-                return Next::Fallback;
-            }
-            if can_retry && (status_retry || failure.status.is_none()) {
-                let wait = failure
-                    .retry_after
-                    .map_or(backoff(retry, tries), |ra| ra.min(retry.max_retry_after));
-                return Next::Retry(wait);
-            }
-            fall_back_or_return(
-                status_fallback || (failure.status.is_none() && fallback.on_connect_error),
-            )
-        }
+        FailureClass::Overloaded => overloaded(failure, tries, retry, fallback, other_targets),
         // A connection reset or malformed answer (no status) is a server failure
         // worth one more try, like a listed 5xx.
         FailureClass::Server => {
@@ -89,6 +73,44 @@ pub fn decide(
         FailureClass::ContextLength if fallback.on_context_length.is_some() => Next::Reroute,
         FailureClass::ContentPolicy => fall_back_or_return(fallback.on_content_policy),
         FailureClass::ContextLength | FailureClass::Client => Next::Return,
+    }
+}
+
+/// 429/529. With somewhere else to go (a listed status, another target) it moves on
+/// at once: the target is sidelined for its `Retry-After` and another may have room.
+/// Only a `Retry-After` no longer than `wait_retry_after_up_to` is waited for on
+/// the same target. With nowhere else to go it retries (listed status or none)
+/// after the `Retry-After` (capped) or the backoff.
+fn overloaded(
+    failure: &Failure,
+    tries: u32,
+    retry: &RetryPolicy,
+    fallback: &FallbackPolicy,
+    other_targets: bool,
+) -> Next {
+    let can_retry = tries < retry.attempts;
+    let listed = |list: &[u16]| failure.status.is_some_and(|s| list.contains(&s));
+    let may_fall_back =
+        listed(&fallback.on_status) || (failure.status.is_none() && fallback.on_connect_error);
+    let short_pause = failure.retry_after.filter(|ra| {
+        *ra <= retry.wait_retry_after_up_to && !retry.wait_retry_after_up_to.is_zero()
+    });
+    if let (Some(pause), true) = (short_pause, can_retry) {
+        return Next::Retry(pause);
+    }
+    if may_fall_back && other_targets {
+        return Next::Fallback;
+    }
+    if can_retry && (listed(&retry.on_status) || failure.status.is_none()) {
+        let wait = failure
+            .retry_after
+            .map_or(backoff(retry, tries), |ra| ra.min(retry.max_retry_after));
+        return Next::Retry(wait);
+    }
+    if may_fall_back {
+        Next::Fallback
+    } else {
+        Next::Return
     }
 }
 
@@ -129,6 +151,7 @@ mod tests {
             budget_ratio: 0.2,
             budget_min_per_sec: 10,
             max_retry_after: Duration::from_secs(10),
+            wait_retry_after_up_to: Duration::ZERO,
         }
     }
 
@@ -215,6 +238,75 @@ mod tests {
             decide(&long, 1, &retry(), &fallback(), false),
             Next::Retry(Duration::from_secs(10))
         );
+    }
+
+    /// Every overloaded case: (status, Retry-After s, tries, other targets,
+    /// wait_retry_after_up_to s) → next step.
+    #[test]
+    fn overloaded_table() {
+        use Next::*;
+        type Case = (Option<u16>, Option<u64>, u32, bool, u64, Next);
+        let cases: &[Case] = &[
+            // Somewhere else to go: move on at once, whatever the Retry-After.
+            (Some(429), None, 1, true, 0, Fallback),
+            (Some(429), Some(3), 1, true, 0, Fallback),
+            (Some(529), None, 1, true, 0, Fallback),
+            (Some(529), Some(1), 1, true, 0, Fallback),
+            // Opted in: a short Retry-After is waited for on the same target...
+            (
+                Some(429),
+                Some(3),
+                1,
+                true,
+                3,
+                Retry(Duration::from_secs(3)),
+            ),
+            (Some(529), Some(0), 1, true, 3, Retry(Duration::ZERO)),
+            // ...a longer one, none, or no tries left still move on.
+            (Some(429), Some(4), 1, true, 3, Fallback),
+            (Some(429), None, 1, true, 3, Fallback),
+            (Some(429), Some(3), 2, true, 3, Fallback),
+            // Nowhere else: wait the Retry-After (capped at max_retry_after).
+            (
+                Some(429),
+                Some(3),
+                1,
+                false,
+                0,
+                Retry(Duration::from_secs(3)),
+            ),
+            (
+                Some(429),
+                Some(600),
+                1,
+                false,
+                0,
+                Retry(Duration::from_secs(10)),
+            ),
+            // 529 is not in this policy's retry list: nothing more to do.
+            (Some(529), Some(3), 1, false, 0, Fallback),
+            (Some(429), Some(3), 2, false, 0, Fallback),
+        ];
+        for &(status, ra, tries, others, up_to, want) in cases {
+            let mut r = retry();
+            r.wait_retry_after_up_to = Duration::from_secs(up_to);
+            let f = failure(FailureClass::Overloaded, status, ra);
+            assert_eq!(
+                decide(&f, tries, &r, &fallback(), others),
+                want,
+                "{status:?} ra {ra:?} tries {tries} others {others} up_to {up_to}"
+            );
+        }
+        // No Retry-After and nowhere to go: the usual jittered backoff.
+        let f = failure(FailureClass::Overloaded, Some(429), None);
+        assert!(matches!(
+            decide(&f, 1, &retry(), &fallback(), false),
+            Retry(_)
+        ));
+        // A status the route neither retries nor falls back on is returned.
+        let mut strict = fallback();
+        strict.on_status.clear();
+        assert_eq!(decide(&f, 2, &retry(), &strict, true), Return);
     }
 
     #[test]

@@ -193,7 +193,7 @@ mod tests {
                 prefill: None,
                 headers: Vec::new(),
                 query: Vec::new(),
-                timeouts: None,
+                timeouts: crate::config::Timeouts::DEFAULT,
             })
             .collect();
         crate::route::tests_support::route_with(strategy, targets)

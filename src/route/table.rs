@@ -8,6 +8,7 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
 
 use crate::config::{Config, Route};
+use crate::health::SharedBreaker;
 use crate::provider::{self, PreparedProvider};
 
 /// A provider ready for the request path.
@@ -36,6 +37,9 @@ pub struct Table {
     pub config: Arc<Config>,
     pub providers: Vec<ProviderEntry>,
     pub slots: Vec<TargetSlot>,
+    /// Each slot's breaker, shared by every shard (and carried across reloads by
+    /// label, see [`Table::carry_breakers`]).
+    pub breakers: Vec<Arc<SharedBreaker>>,
     /// For each route, for each of its targets, the health slot index.
     pub route_slots: Vec<Vec<usize>>,
     /// Model names clients can send, for `/v1/models` and 404 messages.
@@ -70,11 +74,17 @@ impl Table {
             .collect();
         let (slots, route_slots) = number_slots(&config);
         let known_models = known_models(&config.routes);
+        let epoch = std::time::Instant::now();
+        let breakers = slots
+            .iter()
+            .map(|_| Arc::new(SharedBreaker::new(epoch)))
+            .collect();
         Table {
             generation,
             config,
             providers,
             slots,
+            breakers,
             route_slots,
             known_models,
         }
@@ -112,6 +122,21 @@ impl Table {
             }
         }
         names
+    }
+
+    /// Takes over the breakers of `old`'s slots that still exist (same label), so a
+    /// reload neither forgets a trip nor hands a dead target fresh traffic.
+    pub fn carry_breakers(&mut self, old: &Table) {
+        for (slot, breaker) in self.slots.iter().zip(self.breakers.iter_mut()) {
+            let carried = old
+                .slots
+                .iter()
+                .position(|s| s.label == slot.label)
+                .and_then(|i| old.breakers.get(i));
+            if let Some(carried) = carried {
+                *breaker = carried.clone();
+            }
+        }
     }
 
     /// Whether the addresses of any provider differ from `other`'s.
@@ -173,4 +198,46 @@ fn known_models(routes: &[Route]) -> Vec<(String, usize)> {
     }
     models.dedup_by(|a, b| a.0 == b.0);
     models
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::health::StateKind;
+    use std::net::SocketAddr;
+    use std::time::Instant;
+
+    fn table(models: &[&str], generation: u64) -> Table {
+        let targets: String = models
+            .iter()
+            .map(|m| format!("      - {{ provider: p, model: {m} }}\n"))
+            .collect();
+        let yaml = format!(
+            "listen: 127.0.0.1:0\nproviders:\n  p: {{ kind: openai-compatible, base_url: http://127.0.0.1:9/v1 }}\nroutes:\n  - name: chat\n    targets:\n{targets}"
+        );
+        let config = crate::config::load_str(&yaml, "t.yaml", &|_| None)
+            .unwrap_or_else(|e| panic!("test config invalid: {e}"));
+        let local = |_: &str, port: u16| vec![SocketAddr::from(([127, 0, 0, 1], port))];
+        Table::build(Arc::new(config), generation, &local)
+    }
+
+    #[test]
+    fn a_reload_carries_breakers_by_label() {
+        let old = table(&["a", "b"], 1);
+        let cfg = old.config.health;
+        let now = Instant::now();
+        let totals = crate::health::WindowTotals::default();
+        for _ in 0..cfg.consecutive_failures {
+            old.breakers[1].on_failure(&cfg, now, false, &totals);
+        }
+        let mut new = table(&["b", "c"], 2);
+        new.carry_breakers(&old);
+        assert!(Arc::ptr_eq(&new.breakers[0], &old.breakers[1]), "b kept");
+        assert_eq!(new.breakers[0].state(now).kind(), StateKind::Open);
+        assert_eq!(
+            new.breakers[1].state(now).kind(),
+            StateKind::Closed,
+            "c new"
+        );
+    }
 }

@@ -294,12 +294,29 @@ fn build_health(
                 .and_then(|t| t.slots.iter().position(|s| s.label == slot.label))
                 .and_then(|position| old.get_mut(position).and_then(Option::take));
             let (ratio, min_per_sec) = slot_budget(table, index);
-            match carried {
-                Some(mut health) => {
+            let breaker = table.breakers.get(index).cloned();
+            match (carried, breaker) {
+                // The table carried the slot's breaker by the same label, so the
+                // carried health already points at it.
+                (Some(mut health), _) => {
                     health.reconfigure(&table.config.health, ratio, min_per_sec);
                     health
                 }
-                None => TargetHealth::new(&table.config.health, ratio, min_per_sec, shards, me),
+                (None, Some(breaker)) => TargetHealth::new(
+                    &table.config.health,
+                    (ratio, min_per_sec),
+                    breaker,
+                    shards,
+                    me,
+                ),
+                // A table always has one breaker per slot; a stray one is closed.
+                (None, None) => TargetHealth::new(
+                    &table.config.health,
+                    (ratio, min_per_sec),
+                    Arc::new(crate::health::SharedBreaker::new(Instant::now())),
+                    shards,
+                    me,
+                ),
             }
         })
         .collect()

@@ -1,5 +1,10 @@
 //! A shard's keep-alive pool for one provider: idle sockets, a connection cap, connect.
 //!
+//! At most [`MAX_CONNECTING`] new connections are being opened at once; further
+//! checkouts queue on the pool (and take a socket another request released, if one
+//! comes first). A burst of clients then cannot overflow a provider's accept backlog
+//! with SYNs whose retransmits would fail the connects and trip a healthy target.
+//!
 //! The pool lives on one shard and is never shared across threads. A checked-out
 //! connection is owned by [`PooledConn`]; dropping it closes the socket and frees its
 //! slot, [`PooledConn::release`] hands it back for reuse.
@@ -51,10 +56,21 @@ struct Idle {
     since: Instant,
 }
 
+/// New connections one pool (one provider on one shard) opens at once.
+pub const MAX_CONNECTING: usize = 16;
+
+/// Whether a checkout may open a new connection now: under the connection cap and
+/// under the cap on connects in flight.
+fn may_connect(open: usize, max: usize, connecting: usize) -> bool {
+    open < max && connecting < MAX_CONNECTING
+}
+
 struct Inner {
     endpoint: RefCell<Endpoint>,
     idle: RefCell<Vec<Idle>>,
     open: Cell<usize>,
+    /// Connects in flight (each also holds one `open` slot).
+    connecting: Cell<usize>,
     max: usize,
     idle_timeout: Duration,
     waiters: RefCell<Waiters>,
@@ -138,6 +154,7 @@ impl Pool {
                 endpoint: RefCell::new(endpoint),
                 idle: RefCell::new(Vec::new()),
                 open: Cell::new(0),
+                connecting: Cell::new(0),
                 max: max.max(1),
                 idle_timeout,
                 waiters: RefCell::new(Waiters::default()),
@@ -201,7 +218,11 @@ impl Pool {
             } else if self.inner.open.get() >= self.inner.max {
                 self.close_idle_where(|_| true);
             }
-            if self.inner.open.get() < self.inner.max {
+            if may_connect(
+                self.inner.open.get(),
+                self.inner.max,
+                self.inner.connecting.get(),
+            ) {
                 return Poll::Ready(None);
             }
             self.inner
@@ -223,9 +244,10 @@ impl Pool {
             pool: self.inner.clone(),
             filled: false,
         };
-        let stream = monoio::time::timeout_at(deadline.into(), self.connect())
-            .await
-            .map_err(|_| ConnectError::Timeout)??;
+        let connecting = ConnectingGuard::new(&self.inner);
+        let stream = monoio::time::timeout_at(deadline.into(), self.connect()).await;
+        drop(connecting);
+        let stream = stream.map_err(|_| ConnectError::Timeout)??;
         Ok(slot.into_conn(stream))
     }
 
@@ -283,6 +305,28 @@ async fn finish_connect(
     Ok(UpstreamStream::Tls(Box::new(stream)))
 }
 
+/// Counts one connect in flight; when it ends (however), the next queued checkout
+/// may start its own.
+struct ConnectingGuard<'a> {
+    pool: &'a Inner,
+}
+
+impl<'a> ConnectingGuard<'a> {
+    fn new(pool: &'a Inner) -> Self {
+        pool.connecting.set(pool.connecting.get() + 1);
+        ConnectingGuard { pool }
+    }
+}
+
+impl Drop for ConnectingGuard<'_> {
+    fn drop(&mut self) {
+        self.pool
+            .connecting
+            .set(self.pool.connecting.get().saturating_sub(1));
+        self.pool.waiters.borrow_mut().wake_one();
+    }
+}
+
 /// Holds a reserved connection slot until a socket fills it; dropped unfilled (a
 /// failed or timed-out connect), it frees the slot.
 struct SlotGuard {
@@ -338,6 +382,32 @@ impl Drop for PooledConn {
     fn drop(&mut self) {
         if self.stream.take().is_some() {
             self.pool.free_slot();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connects_are_bounded_by_the_cap_and_by_those_in_flight() {
+        // (open, max, connecting) → may open a new connection
+        let cases = [
+            (0, 256, 0, true),
+            (255, 256, 0, true),
+            (256, 256, 0, false),
+            (20, 256, MAX_CONNECTING - 1, true),
+            (20, 256, MAX_CONNECTING, false),
+            (0, 1, 0, true),
+            (1, 1, 0, false),
+        ];
+        for (open, max, connecting, want) in cases {
+            assert_eq!(
+                may_connect(open, max, connecting),
+                want,
+                "open {open} max {max} connecting {connecting}"
+            );
         }
     }
 }

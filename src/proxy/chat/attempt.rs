@@ -73,10 +73,10 @@ impl Call<'_> {
         };
         if outcome.is_none() {
             let table = self.table.clone();
-            self.shard.with_health(&table, slot, |h| {
-                h.finish();
-                h.abandon_probe();
-            });
+            self.shard.with_health(&table, slot, |h| h.finish());
+            // A probe whose client left says nothing about the target: give the
+            // token back (dropping it does).
+            self.probe = None;
         }
         outcome
     }
@@ -106,7 +106,7 @@ impl Call<'_> {
             Ok(request) => request,
             Err(e) => return AttemptResult::Untranslatable(e.to_string()),
         };
-        let timeouts = target.timeouts.unwrap_or(route.timeouts);
+        let timeouts = target.timeouts;
         let remaining = self.deadline.saturating_duration_since(started);
         let connect = timeouts.connect.min(remaining);
         let first_byte_deadline = (started + timeouts.first_byte).min(self.deadline);

@@ -19,7 +19,7 @@ use super::body::ChatBody;
 use super::respond::{Dialect, Meta};
 use super::stream::{self, HoldFailure, RelayPolicy, StreamEnd, StreamStats, Usage};
 use crate::config::Route;
-use crate::health::Admission;
+use crate::health::{Admission, SharedBreaker, Transition};
 use crate::http::request::RequestHead;
 use crate::http::response::write_request_head;
 use crate::http::ApiError;
@@ -90,6 +90,32 @@ struct Call<'a> {
     request_buf: Vec<u8>,
     /// While continuing a broken stream: the body sent instead of the client's.
     continuation: Option<(Vec<u8>, ChatBody)>,
+    /// The half-open probe token this request holds, if any (given back on drop).
+    probe: Option<ProbeToken>,
+}
+
+/// The gateway's one half-open probe token for a slot, held by this request. A
+/// recorded outcome consumes it (the breaker takes it back); dropped unused (client
+/// gone, untranslatable, any early return) it is given back, so a probe that says
+/// nothing never blocks the target.
+struct ProbeToken {
+    slot: usize,
+    breaker: Option<Arc<SharedBreaker>>,
+}
+
+impl ProbeToken {
+    /// Marks the token as handed back through an outcome.
+    fn consume(mut self) {
+        self.breaker = None;
+    }
+}
+
+impl Drop for ProbeToken {
+    fn drop(&mut self) {
+        if let Some(breaker) = self.breaker.take() {
+            breaker.release_probe();
+        }
+    }
 }
 
 /// Serves one chat completion on `client`. An `Err` means the client is gone.
@@ -150,6 +176,7 @@ pub async fn handle(
         attempts: Vec::new(),
         request_buf: Vec::with_capacity(req.body.len() + 512),
         continuation: None,
+        probe: None,
     };
     call.run(route, client, out).await
 }
@@ -271,13 +298,13 @@ impl Call<'_> {
             if now >= self.deadline {
                 break;
             }
-            let probe = match self.shard.with_health(&table, slot, |h| h.admit(now)) {
-                Some(Admission::Reject { until }) => {
+            let probe = match self.admit(slot, now) {
+                Admission::Reject { until } => {
                     rejected_until = Some(rejected_until.map_or(until, |r| r.min(until)));
                     continue;
                 }
-                Some(Admission::Probe) => true,
-                Some(Admission::Allow) | None => false,
+                Admission::Probe => true,
+                Admission::Allow => false,
             };
             if position > 0 || self.not_first_choice(route, target_index) {
                 self.meta.fallback = true;
@@ -352,6 +379,40 @@ impl Call<'_> {
         Ok(RouteEnd::Exhausted { rejected_until })
     }
 
+    /// Asks the slot's breaker; a probe's token is kept on the call until its
+    /// outcome is recorded (or dropped with it).
+    fn admit(&mut self, slot: usize, now: Instant) -> Admission {
+        let verdict = self
+            .shard
+            .with_health(&self.table, slot, |h| (h.admit(now), h.breaker().clone()));
+        match verdict {
+            Some((Admission::Probe, breaker)) => {
+                self.probe = Some(ProbeToken {
+                    slot,
+                    breaker: Some(breaker),
+                });
+                Admission::Probe
+            }
+            Some((admission, _)) => admission,
+            None => Admission::Allow,
+        }
+    }
+
+    /// Whether this request holds `slot`'s probe token; consumes it (the outcome
+    /// about to be recorded hands it back to the breaker).
+    fn take_probe(&mut self, slot: usize) -> bool {
+        match self.probe.take() {
+            Some(token) if token.slot == slot => {
+                token.consume();
+                true
+            }
+            other => {
+                self.probe = other;
+                false
+            }
+        }
+    }
+
     /// Under `priority`, a target outside the best tier is a fallback even when the
     /// better ones were skipped (breaker open) rather than tried.
     fn not_first_choice(&self, route: &Route, target_index: usize) -> bool {
@@ -414,7 +475,7 @@ impl Call<'_> {
             };
             match result {
                 AttemptResult::Untranslatable(reason) => {
-                    self.skip_untranslatable(slot, label, &reason, probe);
+                    self.skip_untranslatable(slot, label, &reason);
                     return Ok(TargetEnd::Fallback(None));
                 }
                 AttemptResult::Complete {
@@ -432,7 +493,16 @@ impl Call<'_> {
                 AttemptResult::Stream { held, ttfb } => {
                     self.meta.target = Some(label.clone());
                     return self
-                        .relay(route_index, route, slot, *held, ttfb, None, client, out)
+                        .relay(
+                            route_index,
+                            route,
+                            (target_index, slot),
+                            *held,
+                            ttfb,
+                            None,
+                            client,
+                            out,
+                        )
                         .await;
                 }
                 AttemptResult::Failed {
@@ -442,13 +512,9 @@ impl Call<'_> {
                 } => {
                     self.record(slot, Outcome::Failure(failure.class), None, None);
                     self.log_attempt(label, &failure, started, &reason);
-                    if let (FailureClass::Overloaded, Some(pause)) =
-                        (failure.class, failure.retry_after)
-                    {
-                        let until = Instant::now() + pause.min(retry.max_retry_after);
-                        self.shard
-                            .with_health(&table, slot, |h| h.sideline(Instant::now(), until));
-                    }
+                    self.sideline_if_asked(slot, &failure, retry);
+                    // A probe is a single attempt: its failure re-opened the breaker.
+                    let tries = if probe { u32::MAX } else { tries };
                     match decide(&failure, tries, retry, &route.fallback, other_targets) {
                         Next::Retry(wait) if self.may_retry(slot, wait) => {
                             if let Some(counters) =
@@ -460,7 +526,13 @@ impl Call<'_> {
                         }
                         // Out of budget or time: act as after the last try.
                         Next::Retry(_) => {
-                            return Ok(after_last_try(&failure, answer, route, other_targets))
+                            return Ok(after_last_try(
+                                &failure,
+                                answer,
+                                retry,
+                                route,
+                                other_targets,
+                            ))
                         }
                         Next::Fallback => return Ok(TargetEnd::Fallback(answer)),
                         Next::Reroute => return Ok(TargetEnd::Reroute),
@@ -473,17 +545,36 @@ impl Call<'_> {
         }
     }
 
+    /// A 429/529 with `Retry-After` sidelines the target for that long (capped), on
+    /// every shard; logged once, by the shard that started the sideline.
+    fn sideline_if_asked(
+        &self,
+        slot: usize,
+        failure: &Failure,
+        retry: &crate::config::RetryPolicy,
+    ) {
+        let (FailureClass::Overloaded, Some(pause)) = (failure.class, failure.retry_after) else {
+            return;
+        };
+        let now = Instant::now();
+        let until = now + pause.min(retry.max_retry_after);
+        let transition = self
+            .shard
+            .with_health(&self.table, slot, |h| h.sideline(now, until))
+            .flatten();
+        self.note_transition(slot, transition);
+    }
+
     /// A target that cannot express the request was never sent anything: no
     /// health outcome, not counted as an attempt, but listed for the client.
-    fn skip_untranslatable(&mut self, slot: usize, label: &str, reason: &str, probe: bool) {
-        // A half-open probe that was never sent must give its slot back, or the
+    fn skip_untranslatable(&mut self, slot: usize, label: &str, reason: &str) {
+        // A half-open probe that was never sent gives its token back, or the
         // breaker would wait for its outcome forever.
-        self.shard.with_health(&self.table, slot, |h| {
-            h.finish();
-            if probe {
-                h.abandon_probe();
-            }
-        });
+        if self.take_probe(slot) {
+            self.shard
+                .with_health(&self.table, slot, |h| h.breaker().release_probe());
+        }
+        self.shard.with_health(&self.table, slot, |h| h.finish());
         self.meta.attempts = self.meta.attempts.saturating_sub(1);
         self.attempts.push(AttemptLog {
             target: label.to_string(),
@@ -494,51 +585,82 @@ impl Call<'_> {
         });
     }
 
-    /// A retry must fit the deadline (with the target's usual latency) and the budget.
+    /// A retry must fit the deadline (with the target's usual latency) and the
+    /// budget, and the breaker must still admit the target: a trip (made by this
+    /// failure or on another shard) ends the retries at once.
     fn may_retry(&self, slot: usize, wait: Duration) -> bool {
         let now = Instant::now();
         self.shard
             .with_health(&self.table, slot, |h| {
                 let typical = Duration::from_micros(h.ewma_us(now) as u64);
-                now + wait + typical < self.deadline && h.budget().try_withdraw(now)
+                // Judged when the retry would go: a sideline for this very
+                // Retry-After ends by then, an open breaker does not.
+                h.available(now + wait)
+                    && now + wait + typical < self.deadline
+                    && h.budget().try_withdraw(now)
             })
             .unwrap_or(false)
     }
 
-    fn record(&self, slot: usize, outcome: Outcome, ttfb: Option<Duration>, usage: Option<Usage>) {
+    fn record(
+        &mut self,
+        slot: usize,
+        outcome: Outcome,
+        ttfb: Option<Duration>,
+        usage: Option<Usage>,
+    ) {
         let now = Instant::now();
         let tokens = usage.map_or(0, |u| u.prompt_tokens + u.completion_tokens);
+        let probe = self.take_probe(slot);
         let transition = self
             .shard
             .with_health(&self.table, slot, |h| {
                 h.finish();
-                h.record(now, outcome, ttfb, tokens.min(u64::from(u32::MAX)) as u32)
+                h.record(
+                    now,
+                    outcome,
+                    ttfb,
+                    tokens.min(u64::from(u32::MAX)) as u32,
+                    probe,
+                )
             })
             .flatten();
-        let mut metrics = self.shard.metrics.borrow_mut();
-        metrics.record_attempt(&self.table, slot, outcome);
-        let label = &self.table.slots[slot].label;
-        if let Some(counters) = metrics.target(&self.table, slot) {
-            if let Some(u) = usage {
+        {
+            let mut metrics = self.shard.metrics.borrow_mut();
+            metrics.record_attempt(&self.table, slot, outcome);
+            if let (Some(counters), Some(u)) = (metrics.target(&self.table, slot), usage) {
                 counters.tokens_in += u.prompt_tokens;
                 counters.tokens_out += u.completion_tokens;
             }
-            if let Some(t) = transition {
-                *counters
-                    .transitions
-                    .entry((t.from.as_str(), t.to.as_str()))
-                    .or_default() += 1;
-            }
         }
-        if let Some(t) = transition {
-            crate::event!(
-                crate::log::Level::Warn,
-                "breaker transition",
-                target = label,
-                shard = self.shard.id,
-                change = t
-            );
+        self.note_transition(slot, transition);
+    }
+
+    /// Counts and logs a breaker transition. The breaker is shared, so only the
+    /// shard whose outcome made the change gets it: one line per transition.
+    fn note_transition(&self, slot: usize, transition: Option<Transition>) {
+        let Some(t) = transition else {
+            return;
+        };
+        if let Some(counters) = self.shard.metrics.borrow_mut().target(&self.table, slot) {
+            *counters
+                .transitions
+                .entry((
+                    t.from.as_str(),
+                    t.to.as_str(),
+                    t.reason.map_or("recovered", |r| r.as_str()),
+                ))
+                .or_default() += 1;
         }
+        crate::event!(
+            crate::log::Level::Warn,
+            "breaker transition",
+            target = self.table.slots[slot].label,
+            shard = self.shard.id,
+            change = t,
+            reason = t.reason.map_or("recovered", |r| r.as_str()),
+            lasts_ms = t.lasts.map_or(0, |d| d.as_millis() as u64)
+        );
     }
 
     fn log_attempt(&mut self, label: &str, failure: &Failure, started: Instant, reason: &str) {
@@ -584,16 +706,12 @@ enum TargetEnd {
 fn after_last_try(
     failure: &Failure,
     answer: Option<ProviderAnswer>,
+    retry: &crate::config::RetryPolicy,
     route: &Route,
     other_targets: bool,
 ) -> TargetEnd {
-    match decide(
-        failure,
-        u32::MAX,
-        &route.retry,
-        &route.fallback,
-        other_targets,
-    ) {
+    // The target's own retry policy, as for every earlier try on it.
+    match decide(failure, u32::MAX, retry, &route.fallback, other_targets) {
         Next::Fallback | Next::Retry(_) => TargetEnd::Fallback(answer),
         Next::Reroute => TargetEnd::Reroute,
         Next::Return => answer.map_or(TargetEnd::Stop, TargetEnd::Return),

@@ -6,18 +6,20 @@ use super::*;
 impl Call<'_> {
     /// Relays a committed stream. `carried` is set when this stream continues one
     /// the client already holds (its stats so far and how to rewrite chunks).
+    /// `(target, slot)`: the route target streaming it and its health slot.
     #[allow(clippy::too_many_arguments)]
     pub(super) async fn relay(
         &mut self,
         route_index: usize,
         route: &Route,
-        slot: usize,
+        (target_index, slot): (usize, usize),
         held: stream::Held,
         ttfb: Duration,
         carried: Option<(StreamStats, stream::Rewrite)>,
         client: &mut ClientStream,
         out: &mut Vec<u8>,
     ) -> std::io::Result<TargetEnd> {
+        self.settle_probe_at_commit(slot);
         let (mut stats, rewrite) = match carried {
             Some((stats, rewrite)) => (stats, Some(rewrite)),
             None => {
@@ -37,8 +39,13 @@ impl Call<'_> {
                 (stats, None)
             }
         };
+        // The target's own (resolved) stall limit, as its attempt used before commit.
+        let between_chunks = route
+            .targets
+            .get(target_index)
+            .map_or(route.timeouts.between_chunks, |t| t.timeouts.between_chunks);
         let policy = RelayPolicy {
-            between_chunks: route.timeouts.between_chunks,
+            between_chunks,
             deadline: self.deadline,
             forward_usage: self.chat.client_wants_usage,
             rewrite,
@@ -109,6 +116,22 @@ impl Call<'_> {
         }
     }
 
+    /// A probe whose stream committed (a 200 with content) has shown the target
+    /// answers: close the breaker now rather than when the stream ends, which may be
+    /// minutes later, so recovery does not wait on one long answer. The stream's own
+    /// outcome is still recorded when it ends, as an ordinary request.
+    fn settle_probe_at_commit(&mut self, slot: usize) {
+        if !self.take_probe(slot) {
+            return;
+        }
+        let now = Instant::now();
+        let transition = self
+            .shard
+            .with_health(&self.table, slot, |h| h.probe_succeeded(now))
+            .flatten();
+        self.note_transition(slot, transition);
+    }
+
     pub(super) fn count_stream_overflow(&self, slot: usize) {
         if let Some(counters) = self.shard.metrics.borrow_mut().target(&self.table, slot) {
             counters.stream_buffer_overflows += 1;
@@ -161,11 +184,9 @@ impl Call<'_> {
             let Ok(chat) = ChatBody::parse(&body) else {
                 break;
             };
-            let probe = match self.shard.with_health(&table, slot, |h| h.admit(now)) {
-                Some(Admission::Reject { .. }) => continue,
-                Some(Admission::Probe) => true,
-                Some(Admission::Allow) | None => false,
-            };
+            if let Admission::Reject { .. } = self.admit(slot, now) {
+                continue;
+            }
             self.continuation = Some((body, chat));
             self.meta.attempts += 1;
             self.shard.with_health(&table, slot, |h| h.start());
@@ -180,7 +201,7 @@ impl Call<'_> {
             let label = table.slots[slot].label.clone();
             match result {
                 AttemptResult::Untranslatable(reason) => {
-                    self.skip_untranslatable(slot, &label, &reason, probe)
+                    self.skip_untranslatable(slot, &label, &reason)
                 }
                 AttemptResult::Stream { held, ttfb } => {
                     let rewrite = stream::Rewrite {
@@ -191,7 +212,16 @@ impl Call<'_> {
                     };
                     let carried = Some((std::mem::take(&mut stats), rewrite));
                     match self
-                        .relay(route_index, route, slot, *held, ttfb, carried, client, out)
+                        .relay(
+                            route_index,
+                            route,
+                            (target_index, slot),
+                            *held,
+                            ttfb,
+                            carried,
+                            client,
+                            out,
+                        )
                         .await?
                     {
                         TargetEnd::StreamBroken { stats: more, .. } => stats = more,
