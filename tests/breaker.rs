@@ -6,7 +6,6 @@
 
 mod common;
 
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -32,11 +31,6 @@ fn attempts_of(response: &HttpResponse) -> u64 {
         .unwrap_or(0)
 }
 
-fn shard_of(response: &HttpResponse) -> usize {
-    let id = response.header("x-request-id").expect("x-request-id");
-    usize::from_str_radix(&id[8..10], 16).expect("hex shard id")
-}
-
 /// `primary` then `fallback` on `shards` shards, with the admin API.
 fn chain(
     shards: usize,
@@ -52,30 +46,6 @@ fn chain(
     )
     .replace("shards: 1\n", &format!("shards: {shards}\n"));
     gateway(&yaml)
-}
-
-/// One keep-alive connection on each shard (learnt from the request id of a 404
-/// that touches no target), so a test can alternate shards at will.
-fn connection_per_shard(addr: SocketAddr, shards: usize) -> Vec<Client> {
-    let mut found: Vec<Option<Client>> = (0..shards).map(|_| None).collect();
-    for _ in 0..256 {
-        if found.iter().all(Option::is_some) {
-            break;
-        }
-        let mut client = Client::connect(addr).expect("connect");
-        let response = client
-            .chat(&chat_body("no-such-model", false), &[])
-            .expect("response");
-        assert_eq!(response.status, 404);
-        let shard = shard_of(&response);
-        if found[shard].is_none() {
-            found[shard] = Some(client);
-        }
-    }
-    found
-        .into_iter()
-        .map(|c| c.expect("SO_REUSEPORT spread connections over every shard"))
-        .collect()
 }
 
 /// Request `n` (from 0) goes to shard `n % shards`.

@@ -76,12 +76,6 @@ fn metric(text: &str, series: &str) -> Option<f64> {
         .and_then(|v| v.trim().parse().ok())
 }
 
-/// The shard that served `response`, from the request id (`{prefix:08x}{shard:02x}...`).
-fn shard_of(response: &HttpResponse) -> usize {
-    let id = response.header("x-request-id").expect("x-request-id");
-    usize::from_str_radix(&id[8..10], 16).expect("hex shard id")
-}
-
 /// A route `chat` over `targets` = (provider name, mock, priority, weight).
 fn route_yaml(strategy: &str, targets: &[(&str, &MockHandle, u32, u32)], extra: &str) -> String {
     let mut yaml = String::from("listen: 127.0.0.1:0\nshards: 1\nshutdown_grace: 2s\nproviders:\n");
@@ -714,30 +708,6 @@ fn exhausted_chain_lists_attempts_without_secrets() {
     assert!(!text.contains("sk-test"), "secret leaked: {text}");
     assert!(!response.headers.iter().any(|(_, v)| v.contains(SECRET)));
     gw.shutdown();
-}
-
-/// Opens connections until one lands on each of `shards` shards (learnt from the
-/// request id of a 404 that touches no target).
-fn connection_per_shard(addr: SocketAddr, shards: usize) -> Vec<Client> {
-    let mut found: Vec<Option<Client>> = (0..shards).map(|_| None).collect();
-    for _ in 0..128 {
-        if found.iter().all(Option::is_some) {
-            break;
-        }
-        let mut client = Client::connect(addr).expect("connect");
-        let response = client
-            .chat(&chat_body("no-such-model", false), &[])
-            .expect("response");
-        assert_eq!(response.status, 404);
-        let shard = shard_of(&response);
-        if found[shard].is_none() {
-            found[shard] = Some(client);
-        }
-    }
-    found
-        .into_iter()
-        .map(|c| c.expect("SO_REUSEPORT spread connections over every shard"))
-        .collect()
 }
 
 // 11. A breaker tripped on one shard keeps the other shard off the target too (it is

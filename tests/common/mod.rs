@@ -272,3 +272,33 @@ pub fn primary_down_chain(top_extra: &str) -> (MockHandle, MockHandle, Gateway) 
     let gw = fallback_chain(&primary, &fallback, "retry: { attempts: 1 }", top_extra);
     (primary, fallback, gw)
 }
+
+/// The shard that answered, from the request id the gateway generated.
+pub fn shard_of(response: &HttpResponse) -> usize {
+    let id = response.header("x-request-id").expect("x-request-id");
+    usize::from_str_radix(&id[8..10], 16).expect("hex shard id")
+}
+
+/// One keep-alive connection on each of `shards` shards (learnt from the request id
+/// of a 404 that touches no target), so a test can pick the shard it talks to.
+pub fn connection_per_shard(addr: SocketAddr, shards: usize) -> Vec<Client> {
+    let mut found: Vec<Option<Client>> = (0..shards).map(|_| None).collect();
+    for _ in 0..256 {
+        if found.iter().all(Option::is_some) {
+            break;
+        }
+        let mut client = Client::connect(addr).expect("connect");
+        let response = client
+            .chat(&chat_body("no-such-model", false), &[])
+            .expect("response");
+        assert_eq!(response.status, 404);
+        let shard = shard_of(&response);
+        if found[shard].is_none() {
+            found[shard] = Some(client);
+        }
+    }
+    found
+        .into_iter()
+        .map(|c| c.expect("SO_REUSEPORT spread connections over every shard"))
+        .collect()
+}
