@@ -65,7 +65,7 @@ pub struct Rejected {
 /// Decides on the head alone whether this request may go on: path, method and the
 /// client's key. Nothing of the body is read (or `100 Continue` sent) before this.
 pub fn admit(shard: &Shard, head: &RequestHead) -> Result<Admitted, Box<Rejected>> {
-    let mut meta = Meta {
+    let meta = Meta {
         request_id: request_id(shard, head),
         dialect: dialect_of(head.path()),
         ..Meta::default()
@@ -99,15 +99,12 @@ pub fn admit(shard: &Shard, head: &RequestHead) -> Result<Admitted, Box<Rejected
     }
     let table = shard.table();
     match authenticate(&table, head, meta.dialect == Dialect::Anthropic) {
-        Ok(key) => {
-            meta.keep_alive = head.keep_alive;
-            Ok(Admitted {
-                endpoint,
-                table,
-                key,
-                meta,
-            })
-        }
+        Ok(key) => Ok(Admitted {
+            endpoint,
+            table,
+            key,
+            meta,
+        }),
         Err(error) => reject(error, Some(("www-authenticate", b"Bearer")), meta),
     }
 }

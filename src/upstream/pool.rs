@@ -360,16 +360,12 @@ impl PooledConn {
             .expect("stream present until release or drop")
     }
 
-    /// Returns the socket to the pool for the next request, unless the peer has
-    /// already sent more than the answer (then it is closed: dropping `self`).
+    /// Returns the socket to the pool for the next request. Whether the peer wrote
+    /// anything more is checked once, when it is taken out again ([`Pool::checkout`]).
     pub fn release(mut self) {
-        let Some(mut stream) = self.stream.take() else {
+        let Some(stream) = self.stream.take() else {
             return;
         };
-        if stream.idle_state() != IdleState::Clean {
-            self.stream = Some(stream);
-            return;
-        }
         self.pool.idle.borrow_mut().push(Idle {
             stream,
             since: Instant::now(),
