@@ -163,15 +163,13 @@ pub async fn hold(
     mut parser: Box<dyn EventSource>,
     policy: HoldPolicy,
 ) -> Result<Held, HoldFailure> {
-    let first_content_deadline = policy.first_content_deadline;
-    let hold_until_content = policy.until_content;
     let mut pending = Vec::new();
     let mut held_bytes = 0usize;
     let mut scratch = Vec::new();
     loop {
         scratch.clear();
         let more = match response
-            .read_chunk(&mut scratch, first_content_deadline)
+            .read_chunk(&mut scratch, policy.first_content_deadline)
             .await
         {
             Ok(more) => more,
@@ -186,34 +184,9 @@ pub async fn hold(
         parser.push(&scratch);
         while let Some(event) = parser.next_event() {
             let event = event.map_err(|e| hold_failure(FailureClass::Server, &e.to_string()))?;
-            let kind = inspect(&event);
-            match kind {
-                EventKind::Error => {
-                    return Err(HoldFailure {
-                        error_data: Some(event.data),
-                        ..hold_failure(FailureClass::Server, "error event before any content")
-                    })
-                }
-                EventKind::Malformed => continue,
-                EventKind::Done => {
-                    return Err(hold_failure(
-                        FailureClass::Server,
-                        "stream finished without any content",
-                    ))
-                }
-                _ => {}
-            }
-            let commit = matches!(kind, EventKind::Content { .. }) || !hold_until_content;
-            held_bytes += event.data.len() + event.event.as_ref().map_or(0, String::len);
-            if held_bytes > policy.max_held_bytes {
-                return Err(HoldFailure {
-                    overflowed: true,
-                    ..hold_failure(
-                        FailureClass::Server,
-                        "events before the first content passed limits.max_stream_buffer_bytes",
-                    )
-                });
-            }
+            let Some((event, kind, commit)) = screen(event, &policy, &mut held_bytes)? else {
+                continue;
+            };
             pending.push((event, kind));
             if commit {
                 return Ok(Held {
@@ -231,6 +204,45 @@ pub async fn hold(
             ));
         }
     }
+}
+
+/// One event seen before commit: the attempt's failure, `None` to skip it, or the
+/// event to hold and whether it commits the stream. Held events count against the
+/// policy's cap.
+fn screen(
+    event: SseEvent,
+    policy: &HoldPolicy,
+    held_bytes: &mut usize,
+) -> Result<Option<(SseEvent, EventKind, bool)>, HoldFailure> {
+    let kind = inspect(&event);
+    match kind {
+        EventKind::Error => {
+            return Err(HoldFailure {
+                error_data: Some(event.data),
+                ..hold_failure(FailureClass::Server, "error event before any content")
+            })
+        }
+        EventKind::Malformed => return Ok(None),
+        EventKind::Done => {
+            return Err(hold_failure(
+                FailureClass::Server,
+                "stream finished without any content",
+            ))
+        }
+        _ => {}
+    }
+    *held_bytes += event.data.len() + event.event.as_ref().map_or(0, String::len);
+    if *held_bytes > policy.max_held_bytes {
+        return Err(HoldFailure {
+            overflowed: true,
+            ..hold_failure(
+                FailureClass::Server,
+                "events before the first content passed limits.max_stream_buffer_bytes",
+            )
+        });
+    }
+    let commit = matches!(kind, EventKind::Content { .. }) || !policy.until_content;
+    Ok(Some((event, kind, commit)))
 }
 
 fn hold_failure(class: FailureClass, reason: &str) -> HoldFailure {
