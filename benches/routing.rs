@@ -8,10 +8,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion};
+use std::cell::RefCell;
+
 use switchyard::health::TargetHealth;
 use switchyard::outcome::Outcome;
 use switchyard::route::select::{candidates, order, Balancer};
 use switchyard::route::table::Table;
+use switchyard::shard::state::TargetCell;
 
 const STRATEGIES: [&str; 4] = ["priority", "weighted", "latency", "least-busy"];
 
@@ -41,13 +44,13 @@ fn table(strategy: &str) -> Table {
     Table::build(Arc::new(config), 1, &local)
 }
 
-/// Health for every slot, with some recorded traffic so EWMAs are non-zero.
-fn health(table: &Table) -> Vec<TargetHealth> {
+/// A cell for every slot, with some recorded traffic so EWMAs are non-zero.
+fn health(table: &Table) -> Vec<TargetCell> {
     let cfg = &table.config.health;
     let now = Instant::now();
     (0..table.slots.len())
         .map(|i| {
-            let mut h = TargetHealth::new(cfg, (0.2, 10), table.breakers[i].clone(), 1, 0);
+            let mut h = TargetHealth::new(cfg, table.breakers[i].clone(), 1, 0);
             for n in 0..50u64 {
                 h.record(
                     now,
@@ -57,7 +60,10 @@ fn health(table: &Table) -> Vec<TargetHealth> {
                     false,
                 );
             }
-            h
+            TargetCell {
+                health: RefCell::new(h),
+                counters: RefCell::default(),
+            }
         })
         .collect()
 }
@@ -76,7 +82,8 @@ fn bench_routing(c: &mut Criterion) {
                 let route = table
                     .match_route(black_box("m9"), None, |_| None)
                     .unwrap_or(0);
-                let cands = candidates(&table.route_slots[route], &health, now);
+                let targets = &table.routes[route].targets;
+                let cands = candidates(targets.iter().map(|t| &health[t.slot]), now);
                 order(&table.config.routes[route], &cands, &mut balancer, &mut rng)
             })
         });

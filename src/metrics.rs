@@ -1,17 +1,16 @@
 //! Per-shard counters and histograms, and their Prometheus rendering.
 //!
 //! Each shard counts into plain owned fields (no atomics, no locks on the request
-//! path). The admin thread asks every shard for a [`ShardSnapshot`] over its inbox,
+//! path): [`RouteCounters`] and [`TargetCounters`] live in the shard's routing
+//! cells. The admin thread asks every shard for a [`ShardSnapshot`] over its inbox,
 //! merges them and renders the Prometheus text format.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::health::{BreakerState, TargetHealth};
+use crate::health::BreakerState;
 use crate::outcome::{FailureClass, Outcome};
-use crate::route::Table;
-use crate::upstream::Pool;
 
 /// Upper bounds (seconds) of the latency histogram buckets.
 pub const LATENCY_BUCKETS: [f64; 16] = [
@@ -69,136 +68,14 @@ pub struct TargetCounters {
     pub stream_buffer_overflows: u64,
 }
 
-/// One shard's counters, shaped like its current table.
-#[derive(Debug, Default)]
-pub struct Metrics {
-    pub routes: Vec<RouteCounters>,
-    pub targets: Vec<TargetCounters>,
-    pub bad_requests: BTreeMap<u16, u64>,
-    route_names: Vec<String>,
-    target_labels: Vec<String>,
-    /// Generation of the table the counters are shaped like: a request routed
-    /// with that table indexes directly, an older one maps by name.
-    generation: u64,
-}
-
-impl Metrics {
-    pub fn new(table: &Table) -> Metrics {
-        let mut metrics = Metrics::default();
-        metrics.reshape(table);
-        metrics
-    }
-
-    /// Re-keys counters after a reload: routes and targets keep their counts by name.
-    pub fn reshape(&mut self, table: &Table) {
-        let route_names: Vec<String> = table.config.routes.iter().map(|r| r.name.clone()).collect();
-        let labels: Vec<String> = table.slots.iter().map(|s| s.label.clone()).collect();
-        self.routes = carry(
-            &self.route_names,
-            std::mem::take(&mut self.routes),
-            &route_names,
-        );
-        self.targets = carry(
-            &self.target_labels,
-            std::mem::take(&mut self.targets),
-            &labels,
-        );
-        self.route_names = route_names;
-        self.target_labels = labels;
-        self.generation = table.generation;
-    }
-
-    pub fn route(&mut self, generation_table: &Table, route: usize) -> Option<&mut RouteCounters> {
-        if generation_table.generation == self.generation {
-            return self.routes.get_mut(route);
-        }
-        let name = &generation_table.config.routes.get(route)?.name;
-        let index = self.route_names.iter().position(|n| n == name)?;
-        self.routes.get_mut(index)
-    }
-
-    pub fn target(&mut self, generation_table: &Table, slot: usize) -> Option<&mut TargetCounters> {
-        if generation_table.generation == self.generation {
-            return self.targets.get_mut(slot);
-        }
-        let label = &generation_table.slots.get(slot)?.label;
-        let index = self.target_labels.iter().position(|l| l == label)?;
-        self.targets.get_mut(index)
-    }
-
-    pub fn record_attempt(&mut self, table: &Table, slot: usize, outcome: Outcome) {
-        if let Some(t) = self.target(table, slot) {
-            match outcome {
-                Outcome::Success => t.successes += 1,
-                Outcome::Failure(class) => t.failures[class.index()] += 1,
-            }
+impl TargetCounters {
+    /// Counts one attempt's outcome.
+    pub fn record(&mut self, outcome: Outcome) {
+        match outcome {
+            Outcome::Success => self.successes += 1,
+            Outcome::Failure(class) => self.failures[class.index()] += 1,
         }
     }
-
-    pub fn record_bad_request(&mut self, status: u16) {
-        *self.bad_requests.entry(status).or_default() += 1;
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    pub fn snapshot(
-        &self,
-        shard: usize,
-        table: &Table,
-        health: &[TargetHealth],
-        pools: &[Pool],
-        now: Instant,
-        active_requests: usize,
-        open_connections: usize,
-    ) -> ShardSnapshot {
-        let targets = table
-            .slots
-            .iter()
-            .enumerate()
-            .map(|(i, slot)| {
-                let h = health.get(i);
-                let pool = pools.get(slot.provider);
-                TargetSnapshot {
-                    label: slot.label.clone(),
-                    counters: self.targets.get(i).cloned().unwrap_or_default(),
-                    breaker: h.map_or(BreakerState::Closed, |h| h.state(now)),
-                    retry_in: h.and_then(|h| h.retry_after(now)),
-                    window_requests: h.map_or(0, |h| h.totals(now).requests),
-                    window_failures: h.map_or(0, |h| h.totals(now).failures),
-                    ewma_ttfb_us: h.map_or(0.0, |h| h.ewma_us(now)),
-                    in_flight: h.map_or(0, |h| h.in_flight()),
-                    pool_open: pool.map_or(0, |p| p.open_count()),
-                    pool_idle: pool.map_or(0, |p| p.idle_count()),
-                }
-            })
-            .collect();
-        ShardSnapshot {
-            shard,
-            generation: table.generation,
-            routes: self
-                .route_names
-                .iter()
-                .cloned()
-                .zip(self.routes.iter().cloned())
-                .collect(),
-            targets,
-            bad_requests: self.bad_requests.clone(),
-            active_requests,
-            open_connections,
-        }
-    }
-}
-
-fn carry<T: Default>(old_names: &[String], mut old: Vec<T>, new_names: &[String]) -> Vec<T> {
-    new_names
-        .iter()
-        .map(|name| {
-            old_names
-                .iter()
-                .position(|n| n == name)
-                .and_then(|i| old.get_mut(i).map(std::mem::take))
-                .unwrap_or_default()
-        })
-        .collect()
 }
 
 /// A target as one shard sees it right now.

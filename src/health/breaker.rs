@@ -394,6 +394,21 @@ impl SharedBreaker {
         }
     }
 
+    /// Called by the winner of a probe token: the transition open → half-open when
+    /// this is the first probe since the breaker opened (later probes of the same
+    /// half-open period, when more successes are needed, are no transition). No
+    /// shard makes this change (time does), so the one that first sends into it
+    /// reports it.
+    pub fn entered_half_open(&self) -> Option<Transition> {
+        let (_, reason) = self.load().open?;
+        (self.probe_successes.load(Ordering::Acquire) == 0).then_some(Transition {
+            from: StateKind::Open,
+            to: StateKind::HalfOpen,
+            reason: Some(reason),
+            lasts: None,
+        })
+    }
+
     /// A probe ended without an outcome that says anything: free the token.
     pub fn release_probe(&self) {
         self.probing.store(false, Ordering::Release);

@@ -1,7 +1,7 @@
 //! Everything one shard knows about one target's health, in one place.
 //!
-//! `TargetHealth` ties the shard's window, peak-EWMA, in-flight count and retry
-//! budget to the target's gateway-wide [`SharedBreaker`]: trips, cooldowns, the
+//! `TargetHealth` ties the shard's window, peak-EWMA and in-flight count to the
+//! target's gateway-wide [`SharedBreaker`]: trips, cooldowns, the
 //! probe token and the consecutive-failure count live there, so every shard sees a
 //! transition at its next admission. Peers' window counts (from their summaries)
 //! join the local ones when deciding a failure-rate trip, so a target failing on one
@@ -17,7 +17,6 @@ use crate::config::HealthConfig;
 use crate::outcome::Outcome;
 
 use super::breaker::{Admission, BreakerState, SharedBreaker, Transition};
-use super::budget::RetryBudget;
 use super::ewma::PeakEwma;
 use super::summary::{TargetSummary, PEER_SUMMARY_TTL};
 use super::window::{Window, WindowTotals};
@@ -45,7 +44,6 @@ pub struct TargetHealth {
     seen_closes: u64,
     ewma: PeakEwma,
     in_flight: u32,
-    budget: RetryBudget,
     /// Latest summary per peer shard, indexed by shard (our own slot stays `None`).
     peers: Box<[Option<Peer>]>,
     me: usize,
@@ -54,13 +52,7 @@ pub struct TargetHealth {
 impl TargetHealth {
     /// Health for one target on shard `me` of `shards`, judged by `breaker` (the
     /// same `Arc` on every shard).
-    pub fn new(
-        cfg: &HealthConfig,
-        budget: (f64, u32),
-        breaker: Arc<SharedBreaker>,
-        shards: usize,
-        me: usize,
-    ) -> Self {
+    pub fn new(cfg: &HealthConfig, breaker: Arc<SharedBreaker>, shards: usize, me: usize) -> Self {
         let seen_closes = breaker.closes();
         TargetHealth {
             cfg: *cfg,
@@ -69,7 +61,6 @@ impl TargetHealth {
             seen_closes,
             ewma: PeakEwma::default(),
             in_flight: 0,
-            budget: RetryBudget::new(budget.0, budget.1),
             peers: vec![None; shards].into_boxed_slice(),
             me,
         }
@@ -77,9 +68,8 @@ impl TargetHealth {
 
     /// Take new thresholds after a config reload, keeping what was learned. The
     /// window is rebuilt (emptied) only if its length changed.
-    pub fn reconfigure(&mut self, cfg: &HealthConfig, budget_ratio: f64, budget_min_per_sec: u32) {
+    pub fn reconfigure(&mut self, cfg: &HealthConfig) {
         self.cfg = *cfg;
-        self.budget.set_limits(budget_ratio, budget_min_per_sec);
         if Window::buckets_for(cfg.window) != self.window.buckets() {
             self.window = Window::new(cfg.window);
         }
@@ -243,11 +233,6 @@ impl TargetHealth {
         self.breaker.consecutive_failures()
     }
 
-    /// The target's retry budget: deposit per original request, withdraw per retry.
-    pub fn budget(&mut self) -> &mut RetryBudget {
-        &mut self.budget
-    }
-
     /// The local window plus the counts of every fresh peer summary.
     fn combined_totals(&self, now: Instant) -> WindowTotals {
         let mut totals = self.window.totals(now);
@@ -288,8 +273,8 @@ mod tests {
     fn pair(t0: Instant) -> (TargetHealth, TargetHealth) {
         let shared = Arc::new(SharedBreaker::new(t0));
         (
-            TargetHealth::new(&cfg(), (0.2, 1), shared.clone(), 2, 0),
-            TargetHealth::new(&cfg(), (0.2, 1), shared, 2, 1),
+            TargetHealth::new(&cfg(), shared.clone(), 2, 0),
+            TargetHealth::new(&cfg(), shared, 2, 1),
         )
     }
 
@@ -515,14 +500,13 @@ mod tests {
         let t0 = Instant::now();
         let mut h = target(t0);
         h.record(t0, Outcome::Success, None, 0, false);
-        h.reconfigure(&cfg(), 0.1, 0);
+        h.reconfigure(&cfg());
         assert_eq!(h.totals(t0).requests, 1);
         let longer = HealthConfig {
             window: Duration::from_secs(120),
             ..cfg()
         };
-        h.reconfigure(&longer, 0.1, 0);
+        h.reconfigure(&longer);
         assert_eq!(h.totals(t0).requests, 0);
-        assert!(!h.budget().try_withdraw(t0), "new budget limits apply");
     }
 }

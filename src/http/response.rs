@@ -197,6 +197,22 @@ pub fn reason_phrase(status: u16) -> &'static str {
     }
 }
 
+/// Parses `Retry-After`: delta-seconds (whole or fractional) or an HTTP date
+/// (relative to `now`). Absurd values are capped at a day; callers cap further.
+pub fn parse_retry_after(value: &[u8], now: std::time::SystemTime) -> Option<std::time::Duration> {
+    use std::time::Duration;
+    let text = std::str::from_utf8(value).ok()?.trim();
+    if let Ok(seconds) = text.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    if let Ok(seconds) = text.parse::<f64>() {
+        return (seconds.is_finite() && seconds >= 0.0)
+            .then(|| Duration::from_secs_f64(seconds.min(86_400.0)));
+    }
+    let date = httpdate::parse_http_date(text).ok()?;
+    Some(date.duration_since(now).unwrap_or(Duration::ZERO))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -325,5 +341,26 @@ mod tests {
         assert_eq!(reason_phrase(200), "OK");
         assert_eq!(reason_phrase(431), "Request Header Fields Too Large");
         assert_eq!(reason_phrase(599), "Unknown");
+    }
+    #[test]
+    fn retry_after_forms() {
+        use std::time::{Duration, SystemTime};
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        assert_eq!(parse_retry_after(b"7", now), Some(Duration::from_secs(7)));
+        assert_eq!(
+            parse_retry_after(b" 1.5 ", now),
+            Some(Duration::from_millis(1500))
+        );
+        let later = httpdate::fmt_http_date(now + Duration::from_secs(30));
+        assert_eq!(
+            parse_retry_after(later.as_bytes(), now),
+            Some(Duration::from_secs(30))
+        );
+        let past = httpdate::fmt_http_date(now - Duration::from_secs(30));
+        assert_eq!(
+            parse_retry_after(past.as_bytes(), now),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(parse_retry_after(b"soon", now), None);
     }
 }

@@ -47,7 +47,7 @@ pub async fn handle(
                 dialect: Dialect::Anthropic,
                 ..Meta::default()
             };
-            shard.metrics.borrow_mut().record_bad_request(400);
+            shard.record_bad_request(400);
             meta.write_error(out, &ApiError::bad_request(e.to_string()), &[]);
             let (res, buf) = client.write_all(std::mem::take(out)).await;
             *out = buf;

@@ -1,6 +1,7 @@
-//! Routing: the table of rules, target selection, and retry/fallback decisions.
+//! Routing: the table of rules and resolved policies, target selection, and the
+//! attempt plan (retry, fall back, re-route or return).
 
-pub mod retry;
+pub mod plan;
 pub mod select;
 pub mod table;
 

@@ -13,7 +13,7 @@
 use std::time::Instant;
 
 use crate::config::{Route, Strategy};
-use crate::health::TargetHealth;
+use crate::shard::state::TargetCell;
 
 /// Chance that the latency strategy explores a random target first.
 pub const LATENCY_EXPLORATION: f64 = 0.05;
@@ -43,24 +43,19 @@ pub struct Candidate {
     pub in_flight: u32,
 }
 
-/// Reads the candidates of a route from the shard's health view.
-pub fn candidates(slots: &[usize], health: &[TargetHealth], now: Instant) -> Vec<Candidate> {
-    slots
-        .iter()
+/// Reads the candidates of a route, one per target in route order, from each
+/// target's cell on this shard.
+pub fn candidates<'c>(cells: impl Iterator<Item = &'c TargetCell>, now: Instant) -> Vec<Candidate> {
+    cells
         .enumerate()
-        .map(|(target, slot)| match health.get(*slot) {
-            Some(h) => Candidate {
+        .map(|(target, cell)| {
+            let h = cell.health.borrow();
+            Candidate {
                 target,
                 available: h.available(now),
                 ewma_us: h.ewma_us(now),
                 in_flight: h.in_flight(),
-            },
-            None => Candidate {
-                target,
-                available: true,
-                ewma_us: 0.0,
-                in_flight: 0,
-            },
+            }
         })
         .collect()
 }

@@ -7,7 +7,7 @@
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
 
-use crate::config::{Config, Route};
+use crate::config::{Config, FallbackPolicy, RetryPolicy, Route, Strategy, StreamPolicy, Timeouts};
 use crate::health::SharedBreaker;
 use crate::provider::{self, PreparedProvider};
 
@@ -31,6 +31,38 @@ pub struct TargetSlot {
     pub label: String,
 }
 
+/// One target of one route, resolved at load: where it sends, which health slot
+/// judges it, and every policy that applies to it. Nothing on the request path
+/// merges route and target settings again.
+#[derive(Debug, Clone)]
+pub struct TargetPolicy {
+    /// The health slot (provider, model) that judges this target.
+    pub slot: usize,
+    /// Index into `Table::providers` (and the shard's pools).
+    pub provider: usize,
+    /// The target's own retry policy, or the route's; its budget is this
+    /// (route, target)'s.
+    pub retry: RetryPolicy,
+    pub fallback: FallbackPolicy,
+    /// The target's own timeouts with absent keys from the route's.
+    pub timeouts: Timeouts,
+    pub stream: StreamPolicy,
+    /// The route index a context-length overflow re-routes to.
+    pub reroute: Option<usize>,
+    /// A stream continued here ends the conversation with the partial answer as an
+    /// assistant message (prefill), rather than asking in words to continue.
+    pub prefill: bool,
+    /// Outside the route's best priority tier: serving from it is a fallback even
+    /// when better targets were skipped rather than tried.
+    pub fallback_tier: bool,
+}
+
+/// A route's targets, resolved (same order as the config's).
+#[derive(Debug, Clone)]
+pub struct RoutePolicy {
+    pub targets: Vec<TargetPolicy>,
+}
+
 #[derive(Debug)]
 pub struct Table {
     pub generation: u64,
@@ -40,9 +72,8 @@ pub struct Table {
     /// Each slot's breaker, shared by every shard (and carried across reloads by
     /// label, see [`Table::carry_breakers`]).
     pub breakers: Vec<Arc<SharedBreaker>>,
-    /// For each route, for each of its targets, the health slot index.
-    pub route_slots: Vec<Vec<usize>>,
-    /// Model names clients can send, for `/v1/models` and 404 messages.
+    /// Each route's targets with their resolved policies, by route index.
+    pub routes: Vec<RoutePolicy>,
     /// Model names clients may ask for, each with the route it comes from.
     pub known_models: Vec<(String, usize)>,
 }
@@ -61,7 +92,7 @@ impl Table {
         generation: u64,
         resolve: &dyn Fn(&str, u16) -> Vec<SocketAddr>,
     ) -> Table {
-        let providers = config
+        let providers: Vec<ProviderEntry> = config
             .providers
             .iter()
             .enumerate()
@@ -73,6 +104,7 @@ impl Table {
             })
             .collect();
         let (slots, route_slots) = number_slots(&config);
+        let routes = resolve_policies(&config, &providers, &route_slots);
         let known_models = known_models(&config.routes);
         let epoch = std::time::Instant::now();
         let breakers = slots
@@ -85,7 +117,7 @@ impl Table {
             providers,
             slots,
             breakers,
-            route_slots,
+            routes,
             known_models,
         }
     }
@@ -185,6 +217,48 @@ fn number_slots(config: &Config) -> (Vec<TargetSlot>, Vec<Vec<usize>>) {
         route_slots.push(indices);
     }
     (slots, route_slots)
+}
+
+/// Resolves every (route, target) once: its slot, provider and policies.
+fn resolve_policies(
+    config: &Config,
+    providers: &[ProviderEntry],
+    route_slots: &[Vec<usize>],
+) -> Vec<RoutePolicy> {
+    config
+        .routes
+        .iter()
+        .zip(route_slots)
+        .map(|(route, slots)| {
+            let reroute = route
+                .fallback
+                .on_context_length
+                .as_deref()
+                .and_then(|name| config.routes.iter().position(|r| r.name == name));
+            let best = route.targets.iter().map(|t| t.priority).min().unwrap_or(0);
+            let targets = route
+                .targets
+                .iter()
+                .zip(slots)
+                .map(|(target, &slot)| TargetPolicy {
+                    slot,
+                    provider: target.provider,
+                    retry: target.retry.clone().unwrap_or_else(|| route.retry.clone()),
+                    fallback: route.fallback.clone(),
+                    timeouts: target.timeouts,
+                    stream: route.stream,
+                    reroute,
+                    prefill: target.prefill.unwrap_or_else(|| {
+                        providers
+                            .get(target.provider)
+                            .is_some_and(|p| provider::accepts_prefill(p.prepared.kind))
+                    }),
+                    fallback_tier: route.strategy == Strategy::Priority && target.priority > best,
+                })
+                .collect();
+            RoutePolicy { targets }
+        })
+        .collect()
 }
 
 fn known_models(routes: &[Route]) -> Vec<(String, usize)> {

@@ -110,7 +110,7 @@ async fn reply_and_close(
     error: &ApiError,
     dialect: Dialect,
 ) {
-    shard.metrics.borrow_mut().record_bad_request(error.status);
+    shard.record_bad_request(error.status);
     out.clear();
     let meta = Meta {
         request_id: shard.next_request_id(),

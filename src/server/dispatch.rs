@@ -184,7 +184,7 @@ async fn answer_error(
     error: &ApiError,
     extra: &[(&str, &[u8])],
 ) -> std::io::Result<()> {
-    shard.metrics.borrow_mut().record_bad_request(error.status);
+    shard.record_bad_request(error.status);
     meta.write_error(out, error, extra);
     write_out(client, out).await
 }

@@ -1,14 +1,17 @@
-//! What one shard owns: its routing table, upstream pools, health view, balancer
-//! state and counters. Plain owned data behind `RefCell`s; never shared.
+//! What one shard owns: its routing generation (the table with this shard's pools,
+//! target health, route counters, balancers and retry budgets, addressed by the
+//! table's own indices), its inbox and its counters. Plain owned data behind
+//! `RefCell`s and `Rc`s; never shared with another thread.
 
 use std::cell::{Cell, RefCell};
+use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::messages::{Inbox, ShardMsg};
-use crate::health::{TargetHealth, TargetSummary};
-use crate::metrics::Metrics;
+use crate::health::{RetryBudget, TargetHealth, TargetSummary};
+use crate::metrics::{RouteCounters, ShardSnapshot, TargetCounters, TargetSnapshot};
 use crate::route::{Balancer, Table};
 use crate::upstream::stream::TlsConnector;
 use crate::upstream::{tls, Endpoint, Pool};
@@ -16,15 +19,45 @@ use crate::upstream::{tls, Endpoint, Pool};
 /// Health summaries older than this are ignored when they arrive.
 const STALE_SUMMARY: Duration = Duration::from_millis(500);
 
+/// A target's state on this shard: its health and its counters. One per target
+/// label, handed whole from one generation to the next, so a request routed with
+/// an older table records into the same cell as one routed with the new table.
+#[derive(Debug)]
+pub struct TargetCell {
+    pub health: RefCell<TargetHealth>,
+    pub counters: RefCell<TargetCounters>,
+}
+
+/// A route's state on this shard. Counters and each target's retry budget are
+/// handed on by route name (and target label); the balancer starts afresh when
+/// the route's targets change.
+#[derive(Debug)]
+pub struct RouteCell {
+    pub counters: Rc<RefCell<RouteCounters>>,
+    pub balancer: RefCell<Balancer>,
+    /// The retry budget of each (route, target), by target index.
+    pub budgets: Vec<Rc<RefCell<RetryBudget>>>,
+}
+
+/// One generation of what this shard routes with: the table and, by the table's
+/// indices, this shard's pool per provider, cell per target slot and cell per
+/// route. A request holds the generation it started with, so nothing on the
+/// request path maps an index to another table's by name; a reload builds the
+/// next generation once, handing over what still exists.
+pub struct Routing {
+    pub table: Arc<Table>,
+    pub pools: Vec<Pool>,
+    pub targets: Vec<Rc<TargetCell>>,
+    pub routes: Vec<RouteCell>,
+}
+
 pub struct Shard {
     pub id: usize,
     pub shard_count: usize,
-    table: RefCell<Arc<Table>>,
-    pools: RefCell<Vec<Pool>>,
-    health: RefCell<Vec<TargetHealth>>,
-    balancers: RefCell<Vec<Balancer>>,
+    routing: RefCell<Rc<Routing>>,
     tls: TlsConnector,
-    pub metrics: RefCell<Metrics>,
+    /// Requests refused before routing, by status.
+    pub bad_requests: RefCell<BTreeMap<u16, u64>>,
     pub inbox: Inbox,
     pub peers: Vec<Inbox>,
     /// Set once SIGTERM arrived: finish what is in flight, accept nothing new.
@@ -40,24 +73,13 @@ impl Shard {
     pub fn new(id: usize, table: Arc<Table>, inbox: Inbox, peers: Vec<Inbox>) -> Rc<Shard> {
         let shard_count = peers.len();
         let tls = tls::connector();
-        let pools = build_pools(&table, &tls, &[], None);
-        let health = build_health(&table, shard_count, id, Vec::new(), None);
-        let balancers = table
-            .config
-            .routes
-            .iter()
-            .map(|r| Balancer::new(r.targets.len()))
-            .collect();
-        let metrics = Metrics::new(&table);
+        let routing = Routing::build(table, &tls, None, (shard_count, id));
         Rc::new(Shard {
             id,
             shard_count,
-            table: RefCell::new(table),
-            pools: RefCell::new(pools),
-            health: RefCell::new(health),
-            balancers: RefCell::new(balancers),
+            routing: RefCell::new(Rc::new(routing)),
             tls,
-            metrics: RefCell::new(metrics),
+            bad_requests: RefCell::new(BTreeMap::new()),
             inbox,
             peers,
             draining: Cell::new(None),
@@ -68,71 +90,29 @@ impl Shard {
         })
     }
 
-    /// The table new requests route with; a request keeps its copy to the end.
-    pub fn table(&self) -> Arc<Table> {
-        self.table.borrow().clone()
+    /// The generation new requests route with; a request keeps it to the end.
+    pub fn routing(&self) -> Rc<Routing> {
+        self.routing.borrow().clone()
     }
 
-    /// Swaps in a new table between requests. Pools and health carry over for
-    /// providers and targets that still exist.
+    /// The table new requests route with.
+    pub fn table(&self) -> Arc<Table> {
+        self.routing.borrow().table.clone()
+    }
+
+    /// Swaps in a new table between requests: the next generation takes over the
+    /// pools, target cells and route counters that still exist.
     pub fn install_table(&self, table: Arc<Table>) {
-        let old = self.table();
-        if old.generation >= table.generation {
+        let old = self.routing();
+        if old.table.generation >= table.generation {
             return;
         }
-        let old_pools = std::mem::take(&mut *self.pools.borrow_mut());
-        *self.pools.borrow_mut() = build_pools(&table, &self.tls, &old_pools, Some(&old));
-        let old_health = std::mem::take(&mut *self.health.borrow_mut());
-        *self.health.borrow_mut() =
-            build_health(&table, self.shard_count, self.id, old_health, Some(&old));
-        *self.balancers.borrow_mut() = table
-            .config
-            .routes
-            .iter()
-            .map(|r| Balancer::new(r.targets.len()))
-            .collect();
-        self.metrics.borrow_mut().reshape(&table);
-        *self.table.borrow_mut() = table;
+        let next = Routing::build(table, &self.tls, Some(&old), (self.shard_count, self.id));
+        *self.routing.borrow_mut() = Rc::new(next);
     }
 
-    /// The pool for provider `index` of `table` (which may be older than ours).
-    pub fn pool(&self, table: &Table, index: usize) -> Option<Pool> {
-        let current = self.table.borrow();
-        if current.generation == table.generation {
-            return self.pools.borrow().get(index).cloned();
-        }
-        let name = &table.providers.get(index)?.prepared.name;
-        let position = current
-            .providers
-            .iter()
-            .position(|p| &p.prepared.name == name)?;
-        self.pools.borrow().get(position).cloned()
-    }
-
-    /// Runs `f` on the health of `slot` of `table`, mapping slots across a reload.
-    pub fn with_health<R>(
-        &self,
-        table: &Table,
-        slot: usize,
-        f: impl FnOnce(&mut TargetHealth) -> R,
-    ) -> Option<R> {
-        let current = self.table.borrow();
-        let index = if current.generation == table.generation {
-            slot
-        } else {
-            let label = &table.slots.get(slot)?.label;
-            current.slots.iter().position(|s| &s.label == label)?
-        };
-        self.health.borrow_mut().get_mut(index).map(f)
-    }
-
-    /// Runs `f` with the health of every slot (for target selection).
-    pub fn with_all_health<R>(&self, f: impl FnOnce(&mut [TargetHealth]) -> R) -> R {
-        f(&mut self.health.borrow_mut())
-    }
-
-    pub fn with_balancer<R>(&self, route: usize, f: impl FnOnce(&mut Balancer) -> R) -> Option<R> {
-        self.balancers.borrow_mut().get_mut(route).map(f)
+    pub fn record_bad_request(&self, status: u16) {
+        *self.bad_requests.borrow_mut().entry(status).or_default() += 1;
     }
 
     /// A request id unique across shards and restarts in practice.
@@ -172,14 +152,14 @@ impl Shard {
         summaries: &[TargetSummary],
         now: Instant,
     ) {
-        if generation != self.table.borrow().generation
+        let routing = self.routing();
+        if generation != routing.table.generation
             || now.saturating_duration_since(at) > STALE_SUMMARY
         {
             return;
         }
-        let mut health = self.health.borrow_mut();
-        for (target, summary) in health.iter_mut().zip(summaries) {
-            target.merge_peer(from, now, *summary);
+        for (cell, summary) in routing.targets.iter().zip(summaries) {
+            cell.health.borrow_mut().merge_peer(from, now, *summary);
         }
     }
 
@@ -188,13 +168,13 @@ impl Shard {
         if self.peers.len() < 2 {
             return;
         }
-        let summaries: Arc<[TargetSummary]> = self
-            .health
-            .borrow()
+        let routing = self.routing();
+        let summaries: Arc<[TargetSummary]> = routing
+            .targets
             .iter()
-            .map(|h| h.summary(now))
+            .map(|cell| cell.health.borrow().summary(now))
             .collect();
-        let generation = self.table.borrow().generation;
+        let generation = routing.table.generation;
         for (index, peer) in self.peers.iter().enumerate() {
             if index == self.id {
                 continue;
@@ -211,33 +191,77 @@ impl Shard {
 
     /// Closes idle upstream sockets past their idle timeout.
     pub fn evict_idle(&self, now: Instant) {
-        for pool in self.pools.borrow().iter() {
+        for pool in &self.routing().pools {
             pool.evict_idle(now);
         }
     }
 
-    pub fn snapshot(&self, now: Instant) -> crate::metrics::ShardSnapshot {
-        let table = self.table();
-        let health = self.health.borrow();
-        let pools = self.pools.borrow();
-        self.metrics.borrow().snapshot(
-            self.id,
-            &table,
-            &health,
-            &pools,
-            now,
-            self.active_requests.get(),
-            self.open_connections.get(),
-        )
+    /// Everything this shard reports to the admin API, as of `now`.
+    pub fn snapshot(&self, now: Instant) -> ShardSnapshot {
+        let routing = self.routing();
+        let table = &routing.table;
+        let targets = table
+            .slots
+            .iter()
+            .zip(&routing.targets)
+            .map(|(slot, cell)| {
+                let h = cell.health.borrow();
+                let pool = routing.pools.get(slot.provider);
+                TargetSnapshot {
+                    label: slot.label.clone(),
+                    counters: cell.counters.borrow().clone(),
+                    breaker: h.state(now),
+                    retry_in: h.retry_after(now),
+                    window_requests: h.totals(now).requests,
+                    window_failures: h.totals(now).failures,
+                    ewma_ttfb_us: h.ewma_us(now),
+                    in_flight: h.in_flight(),
+                    pool_open: pool.map_or(0, Pool::open_count),
+                    pool_idle: pool.map_or(0, Pool::idle_count),
+                }
+            })
+            .collect();
+        let routes = table
+            .config
+            .routes
+            .iter()
+            .zip(&routing.routes)
+            .map(|(route, cell)| (route.name.clone(), cell.counters.borrow().clone()))
+            .collect();
+        ShardSnapshot {
+            shard: self.id,
+            generation: table.generation,
+            routes,
+            targets,
+            bad_requests: self.bad_requests.borrow().clone(),
+            active_requests: self.active_requests.get(),
+            open_connections: self.open_connections.get(),
+        }
     }
 }
 
-fn build_pools(
-    table: &Table,
-    tls: &TlsConnector,
-    old: &[Pool],
-    old_table: Option<&Table>,
-) -> Vec<Pool> {
+impl Routing {
+    /// The generation for `table`, taking over from `old` what still exists.
+    /// `(shards, me)`: how many shards there are and which one this is.
+    fn build(
+        table: Arc<Table>,
+        tls: &TlsConnector,
+        old: Option<&Routing>,
+        (shards, me): (usize, usize),
+    ) -> Routing {
+        let pools = build_pools(&table, tls, old);
+        let targets = build_targets(&table, old, shards, me);
+        let routes = build_routes(&table, old);
+        Routing {
+            table,
+            pools,
+            targets,
+            routes,
+        }
+    }
+}
+
+fn build_pools(table: &Table, tls: &TlsConnector, old: Option<&Routing>) -> Vec<Pool> {
     table
         .providers
         .iter()
@@ -254,14 +278,14 @@ fn build_pools(
                         None => tls::target(tls, host),
                     }),
             };
-            let reusable = old_table.and_then(|t| {
-                let position = t
-                    .config
-                    .providers
-                    .iter()
-                    .position(|p| p.name == provider.name && p.base_url == provider.base_url)?;
-                old.get(position).cloned()
-            });
+            let reusable =
+                old.and_then(|old| {
+                    let position =
+                        old.table.config.providers.iter().position(|p| {
+                            p.name == provider.name && p.base_url == provider.base_url
+                        })?;
+                    old.pools.get(position).cloned()
+                });
             match reusable {
                 Some(pool) => {
                     pool.set_endpoint(endpoint);
@@ -277,70 +301,90 @@ fn build_pools(
         .collect()
 }
 
-fn build_health(
+/// One cell per slot: the old generation's cell of the same label (reconfigured),
+/// else a new one judged by the table's shared breaker for the slot.
+fn build_targets(
     table: &Table,
+    old: Option<&Routing>,
     shards: usize,
     me: usize,
-    old: Vec<TargetHealth>,
-    old_table: Option<&Table>,
-) -> Vec<TargetHealth> {
-    let mut old: Vec<Option<TargetHealth>> = old.into_iter().map(Some).collect();
+) -> Vec<Rc<TargetCell>> {
+    let cfg = &table.config.health;
     table
         .slots
         .iter()
-        .enumerate()
-        .map(|(index, slot)| {
-            let carried = old_table
-                .and_then(|t| t.slots.iter().position(|s| s.label == slot.label))
-                .and_then(|position| old.get_mut(position).and_then(Option::take));
-            let (ratio, min_per_sec) = slot_budget(table, index);
-            let breaker = table.breakers.get(index).cloned();
-            match (carried, breaker) {
+        .zip(&table.breakers)
+        .map(|(slot, breaker)| {
+            let carried = old.and_then(|old| {
+                let position = old.table.slots.iter().position(|s| s.label == slot.label)?;
+                old.targets.get(position).cloned()
+            });
+            match carried {
                 // The table carried the slot's breaker by the same label, so the
                 // carried health already points at it.
-                (Some(mut health), _) => {
-                    health.reconfigure(&table.config.health, ratio, min_per_sec);
-                    health
+                Some(cell) => {
+                    cell.health.borrow_mut().reconfigure(cfg);
+                    cell
                 }
-                (None, Some(breaker)) => TargetHealth::new(
-                    &table.config.health,
-                    (ratio, min_per_sec),
-                    breaker,
-                    shards,
-                    me,
-                ),
-                // A table always has one breaker per slot; a stray one is closed.
-                (None, None) => TargetHealth::new(
-                    &table.config.health,
-                    (ratio, min_per_sec),
-                    Arc::new(crate::health::SharedBreaker::new(Instant::now())),
-                    shards,
-                    me,
-                ),
+                None => Rc::new(TargetCell {
+                    health: RefCell::new(TargetHealth::new(cfg, breaker.clone(), shards, me)),
+                    counters: RefCell::new(TargetCounters::default()),
+                }),
             }
         })
         .collect()
 }
 
-/// The retry budget (ratio, floor per second) of the first route target that uses
-/// `slot`; a slot is shared, so its budget follows its first use.
-fn slot_budget(table: &Table, slot: usize) -> (f64, u32) {
-    let policy = table
+/// One cell per route, by name: counters handed on; each target's retry budget
+/// handed on when the same route keeps a target of the same label (with the
+/// resolved policy's limits), else new.
+fn build_routes(table: &Table, old: Option<&Routing>) -> Vec<RouteCell> {
+    table
         .config
         .routes
         .iter()
-        .zip(&table.route_slots)
-        .find_map(|(route, slots)| {
-            let t = slots.iter().position(|s| *s == slot)?;
-            Some(
-                route
-                    .targets
-                    .get(t)
-                    .and_then(|t| t.retry.as_ref())
-                    .unwrap_or(&route.retry)
-                    .clone(),
-            )
+        .zip(&table.routes)
+        .map(|(route, resolved)| {
+            let previous = old.and_then(|old| {
+                let index = old
+                    .table
+                    .config
+                    .routes
+                    .iter()
+                    .position(|r| r.name == route.name)?;
+                Some((old, index))
+            });
+            let counters = previous.map_or_else(Rc::default, |(old, index)| {
+                old.routes[index].counters.clone()
+            });
+            let budgets = resolved
+                .targets
+                .iter()
+                .map(|target| {
+                    let label = &table.slots[target.slot].label;
+                    let (ratio, floor) =
+                        (target.retry.budget_ratio, target.retry.budget_min_per_sec);
+                    let carried = previous.and_then(|(old, index)| {
+                        let targets = &old.table.routes[index].targets;
+                        let t = targets
+                            .iter()
+                            .position(|t| &old.table.slots[t.slot].label == label)?;
+                        old.routes[index].budgets.get(t).cloned()
+                    });
+                    match carried {
+                        Some(budget) => {
+                            budget.borrow_mut().set_limits(ratio, floor);
+                            budget
+                        }
+                        None => Rc::new(RefCell::new(RetryBudget::new(ratio, floor))),
+                    }
+                })
+                .collect();
+            RouteCell {
+                counters,
+                balancer: RefCell::new(Balancer::new(route.targets.len())),
+                budgets,
+            }
         })
-        .unwrap_or_else(crate::config::default_retry);
-    (policy.budget_ratio, policy.budget_min_per_sec)
+        .collect()
 }

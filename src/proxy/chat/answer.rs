@@ -1,7 +1,9 @@
-//! The gateway's own answers when no provider answer is committed: the provider's
-//! error returned as is, the list of failed attempts, or the fail-fast 503.
+//! Responding: the one place the chat path writes to its client — whole answers
+//! (a provider's, or the gateway's own error naming every failed attempt, or the
+//! fail-fast 503) in the client's dialect, through [`Reply`].
 
 use super::*;
+use crate::route::plan::Ending;
 
 /// Bodies up to this size ride in the same write as the head (one syscall, a
 /// small copy); larger ones are written from their own buffer instead of being
@@ -9,16 +11,72 @@ use super::*;
 /// reads. Small enough that the connection's reused `out` buffer stays small.
 const INLINE_BODY: usize = 16 * 1024;
 
-impl Call<'_> {
-    pub(super) async fn answer_provider(
+impl Reply<'_> {
+    /// Writes what `out` holds to the client.
+    pub(super) async fn flush(&mut self) -> std::io::Result<()> {
+        let (res, buf) = self.client.write_all(std::mem::take(self.out)).await;
+        *self.out = buf;
+        self.out.clear();
+        res
+    }
+
+    /// Sends a whole proxied answer (status, content type, OpenAI-shaped body) in
+    /// the client's dialect; returns the status the client got.
+    pub(super) async fn send_whole(
         &mut self,
-        answer: ProviderAnswer,
+        (status, content_type, body): (u16, Vec<u8>, Vec<u8>),
+        extra: &[(&str, &[u8])],
+    ) -> std::io::Result<u16> {
+        let (status, content_type, body) = self.meta.shape_answer(status, content_type, body);
+        self.meta
+            .write_full_head(self.out, status, &content_type, body.len(), extra);
+        if body.len() <= INLINE_BODY {
+            self.out.extend_from_slice(&body);
+            self.flush().await?;
+            return Ok(status);
+        }
+        self.flush().await?;
+        let (written, _body) = self.client.write_all(body).await;
+        written.map(|()| status)
+    }
+
+    /// Answers a chain that ended without a committed answer, as the plan's
+    /// `ending` says; returns the status the client got.
+    pub(super) async fn end(
+        &mut self,
+        req: &Request<'_>,
+        route: usize,
+        ending: Ending,
+        trail: &mut Trail,
+    ) -> std::io::Result<u16> {
+        let route_name = req.route(route).name.as_str();
+        let (status, code, message) = match ending {
+            Ending::ProviderAnswer => match trail.kept.take() {
+                Some((answer, target)) => return self.provider_answer(answer, target).await,
+                None => (502, "upstream_failed", failed_message(route_name, trail)),
+            },
+            Ending::FailFast { until } => {
+                req.routing.routes[route].counters.borrow_mut().fail_fast += 1;
+                return self.fail_fast(route_name, until).await;
+            }
+            Ending::TimedOut => (504, "upstream_timeout", failed_message(route_name, trail)),
+            Ending::Failed => (502, "upstream_failed", failed_message(route_name, trail)),
+        };
+        let body = error_with_attempts(&message, code, &trail.attempts);
+        self.meta
+            .write_answer(self.out, status, b"application/json", &body, &[]);
+        self.flush().await?;
+        Ok(status)
+    }
+
+    /// A provider's own answer, returned as it is (with its `Retry-After`).
+    async fn provider_answer(
+        &mut self,
+        answer: attempt::ProviderAnswer,
         target: String,
-        client: &mut ClientStream,
-        out: &mut Vec<u8>,
     ) -> std::io::Result<u16> {
         self.meta.target = Some(target);
-        let ProviderAnswer {
+        let attempt::ProviderAnswer {
             status,
             content_type,
             body,
@@ -28,109 +86,42 @@ impl Call<'_> {
         if let Some(retry_after) = &retry_after {
             extra.push(("retry-after", retry_after));
         }
-        self.send_whole(client, out, (status, content_type, body), &extra)
-            .await
+        self.send_whole((status, content_type, body), &extra).await
     }
 
-    /// Sends a whole proxied answer (status, content type, OpenAI-shaped body) in
-    /// the client's dialect; returns the status the client got.
-    pub(super) async fn send_whole(
-        &self,
-        client: &mut ClientStream,
-        out: &mut Vec<u8>,
-        (status, content_type, body): (u16, Vec<u8>, Vec<u8>),
-        extra: &[(&str, &[u8])],
-    ) -> std::io::Result<u16> {
-        let (status, content_type, body) = self.meta.shape_answer(status, content_type, body);
-        self.meta
-            .write_full_head(out, status, &content_type, body.len(), extra);
-        if body.len() <= INLINE_BODY {
-            out.extend_from_slice(&body);
-            write_out(client, out).await?;
-            return Ok(status);
-        }
-        write_out(client, out).await?;
-        let (written, _body) = client.write_all(body).await;
-        written.map(|()| status)
-    }
-
-    pub(super) async fn answer_exhausted(
-        &mut self,
-        route: usize,
-        rejected_until: Option<Instant>,
-        client: &mut ClientStream,
-        out: &mut Vec<u8>,
-    ) -> std::io::Result<u16> {
-        let route_name = self
-            .table
-            .config
-            .routes
-            .get(route)
-            .map_or("", |r| r.name.as_str())
-            .to_string();
-        if self.attempts.is_empty() {
-            if let Some(until) = rejected_until {
-                return self
-                    .answer_fail_fast(route, &route_name, until, client, out)
-                    .await;
-            }
-        }
-        let timed_out = Instant::now() >= self.deadline
-            || self.attempts.last().is_some_and(|a| {
-                matches!(
-                    a.class,
-                    FailureClass::FirstByteTimeout | FailureClass::Stall
-                )
-            });
-        let (status, code) = if timed_out {
-            (504, "upstream_timeout")
-        } else {
-            (502, "upstream_failed")
-        };
-        let message = if self.attempts.is_empty() {
-            format!("route `{route_name}`: the request deadline passed before any target could be tried")
-        } else {
-            format!(
-                "route `{route_name}`: all {} attempts failed",
-                self.attempts.len()
-            )
-        };
-        let body = error_with_attempts(&message, code, &self.attempts);
-        self.meta
-            .write_answer(out, status, b"application/json", &body, &[]);
-        write_out(client, out).await?;
-        Ok(status)
-    }
-
-    pub(super) async fn answer_fail_fast(
-        &mut self,
-        route: usize,
-        route_name: &str,
-        until: Instant,
-        client: &mut ClientStream,
-        out: &mut Vec<u8>,
-    ) -> std::io::Result<u16> {
-        if let Some(counters) = self.shard.metrics.borrow_mut().route(&self.table, route) {
-            counters.fail_fast += 1;
-        }
+    /// 503 at once: every target's breaker refused, nothing was sent.
+    async fn fail_fast(&mut self, route_name: &str, until: Instant) -> std::io::Result<u16> {
         let wait = until.saturating_duration_since(Instant::now());
         let retry_after = wait.as_secs() + u64::from(wait.subsec_nanos() > 0 || wait.is_zero());
         let message = format!("route `{route_name}`: every target is unavailable (circuit open); retry in {retry_after}s");
         let body = error_with_attempts(&message, "all_targets_unavailable", &[]);
         let retry_after = retry_after.to_string();
         self.meta.write_answer(
-            out,
+            self.out,
             503,
             b"application/json",
             &body,
             &[("retry-after", retry_after.as_bytes())],
         );
-        write_out(client, out).await?;
+        self.flush().await?;
         Ok(503)
     }
 }
 
-pub(super) fn error_with_attempts(message: &str, code: &str, attempts: &[AttemptLog]) -> Vec<u8> {
+fn failed_message(route_name: &str, trail: &Trail) -> String {
+    if trail.attempts.is_empty() {
+        format!(
+            "route `{route_name}`: the request deadline passed before any target could be tried"
+        )
+    } else {
+        format!(
+            "route `{route_name}`: all {} attempts failed",
+            trail.attempts.len()
+        )
+    }
+}
+
+fn error_with_attempts(message: &str, code: &str, attempts: &[AttemptLog]) -> Vec<u8> {
     let attempts: Vec<serde_json::Value> = attempts
         .iter()
         .map(|a| {

@@ -11,8 +11,18 @@
 
 use super::*;
 use crate::http::encoding::{Coding, DecodeError};
-use crate::provider::Secrets;
-use crate::upstream::{ConnectError, ExchangeDeadlines, Response};
+use crate::http::response::{parse_retry_after, write_request_head};
+use crate::outcome::Failure;
+use crate::provider::{self, Secrets};
+use crate::proxy::stream::{self, HoldFailure, Usage};
+use crate::upstream::{
+    exchange, BodyError, ConnectError, ExchangeDeadlines, ExchangeError, Response,
+};
+use std::time::SystemTime;
+use whole::WholeError;
+
+/// Largest error body kept for classification and for the client.
+const MAX_ERROR_BODY: usize = 256 * 1024;
 
 /// A provider's own error answer, kept to return it unchanged in meaning.
 pub(super) struct ProviderAnswer {
@@ -20,6 +30,14 @@ pub(super) struct ProviderAnswer {
     pub(super) content_type: Vec<u8>,
     pub(super) body: Vec<u8>,
     pub(super) retry_after: Option<Vec<u8>>,
+}
+
+/// A failed attempt: its classified failure, the provider's answer when it gave
+/// one, and why, in words.
+pub(super) struct Failed {
+    pub(super) failure: Failure,
+    pub(super) answer: Option<ProviderAnswer>,
+    pub(super) reason: String,
 }
 
 pub(super) enum AttemptResult {
@@ -32,11 +50,7 @@ pub(super) enum AttemptResult {
         held: Box<stream::Held>,
         ttfb: Duration,
     },
-    Failed {
-        failure: Failure,
-        answer: Option<ProviderAnswer>,
-        reason: String,
-    },
+    Failed(Failed),
     /// This target cannot express the request (no attempt was sent).
     Untranslatable(String),
 }
@@ -49,320 +63,306 @@ struct Answering<'t> {
     stall: Duration,
     first_byte_deadline: Instant,
     hold_until_content: bool,
-    max_held_bytes: usize,
     slot: usize,
     ttfb: Duration,
     started: Instant,
 }
 
-impl Call<'_> {
-    /// One attempt, unless the client hangs up first: then the attempt is dropped
-    /// with its upstream socket (never pooled mid-exchange), nothing counts against
-    /// the provider, and `None` says the client is gone.
-    pub(super) async fn attempt_for_client(
-        &mut self,
-        client: &ClientStream,
-        route: &Route,
-        target_index: usize,
-        slot: usize,
-        started: Instant,
-    ) -> Option<AttemptResult> {
-        let outcome = monoio::select! {
-            result = self.attempt(route, target_index, slot, started) => Some(result),
-            _ = client.hung_up() => None,
-        };
-        if outcome.is_none() {
-            let table = self.table.clone();
-            self.shard.with_health(&table, slot, |h| h.finish());
-            // A probe whose client left says nothing about the target: give the
-            // token back (dropping it does).
-            self.probe = None;
-        }
-        outcome
+/// One attempt, unless the client hangs up first: then the attempt is dropped
+/// with its upstream socket (never pooled mid-exchange), nothing counts against
+/// the provider, and `None` says the client is gone.
+pub(super) async fn for_client(
+    req: &Request<'_>,
+    pick: &mut Pick,
+    outgoing: Outgoing<'_>,
+    client: &ClientStream,
+    started: Instant,
+) -> Option<AttemptResult> {
+    let outcome = monoio::select! {
+        result = attempt(req, pick, outgoing, started) => Some(result),
+        _ = client.hung_up() => None,
+    };
+    if outcome.is_none() {
+        record::abandoned(req, pick);
     }
+    outcome
+}
 
-    /// One try against one target: send, then wait for an answer worth committing.
-    pub(super) async fn attempt(
-        &mut self,
-        route: &Route,
-        target_index: usize,
-        slot: usize,
-        started: Instant,
-    ) -> AttemptResult {
-        let table = self.table.clone();
-        let target = &route.targets[target_index];
-        let (Some(pool), Some(entry), Some(provider)) = (
-            self.shard.pool(&table, target.provider),
-            table.providers.get(target.provider),
-            table.config.providers.get(target.provider),
-        ) else {
-            return failed(
-                FailureClass::Connect,
-                None,
-                "provider has no pool on this shard",
+/// One try against one target: send, then wait for an answer worth committing.
+async fn attempt(
+    req: &Request<'_>,
+    pick: &Pick,
+    outgoing: Outgoing<'_>,
+    started: Instant,
+) -> AttemptResult {
+    let policy = req.policy(pick);
+    let table = &req.routing.table;
+    let target = &req.route(pick.route).targets[pick.target];
+    let (Some(pool), Some(entry), Some(provider)) = (
+        req.routing.pools.get(policy.provider),
+        table.providers.get(policy.provider),
+        table.config.providers.get(policy.provider),
+    ) else {
+        return failed(
+            FailureClass::Connect,
+            None,
+            "provider has no pool on this shard",
+        );
+    };
+    let request = match encode_request(req, outgoing, provider, &entry.prepared, target) {
+        Ok(request) => request,
+        Err(e) => return AttemptResult::Untranslatable(e.to_string()),
+    };
+    let timeouts = policy.timeouts;
+    let remaining = req.deadline.saturating_duration_since(started);
+    let first_byte_deadline = (started + timeouts.first_byte).min(req.deadline);
+    let deadlines = ExchangeDeadlines {
+        connect: timeouts.connect.min(remaining),
+        first_byte: timeouts.first_byte,
+        first_byte_at: first_byte_deadline,
+        total: req.deadline,
+    };
+    let (result, _request) = exchange(pool, request, deadlines).await;
+    let response = match result {
+        Ok(response) => response,
+        Err(e) => return exchange_failure(e),
+    };
+    let answering = Answering {
+        kind: provider.kind,
+        model: &target.model,
+        secrets: &entry.secrets,
+        stall: timeouts.between_chunks,
+        first_byte_deadline,
+        hold_until_content: policy.stream.hold_until_content,
+        slot: pick.slot,
+        ttfb: started.elapsed(),
+        started,
+    };
+    answer_of(req, outgoing, response, &answering).await
+}
+
+/// Sorts a response by status: a stream to hold, a whole answer, a provider
+/// error, or a status no client may be shown.
+async fn answer_of(
+    req: &Request<'_>,
+    outgoing: Outgoing<'_>,
+    response: Response,
+    at: &Answering<'_>,
+) -> AttemptResult {
+    let status = response.status();
+    if !is_final_answer(status) {
+        // Dropping the response closes the socket: its body is never read.
+        return failed(
+            FailureClass::Server,
+            None,
+            &format!("provider answered HTTP {status}, which is not a final answer (only 2xx, 4xx and 5xx are; redirects are never followed)"),
+        );
+    }
+    let coding = Coding::parse(response.head.header("content-encoding"));
+    let content_type = response
+        .head
+        .header("content-type")
+        .unwrap_or(b"application/json")
+        .to_vec();
+    if !(200..300).contains(&status) {
+        return error_answer(req, response, coding, content_type, at).await;
+    }
+    if outgoing.chat.stream && provider::is_event_stream(at.kind, &content_type) {
+        return held_stream(req, response, coding, at).await;
+    }
+    whole_answer(req, response, coding, content_type, at).await
+}
+
+/// A 2xx event stream, held until its first content. Streams are not decoded:
+/// one that arrives encoded anyway fails here, before the client saw anything,
+/// so the next target serves it.
+async fn held_stream(
+    req: &Request<'_>,
+    response: Response,
+    coding: Result<Coding, DecodeError>,
+    at: &Answering<'_>,
+) -> AttemptResult {
+    match coding {
+        Ok(Coding::Identity) => {}
+        Ok(coding) => {
+            let reason = format!(
+                "provider streamed with content-encoding `{}` although asked for identity; encoded streams are not relayed",
+                coding.as_str()
             );
+            return failed(FailureClass::Server, None, &reason);
+        }
+        Err(e) => return failed(FailureClass::Server, None, &e.to_string()),
+    }
+    let source = provider::event_source(at.kind, at.model);
+    let policy = stream::HoldPolicy {
+        first_content_deadline: at.first_byte_deadline,
+        until_content: at.hold_until_content,
+        max_held_bytes: req.routing.table.config.limits.max_stream_buffer_bytes,
+    };
+    match stream::hold(response, source, policy).await {
+        Ok(held) => AttemptResult::Stream {
+            held: Box::new(held),
+            ttfb: at.started.elapsed(),
+        },
+        Err(failure) => {
+            if failure.overflowed {
+                record::stream_overflow(req, at.slot);
+            }
+            hold_failed(at.kind, failure)
+        }
+    }
+}
+
+/// A 2xx whole answer: read within the limit, decoded, translated, scrubbed.
+/// An answer over the limit is the provider's failure (it sent it).
+async fn whole_answer(
+    req: &Request<'_>,
+    mut response: Response,
+    coding: Result<Coding, DecodeError>,
+    content_type: Vec<u8>,
+    at: &Answering<'_>,
+) -> AttemptResult {
+    let coding = match coding {
+        Ok(coding) => coding,
+        Err(e) => return failed(FailureClass::Server, None, &e.to_string()),
+    };
+    let limit = req.routing.table.config.limits.max_response_bytes;
+    let body = match whole::read(&mut response, coding, limit, at.stall, req.deadline).await {
+        Ok(body) => body,
+        Err(WholeError::Body(BodyError::Stalled)) => {
+            return failed(FailureClass::Stall, None, "body stalled")
+        }
+        Err(e) => return failed(FailureClass::Server, None, &e.to_string()),
+    };
+    response.finish();
+    let content_type = if provider::passes_through(at.kind) {
+        content_type
+    } else {
+        b"application/json".to_vec()
+    };
+    match provider::translate_response(at.kind, req.api, at.model, body) {
+        Ok(body) => AttemptResult::Complete {
+            content_type,
+            body: at.secrets.scrub(body),
+            ttfb: at.ttfb,
+        },
+        // Translation errors may quote the body.
+        Err(e) => failed(
+            FailureClass::Server,
+            None,
+            &at.secrets.scrub_str(e.to_string()),
+        ),
+    }
+}
+
+/// A non-2xx answer: classified from its (bounded, decoded) body and kept,
+/// translated and scrubbed, in case it is what the client finally gets.
+async fn error_answer(
+    req: &Request<'_>,
+    mut response: Response,
+    coding: Result<Coding, DecodeError>,
+    content_type: Vec<u8>,
+    at: &Answering<'_>,
+) -> AttemptResult {
+    let status = response.status();
+    let retry_after_raw = response.head.header("retry-after").map(<[u8]>::to_vec);
+    let limit = MAX_ERROR_BODY.min(req.routing.table.config.limits.max_response_bytes);
+    let identity = Coding::Identity;
+    let read = whole::read(&mut response, identity, limit, at.stall, req.deadline).await;
+    // An unreadable error body still has its status to classify by.
+    let raw = read.map_or_else(
+        |_| Vec::new(),
+        |body| {
+            response.finish();
+            body
+        },
+    );
+    let decoded = match coding {
+        _ if raw.is_empty() => Ok(raw),
+        Ok(coding) => crate::http::encoding::decode(coding, raw, limit),
+        Err(e) => Err(e),
+    };
+    let class = provider::classify_status(at.kind, status, decoded.as_deref().unwrap_or(&[]));
+    let retry_after = retry_after_raw
+        .as_deref()
+        .and_then(|v| parse_retry_after(v, SystemTime::now()));
+    let (content_type, body) = match decoded {
+        Ok(body) if provider::passes_through(at.kind) => (content_type, body),
+        Ok(body) => (
+            b"application/json".to_vec(),
+            provider::translate_error(at.kind, status, body),
+        ),
+        Err(e) => (b"application/json".to_vec(), undecodable_error(status, &e)),
+    };
+    AttemptResult::Failed(Failed {
+        failure: Failure {
+            class,
+            status: Some(status),
+            retry_after,
+        },
+        answer: Some(ProviderAnswer {
+            status,
+            content_type,
+            body: at.secrets.scrub(body),
+            retry_after: retry_after_raw,
+        }),
+        reason: format!("HTTP {status}"),
+    })
+}
+
+/// The bytes of one upstream request: pass-through kinds get the body with the
+/// model rewritten; other kinds get their own translated request.
+fn encode_request(
+    req: &Request<'_>,
+    outgoing: Outgoing<'_>,
+    provider: &crate::config::Provider,
+    prepared: &provider::PreparedProvider,
+    target: &crate::config::Target,
+) -> Result<Vec<u8>, provider::TranslateError> {
+    let Outgoing { body: source, chat } = outgoing;
+    let outbound = if provider::passes_through(provider.kind) {
+        let mut body = Vec::with_capacity(source.len() + 64);
+        chat.rewrite(source, &target.model, &mut body);
+        let path = match req.api {
+            Api::ChatCompletions => &prepared.chat_path,
+            Api::Embeddings => &prepared.embeddings_path,
         };
-        let request = match self.encode_request(provider, &entry.prepared, target) {
-            Ok(request) => request,
-            Err(e) => return AttemptResult::Untranslatable(e.to_string()),
-        };
-        let timeouts = target.timeouts;
-        let remaining = self.deadline.saturating_duration_since(started);
-        let connect = timeouts.connect.min(remaining);
-        let first_byte_deadline = (started + timeouts.first_byte).min(self.deadline);
-        let deadlines = ExchangeDeadlines {
-            connect,
-            first_byte: timeouts.first_byte,
-            first_byte_at: first_byte_deadline,
-            total: self.deadline,
-        };
-        let (result, buf) = exchange(&pool, request, deadlines).await;
-        self.request_buf = buf;
-        let response = match result {
-            Ok(response) => response,
-            Err(e) => return exchange_failure(e),
-        };
-        let answering = Answering {
-            kind: provider.kind,
+        (std::borrow::Cow::Borrowed(path.as_str()), None, body)
+    } else {
+        let parts = provider::RequestParts {
+            provider,
+            prepared,
+            api: req.api,
             model: &target.model,
-            secrets: &entry.secrets,
-            stall: timeouts.between_chunks,
-            first_byte_deadline,
-            hold_until_content: route.stream.hold_until_content,
-            max_held_bytes: table.config.limits.max_stream_buffer_bytes,
-            slot,
-            ttfb: started.elapsed(),
-            started,
+            body: source,
+            chat,
+            query: &target.query,
+            now: SystemTime::now(),
         };
-        self.answer_of(response, &answering).await
+        let out = provider::translate_request(&parts)?;
+        (
+            std::borrow::Cow::Owned(out.path),
+            Some(out.headers),
+            out.body,
+        )
+    };
+    let (mut path, own_headers, body) = outbound;
+    if !target.query.is_empty() && !provider::signs_requests(provider.kind) {
+        provider::append_query(path.to_mut(), &target.query);
     }
-
-    /// Sorts a response by status: a stream to hold, a whole answer, a provider
-    /// error, or a status no client may be shown.
-    async fn answer_of(&mut self, response: Response, at: &Answering<'_>) -> AttemptResult {
-        let status = response.status();
-        if !is_final_answer(status) {
-            // Dropping the response closes the socket: its body is never read.
-            return failed(
-                FailureClass::Server,
-                None,
-                &format!("provider answered HTTP {status}, which is not a final answer (only 2xx, 4xx and 5xx are; redirects are never followed)"),
-            );
-        }
-        let coding = Coding::parse(response.head.header("content-encoding"));
-        let content_type = response
-            .head
-            .header("content-type")
-            .unwrap_or(b"application/json")
-            .to_vec();
-        if !(200..300).contains(&status) {
-            return self.error_answer(response, coding, content_type, at).await;
-        }
-        if self.chat.stream && provider::is_event_stream(at.kind, &content_type) {
-            return self.held_stream(response, coding, at).await;
-        }
-        self.whole_answer(response, coding, content_type, at).await
-    }
-
-    /// A 2xx event stream, held until its first content. Streams are not decoded:
-    /// one that arrives encoded anyway fails here, before the client saw anything,
-    /// so the next target serves it.
-    async fn held_stream(
-        &mut self,
-        response: Response,
-        coding: Result<Coding, DecodeError>,
-        at: &Answering<'_>,
-    ) -> AttemptResult {
-        match coding {
-            Ok(Coding::Identity) => {}
-            Ok(coding) => {
-                let reason = format!(
-                    "provider streamed with content-encoding `{}` although asked for identity; encoded streams are not relayed",
-                    coding.as_str()
-                );
-                return failed(FailureClass::Server, None, &reason);
-            }
-            Err(e) => return failed(FailureClass::Server, None, &e.to_string()),
-        }
-        let source = provider::event_source(at.kind, at.model);
-        let policy = stream::HoldPolicy {
-            first_content_deadline: at.first_byte_deadline,
-            until_content: at.hold_until_content,
-            max_held_bytes: at.max_held_bytes,
-        };
-        match stream::hold(response, source, policy).await {
-            Ok(held) => AttemptResult::Stream {
-                held: Box::new(held),
-                ttfb: at.started.elapsed(),
-            },
-            Err(failure) => {
-                if failure.overflowed {
-                    self.count_stream_overflow(at.slot);
-                }
-                hold_failed(at.kind, failure)
-            }
-        }
-    }
-
-    /// A 2xx whole answer: read within the limit, decoded, translated, scrubbed.
-    /// An answer over the limit is the provider's failure (it sent it).
-    async fn whole_answer(
-        &mut self,
-        mut response: Response,
-        coding: Result<Coding, DecodeError>,
-        content_type: Vec<u8>,
-        at: &Answering<'_>,
-    ) -> AttemptResult {
-        let coding = match coding {
-            Ok(coding) => coding,
-            Err(e) => return failed(FailureClass::Server, None, &e.to_string()),
-        };
-        let limit = self.table.config.limits.max_response_bytes;
-        let body = match whole::read(&mut response, coding, limit, at.stall, self.deadline).await {
-            Ok(body) => body,
-            Err(WholeError::Body(BodyError::Stalled)) => {
-                return failed(FailureClass::Stall, None, "body stalled")
-            }
-            Err(e) => return failed(FailureClass::Server, None, &e.to_string()),
-        };
-        response.finish();
-        let content_type = if provider::passes_through(at.kind) {
-            content_type
-        } else {
-            b"application/json".to_vec()
-        };
-        match provider::translate_response(at.kind, self.api, at.model, body) {
-            Ok(body) => AttemptResult::Complete {
-                content_type,
-                body: at.secrets.scrub(body),
-                ttfb: at.ttfb,
-            },
-            // Translation errors may quote the body.
-            Err(e) => failed(
-                FailureClass::Server,
-                None,
-                &at.secrets.scrub_str(e.to_string()),
-            ),
-        }
-    }
-
-    /// A non-2xx answer: classified from its (bounded, decoded) body and kept,
-    /// translated and scrubbed, in case it is what the client finally gets.
-    async fn error_answer(
-        &mut self,
-        mut response: Response,
-        coding: Result<Coding, DecodeError>,
-        content_type: Vec<u8>,
-        at: &Answering<'_>,
-    ) -> AttemptResult {
-        let status = response.status();
-        let retry_after_raw = response.head.header("retry-after").map(<[u8]>::to_vec);
-        let limit = MAX_ERROR_BODY.min(self.table.config.limits.max_response_bytes);
-        let identity = Coding::Identity;
-        let read = whole::read(&mut response, identity, limit, at.stall, self.deadline).await;
-        // An unreadable error body still has its status to classify by.
-        let raw = read.map_or_else(
-            |_| Vec::new(),
-            |body| {
-                response.finish();
-                body
-            },
-        );
-        let decoded = match coding {
-            _ if raw.is_empty() => Ok(raw),
-            Ok(coding) => crate::http::encoding::decode(coding, raw, limit),
-            Err(e) => Err(e),
-        };
-        let class = provider::classify_status(at.kind, status, decoded.as_deref().unwrap_or(&[]));
-        let retry_after = retry_after_raw
-            .as_deref()
-            .and_then(|v| parse_retry_after(v, SystemTime::now()));
-        let (content_type, body) = match decoded {
-            Ok(body) if provider::passes_through(at.kind) => (content_type, body),
-            Ok(body) => (
-                b"application/json".to_vec(),
-                provider::translate_error(at.kind, status, body),
-            ),
-            Err(e) => (b"application/json".to_vec(), undecodable_error(status, &e)),
-        };
-        AttemptResult::Failed {
-            failure: Failure {
-                class,
-                status: Some(status),
-                retry_after,
-            },
-            answer: Some(ProviderAnswer {
-                status,
-                content_type,
-                body: at.secrets.scrub(body),
-                retry_after: retry_after_raw,
-            }),
-            reason: format!("HTTP {status}"),
-        }
-    }
-
-    /// The bytes of one upstream request: pass-through kinds get the client's body
-    /// with the model rewritten; other kinds get their own translated request.
-    pub(super) fn encode_request(
-        &mut self,
-        provider: &crate::config::Provider,
-        prepared: &provider::PreparedProvider,
-        target: &crate::config::Target,
-    ) -> Result<Vec<u8>, provider::TranslateError> {
-        let (source, chat) = match &self.continuation {
-            Some((body, chat)) => (body.as_slice(), chat),
-            None => (self.body, &self.chat),
-        };
-        let outbound = if provider::passes_through(provider.kind) {
-            let mut body = Vec::with_capacity(source.len() + 64);
-            chat.rewrite(source, &target.model, &mut body);
-            let path = match self.api {
-                Api::ChatCompletions => &prepared.chat_path,
-                Api::Embeddings => &prepared.embeddings_path,
-            };
-            (std::borrow::Cow::Borrowed(path.as_str()), None, body)
-        } else {
-            let parts = provider::RequestParts {
-                provider,
-                prepared,
-                api: self.api,
-                model: &target.model,
-                body: source,
-                chat,
-                query: &target.query,
-                now: SystemTime::now(),
-            };
-            let out = provider::translate_request(&parts)?;
-            (
-                std::borrow::Cow::Owned(out.path),
-                Some(out.headers),
-                out.body,
-            )
-        };
-        let (mut path, own_headers, body) = outbound;
-        if !target.query.is_empty() && !provider::signs_requests(provider.kind) {
-            provider::append_query(path.to_mut(), &target.query);
-        }
-        let mut request = std::mem::take(&mut self.request_buf);
-        request.clear();
-        let own_headers = own_headers.as_deref().unwrap_or(&prepared.headers);
-        let headers = request_headers(
-            own_headers,
-            &target.headers,
-            &self.meta.request_id,
-            chat.stream,
-        );
-        write_request_head(
-            &mut request,
-            "POST",
-            &path,
-            &prepared.host_header,
-            &headers,
-            body.len(),
-        );
-        request.extend_from_slice(&body);
-        Ok(request)
-    }
+    let mut request = Vec::with_capacity(body.len() + 512);
+    let own_headers = own_headers.as_deref().unwrap_or(&prepared.headers);
+    let headers = request_headers(own_headers, &target.headers, req.request_id, chat.stream);
+    write_request_head(
+        &mut request,
+        "POST",
+        &path,
+        &prepared.host_header,
+        &headers,
+        body.len(),
+    );
+    request.extend_from_slice(&body);
+    Ok(request)
 }
 
 /// The headers of one upstream request: the kind's own (auth), the target's, then
@@ -419,7 +419,7 @@ fn undecodable_error(status: u16, error: &DecodeError) -> Vec<u8> {
 }
 
 pub(super) fn failed(class: FailureClass, status: Option<u16>, reason: &str) -> AttemptResult {
-    AttemptResult::Failed {
+    AttemptResult::Failed(Failed {
         failure: Failure {
             class,
             status,
@@ -427,7 +427,7 @@ pub(super) fn failed(class: FailureClass, status: Option<u16>, reason: &str) -> 
         },
         answer: None,
         reason: reason.to_string(),
-    }
+    })
 }
 
 pub(super) fn exchange_failure(error: ExchangeError) -> AttemptResult {

@@ -1,0 +1,256 @@
+//! The executor: carries out the plan. For each target in the route's order it
+//! asks the breaker, sends one attempt, records it, and asks `route::plan` what
+//! next — it decides nothing itself.
+
+use super::attempt::AttemptResult;
+use super::*;
+use crate::health::Admission;
+use crate::outcome::Outcome;
+use crate::route::plan::{self, Attempted, Ending, Reading, Step, Tried, MAX_REROUTES};
+use crate::route::select;
+
+/// How one route's chain ended.
+enum RouteEnd {
+    /// The client has its answer (or is gone).
+    Answered { status: u16 },
+    /// Send the request to another route (context-length overflow).
+    Reroute(usize),
+    /// Nothing committed; `returned` says the plan stopped the chain.
+    Ended { returned: bool },
+}
+
+/// How trying one target ended.
+pub(super) enum TargetEnd {
+    Answered {
+        status: u16,
+    },
+    Next,
+    Reroute(usize),
+    Return,
+    /// A committed stream broke and the route continues streams on other targets.
+    StreamBroken {
+        stats: crate::proxy::stream::StreamStats,
+        reason: String,
+    },
+}
+
+/// Runs the request's route (and any re-routes), then answers the client.
+pub(super) async fn run(
+    req: &Request<'_>,
+    first_route: usize,
+    reply: &mut Reply<'_>,
+) -> std::io::Result<()> {
+    let mut trail = Trail::default();
+    let mut route = first_route;
+    let mut reroutes = 0;
+    let status = loop {
+        let reroutes_left = reroutes < MAX_REROUTES;
+        match run_route(req, route, reroutes_left, reply, &mut trail).await? {
+            RouteEnd::Answered { status } => break status,
+            RouteEnd::Reroute(next) => {
+                reroutes += 1;
+                reply.meta.fallback = true;
+                route = next;
+            }
+            RouteEnd::Ended { returned } => {
+                let ending = ending_of(req, &trail, returned);
+                break reply.end(req, route, ending, &mut trail).await?;
+            }
+        }
+    };
+    record::finished(req, route, &reply.meta, status);
+    Ok(())
+}
+
+fn ending_of(req: &Request<'_>, trail: &Trail, returned: bool) -> Ending {
+    let attempted: Vec<Attempted> = trail
+        .attempts
+        .iter()
+        .map(|a| Attempted { class: a.class })
+        .collect();
+    let kept = trail.kept.as_ref().map(|(answer, _)| answer.status);
+    let now = Instant::now();
+    plan::ending(
+        &attempted,
+        kept,
+        returned,
+        trail.refused_until,
+        now,
+        req.deadline,
+    )
+}
+
+async fn run_route(
+    req: &Request<'_>,
+    route: usize,
+    reroutes_left: bool,
+    reply: &mut Reply<'_>,
+    trail: &mut Trail,
+) -> std::io::Result<RouteEnd> {
+    let order = order(req, route);
+    for (position, &target) in order.iter().enumerate() {
+        if Instant::now() >= req.deadline {
+            break;
+        }
+        let others = position + 1 < order.len();
+        let Some(mut pick) = admit(req, route, target, others, trail) else {
+            continue;
+        };
+        if position > 0 || req.policy(&pick).fallback_tier {
+            reply.meta.fallback = true;
+        }
+        match try_target(req, &mut pick, reroutes_left, reply, trail).await? {
+            TargetEnd::Answered { status } => return Ok(RouteEnd::Answered { status }),
+            TargetEnd::Next => req.routing.routes[route].counters.borrow_mut().fallbacks += 1,
+            TargetEnd::Reroute(next) => return Ok(RouteEnd::Reroute(next)),
+            TargetEnd::Return => return Ok(RouteEnd::Ended { returned: true }),
+            TargetEnd::StreamBroken { stats, reason } => {
+                let rest = &order[position + 1..];
+                relay::continue_stream(req, route, rest, stats, &reason, reply).await?;
+                return Ok(RouteEnd::Answered { status: 200 });
+            }
+        }
+    }
+    Ok(RouteEnd::Ended { returned: false })
+}
+
+/// The route's targets in the order its strategy tries them.
+fn order(req: &Request<'_>, route: usize) -> Vec<usize> {
+    let now = Instant::now();
+    let routing = &req.routing;
+    let targets = &routing.table.routes[route].targets;
+    let candidates = select::candidates(targets.iter().map(|t| &*routing.targets[t.slot]), now);
+    let mut rng = fastrand::Rng::new();
+    let mut balancer = routing.routes[route].balancer.borrow_mut();
+    select::order(req.route(route), &candidates, &mut balancer, &mut rng)
+}
+
+/// Asks the target's breaker. A refusal is remembered (for the fail-fast answer);
+/// a probe carries the gateway's token with the pick.
+pub(super) fn admit(
+    req: &Request<'_>,
+    route: usize,
+    target: usize,
+    others: bool,
+    trail: &mut Trail,
+) -> Option<Pick> {
+    let slot = req.routing.table.routes[route].targets[target].slot;
+    let now = Instant::now();
+    let breaker = req.routing.table.breakers[slot].clone();
+    let probe = match breaker.admit(now) {
+        Admission::Reject { until } => {
+            trail.refused_until = Some(trail.refused_until.map_or(until, |r| r.min(until)));
+            return None;
+        }
+        Admission::Allow => None,
+        Admission::Probe => {
+            record::transition(req, slot, breaker.entered_half_open());
+            Some(ProbeToken {
+                breaker: Some(breaker),
+            })
+        }
+    };
+    Some(Pick {
+        route,
+        target,
+        slot,
+        others,
+        probe,
+    })
+}
+
+/// Tries one target until the plan moves on: send, record, ask the plan, repeat.
+async fn try_target(
+    req: &Request<'_>,
+    pick: &mut Pick,
+    reroutes_left: bool,
+    reply: &mut Reply<'_>,
+    trail: &mut Trail,
+) -> std::io::Result<TargetEnd> {
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        record::started(req, pick, tries == 1);
+        reply.meta.attempts += 1;
+        let started = Instant::now();
+        let outgoing = req.original();
+        let result = attempt::for_client(req, pick, outgoing, reply.client, started)
+            .await
+            .ok_or_else(client_gone)?;
+        let failed = match result {
+            AttemptResult::Untranslatable(reason) => {
+                record::untranslatable(req, pick, &reason, &mut reply.meta, trail);
+                return Ok(TargetEnd::Next);
+            }
+            AttemptResult::Complete {
+                content_type,
+                body,
+                ttfb,
+            } => {
+                let usage = attempt::usage_of(&body);
+                record::outcome(req, pick, Outcome::Success, Some(ttfb), usage);
+                reply.meta.target = Some(req.label(pick.slot).to_string());
+                let status = reply.send_whole((200, content_type, body), &[]).await?;
+                return Ok(TargetEnd::Answered { status });
+            }
+            AttemptResult::Stream { held, ttfb } => {
+                reply.meta.target = Some(req.label(pick.slot).to_string());
+                return relay::relay(req, pick, *held, ttfb, None, reply).await;
+            }
+            AttemptResult::Failed(failed) => failed,
+        };
+        let probe = pick.probe.is_some();
+        record::failed(req, pick, &failed, started, trail);
+        let tried = Tried {
+            tries,
+            probe,
+            others: pick.others,
+            reroutes_left,
+        };
+        let now = Instant::now();
+        let reading = reading(req, pick, now);
+        let decision = plan::after_failure(
+            req.policy(pick),
+            &failed.failure,
+            tried,
+            &reading,
+            now,
+            req.deadline,
+        );
+        record::sideline(req, pick.slot, now, decision.sideline_until);
+        trail.keep(failed.answer, req.label(pick.slot), decision.step);
+        match decision.step {
+            Step::Retry(wait) => {
+                record::retry(req, pick, now);
+                monoio::time::sleep(wait).await;
+            }
+            Step::Next => return Ok(TargetEnd::Next),
+            Step::Reroute(next) => return Ok(TargetEnd::Reroute(next)),
+            Step::Return => return Ok(TargetEnd::Return),
+        }
+    }
+}
+
+/// The target's health as the plan reads it, now that the failure is recorded.
+fn reading(req: &Request<'_>, pick: &Pick, now: Instant) -> Reading {
+    let routing = &req.routing;
+    let health = routing.targets[pick.slot].health.borrow();
+    let budget = routing.routes[pick.route].budgets[pick.target].borrow();
+    Reading {
+        blocked_until: routing.table.breakers[pick.slot].next_admit(now),
+        typical: Duration::from_micros(health.ewma_us(now) as u64),
+        budget_allows: budget.allows(now),
+    }
+}
+
+impl Trail {
+    /// Keeps a provider answer in case nothing better comes. The plan's `Return`
+    /// gives the client this attempt's answer or, without one, the attempt list.
+    fn keep(&mut self, answer: Option<attempt::ProviderAnswer>, label: &str, step: Step) {
+        match answer {
+            Some(answer) => self.kept = Some((answer, label.to_string())),
+            None if step == Step::Return => self.kept = None,
+            None => {}
+        }
+    }
+}
