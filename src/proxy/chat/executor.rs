@@ -170,50 +170,24 @@ async fn try_target(
     let mut tries = 0;
     loop {
         tries += 1;
-        record::started(req, pick, tries == 1);
-        reply.meta.attempts += 1;
         let started = Instant::now();
-        let outgoing = req.original();
-        let result = attempt::for_client(req, pick, outgoing, reply.client, started)
-            .await
-            .ok_or_else(client_gone)?;
-        let failed = match result {
-            AttemptResult::Untranslatable(reason) => {
-                record::untranslatable(req, pick, &reason, &mut reply.meta, trail);
-                return Ok(TargetEnd::Next);
-            }
-            AttemptResult::Complete {
-                content_type,
-                body,
-                ttfb,
-            } => {
-                let usage = attempt::usage_of(&body);
-                record::outcome(req, pick, Outcome::Success, Some(ttfb), usage);
-                reply.meta.target = Some(req.label(pick.slot).to_string());
-                let status = reply.send_whole((200, content_type, body), &[]).await?;
-                return Ok(TargetEnd::Answered { status });
-            }
-            AttemptResult::Stream { held, ttfb } => {
-                reply.meta.target = Some(req.label(pick.slot).to_string());
-                return relay::relay(req, pick, *held, ttfb, None, reply).await;
-            }
-            AttemptResult::Failed(failed) => failed,
+        let failed = match send(req, pick, tries, reply, trail).await? {
+            Sent::Ended(end) => return Ok(end),
+            Sent::Failed(failed) => failed,
         };
-        let probe = pick.probe.is_some();
-        record::failed(req, pick, &failed, started, trail);
         let tried = Tried {
             tries,
-            probe,
+            probe: pick.probe.is_some(),
             others: pick.others,
             reroutes_left,
         };
+        record::failed(req, pick, &failed, started, trail);
         let now = Instant::now();
-        let reading = reading(req, pick, now);
         let decision = plan::after_failure(
             req.policy(pick),
             &failed.failure,
             tried,
-            &reading,
+            &reading(req, pick, now),
             now,
             req.deadline,
         );
@@ -229,6 +203,53 @@ async fn try_target(
             Step::Return => return Ok(TargetEnd::Return),
         }
     }
+}
+
+/// What sending one attempt came to.
+enum Sent {
+    /// Served (a whole answer written, a stream relayed) or passed over.
+    Ended(TargetEnd),
+    /// Failed before commit: the plan decides.
+    Failed(attempt::Failed),
+}
+
+/// Sends attempt number `tries` on `pick` and serves what commits.
+async fn send(
+    req: &Request<'_>,
+    pick: &mut Pick,
+    tries: u32,
+    reply: &mut Reply<'_>,
+    trail: &mut Trail,
+) -> std::io::Result<Sent> {
+    record::started(req, pick, tries == 1);
+    reply.meta.attempts += 1;
+    let started = Instant::now();
+    let result = attempt::for_client(req, pick, req.original(), reply.client, started)
+        .await
+        .ok_or_else(client_gone)?;
+    let end = match result {
+        AttemptResult::Failed(failed) => return Ok(Sent::Failed(failed)),
+        AttemptResult::Untranslatable(reason) => {
+            record::untranslatable(req, pick, &reason, &mut reply.meta, trail);
+            TargetEnd::Next
+        }
+        AttemptResult::Complete {
+            content_type,
+            body,
+            ttfb,
+        } => {
+            let usage = attempt::usage_of(&body);
+            record::outcome(req, pick, Outcome::Success, Some(ttfb), usage);
+            reply.meta.target = Some(req.label(pick.slot).to_string());
+            let status = reply.send_whole((200, content_type, body), &[]).await?;
+            TargetEnd::Answered { status }
+        }
+        AttemptResult::Stream { held, ttfb } => {
+            reply.meta.target = Some(req.label(pick.slot).to_string());
+            relay::relay(req, pick, *held, ttfb, None, reply).await?
+        }
+    };
+    Ok(Sent::Ended(end))
 }
 
 /// The target's health as the plan reads it, now that the failure is recorded.
