@@ -306,6 +306,18 @@ fn flapping_primary_recovers_within_the_bound(shards: usize) {
         still_fallback < healed.served.len(),
         "the primary came back"
     );
+    // Each probe went out in a half-open period that began when the cooldown ran
+    // out; the shard that sent the probe logged that transition, once.
+    let transitions = primary_transitions(&gw);
+    let entered = transitions
+        .iter()
+        .filter(|t| t.starts_with(r#"from="open",to="half_open""#))
+        .count() as u64;
+    assert_eq!(
+        entered,
+        probe_count + 1,
+        "failed probes + the one that closed it: {transitions:?}"
+    );
     gw.shutdown();
 }
 
@@ -503,4 +515,59 @@ fn a_committed_stream_probe_closes_at_once_one_shard() {
 #[test]
 fn a_committed_stream_probe_closes_at_once_two_shards() {
     a_committed_stream_probe_closes_at_once(2);
+}
+
+// 8. A retry budget belongs to its (route, target), not to the target: two routes
+//    share the primary, the first listed allows no retries at all, the second the
+//    defaults. A request on the second is retried on the primary; one on the first
+//    is not. (Before budgets were resolved per (route, target), the shared slot
+//    took the first route's budget, so neither was retried.)
+fn retry_budgets_are_per_route_and_target(shards: usize) {
+    let (primary, fallback) = primary_and_fallback();
+    primary.set_fault(fault_status(503));
+    let targets = "    targets:\n      - { provider: primary, model: primary-model, priority: 0 }\n      - { provider: fallback, model: fallback-model, priority: 1 }\n";
+    let yaml = format!(
+        "listen: 127.0.0.1:0\nshards: {shards}\nshutdown_grace: 2s\nproviders:\n{}{}routes:\n\
+         \x20 - name: strict\n    match: {{ model: strict }}\n    strategy: priority\n{targets}\
+         \x20   retry: {{ attempts: 2, backoff: 1ms, budget_ratio: 0, budget_min_per_sec: 0 }}\n\
+         \x20 - name: chat\n    match: {{ model: chat }}\n    strategy: priority\n{targets}\
+         \x20   retry: {{ attempts: 2, backoff: 1ms }}\n\
+         health: {{ consecutive_failures: 1000, min_requests: 100000 }}\n",
+        provider("primary", &primary),
+        provider("fallback", &fallback),
+    );
+    let gw = gateway(&yaml);
+    let mut clients = connection_per_shard(gw.addr(), shards);
+    for n in 0..shards {
+        let strict = clients[n]
+            .chat(&chat_body("strict", false), &[])
+            .expect("response");
+        assert_fell_back(&strict);
+        assert_eq!(
+            attempts_of(&strict),
+            2,
+            "strict: one primary try, then fallback"
+        );
+        let chat = clients[n]
+            .chat(&chat_body("chat", false), &[])
+            .expect("response");
+        assert_fell_back(&chat);
+        assert_eq!(
+            attempts_of(&chat),
+            3,
+            "chat: primary retried once, then fallback"
+        );
+    }
+    assert_eq!(requests(&primary), 3 * shards as u64);
+    gw.shutdown();
+}
+
+#[test]
+fn retry_budgets_are_per_route_and_target_one_shard() {
+    retry_budgets_are_per_route_and_target(1);
+}
+
+#[test]
+fn retry_budgets_are_per_route_and_target_two_shards() {
+    retry_budgets_are_per_route_and_target(2);
 }
