@@ -15,9 +15,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crate::downstream::ClientStream;
 
-use super::body::ChatBody;
 use super::respond::{Dialect, Meta};
-use super::stream::{self, HoldFailure, RelayPolicy, StreamEnd, StreamStats, Usage};
+use super::stream::{self, HoldFailure, RelayPolicy, StreamEnd, StreamStats};
 use crate::config::Route;
 use crate::health::{Admission, SharedBreaker, Transition};
 use crate::http::request::RequestHead;
@@ -29,6 +28,7 @@ use crate::route::retry::{decide, parse_retry_after, Next};
 use crate::route::{select, Table};
 use crate::shard::Shard;
 use crate::upstream::{exchange, BodyError, ExchangeError};
+use crate::wire::{ChatBody, Usage};
 
 /// Header a client may send to shorten the route's total deadline.
 pub const TIMEOUT_HEADER: &str = "x-switchyard-timeout-ms";
