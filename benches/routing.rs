@@ -83,7 +83,7 @@ fn bench_routing(c: &mut Criterion) {
                     .match_route(black_box("m9"), None, |_| None)
                     .unwrap_or(0);
                 let targets = &table.routes[route].targets;
-                let cands = candidates(targets.iter().map(|t| &health[t.slot]), now);
+                let cands = candidates(targets.iter().map(|t| health[t.slot].health.borrow()), now);
                 order(&table.config.routes[route], &cands, &mut balancer, &mut rng)
             })
         });

@@ -27,7 +27,7 @@ pub enum DemoError {
     #[error("mock provider: {0}")]
     Mock(std::io::Error),
     #[error(transparent)]
-    Gateway(#[from] crate::gateway::GatewayError),
+    Gateway(#[from] crate::control::GatewayError),
 }
 
 struct Phase {

@@ -4,11 +4,13 @@
 pub mod admin;
 pub mod bufio;
 pub mod config;
+pub mod control;
 pub mod demo;
 pub mod downstream;
 pub mod gateway;
 pub mod health;
 pub mod http;
+pub mod launch;
 pub mod log;
 pub mod metrics;
 pub mod outcome;
@@ -20,3 +22,4 @@ pub mod server;
 pub mod shard;
 pub mod systemd;
 pub mod upstream;
+pub mod wire;

@@ -538,8 +538,8 @@ fn retry_budgets_are_per_route_and_target(shards: usize) {
     );
     let gw = gateway(&yaml);
     let mut clients = connection_per_shard(gw.addr(), shards);
-    for n in 0..shards {
-        let strict = clients[n]
+    for client in &mut clients {
+        let strict = client
             .chat(&chat_body("strict", false), &[])
             .expect("response");
         assert_fell_back(&strict);
@@ -548,7 +548,7 @@ fn retry_budgets_are_per_route_and_target(shards: usize) {
             2,
             "strict: one primary try, then fallback"
         );
-        let chat = clients[n]
+        let chat = client
             .chat(&chat_body("chat", false), &[])
             .expect("response");
         assert_fell_back(&chat);

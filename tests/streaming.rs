@@ -16,7 +16,8 @@ use serde_json::{json, Value};
 use switchyard::gateway::Gateway;
 use switchyard::http::sse::{SseEvent, SseParser};
 use switchyard::proxy::continuation::CONTINUE_INSTRUCTION;
-use switchyard::proxy::stream::{inspect, EventKind, Usage};
+use switchyard::proxy::stream::{inspect, EventKind};
+use switchyard::wire::Usage;
 
 const PRIMARY: &str = "primary/primary-model";
 const FALLBACK: &str = "fallback/fallback-model";

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use subtle::ConstantTimeEq;
 
 use crate::config::AdminConfig;
-use crate::gateway::Control;
+use crate::control::Control;
 use crate::health::BreakerState;
 use crate::http::request::Method;
 use crate::http::response::{write_response_head, BodyLen};
@@ -301,7 +301,7 @@ fn breaker_name(state: BreakerState) -> &'static str {
 
 /// One admin reload at a time (a poisoned lock only means an earlier reload
 /// panicked; the next one may still run).
-fn reload(shared: &Shared) -> Result<u64, crate::gateway::GatewayError> {
+fn reload(shared: &Shared) -> Result<u64, crate::control::GatewayError> {
     let _one = shared
         .reloads
         .lock()

@@ -125,7 +125,7 @@ pub fn classify_status(status: u16, body: &[u8]) -> FailureClass {
 mod tests {
     use super::*;
     use crate::config::{BaseUrl, Provider, ProviderKind};
-    use crate::proxy::body::ChatBody;
+    use crate::wire::ChatBody;
     use std::time::Duration;
 
     fn provider(api_version: Option<&str>) -> Provider {

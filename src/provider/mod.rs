@@ -18,7 +18,7 @@ pub mod secrets;
 use crate::config::{Provider, ProviderKind};
 use crate::http::sse::{SseError, SseEvent, SseParser};
 use crate::outcome::FailureClass;
-use crate::proxy::body::ChatBody;
+use crate::wire::ChatBody;
 
 pub use secrets::Secrets;
 

@@ -1,7 +1,9 @@
 //! Proxying one client request: the phases between a parsed request and its answer
-//! (body inspection, the attempt loop, streaming, and the gateway's response headers).
+//! (the attempt loop, streaming, continuation, and the gateway's response headers),
+//! with a room for each client dialect: OpenAI chat ([`chat`]) and Anthropic
+//! Messages ([`anthropic`] for its shapes, [`messages`] for its endpoint).
 
-pub mod body;
+pub mod anthropic;
 pub mod chat;
 pub mod continuation;
 pub mod messages;

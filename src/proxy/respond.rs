@@ -4,6 +4,7 @@
 //! (`x-switchyard-target`), after how many upstream attempts, and whether the
 //! request had to fall back. Bodies are written in the client's [`Dialect`].
 
+use super::anthropic;
 use crate::http::response::{write_response_head, BodyLen};
 use crate::http::ApiError;
 
@@ -13,7 +14,7 @@ pub enum Dialect {
     /// OpenAI's shapes, which the gateway speaks internally (nothing is translated).
     #[default]
     OpenAi,
-    /// Anthropic's Messages API shapes (see [`super::messages`]).
+    /// Anthropic's Messages API shapes (see [`super::anthropic`]).
     Anthropic,
 }
 
@@ -97,7 +98,10 @@ impl Meta {
     ) {
         match self.dialect {
             Dialect::OpenAi => self.write_full(out, status, content_type, body, extra),
-            Dialect::Anthropic => super::messages::write_answer(self, out, status, body, extra),
+            Dialect::Anthropic => {
+                let (status, body) = anthropic::shape_answer(status, body);
+                self.write_full(out, status, b"application/json", &body, extra)
+            }
         }
     }
 
@@ -113,7 +117,7 @@ impl Meta {
         match self.dialect {
             Dialect::OpenAi => (status, content_type, body),
             Dialect::Anthropic => {
-                let (status, body) = super::messages::shape_answer(status, &body);
+                let (status, body) = anthropic::shape_answer(status, &body);
                 (status, b"application/json".to_vec(), body)
             }
         }
@@ -123,7 +127,7 @@ impl Meta {
     pub fn write_error(&self, out: &mut Vec<u8>, error: &ApiError, extra: &[(&str, &[u8])]) {
         let body = match self.dialect {
             Dialect::OpenAi => error.body(),
-            Dialect::Anthropic => super::messages::error_body(error),
+            Dialect::Anthropic => anthropic::error_body(error),
         };
         self.write_full(out, error.status, b"application/json", &body, extra);
     }

@@ -20,18 +20,10 @@ use crate::http::chunked::{encode_chunk, LAST_CHUNK};
 use crate::http::sse::{is_done_marker, write_event, SseEvent};
 use crate::outcome::FailureClass;
 use crate::provider::EventSource;
-use crate::proxy::messages::EventTranslator;
+use crate::proxy::anthropic::EventTranslator;
 use crate::proxy::respond::Dialect;
 use crate::upstream::{BodyError, Response};
-
-/// Token counts reported by a provider.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-pub struct Usage {
-    #[serde(default)]
-    pub prompt_tokens: u64,
-    #[serde(default)]
-    pub completion_tokens: u64,
-}
+use crate::wire::Usage;
 
 #[derive(Deserialize, Default)]
 struct ChunkFields {
@@ -701,7 +693,7 @@ pub async fn end_with_error(
             push_event(&mut out, &mut frame, None, "[DONE]");
         }
         Dialect::Anthropic => {
-            crate::proxy::messages::stream::error_event(reason, &mut frame);
+            crate::proxy::anthropic::stream::error_event(reason, &mut frame);
             encode_chunk(&frame, &mut out);
         }
     }

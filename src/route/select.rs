@@ -13,7 +13,7 @@
 use std::time::Instant;
 
 use crate::config::{Route, Strategy};
-use crate::shard::state::TargetCell;
+use crate::health::TargetHealth;
 
 /// Chance that the latency strategy explores a random target first.
 pub const LATENCY_EXPLORATION: f64 = 0.05;
@@ -44,18 +44,18 @@ pub struct Candidate {
 }
 
 /// Reads the candidates of a route, one per target in route order, from each
-/// target's cell on this shard.
-pub fn candidates<'c>(cells: impl Iterator<Item = &'c TargetCell>, now: Instant) -> Vec<Candidate> {
-    cells
+/// target's health on this shard.
+pub fn candidates<H: std::ops::Deref<Target = TargetHealth>>(
+    health: impl Iterator<Item = H>,
+    now: Instant,
+) -> Vec<Candidate> {
+    health
         .enumerate()
-        .map(|(target, cell)| {
-            let h = cell.health.borrow();
-            Candidate {
-                target,
-                available: h.available(now),
-                ewma_us: h.ewma_us(now),
-                in_flight: h.in_flight(),
-            }
+        .map(|(target, h)| Candidate {
+            target,
+            available: h.available(now),
+            ewma_us: h.ewma_us(now),
+            in_flight: h.in_flight(),
         })
         .collect()
 }

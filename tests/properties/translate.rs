@@ -14,10 +14,11 @@ use serde_json::Value;
 use switchyard::config::{load_str, Config, ProviderKind};
 use switchyard::http::SseEvent;
 use switchyard::provider::{self, Api, RequestParts};
-use switchyard::proxy::body::ChatBody;
-use switchyard::proxy::messages::response::{error_from_upstream, message_from_completion};
-use switchyard::proxy::messages::{to_chat_body, EventTranslator};
-use switchyard::proxy::stream::{inspect, Usage};
+use switchyard::proxy::anthropic::response::{error_from_upstream, message_from_completion};
+use switchyard::proxy::anthropic::{to_chat_body, EventTranslator};
+use switchyard::proxy::stream::inspect;
+use switchyard::wire::ChatBody;
+use switchyard::wire::Usage;
 
 use crate::cases;
 use crate::json::{body, mutated};

@@ -8,8 +8,9 @@ use crate::config::{BaseUrl, Provider, ProviderKind};
 use crate::http::sse::{SseError, SseEvent};
 use crate::outcome::FailureClass;
 use crate::provider::{EventSource, PreparedProvider};
-use crate::proxy::body::ChatBody;
-use crate::proxy::stream::{inspect, EventKind, Usage as RelayUsage};
+use crate::proxy::stream::{inspect, EventKind};
+use crate::wire::ChatBody;
+use crate::wire::Usage as RelayUsage;
 
 fn translated(body: Value) -> Value {
     let bytes = serde_json::to_vec(&body).unwrap();

@@ -10,7 +10,7 @@ use crate::config::{AwsCredentials, BaseUrl, Provider, ProviderKind};
 use crate::http::sse::SseEvent;
 use crate::outcome::FailureClass;
 use crate::provider::{openai, RequestParts};
-use crate::proxy::body::ChatBody;
+use crate::wire::ChatBody;
 
 const MODEL: &str = "anthropic.claude-3-haiku-20240307-v1:0";
 

@@ -114,7 +114,7 @@ impl Stamp {
 mod tests {
     use super::*;
     use crate::config::{BaseUrl, Provider, ProviderKind};
-    use crate::proxy::body::ChatBody;
+    use crate::wire::ChatBody;
     use std::time::Duration;
 
     fn provider() -> Provider {

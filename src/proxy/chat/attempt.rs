@@ -14,10 +14,11 @@ use crate::http::encoding::{Coding, DecodeError};
 use crate::http::response::{parse_retry_after, write_request_head};
 use crate::outcome::Failure;
 use crate::provider::{self, Secrets};
-use crate::proxy::stream::{self, HoldFailure, Usage};
+use crate::proxy::stream::{self, HoldFailure};
 use crate::upstream::{
     exchange, BodyError, ConnectError, ExchangeDeadlines, ExchangeError, Response,
 };
+use crate::wire::Usage;
 use std::time::SystemTime;
 use whole::WholeError;
 

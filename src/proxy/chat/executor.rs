@@ -119,7 +119,12 @@ fn order(req: &Request<'_>, route: usize) -> Vec<usize> {
     let now = Instant::now();
     let routing = &req.routing;
     let targets = &routing.table.routes[route].targets;
-    let candidates = select::candidates(targets.iter().map(|t| &*routing.targets[t.slot]), now);
+    let candidates = select::candidates(
+        targets
+            .iter()
+            .map(|t| routing.targets[t.slot].health.borrow()),
+        now,
+    );
     let mut rng = fastrand::Rng::new();
     let mut balancer = routing.routes[route].balancer.borrow_mut();
     select::order(req.route(route), &candidates, &mut balancer, &mut rng)

@@ -22,7 +22,6 @@ use std::time::{Duration, Instant};
 
 use crate::downstream::ClientStream;
 
-use super::body::ChatBody;
 use super::respond::{Dialect, Meta};
 use crate::config::Route;
 use crate::health::SharedBreaker;
@@ -32,6 +31,7 @@ use crate::outcome::FailureClass;
 use crate::route::table::TargetPolicy;
 use crate::shard::state::Routing;
 use crate::shard::Shard;
+use crate::wire::ChatBody;
 
 pub use crate::provider::Api;
 

@@ -6,7 +6,7 @@ use super::attempt::Failed;
 use super::*;
 use crate::health::Transition;
 use crate::outcome::Outcome;
-use crate::proxy::stream::Usage;
+use crate::wire::Usage;
 
 /// An attempt on `pick` is about to be sent; the first on a target deposits in its
 /// (route, target) retry budget.

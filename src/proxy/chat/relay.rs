@@ -5,7 +5,8 @@ use super::attempt::AttemptResult;
 use super::executor::TargetEnd;
 use super::*;
 use crate::outcome::Outcome;
-use crate::proxy::stream::{self, RelayPolicy, StreamEnd, StreamStats, Usage};
+use crate::proxy::stream::{self, RelayPolicy, StreamEnd, StreamStats};
+use crate::wire::Usage;
 
 /// Relays a committed stream from `pick`. `carried` is set when this stream
 /// continues one the client already holds (its stats so far and how to rewrite

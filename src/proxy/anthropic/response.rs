@@ -11,7 +11,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::super::stream::Usage;
+use crate::wire::Usage;
 
 /// An OpenAI answer that cannot be shown as an Anthropic `message`.
 #[derive(Debug, thiserror::Error, PartialEq)]

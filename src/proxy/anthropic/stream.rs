@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use super::response::{message_id, stop_reason, MessageUsage};
 use crate::http::sse::write_event;
-use crate::proxy::stream::Usage;
+use crate::wire::Usage;
 
 #[derive(Deserialize)]
 struct Chunk {

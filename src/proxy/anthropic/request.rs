@@ -30,7 +30,7 @@ use serde_json::value::RawValue;
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum RequestError {
     #[error(transparent)]
-    NotUtf8(#[from] crate::proxy::body::NotUtf8),
+    NotUtf8(#[from] crate::wire::body::NotUtf8),
     #[error("request body is not a valid Messages request: {0}")]
     Json(String),
     #[error("`messages` must not be empty")]
@@ -274,7 +274,7 @@ impl ChatMessage {
 
 /// Translates an Anthropic Messages request body into an OpenAI chat body.
 pub fn to_chat_body(body: &[u8]) -> Result<Vec<u8>, RequestError> {
-    let text = crate::proxy::body::utf8(body)?;
+    let text = crate::wire::body::utf8(body)?;
     let request: MessagesRequest =
         serde_json::from_str(text).map_err(|e| RequestError::Json(e.to_string()))?;
     if request.messages.is_empty() {

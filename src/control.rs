@@ -1,0 +1,152 @@
+//! The control plane's shared state: the live table and its generation, the
+//! shards' inboxes, and what changes them off the request path (reloads, DNS
+//! refresh, health snapshots). The gateway and the admin thread both hold it.
+//!
+//! Shards never share state with it: every change reaches them as a message
+//! (a new `Arc<Table>`, a shutdown, a snapshot request) in their inboxes.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::Duration;
+
+use crate::config::{self, Config, ConfigErrors};
+use crate::launch::StartError;
+use crate::log::Level;
+use crate::metrics::ShardSnapshot;
+use crate::route::table::resolve_host;
+use crate::route::Table;
+use crate::shard::{self, ShardMsg};
+
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    #[error("{0}")]
+    Config(#[from] ConfigErrors),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Start(#[from] StartError),
+    #[error("no config file to reload (the gateway was started from an in-memory config)")]
+    NoSource,
+    #[error("`{0}` changed; it takes effect only after a restart")]
+    NeedsRestart(&'static str),
+}
+
+/// State the control plane shares with the admin thread (never with shards).
+pub struct Control {
+    pub(crate) table: Mutex<Arc<Table>>,
+    pub(crate) generation: AtomicU64,
+    pub(crate) source: Option<PathBuf>,
+    pub(crate) inboxes: Vec<shard::Inbox>,
+    pub addr: SocketAddr,
+    pub drivers: Vec<&'static str>,
+}
+
+impl Control {
+    pub fn current(&self) -> Arc<Table> {
+        self.table
+            .lock()
+            .map(|t| t.clone())
+            .unwrap_or_else(|poisoned| poisoned.into_inner().clone())
+    }
+
+    /// Re-reads the config file; a bad file keeps the running config.
+    pub fn reload_file(&self) -> Result<u64, GatewayError> {
+        let path = self.source.as_ref().ok_or(GatewayError::NoSource)?;
+        let config = config::load_file(path)?;
+        self.install(config)
+    }
+
+    /// Validates and installs `config` on every shard (between requests).
+    pub fn install(&self, config: Config) -> Result<u64, GatewayError> {
+        let current = self.current();
+        if config.listen != current.config.listen {
+            return Err(GatewayError::NeedsRestart("listen"));
+        }
+        // The admin listener is bound once; its token is read per request (so it
+        // rotates on reload), but adding, removing or moving it needs a restart.
+        let admin_listen = |c: &Config| c.admin.as_ref().map(|a| a.listen);
+        if admin_listen(&config) != admin_listen(&current.config) {
+            return Err(GatewayError::NeedsRestart("admin.listen"));
+        }
+        for (key, changed) in [
+            ("shards", config.shards != current.config.shards),
+            ("driver", config.driver != current.config.driver),
+        ] {
+            if changed {
+                crate::event!(
+                    Level::Warn,
+                    "config key changed; it takes effect only after a restart",
+                    key = key
+                );
+            }
+        }
+        crate::log::set_format(config.log.format);
+        let generation = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
+        let mut table = Table::build(Arc::new(config), generation, &resolve_host);
+        table.carry_breakers(&current);
+        self.publish(Arc::new(table));
+        crate::event!(Level::Info, "config reloaded", generation = generation);
+        Ok(generation)
+    }
+
+    /// Re-resolves provider hosts; shards get a new table only when addresses moved.
+    pub fn refresh_dns(&self) {
+        let current = self.current();
+        let generation = self.generation.load(Ordering::SeqCst) + 1;
+        let mut fresh = Table::build(current.config.clone(), generation, &resolve_host);
+        fresh.carry_breakers(&current);
+        if fresh.same_addresses(&current) {
+            return;
+        }
+        self.generation.store(generation, Ordering::SeqCst);
+        self.publish(Arc::new(fresh));
+        crate::event!(
+            Level::Info,
+            "provider addresses changed",
+            generation = generation
+        );
+    }
+
+    fn publish(&self, table: Arc<Table>) {
+        if let Ok(mut current) = self.table.lock() {
+            *current = table.clone();
+        }
+        for inbox in &self.inboxes {
+            shard::deliver(inbox, ShardMsg::Table(table.clone()));
+        }
+    }
+
+    /// Asks every shard for its counters and health view (answered at its next tick).
+    pub fn snapshots(&self) -> Vec<ShardSnapshot> {
+        let (tx, rx) = mpsc::sync_channel(self.inboxes.len());
+        for inbox in &self.inboxes {
+            shard::deliver(inbox, ShardMsg::Snapshot(tx.clone()));
+        }
+        drop(tx);
+        let mut snapshots: Vec<ShardSnapshot> = Vec::with_capacity(self.inboxes.len());
+        let deadline = std::time::Instant::now() + Duration::from_secs(2);
+        while snapshots.len() < self.inboxes.len() {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(snapshot) => snapshots.push(snapshot),
+                Err(_) => break,
+            }
+        }
+        snapshots.sort_by_key(|s| s.shard);
+        snapshots
+    }
+
+    /// Number of shards that answered a snapshot request: all of them when ready.
+    pub fn shards_serving(&self) -> usize {
+        self.snapshots().len()
+    }
+
+    pub fn shard_count(&self) -> usize {
+        self.inboxes.len()
+    }
+}
