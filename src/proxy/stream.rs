@@ -431,93 +431,107 @@ pub async fn relay(
     stats: &mut StreamStats,
 ) -> (StreamEnd, Vec<u8>) {
     let Held {
-        mut response,
-        mut parser,
+        response,
+        parser,
         pending,
-        mut scratch,
+        scratch,
     } = held;
-    let mut out = out;
-    let mut frame = Vec::with_capacity(512);
-    let mut finished = false;
-    for (event, kind) in pending {
-        if let Some(end) = apply(
-            &event,
-            kind,
-            &mut out,
-            &mut frame,
-            policy,
-            stats,
-            &mut finished,
-        ) {
-            return finish(end, client, out, &mut frame, response).await;
-        }
-    }
+    let mut upstream = Upstream {
+        response,
+        parser,
+        scratch,
+    };
+    let mut relaying = Relaying {
+        out,
+        frame: Vec::with_capacity(512),
+        finished: false,
+    };
+    let mut end = pending
+        .into_iter()
+        .find_map(|(event, kind)| apply(&event, kind, &mut relaying, policy, stats));
     // Events that arrived in the same read as the first content are still in the
     // parser: relay them now, not after the next read (which may never come).
-    if let Some(end) = drain(
-        parser.as_mut(),
-        &mut out,
-        &mut frame,
-        policy,
-        stats,
-        &mut finished,
-    ) {
-        return finish(end, client, out, &mut frame, response).await;
+    if end.is_none() {
+        end = drain(upstream.parser.as_mut(), &mut relaying, policy, stats);
     }
+    let end = match end {
+        Some(end) => end,
+        None => match pump(&mut upstream, client, &mut relaying, policy, stats).await {
+            Some(end) => end,
+            None => return (StreamEnd::ClientGone, relaying.out),
+        },
+    };
+    finish(end, client, relaying.out, upstream.response).await
+}
+
+/// The provider's side of one relay: its response, the event parser over it, and
+/// the buffer each read lands in.
+struct Upstream {
+    response: Response,
+    parser: Box<dyn EventSource>,
+    scratch: Vec<u8>,
+}
+
+/// The client's side of one relay: the bytes to write next, a scratch frame, and
+/// whether the provider's final chunk has been seen.
+struct Relaying {
+    out: Vec<u8>,
+    frame: Vec<u8>,
+    finished: bool,
+}
+
+/// Writes what is pending, reads the next upstream chunk, relays its events,
+/// until one ends the stream; `None` when the client is gone.
+async fn pump(
+    upstream: &mut Upstream,
+    client: &mut ClientStream,
+    relaying: &mut Relaying,
+    policy: &RelayPolicy<'_>,
+    stats: &mut StreamStats,
+) -> Option<StreamEnd> {
     loop {
-        let (written, returned) = client.write_all(out).await;
-        out = returned;
-        out.clear();
-        if written.is_err() {
-            return (StreamEnd::ClientGone, out);
-        }
+        let (written, returned) = client.write_all(std::mem::take(&mut relaying.out)).await;
+        relaying.out = returned;
+        relaying.out.clear();
+        written.ok()?;
+        let Upstream {
+            response,
+            parser,
+            scratch,
+        } = upstream;
         scratch.clear();
-        let more = match response
-            .read_chunk(&mut scratch, policy.read_deadline())
-            .await
-        {
+        let more = match response.read_chunk(scratch, policy.read_deadline()).await {
             Ok(more) => more,
-            Err(e) => {
-                let end = policy.read_failure(e);
-                return finish(end, client, out, &mut frame, response).await;
-            }
+            Err(e) => return Some(policy.read_failure(e)),
         };
-        parser.push(&scratch);
-        if let Some(end) = drain(
-            parser.as_mut(),
-            &mut out,
-            &mut frame,
-            policy,
-            stats,
-            &mut finished,
-        ) {
-            return finish(end, client, out, &mut frame, response).await;
+        parser.push(scratch);
+        if let Some(end) = drain(parser.as_mut(), relaying, policy, stats) {
+            return Some(end);
         }
-        if !more {
-            let end = if finished {
-                // Finished cleanly but without `[DONE]`: finalise for the client now.
-                stats.output.done(&mut out, &mut frame, stats.usage);
-                StreamEnd::Completed
-            } else {
-                StreamEnd::Failed {
-                    class: FailureClass::MidStream,
-                    reason: "stream ended before its final chunk".into(),
-                }
-            };
-            return finish(end, client, out, &mut frame, response).await;
+        if more {
+            continue;
         }
+        if !relaying.finished {
+            return Some(StreamEnd::Failed {
+                class: FailureClass::MidStream,
+                reason: "stream ended before its final chunk".into(),
+            });
+        }
+        // Finished cleanly but without `[DONE]`: finalise for the client now.
+        stats
+            .output
+            .done(&mut relaying.out, &mut relaying.frame, stats.usage);
+        return Some(StreamEnd::Completed);
     }
 }
 
-/// Appends the client's copy of every complete event the parser holds to `out`;
-/// returns how the stream ends when one of them ends it.
+/// Appends the client's copy of every complete event the parser holds; returns
+/// how the stream ends when one of them ends it.
 fn drain(
     parser: &mut dyn EventSource,
-    out: &mut Vec<u8>,
-    frame: &mut Vec<u8>,
+    relaying: &mut Relaying,
     policy: &RelayPolicy<'_>,
     stats: &mut StreamStats,
-    finished: &mut bool,
 ) -> Option<StreamEnd> {
     while let Some(event) = parser.next_event() {
         let Ok(event) = event else {
@@ -527,7 +541,7 @@ fn drain(
             });
         };
         let kind = inspect(&event);
-        if let Some(end) = apply(&event, kind, out, frame, policy, stats, finished) {
+        if let Some(end) = apply(&event, kind, relaying, policy, stats) {
             return Some(end);
         }
     }
@@ -539,12 +553,15 @@ fn drain(
 fn apply(
     event: &SseEvent,
     kind: EventKind,
-    out: &mut Vec<u8>,
-    frame: &mut Vec<u8>,
+    relaying: &mut Relaying,
     policy: &RelayPolicy<'_>,
     stats: &mut StreamStats,
-    finished: &mut bool,
 ) -> Option<StreamEnd> {
+    let Relaying {
+        out,
+        frame,
+        finished,
+    } = relaying;
     match kind {
         EventKind::Done => {
             stats.output.done(out, frame, stats.usage);
@@ -722,7 +739,6 @@ async fn finish(
     end: StreamEnd,
     client: &mut ClientStream,
     mut out: Vec<u8>,
-    _frame: &mut Vec<u8>,
     response: Response,
 ) -> (StreamEnd, Vec<u8>) {
     if matches!(end, StreamEnd::Completed) {
