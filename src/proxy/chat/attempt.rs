@@ -43,7 +43,7 @@ pub(super) enum AttemptResult {
 
 /// What reading one answer needs to know about its attempt.
 struct Answering<'t> {
-    kind: crate::config::ProviderKind,
+    adapter: &'static dyn provider::Adapter,
     model: &'t str,
     secrets: &'t Secrets,
     stall: Duration,
@@ -123,7 +123,7 @@ impl Call<'_> {
             Err(e) => return exchange_failure(e),
         };
         let answering = Answering {
-            kind: provider.kind,
+            adapter: entry.prepared.adapter,
             model: &target.model,
             secrets: &entry.secrets,
             stall: timeouts.between_chunks,
@@ -158,7 +158,7 @@ impl Call<'_> {
         if !(200..300).contains(&status) {
             return self.error_answer(response, coding, content_type, at).await;
         }
-        if self.chat.stream && provider::is_event_stream(at.kind, &content_type) {
+        if self.chat.stream && at.adapter.is_event_stream(&content_type) {
             return self.held_stream(response, coding, at).await;
         }
         self.whole_answer(response, coding, content_type, at).await
@@ -184,7 +184,7 @@ impl Call<'_> {
             }
             Err(e) => return failed(FailureClass::Server, None, &e.to_string()),
         }
-        let source = provider::event_source(at.kind, at.model);
+        let source = at.adapter.event_source(at.model);
         let policy = stream::HoldPolicy {
             first_content_deadline: at.first_byte_deadline,
             until_content: at.hold_until_content,
@@ -199,7 +199,7 @@ impl Call<'_> {
                 if failure.overflowed {
                     self.count_stream_overflow(at.slot);
                 }
-                hold_failed(at.kind, failure)
+                hold_failed(at.adapter, failure)
             }
         }
     }
@@ -226,13 +226,11 @@ impl Call<'_> {
             Err(e) => return failed(FailureClass::Server, None, &e.to_string()),
         };
         response.finish();
-        let content_type = if provider::passes_through(at.kind) {
-            content_type
-        } else {
-            b"application/json".to_vec()
-        };
-        match provider::translate_response(at.kind, self.api, at.model, body) {
-            Ok(body) => AttemptResult::Complete {
+        match at
+            .adapter
+            .whole_answer(self.api, at.model, content_type, body)
+        {
+            Ok((content_type, body)) => AttemptResult::Complete {
                 content_type,
                 body: at.secrets.scrub(body),
                 ttfb: at.ttfb,
@@ -273,16 +271,14 @@ impl Call<'_> {
             Ok(coding) => crate::http::encoding::decode(coding, raw, limit),
             Err(e) => Err(e),
         };
-        let class = provider::classify_status(at.kind, status, decoded.as_deref().unwrap_or(&[]));
+        let class = at
+            .adapter
+            .classify_status(status, decoded.as_deref().unwrap_or(&[]));
         let retry_after = retry_after_raw
             .as_deref()
             .and_then(|v| parse_retry_after(v, SystemTime::now()));
         let (content_type, body) = match decoded {
-            Ok(body) if provider::passes_through(at.kind) => (content_type, body),
-            Ok(body) => (
-                b"application/json".to_vec(),
-                provider::translate_error(at.kind, status, body),
-            ),
+            Ok(body) => at.adapter.error_answer(status, content_type, body),
             Err(e) => (b"application/json".to_vec(), undecodable_error(status, &e)),
         };
         AttemptResult::Failed {
@@ -301,8 +297,8 @@ impl Call<'_> {
         }
     }
 
-    /// The bytes of one upstream request: pass-through kinds get the client's body
-    /// with the model rewritten; other kinds get their own translated request.
+    /// The bytes of one upstream request: the target's adapter encodes its path,
+    /// headers and body; the HTTP head is written around them.
     pub(super) fn encode_request(
         &mut self,
         provider: &crate::config::Provider,
@@ -313,41 +309,21 @@ impl Call<'_> {
             Some((body, chat)) => (body.as_slice(), chat),
             None => (self.body, &self.chat),
         };
-        let outbound = if provider::passes_through(provider.kind) {
-            let mut body = Vec::with_capacity(source.len() + 64);
-            chat.rewrite(source, &target.model, &mut body);
-            let path = match self.api {
-                Api::ChatCompletions => &prepared.chat_path,
-                Api::Embeddings => &prepared.embeddings_path,
-            };
-            (std::borrow::Cow::Borrowed(path.as_str()), None, body)
-        } else {
-            let parts = provider::RequestParts {
-                provider,
-                prepared,
-                api: self.api,
-                model: &target.model,
-                body: source,
-                chat,
-                query: &target.query,
-                now: SystemTime::now(),
-            };
-            let out = provider::translate_request(&parts)?;
-            (
-                std::borrow::Cow::Owned(out.path),
-                Some(out.headers),
-                out.body,
-            )
+        let parts = provider::RequestParts {
+            provider,
+            prepared,
+            api: self.api,
+            model: &target.model,
+            body: source,
+            chat,
+            query: &target.query,
+            now: SystemTime::now(),
         };
-        let (mut path, own_headers, body) = outbound;
-        if !target.query.is_empty() && !provider::signs_requests(provider.kind) {
-            provider::append_query(path.to_mut(), &target.query);
-        }
+        let outbound = prepared.adapter.encode(&parts)?;
         let mut request = std::mem::take(&mut self.request_buf);
         request.clear();
-        let own_headers = own_headers.as_deref().unwrap_or(&prepared.headers);
         let headers = request_headers(
-            own_headers,
+            &outbound.headers,
             &target.headers,
             &self.meta.request_id,
             chat.stream,
@@ -355,12 +331,12 @@ impl Call<'_> {
         write_request_head(
             &mut request,
             "POST",
-            &path,
+            &outbound.path,
             &prepared.host_header,
             &headers,
-            body.len(),
+            outbound.body.len(),
         );
-        request.extend_from_slice(&body);
+        request.extend_from_slice(&outbound.body);
         Ok(request)
     }
 }
@@ -446,13 +422,11 @@ pub(super) fn exchange_failure(error: ExchangeError) -> AttemptResult {
     failed(class, None, &error.to_string())
 }
 
-pub(super) fn hold_failed(
-    kind: crate::config::ProviderKind,
-    failure: HoldFailure,
-) -> AttemptResult {
-    let class = failure.error_data.as_deref().map_or(failure.class, |data| {
-        provider::classify_stream_error(kind, data)
-    });
+pub(super) fn hold_failed(adapter: &dyn provider::Adapter, failure: HoldFailure) -> AttemptResult {
+    let class = failure
+        .error_data
+        .as_deref()
+        .map_or(failure.class, |data| adapter.classify_stream_error(data));
     failed(class, None, &failure.reason)
 }
 

@@ -174,7 +174,10 @@ impl Call<'_> {
             }
             let target = &route.targets[target_index];
             let prefill = target.prefill.unwrap_or_else(|| {
-                provider::accepts_prefill(table.providers[target.provider].prepared.kind)
+                table.providers[target.provider]
+                    .prepared
+                    .adapter
+                    .accepts_prefill()
             });
             let Some(body) =
                 crate::proxy::continuation::request_body(self.body, &stats.text, prefill)
