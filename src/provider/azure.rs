@@ -10,8 +10,54 @@
 
 use serde::Deserialize;
 
-use super::{percent_encode, Api, Outbound, RequestParts, TranslateError};
+use super::{
+    append_query, percent_encode, Adapter, Api, EventSource, Outbound, RequestParts,
+    TranslateError, JSON,
+};
+use crate::http::sse::SseParser;
 use crate::outcome::FailureClass;
+
+/// Azure's adapter: OpenAI's shapes on a deployment path with an `api-key`.
+#[derive(Debug)]
+pub struct Azure;
+
+impl Adapter for Azure {
+    fn encode<'a>(&self, parts: &RequestParts<'a>) -> Result<Outbound<'a>, TranslateError> {
+        translate_request(parts)
+    }
+
+    /// Azure answers in OpenAI's shapes: the body is relayed as it came.
+    fn whole_answer(
+        &self,
+        _api: Api,
+        _model: &str,
+        _content_type: Vec<u8>,
+        body: Vec<u8>,
+    ) -> Result<(Vec<u8>, Vec<u8>), TranslateError> {
+        Ok((JSON.to_vec(), body))
+    }
+
+    fn error_answer(
+        &self,
+        _status: u16,
+        _content_type: Vec<u8>,
+        body: Vec<u8>,
+    ) -> (Vec<u8>, Vec<u8>) {
+        (JSON.to_vec(), body)
+    }
+
+    fn classify_status(&self, status: u16, body: &[u8]) -> FailureClass {
+        classify_status(status, body)
+    }
+
+    fn classify_stream_error(&self, data: &str) -> FailureClass {
+        super::openai::classify_stream_error(data)
+    }
+
+    fn event_source(&self, _model: &str) -> Box<dyn EventSource> {
+        Box::new(SseParser::new())
+    }
+}
 
 /// The `api-version` used when the provider config names none (the 2024-10-21 GA).
 pub const DEFAULT_API_VERSION: &str = "2024-10-21";
@@ -40,8 +86,9 @@ pub fn request_path(base_path: &str, api: Api, deployment: &str, api_version: &s
 
 /// Builds one Azure request: the client's body with `model` set to the deployment
 /// (Azure ignores it, the usage accounting downstream reads it), the deployment
-/// path, the `api-key` header and the provider's configured headers.
-pub fn translate_request(parts: &RequestParts<'_>) -> Result<Outbound, TranslateError> {
+/// path with the target's query, the `api-key` header and the provider's
+/// configured headers.
+pub fn translate_request(parts: &RequestParts<'_>) -> Result<Outbound<'static>, TranslateError> {
     let provider = parts.provider;
     if parts.model.is_empty() {
         return Err(TranslateError::Request(
@@ -53,12 +100,13 @@ pub fn translate_request(parts: &RequestParts<'_>) -> Result<Outbound, Translate
         .as_deref()
         .filter(|v| !v.trim().is_empty())
         .unwrap_or(DEFAULT_API_VERSION);
-    let path = request_path(
+    let mut path = request_path(
         &parts.prepared.base_path,
         parts.api,
         parts.model,
         api_version,
     );
+    append_query(&mut path, parts.query);
     let mut headers = Vec::with_capacity(provider.headers.len() + 1);
     if let Some(key) = &provider.api_key {
         headers.push((KEY_HEADER.to_string(), key.clone()));
@@ -67,8 +115,8 @@ pub fn translate_request(parts: &RequestParts<'_>) -> Result<Outbound, Translate
     let mut body = Vec::with_capacity(parts.body.len() + parts.model.len() + 48);
     parts.chat.rewrite(parts.body, parts.model, &mut body);
     Ok(Outbound {
-        path,
-        headers,
+        path: path.into(),
+        headers: headers.into(),
         body,
     })
 }
@@ -149,8 +197,8 @@ mod tests {
         }
     }
 
-    fn translate(provider: &Provider, api: Api, model: &str, body: &[u8]) -> Outbound {
-        let prepared = super::super::openai::prepare(provider);
+    fn translate(provider: &Provider, api: Api, model: &str, body: &[u8]) -> Outbound<'static> {
+        let prepared = crate::provider::prepare(provider);
         let chat = ChatBody::parse(body).expect("valid body");
         let parts = RequestParts {
             provider,
@@ -210,7 +258,7 @@ mod tests {
     #[test]
     fn empty_deployment_is_rejected() {
         let p = provider(None);
-        let prepared = super::super::openai::prepare(&p);
+        let prepared = crate::provider::prepare(&p);
         let body = br#"{"model":"chat","messages":[]}"#;
         let chat = ChatBody::parse(body).expect("valid body");
         let parts = RequestParts {

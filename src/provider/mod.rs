@@ -1,11 +1,25 @@
-//! Provider kinds: how to address, authenticate and understand each provider.
+//! Provider kinds behind one interface, [`Adapter`]: how to address, authenticate
+//! and understand each provider.
 //!
-//! The gateway speaks OpenAI's chat format on both sides of its core. OpenAI and
-//! OpenAI-compatible providers are passed through with the model rewritten (the hot
-//! path: no JSON tree is built). Other kinds translate: [`translate_request`] turns
-//! the OpenAI body into the provider's request, [`translate_response`] and
-//! [`event_source`] turn its answers back into OpenAI's shapes, and the classifiers
-//! map its errors onto the failure taxonomy of [`crate::outcome`].
+//! The gateway speaks OpenAI's chat format on both sides of its core. [`prepare`]
+//! picks a provider's adapter once, by its kind, and [`PreparedProvider`] holds it;
+//! the request path only calls its methods and never asks which kind a target is:
+//!
+//! - [`Adapter::encode`] builds one attempt's request (path with the target's
+//!   query, headers, body). OpenAI and OpenAI-compatible providers share one
+//!   pass-through adapter ([`openai::PassThrough`]): the client's body with the
+//!   model rewritten and the prepared path and headers (the hot path: no JSON tree
+//!   is built, nothing prepared is copied). The other kinds translate.
+//! - [`Adapter::whole_answer`], [`Adapter::error_answer`] and
+//!   [`Adapter::event_source`] turn the provider's answers back into OpenAI's
+//!   shapes; [`Adapter::is_event_stream`] tells its streaming format apart.
+//! - [`Adapter::classify_status`] and [`Adapter::classify_stream_error`] map its
+//!   errors onto the failure taxonomy of [`crate::outcome`].
+//! - [`Adapter::accepts_prefill`] says whether it continues a final assistant
+//!   message.
+//!
+//! Each kind's adapter lives in its module: [`openai`], [`azure`], [`anthropic`],
+//! [`gemini`], [`bedrock`].
 
 pub mod anthropic;
 pub mod azure;
@@ -14,6 +28,8 @@ pub(crate) mod chat_request;
 pub mod gemini;
 pub mod openai;
 pub mod secrets;
+
+use std::borrow::Cow;
 
 use crate::config::{Provider, ProviderKind};
 use crate::http::sse::{SseError, SseEvent, SseParser};
@@ -29,11 +45,6 @@ pub enum Api {
     Embeddings,
 }
 
-/// Kinds whose wire format is OpenAI's: bodies pass through with the model rewritten.
-pub fn passes_through(kind: ProviderKind) -> bool {
-    matches!(kind, ProviderKind::OpenAi | ProviderKind::OpenAiCompatible)
-}
-
 /// A request or answer that cannot be expressed in the other format.
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum TranslateError {
@@ -45,11 +56,72 @@ pub enum TranslateError {
     Unsupported(&'static str),
 }
 
+/// One provider kind's side of the gateway: what the request path asks of a
+/// target's provider, without knowing its kind.
+pub trait Adapter: std::fmt::Debug + Sync {
+    /// The provider request for one attempt: its path (with the target's query),
+    /// the kind's headers (auth and the provider's configured ones) and its body.
+    /// The caller writes the HTTP head around them.
+    fn encode<'a>(&self, parts: &RequestParts<'a>) -> Result<Outbound<'a>, TranslateError>;
+
+    /// A 2xx whole answer as the client gets it: its content type and an OpenAI-
+    /// shaped body for `api`, from the provider's `content_type` and `body`.
+    fn whole_answer(
+        &self,
+        api: Api,
+        model: &str,
+        content_type: Vec<u8>,
+        body: Vec<u8>,
+    ) -> Result<(Vec<u8>, Vec<u8>), TranslateError>;
+
+    /// A non-2xx answer's content type and OpenAI-shaped error body, keeping the
+    /// provider's message (clients of the gateway parse OpenAI's shape).
+    fn error_answer(&self, status: u16, content_type: Vec<u8>, body: Vec<u8>)
+        -> (Vec<u8>, Vec<u8>);
+
+    /// Classifies a non-2xx answer from the status and (bounded) error body.
+    fn classify_status(&self, status: u16, body: &[u8]) -> FailureClass;
+
+    /// Classifies an error event found inside a 200 event stream.
+    fn classify_stream_error(&self, data: &str) -> FailureClass;
+
+    /// Whether a 2xx answer with this content type is the kind's streaming format
+    /// (server-sent events unless the kind says otherwise).
+    fn is_event_stream(&self, content_type: &[u8]) -> bool {
+        content_type.starts_with(b"text/event-stream")
+    }
+
+    /// The event source for a streaming answer serving `model`.
+    fn event_source(&self, model: &str) -> Box<dyn EventSource>;
+
+    /// Whether the kind accepts an assistant message as the last message and
+    /// continues it (prefill). OpenAI-style chat APIs do not: they answer it as a
+    /// new turn, so continuation uses the instruction style there.
+    fn accepts_prefill(&self) -> bool {
+        false
+    }
+}
+
+/// The adapter of `kind`; [`prepare`] picks it once per provider.
+pub fn adapter(kind: ProviderKind) -> &'static dyn Adapter {
+    match kind {
+        ProviderKind::OpenAi | ProviderKind::OpenAiCompatible => &openai::PassThrough,
+        ProviderKind::Azure => &azure::Azure,
+        ProviderKind::Anthropic => &anthropic::Anthropic,
+        ProviderKind::Gemini => &gemini::Gemini,
+        ProviderKind::Bedrock => &bedrock::Bedrock,
+    }
+}
+
+/// The content type of every translated answer.
+pub(crate) const JSON: &[u8] = b"application/json";
+
 /// Per-provider request settings, computed once per config.
 #[derive(Debug, Clone)]
 pub struct PreparedProvider {
     pub name: String,
-    pub kind: ProviderKind,
+    /// The provider kind's side of every request and answer.
+    pub adapter: &'static dyn Adapter,
     /// Value of the `host` header.
     pub host_header: String,
     /// Base path of the provider URL, without a trailing slash.
@@ -58,17 +130,18 @@ pub struct PreparedProvider {
     pub chat_path: String,
     /// Request path for embeddings (pass-through kinds).
     pub embeddings_path: String,
-    /// Auth and configured extra headers, sent on every request.
+    /// Auth and configured extra headers, sent on every request (pass-through
+    /// kinds; the others build their own per request).
     pub headers: Vec<(String, String)>,
 }
 
-/// Prepares `provider` for the request path: host header, pass-through paths and
-/// headers (translating kinds build their own per request).
+/// Prepares `provider` for the request path: its adapter, host header, and the
+/// pass-through paths and headers.
 pub fn prepare(provider: &Provider) -> PreparedProvider {
-    openai::prepare(provider)
+    openai::prepare(provider, adapter(provider.kind))
 }
 
-/// Everything a translating kind needs to build one attempt's request.
+/// Everything an adapter needs to build one attempt's request.
 pub struct RequestParts<'a> {
     pub provider: &'a Provider,
     pub prepared: &'a PreparedProvider,
@@ -78,63 +151,20 @@ pub struct RequestParts<'a> {
     /// The client's OpenAI-format body (its own `model` not yet rewritten).
     pub body: &'a [u8],
     pub chat: &'a ChatBody,
-    /// The target's extra query parameters. Kinds that sign requests put them in
-    /// the path themselves (see [`signs_requests`]); for the others the caller
-    /// appends them.
+    /// The target's extra query parameters, which [`Adapter::encode`] puts in the
+    /// path (kinds that sign requests before signing).
     pub query: &'a [(String, String)],
     /// Wall-clock time, for request signing.
     pub now: std::time::SystemTime,
 }
 
-/// A provider request built by a translating kind. `path` includes any query.
+/// One attempt's provider request. `path` includes any query; the pass-through
+/// kinds borrow the prepared path and headers.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Outbound {
-    pub path: String,
-    pub headers: Vec<(String, String)>,
+pub struct Outbound<'a> {
+    pub path: Cow<'a, str>,
+    pub headers: Cow<'a, [(String, String)]>,
     pub body: Vec<u8>,
-}
-
-/// Builds the provider's request for kinds that do not pass through.
-pub fn translate_request(parts: &RequestParts<'_>) -> Result<Outbound, TranslateError> {
-    match parts.provider.kind {
-        ProviderKind::OpenAi | ProviderKind::OpenAiCompatible => Err(TranslateError::Unsupported(
-            "translation of a pass-through kind",
-        )),
-        ProviderKind::Azure => azure::translate_request(parts),
-        ProviderKind::Anthropic => anthropic::translate_request(parts),
-        ProviderKind::Gemini => gemini::translate_request(parts),
-        ProviderKind::Bedrock => bedrock::translate_request(parts),
-    }
-}
-
-/// Turns a provider's non-streaming success body into OpenAI's shape.
-pub fn translate_response(
-    kind: ProviderKind,
-    api: Api,
-    model: &str,
-    body: Vec<u8>,
-) -> Result<Vec<u8>, TranslateError> {
-    let _ = (api, model);
-    match kind {
-        ProviderKind::OpenAi | ProviderKind::OpenAiCompatible => Ok(body),
-        // Azure answers in OpenAI's shapes.
-        ProviderKind::Azure => Ok(body),
-        ProviderKind::Anthropic => anthropic::translate_response(api, &body),
-        ProviderKind::Gemini => gemini::translate_response(api, model, &body),
-        ProviderKind::Bedrock => bedrock::translate_response(api, model, &body),
-    }
-}
-
-/// Turns a provider's error body into an OpenAI-shaped error body, keeping the
-/// provider's message (clients of the gateway parse OpenAI's shape).
-pub fn translate_error(kind: ProviderKind, status: u16, body: Vec<u8>) -> Vec<u8> {
-    let _ = status;
-    match kind {
-        ProviderKind::OpenAi | ProviderKind::OpenAiCompatible | ProviderKind::Azure => body,
-        ProviderKind::Anthropic => anthropic::translate_error(status, &body),
-        ProviderKind::Gemini => gemini::translate_error(status, body),
-        ProviderKind::Bedrock => bedrock::translate_error(status, body),
-    }
 }
 
 /// A stream of OpenAI `chat.completion.chunk` events decoded from a provider's
@@ -152,65 +182,6 @@ impl EventSource for SseParser {
 
     fn next_event(&mut self) -> Option<Result<SseEvent, SseError>> {
         SseParser::next_event(self)
-    }
-}
-
-/// The event source for a streaming answer of `kind` serving `model`.
-pub fn event_source(kind: ProviderKind, model: &str) -> Box<dyn EventSource> {
-    let _ = model;
-    match kind {
-        ProviderKind::OpenAi | ProviderKind::OpenAiCompatible | ProviderKind::Azure => {
-            Box::new(SseParser::new())
-        }
-        ProviderKind::Anthropic => Box::new(anthropic::event_source(model)),
-        ProviderKind::Gemini => Box::new(gemini::GeminiStream::new(model)),
-        ProviderKind::Bedrock => bedrock::event_source(model),
-    }
-}
-
-/// Whether a 2xx answer with this content type is the kind's streaming format.
-pub fn is_event_stream(kind: ProviderKind, content_type: &[u8]) -> bool {
-    match kind {
-        ProviderKind::Bedrock => content_type.starts_with(b"application/vnd.amazon.eventstream"),
-        _ => content_type.starts_with(b"text/event-stream"),
-    }
-}
-
-/// Kinds whose request signature covers the query: they append target query
-/// parameters before signing instead of the caller appending them after.
-pub fn signs_requests(kind: ProviderKind) -> bool {
-    matches!(kind, ProviderKind::Bedrock)
-}
-
-/// Whether a provider kind accepts an assistant message as the last message and
-/// continues it (prefill). OpenAI-style chat APIs do not: they answer it as a new
-/// turn, so continuation uses the instruction style there. Anthropic does.
-pub fn accepts_prefill(kind: ProviderKind) -> bool {
-    matches!(kind, ProviderKind::Anthropic | ProviderKind::Bedrock)
-}
-
-/// Classifies a non-2xx answer from the status and (bounded) error body.
-pub fn classify_status(kind: ProviderKind, status: u16, body: &[u8]) -> FailureClass {
-    match kind {
-        ProviderKind::OpenAi | ProviderKind::OpenAiCompatible => {
-            openai::classify_status(status, body)
-        }
-        ProviderKind::Azure => azure::classify_status(status, body),
-        ProviderKind::Anthropic => anthropic::classify_status(status, body),
-        ProviderKind::Gemini => gemini::classify_status(status, body),
-        ProviderKind::Bedrock => bedrock::classify_status(status, body),
-    }
-}
-
-/// Classifies an error event found inside a 200 event stream.
-pub fn classify_stream_error(kind: ProviderKind, data: &str) -> FailureClass {
-    match kind {
-        ProviderKind::OpenAi | ProviderKind::OpenAiCompatible | ProviderKind::Azure => {
-            openai::classify_stream_error(data)
-        }
-        ProviderKind::Anthropic => anthropic::classify_stream_error(data),
-        ProviderKind::Gemini => gemini::classify_stream_error(data),
-        ProviderKind::Bedrock => bedrock::classify_stream_error(data),
     }
 }
 
@@ -243,6 +214,78 @@ pub fn percent_encode(text: &str, out: &mut String) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const PROVIDERS: &str = "\
+providers:
+  openai: { kind: openai, base_url: https://api.openai.com/v1, api_key: k }
+  compatible: { kind: openai-compatible, base_url: http://127.0.0.1:9/v1 }
+  azure: { kind: azure, base_url: https://r.openai.azure.com, api_key: k }
+  anthropic: { kind: anthropic, base_url: https://api.anthropic.com, api_key: k }
+  gemini: { kind: gemini, base_url: https://generativelanguage.googleapis.com/v1beta, api_key: k }
+  bedrock:
+    kind: bedrock
+    base_url: https://bedrock-runtime.us-east-1.amazonaws.com
+    region: us-east-1
+    aws_access_key_id: AKIDEXAMPLE
+    aws_secret_access_key: secret
+routes:
+  - name: r
+    targets: [{ provider: openai, model: m }]
+";
+
+    /// Every kind's request carries the target's query in its path; pass-through
+    /// kinds borrow the prepared path and headers unless a query forces a copy.
+    #[test]
+    fn every_adapter_encodes_path_query_headers_and_body() {
+        let config = crate::config::load_str(PROVIDERS, "t.yaml", &|_| None).expect("config");
+        let body = br#"{"model":"chat","messages":[{"role":"user","content":"hi"}],"stream":true}"#;
+        let chat = ChatBody::parse(body).expect("chat body");
+        let query = [("x".to_string(), "a b".to_string())];
+        // Each kind's bare path; the query comes after any of its own.
+        let expected = [
+            ("openai", "/v1/chat/completions"),
+            ("compatible", "/v1/chat/completions"),
+            (
+                "azure",
+                "/openai/deployments/m/chat/completions?api-version=2024-10-21",
+            ),
+            ("anthropic", "/v1/messages"),
+            ("gemini", "/v1beta/models/m:streamGenerateContent?alt=sse"),
+            ("bedrock", "/model/m/converse-stream"),
+        ];
+        for (provider, (name, path)) in config.providers.iter().zip(expected) {
+            assert_eq!(provider.name, name);
+            let prepared = prepare(provider);
+            let mut parts = RequestParts {
+                provider,
+                prepared: &prepared,
+                api: Api::ChatCompletions,
+                model: "m",
+                body,
+                chat: &chat,
+                query: &query,
+                now: std::time::SystemTime::UNIX_EPOCH,
+            };
+            let out = prepared.adapter.encode(&parts).expect(name);
+            let separator = if path.contains('?') { '&' } else { '?' };
+            assert_eq!(out.path, format!("{path}{separator}x=a%20b"), "{name}");
+            let sent: serde_json::Value = serde_json::from_slice(&out.body).expect(name);
+            assert!(sent.is_object(), "{name}");
+            parts.query = &[];
+            let bare = prepared.adapter.encode(&parts).expect(name);
+            assert_eq!(bare.path, path, "{name}");
+            let passes = matches!(
+                provider.kind,
+                ProviderKind::OpenAi | ProviderKind::OpenAiCompatible
+            );
+            assert_eq!(matches!(bare.path, Cow::Borrowed(_)), passes, "{name}");
+            assert_eq!(matches!(bare.headers, Cow::Borrowed(_)), passes, "{name}");
+            if passes {
+                assert_eq!(bare.headers, prepared.headers);
+                assert_eq!(sent["model"], "m");
+            }
+        }
+    }
 
     #[test]
     fn query_is_encoded_and_appended() {

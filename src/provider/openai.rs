@@ -1,13 +1,80 @@
 //! OpenAI and OpenAI-compatible servers (vLLM, Ollama, Groq, Together, ...):
 //! pass-through requests with a bearer key, and OpenAI's error shapes.
 
+use std::borrow::Cow;
+
 use serde::Deserialize;
 
-use super::PreparedProvider;
+use super::{
+    append_query, Adapter, Api, EventSource, Outbound, PreparedProvider, RequestParts,
+    TranslateError,
+};
 use crate::config::Provider;
+use crate::http::sse::SseParser;
 use crate::outcome::FailureClass;
 
-pub fn prepare(provider: &Provider) -> PreparedProvider {
+/// The adapter of the kinds whose wire format is OpenAI's: bodies pass through
+/// with the model rewritten, answers and errors unchanged.
+#[derive(Debug)]
+pub struct PassThrough;
+
+impl Adapter for PassThrough {
+    /// The client's body with the model rewritten (no JSON tree is built), the
+    /// prepared path and headers borrowed; only a target query copies the path.
+    fn encode<'a>(&self, parts: &RequestParts<'a>) -> Result<Outbound<'a>, TranslateError> {
+        let prepared = parts.prepared;
+        let mut body = Vec::with_capacity(parts.body.len() + 64);
+        parts.chat.rewrite(parts.body, parts.model, &mut body);
+        let path = match parts.api {
+            Api::ChatCompletions => &prepared.chat_path,
+            Api::Embeddings => &prepared.embeddings_path,
+        };
+        let mut path = Cow::Borrowed(path.as_str());
+        if !parts.query.is_empty() {
+            append_query(path.to_mut(), parts.query);
+        }
+        Ok(Outbound {
+            path,
+            headers: Cow::Borrowed(&prepared.headers),
+            body,
+        })
+    }
+
+    fn whole_answer(
+        &self,
+        _api: Api,
+        _model: &str,
+        content_type: Vec<u8>,
+        body: Vec<u8>,
+    ) -> Result<(Vec<u8>, Vec<u8>), TranslateError> {
+        Ok((content_type, body))
+    }
+
+    fn error_answer(
+        &self,
+        _status: u16,
+        content_type: Vec<u8>,
+        body: Vec<u8>,
+    ) -> (Vec<u8>, Vec<u8>) {
+        (content_type, body)
+    }
+
+    fn classify_status(&self, status: u16, body: &[u8]) -> FailureClass {
+        classify_status(status, body)
+    }
+
+    fn classify_stream_error(&self, data: &str) -> FailureClass {
+        classify_stream_error(data)
+    }
+
+    fn event_source(&self, _model: &str) -> Box<dyn EventSource> {
+        Box::new(SseParser::new())
+    }
+}
+
+/// The host header, base path, and the pass-through paths and bearer headers of
+/// `provider`, served by `adapter` (see [`super::prepare`]).
+pub fn prepare(provider: &Provider, adapter: &'static dyn Adapter) -> PreparedProvider {
     let url = &provider.base_url;
     let default_port = if url.tls { 443 } else { 80 };
     let host_header = if url.port == default_port {
@@ -22,7 +89,7 @@ pub fn prepare(provider: &Provider) -> PreparedProvider {
     headers.extend(provider.headers.iter().cloned());
     PreparedProvider {
         name: provider.name.clone(),
-        kind: provider.kind,
+        adapter,
         host_header,
         base_path: url.path.clone(),
         chat_path: format!("{}/chat/completions", url.path),

@@ -251,7 +251,7 @@ fn resolve_policies(
                     prefill: target.prefill.unwrap_or_else(|| {
                         providers
                             .get(target.provider)
-                            .is_some_and(|p| provider::accepts_prefill(p.prepared.kind))
+                            .is_some_and(|p| p.prepared.adapter.accepts_prefill())
                     }),
                     fallback_tier: route.strategy == Strategy::Priority && target.priority > best,
                 })

@@ -16,7 +16,7 @@ use switchyard::provider::bedrock::eventstream::{
     encode, Decoder, FrameError, HeaderValue, Message, MAX_MESSAGE_BYTES,
 };
 use switchyard::provider::bedrock::stream::ConverseEvents;
-use switchyard::provider::{event_source, EventSource};
+use switchyard::provider::{adapter, EventSource};
 
 use crate::json::{apply, edits};
 use crate::{cases, damage, pieces};
@@ -405,7 +405,7 @@ proptest! {
         cuts in prop::collection::vec(any::<usize>(), 0..32),
     ) {
         let wire = sse(&events.into_iter().map(|e| (None, e)).collect::<Vec<_>>());
-        let answers = run(event_source(ProviderKind::Gemini, "gemini").as_mut(), &wire, &cuts);
+        let answers = run(adapter(ProviderKind::Gemini).event_source("gemini").as_mut(), &wire, &cuts);
         check_output(&answers, wire.len(), true)?;
     }
 
@@ -434,7 +434,7 @@ proptest! {
                 (false, _) => sse(&anthropic),
             };
             damage(&mut wire, &edits);
-            let answers = run(event_source(kind, "m").as_mut(), &wire, &cuts);
+            let answers = run(adapter(kind).event_source("m").as_mut(), &wire, &cuts);
             check_output(&answers, wire.len(), false)?;
         }
     }

@@ -12,9 +12,58 @@ pub mod wire;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use super::{Api, Outbound, RequestParts, TranslateError};
+use super::{
+    append_query, Adapter, Api, EventSource, Outbound, RequestParts, TranslateError, JSON,
+};
+use crate::outcome::FailureClass;
 
 pub use errors::{classify_status, classify_stream_error, translate_error};
+
+/// Anthropic's adapter: Messages requests, answers and streams translated, and
+/// prefill (a final assistant message is continued).
+#[derive(Debug)]
+pub struct Anthropic;
+
+impl Adapter for Anthropic {
+    fn encode<'a>(&self, parts: &RequestParts<'a>) -> Result<Outbound<'a>, TranslateError> {
+        translate_request(parts)
+    }
+
+    fn whole_answer(
+        &self,
+        api: Api,
+        _model: &str,
+        _content_type: Vec<u8>,
+        body: Vec<u8>,
+    ) -> Result<(Vec<u8>, Vec<u8>), TranslateError> {
+        Ok((JSON.to_vec(), translate_response(api, &body)?))
+    }
+
+    fn error_answer(
+        &self,
+        status: u16,
+        _content_type: Vec<u8>,
+        body: Vec<u8>,
+    ) -> (Vec<u8>, Vec<u8>) {
+        (JSON.to_vec(), translate_error(status, &body))
+    }
+
+    fn classify_status(&self, status: u16, body: &[u8]) -> FailureClass {
+        classify_status(status, body)
+    }
+
+    fn classify_stream_error(&self, data: &str) -> FailureClass {
+        classify_stream_error(data)
+    }
+
+    fn event_source(&self, model: &str) -> Box<dyn EventSource> {
+        Box::new(event_source(model))
+    }
+
+    fn accepts_prefill(&self) -> bool {
+        true
+    }
+}
 
 /// The Messages endpoint under `base_path` (a base URL that already ends in
 /// `/v1` is accepted too).
@@ -46,15 +95,18 @@ pub fn headers(api_key: Option<&str>, configured: &[(String, String)]) -> Vec<(S
 }
 
 /// Builds the Messages request for one attempt (chat completions only).
-pub fn translate_request(parts: &RequestParts<'_>) -> Result<Outbound, TranslateError> {
+pub fn translate_request(parts: &RequestParts<'_>) -> Result<Outbound<'static>, TranslateError> {
     if parts.api != Api::ChatCompletions {
         return Err(TranslateError::Unsupported("embeddings"));
     }
     let request = request::translate(parts.body, parts.model)?;
     let body = serde_json::to_vec(&request).map_err(|e| TranslateError::Request(e.to_string()))?;
+    let mut path = messages_path(&parts.prepared.base_path);
+    append_query(&mut path, parts.query);
+    let headers = headers(parts.provider.api_key.as_deref(), &parts.provider.headers);
     Ok(Outbound {
-        path: messages_path(&parts.prepared.base_path),
-        headers: headers(parts.provider.api_key.as_deref(), &parts.provider.headers),
+        path: path.into(),
+        headers: headers.into(),
         body,
     })
 }

@@ -7,7 +7,7 @@ use super::*;
 use crate::config::{BaseUrl, Provider, ProviderKind};
 use crate::http::sse::{SseError, SseEvent};
 use crate::outcome::FailureClass;
-use crate::provider::{EventSource, PreparedProvider};
+use crate::provider::{Adapter, EventSource, PreparedProvider};
 use crate::proxy::stream::{inspect, EventKind};
 use crate::wire::ChatBody;
 use crate::wire::Usage as RelayUsage;
@@ -264,7 +264,7 @@ fn provider(base: &str, key: Option<&str>) -> (Provider, PreparedProvider) {
     };
     let prepared = PreparedProvider {
         name: provider.name.clone(),
-        kind: provider.kind,
+        adapter: &Anthropic,
         host_header: "api.anthropic.com".into(),
         base_path: base.into(),
         chat_path: String::new(),
@@ -289,7 +289,7 @@ fn outbound_request_has_path_and_auth_headers() {
         query: &[],
         now: std::time::SystemTime::now(),
     };
-    let out = crate::provider::translate_request(&parts).unwrap();
+    let out = Anthropic.encode(&parts).unwrap();
     assert_eq!(out.path, "/v1/messages");
     assert_eq!(
         out.headers,
@@ -310,7 +310,7 @@ fn outbound_request_has_path_and_auth_headers() {
         api: Api::Embeddings,
         ..parts
     };
-    assert!(crate::provider::translate_request(&embeddings).is_err());
+    assert!(Anthropic.encode(&embeddings).is_err());
 }
 
 #[test]

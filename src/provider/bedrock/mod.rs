@@ -15,15 +15,67 @@ pub mod stream;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use super::{Api, EventSource, Outbound, RequestParts, TranslateError};
+use super::{Adapter, Api, EventSource, Outbound, RequestParts, TranslateError, JSON};
+use crate::outcome::FailureClass;
 
 pub use errors::{classify_status, classify_stream_error, translate_error};
+
+/// Bedrock's adapter: signed Converse requests (the target's query is signed
+/// with them), answers and binary event streams translated, and prefill.
+#[derive(Debug)]
+pub struct Bedrock;
+
+impl Adapter for Bedrock {
+    fn encode<'a>(&self, parts: &RequestParts<'a>) -> Result<Outbound<'a>, TranslateError> {
+        translate_request(parts)
+    }
+
+    fn whole_answer(
+        &self,
+        api: Api,
+        model: &str,
+        _content_type: Vec<u8>,
+        body: Vec<u8>,
+    ) -> Result<(Vec<u8>, Vec<u8>), TranslateError> {
+        Ok((JSON.to_vec(), translate_response(api, model, &body)?))
+    }
+
+    fn error_answer(
+        &self,
+        status: u16,
+        _content_type: Vec<u8>,
+        body: Vec<u8>,
+    ) -> (Vec<u8>, Vec<u8>) {
+        (JSON.to_vec(), translate_error(status, body))
+    }
+
+    fn classify_status(&self, status: u16, body: &[u8]) -> FailureClass {
+        classify_status(status, body)
+    }
+
+    fn classify_stream_error(&self, data: &str) -> FailureClass {
+        classify_stream_error(data)
+    }
+
+    /// ConverseStream answers in AWS's binary event-stream framing.
+    fn is_event_stream(&self, content_type: &[u8]) -> bool {
+        content_type.starts_with(b"application/vnd.amazon.eventstream")
+    }
+
+    fn event_source(&self, model: &str) -> Box<dyn EventSource> {
+        event_source(model)
+    }
+
+    fn accepts_prefill(&self) -> bool {
+        true
+    }
+}
 
 /// SigV4 service name of bedrock-runtime.
 const SERVICE: &str = "bedrock";
 
 /// The signed Converse (or ConverseStream) request for one attempt.
-pub fn translate_request(parts: &RequestParts<'_>) -> Result<Outbound, TranslateError> {
+pub fn translate_request(parts: &RequestParts<'_>) -> Result<Outbound<'static>, TranslateError> {
     if parts.api != Api::ChatCompletions {
         return Err(TranslateError::Unsupported("embeddings on bedrock"));
     }
@@ -40,8 +92,8 @@ pub fn translate_request(parts: &RequestParts<'_>) -> Result<Outbound, Translate
         format!("{path}?{query}")
     };
     Ok(Outbound {
-        path,
-        headers,
+        path: path.into(),
+        headers: headers.into(),
         body,
     })
 }

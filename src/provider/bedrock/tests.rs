@@ -9,7 +9,7 @@ use super::*;
 use crate::config::{AwsCredentials, BaseUrl, Provider, ProviderKind};
 use crate::http::sse::SseEvent;
 use crate::outcome::FailureClass;
-use crate::provider::{openai, RequestParts};
+use crate::provider::RequestParts;
 use crate::wire::ChatBody;
 
 const MODEL: &str = "anthropic.claude-3-haiku-20240307-v1:0";
@@ -39,7 +39,7 @@ fn provider(session_token: Option<&str>) -> Provider {
     }
 }
 
-fn translate(body: &Value, session_token: Option<&str>) -> Outbound {
+fn translate(body: &Value, session_token: Option<&str>) -> Outbound<'static> {
     translate_with_query(body, session_token, &[])
 }
 
@@ -47,9 +47,9 @@ fn translate_with_query(
     body: &Value,
     session_token: Option<&str>,
     query: &[(String, String)],
-) -> Outbound {
+) -> Outbound<'static> {
     let provider = provider(session_token);
-    let prepared = openai::prepare(&provider);
+    let prepared = crate::provider::prepare(&provider);
     let bytes = serde_json::to_vec(body).expect("json");
     let chat = ChatBody::parse(&bytes).expect("chat body");
     let parts = RequestParts {

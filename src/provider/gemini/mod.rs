@@ -3,7 +3,7 @@
 //! `batchEmbedContents`, and Gemini's answers, streams and errors translated back.
 //!
 //! Gemini authenticates with `x-goog-api-key`. It has no prefill: a final `model`
-//! turn is context, so [`super::accepts_prefill`] is false for this kind.
+//! turn is context, so [`Adapter::accepts_prefill`] is false for this kind.
 
 mod embeddings;
 mod error;
@@ -15,10 +15,55 @@ mod stream;
 pub use error::{classify_status, classify_stream_error, translate_error};
 pub use stream::GeminiStream;
 
-use super::{percent_encode, Api, Outbound, RequestParts, TranslateError};
+use super::{
+    append_query, percent_encode, Adapter, Api, EventSource, Outbound, RequestParts,
+    TranslateError, JSON,
+};
+use crate::outcome::FailureClass;
+
+/// Gemini's adapter: requests, answers, streams and errors translated.
+#[derive(Debug)]
+pub struct Gemini;
+
+impl Adapter for Gemini {
+    fn encode<'a>(&self, parts: &RequestParts<'a>) -> Result<Outbound<'a>, TranslateError> {
+        translate_request(parts)
+    }
+
+    fn whole_answer(
+        &self,
+        api: Api,
+        model: &str,
+        _content_type: Vec<u8>,
+        body: Vec<u8>,
+    ) -> Result<(Vec<u8>, Vec<u8>), TranslateError> {
+        Ok((JSON.to_vec(), translate_response(api, model, &body)?))
+    }
+
+    fn error_answer(
+        &self,
+        status: u16,
+        _content_type: Vec<u8>,
+        body: Vec<u8>,
+    ) -> (Vec<u8>, Vec<u8>) {
+        (JSON.to_vec(), translate_error(status, body))
+    }
+
+    fn classify_status(&self, status: u16, body: &[u8]) -> FailureClass {
+        classify_status(status, body)
+    }
+
+    fn classify_stream_error(&self, data: &str) -> FailureClass {
+        classify_stream_error(data)
+    }
+
+    fn event_source(&self, model: &str) -> Box<dyn EventSource> {
+        Box::new(GeminiStream::new(model))
+    }
+}
 
 /// Builds the Gemini request for one attempt.
-pub fn translate_request(parts: &RequestParts<'_>) -> Result<Outbound, TranslateError> {
+pub fn translate_request(parts: &RequestParts<'_>) -> Result<Outbound<'static>, TranslateError> {
     let key = parts
         .provider
         .api_key
@@ -40,9 +85,11 @@ pub fn translate_request(parts: &RequestParts<'_>) -> Result<Outbound, Translate
             embeddings::translate_request(parts.body, &resource)?,
         ),
     };
+    let mut path = format!("{base}/{resource}:{method}");
+    append_query(&mut path, parts.query);
     Ok(Outbound {
-        path: format!("{base}/{resource}:{method}"),
-        headers,
+        path: path.into(),
+        headers: headers.into(),
         body,
     })
 }
@@ -138,8 +185,12 @@ mod tests {
         }
     }
 
-    fn outbound(provider: &Provider, api: Api, body: &[u8]) -> Result<Outbound, TranslateError> {
-        let prepared = super::super::openai::prepare(provider);
+    fn outbound(
+        provider: &Provider,
+        api: Api,
+        body: &[u8],
+    ) -> Result<Outbound<'static>, TranslateError> {
+        let prepared = crate::provider::prepare(provider);
         let chat = ChatBody::parse(body).expect("valid body");
         translate_request(&RequestParts {
             provider,

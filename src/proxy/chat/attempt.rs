@@ -58,7 +58,7 @@ pub(super) enum AttemptResult {
 
 /// What reading one answer needs to know about its attempt.
 struct Answering<'t> {
-    kind: crate::config::ProviderKind,
+    adapter: &'static dyn provider::Adapter,
     model: &'t str,
     secrets: &'t Secrets,
     stall: Duration,
@@ -129,7 +129,7 @@ async fn attempt(
         Err(e) => return exchange_failure(e),
     };
     let answering = Answering {
-        kind: provider.kind,
+        adapter: entry.prepared.adapter,
         model: &target.model,
         secrets: &entry.secrets,
         stall: timeouts.between_chunks,
@@ -168,7 +168,7 @@ async fn answer_of(
     if !(200..300).contains(&status) {
         return error_answer(req, response, coding, content_type, at).await;
     }
-    if outgoing.chat.stream && provider::is_event_stream(at.kind, &content_type) {
+    if outgoing.chat.stream && at.adapter.is_event_stream(&content_type) {
         return held_stream(req, response, coding, at).await;
     }
     whole_answer(req, response, coding, content_type, at).await
@@ -194,7 +194,7 @@ async fn held_stream(
         }
         Err(e) => return failed(FailureClass::Server, None, &e.to_string()),
     }
-    let source = provider::event_source(at.kind, at.model);
+    let source = at.adapter.event_source(at.model);
     let policy = stream::HoldPolicy {
         first_content_deadline: at.first_byte_deadline,
         until_content: at.hold_until_content,
@@ -209,7 +209,7 @@ async fn held_stream(
             if failure.overflowed {
                 record::stream_overflow(req, at.slot);
             }
-            hold_failed(at.kind, failure)
+            hold_failed(at.adapter, failure)
         }
     }
 }
@@ -236,13 +236,11 @@ async fn whole_answer(
         Err(e) => return failed(FailureClass::Server, None, &e.to_string()),
     };
     response.finish();
-    let content_type = if provider::passes_through(at.kind) {
-        content_type
-    } else {
-        b"application/json".to_vec()
-    };
-    match provider::translate_response(at.kind, req.api, at.model, body) {
-        Ok(body) => AttemptResult::Complete {
+    match at
+        .adapter
+        .whole_answer(req.api, at.model, content_type, body)
+    {
+        Ok((content_type, body)) => AttemptResult::Complete {
             content_type,
             body: at.secrets.scrub(body),
             ttfb: at.ttfb,
@@ -283,16 +281,14 @@ async fn error_answer(
         Ok(coding) => crate::http::encoding::decode(coding, raw, limit),
         Err(e) => Err(e),
     };
-    let class = provider::classify_status(at.kind, status, decoded.as_deref().unwrap_or(&[]));
+    let class = at
+        .adapter
+        .classify_status(status, decoded.as_deref().unwrap_or(&[]));
     let retry_after = retry_after_raw
         .as_deref()
         .and_then(|v| parse_retry_after(v, SystemTime::now()));
     let (content_type, body) = match decoded {
-        Ok(body) if provider::passes_through(at.kind) => (content_type, body),
-        Ok(body) => (
-            b"application/json".to_vec(),
-            provider::translate_error(at.kind, status, body),
-        ),
+        Ok(body) => at.adapter.error_answer(status, content_type, body),
         Err(e) => (b"application/json".to_vec(), undecodable_error(status, &e)),
     };
     AttemptResult::Failed(Failed {
@@ -311,8 +307,8 @@ async fn error_answer(
     })
 }
 
-/// The bytes of one upstream request: pass-through kinds get the body with the
-/// model rewritten; other kinds get their own translated request.
+/// The bytes of one upstream request: the target's adapter encodes its path,
+/// headers and body; the HTTP head is written around them.
 fn encode_request(
     req: &Request<'_>,
     outgoing: Outgoing<'_>,
@@ -320,49 +316,33 @@ fn encode_request(
     prepared: &provider::PreparedProvider,
     target: &crate::config::Target,
 ) -> Result<Vec<u8>, provider::TranslateError> {
-    let Outgoing { body: source, chat } = outgoing;
-    let outbound = if provider::passes_through(provider.kind) {
-        let mut body = Vec::with_capacity(source.len() + 64);
-        chat.rewrite(source, &target.model, &mut body);
-        let path = match req.api {
-            Api::ChatCompletions => &prepared.chat_path,
-            Api::Embeddings => &prepared.embeddings_path,
-        };
-        (std::borrow::Cow::Borrowed(path.as_str()), None, body)
-    } else {
-        let parts = provider::RequestParts {
-            provider,
-            prepared,
-            api: req.api,
-            model: &target.model,
-            body: source,
-            chat,
-            query: &target.query,
-            now: SystemTime::now(),
-        };
-        let out = provider::translate_request(&parts)?;
-        (
-            std::borrow::Cow::Owned(out.path),
-            Some(out.headers),
-            out.body,
-        )
+    let parts = provider::RequestParts {
+        provider,
+        prepared,
+        api: req.api,
+        model: &target.model,
+        body: outgoing.body,
+        chat: outgoing.chat,
+        query: &target.query,
+        now: SystemTime::now(),
     };
-    let (mut path, own_headers, body) = outbound;
-    if !target.query.is_empty() && !provider::signs_requests(provider.kind) {
-        provider::append_query(path.to_mut(), &target.query);
-    }
-    let mut request = Vec::with_capacity(body.len() + 512);
-    let own_headers = own_headers.as_deref().unwrap_or(&prepared.headers);
-    let headers = request_headers(own_headers, &target.headers, req.request_id, chat.stream);
+    let outbound = prepared.adapter.encode(&parts)?;
+    let mut request = Vec::with_capacity(outbound.body.len() + 512);
+    let headers = request_headers(
+        &outbound.headers,
+        &target.headers,
+        req.request_id,
+        outgoing.chat.stream,
+    );
     write_request_head(
         &mut request,
         "POST",
-        &path,
+        &outbound.path,
         &prepared.host_header,
         &headers,
-        body.len(),
+        outbound.body.len(),
     );
-    request.extend_from_slice(&body);
+    request.extend_from_slice(&outbound.body);
     Ok(request)
 }
 
@@ -447,13 +427,11 @@ pub(super) fn exchange_failure(error: ExchangeError) -> AttemptResult {
     failed(class, None, &error.to_string())
 }
 
-pub(super) fn hold_failed(
-    kind: crate::config::ProviderKind,
-    failure: HoldFailure,
-) -> AttemptResult {
-    let class = failure.error_data.as_deref().map_or(failure.class, |data| {
-        provider::classify_stream_error(kind, data)
-    });
+pub(super) fn hold_failed(adapter: &dyn provider::Adapter, failure: HoldFailure) -> AttemptResult {
+    let class = failure
+        .error_data
+        .as_deref()
+        .map_or(failure.class, |data| adapter.classify_stream_error(data));
     failed(class, None, &failure.reason)
 }
 
