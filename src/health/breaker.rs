@@ -409,6 +409,18 @@ impl SharedBreaker {
         })
     }
 
+    /// Whether the breaker has tripped (open, or half-open after its cooldown):
+    /// only a probe may go there until it closes.
+    pub fn tripped(&self) -> bool {
+        self.load().open.is_some()
+    }
+
+    /// Until when a `Retry-After` sidelines the target, if it does at `now`.
+    pub fn sidelined_until(&self, now: Instant) -> Option<Instant> {
+        let until = self.sidelined.load(Ordering::Acquire);
+        (self.ms(now) < until).then(|| self.instant(until))
+    }
+
     /// A probe ended without an outcome that says anything: free the token.
     pub fn release_probe(&self) {
         self.probing.store(false, Ordering::Release);

@@ -61,8 +61,10 @@ pub struct Tried {
 /// The target's health as the plan needs it, read after the failure was recorded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Reading {
-    /// The breaker sends nothing before this instant (open, or sidelined).
-    pub blocked_until: Option<Instant>,
+    /// The breaker has tripped (open, or half-open: only a probe goes there).
+    pub tripped: bool,
+    /// A `Retry-After` sidelines the target until this instant.
+    pub sidelined_until: Option<Instant>,
     /// The target's usual time to first byte (peak EWMA).
     pub typical: Duration,
     /// The (route, target) retry budget has room for one more retry.
@@ -116,8 +118,8 @@ fn sideline(policy: &TargetPolicy, failure: &Failure, now: Instant) -> Option<In
 
 /// A retry must be allowed for this attempt (never a probe), fit the deadline with
 /// the target's usual latency, fit the budget, and find the target admitted when it
-/// would go: a sideline for this very `Retry-After` ends by then, an open breaker
-/// does not.
+/// would go: a sideline for this very `Retry-After` ends by then; a tripped breaker
+/// (by this failure, or anywhere in the gateway) admits only its probe.
 fn may_retry(
     tried: Tried,
     reading: &Reading,
@@ -127,8 +129,9 @@ fn may_retry(
     deadline: Instant,
 ) -> bool {
     let at = now + wait;
-    let blocked = reading.blocked_until.max(sideline_until);
+    let blocked = reading.sidelined_until.max(sideline_until);
     !tried.probe
+        && !reading.tripped
         && reading.budget_allows
         && at + reading.typical < deadline
         && !matches!(blocked, Some(until) if until > at)

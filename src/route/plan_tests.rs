@@ -56,7 +56,8 @@ fn tried(tries: u32, others: bool) -> Tried {
 
 fn clear() -> Reading {
     Reading {
-        blocked_until: None,
+        tripped: false,
+        sidelined_until: None,
         typical: Duration::ZERO,
         budget_allows: true,
     }
@@ -197,24 +198,27 @@ fn a_retry_after_sidelines_the_target_capped() {
     assert_eq!(d.step, Step::Retry(Duration::from_secs(3)));
 }
 
-/// The gates on a retry the class asked for: (probe, budget, blocked for s,
-/// deadline in s, typical latency s) → retried?
+/// The gates on a retry the class asked for: (probe, budget, tripped, sidelined
+/// for s, deadline in s, typical latency s) → retried?
 #[test]
 fn retry_gates() {
-    type Case = (bool, bool, Option<u64>, u64, u64, bool);
+    type Case = (bool, bool, bool, Option<u64>, u64, u64, bool);
     let cases: &[Case] = &[
-        (false, true, None, 600, 0, true),
-        (true, true, None, 600, 0, false),
-        (false, false, None, 600, 0, false),
-        (false, true, Some(5), 600, 0, false),
-        (false, true, None, 0, 0, false),
-        (false, true, None, 3, 5, false),
+        (false, true, false, None, 600, 0, true),
+        (true, true, false, None, 600, 0, false),
+        (false, false, false, None, 600, 0, false),
+        (false, true, true, None, 600, 0, false),
+        (false, true, false, Some(5), 600, 0, false),
+        (false, true, false, Some(0), 600, 0, true),
+        (false, true, false, None, 0, 0, false),
+        (false, true, false, None, 3, 5, false),
     ];
     let f = failure(FailureClass::Server, Some(503), None);
-    for &(probe, budget, blocked, deadline, typical, want) in cases {
+    for &(probe, budget, tripped, blocked, deadline, typical, want) in cases {
         let now = Instant::now();
         let reading = Reading {
-            blocked_until: blocked.map(|s| now + Duration::from_secs(s)),
+            tripped,
+            sidelined_until: blocked.map(|s| now + Duration::from_secs(s)),
             typical: Duration::from_secs(typical),
             budget_allows: budget,
         };
@@ -225,7 +229,7 @@ fn retry_gates() {
         assert_eq!(
             is_retry(d.step),
             want,
-            "probe {probe} budget {budget} blocked {blocked:?} deadline {deadline} typical {typical}"
+            "probe {probe} budget {budget} tripped {tripped} sidelined {blocked:?} deadline {deadline} typical {typical}"
         );
         if !want {
             assert_eq!(d.step, Step::Next, "a retry refused acts as the last try");
@@ -314,6 +318,7 @@ proptest! {
         reroutes_left: bool,
         reroute: bool,
         budget: bool,
+        tripped: bool,
         blocked_ms in proptest::option::of(0u64..20_000),
         deadline_ms in 0u64..20_000,
         up_to in 0u64..5,
@@ -325,7 +330,8 @@ proptest! {
         let f = Failure { class, status, retry_after: retry_after.map(Duration::from_secs) };
         let now = Instant::now();
         let reading = Reading {
-            blocked_until: blocked_ms.map(|ms| now + Duration::from_millis(ms)),
+            tripped,
+            sidelined_until: blocked_ms.map(|ms| now + Duration::from_millis(ms)),
             typical: Duration::from_millis(5),
             budget_allows: budget,
         };
@@ -337,7 +343,8 @@ proptest! {
             prop_assert!(!probe, "never retries a probe");
             prop_assert!(budget, "never past the budget");
             prop_assert!(now + wait < deadline, "never past the deadline");
-            prop_assert!(!matches!(reading.blocked_until, Some(u) if u > now + wait), "never to an open target");
+            prop_assert!(!tripped, "never to a tripped target");
+            prop_assert!(!matches!(reading.sidelined_until, Some(u) if u > now + wait), "never into a sideline");
             prop_assert!(!matches!(class, FailureClass::ContentPolicy | FailureClass::Client | FailureClass::ContextLength));
         }
         if let Step::Reroute(_) = d.step {

@@ -262,8 +262,10 @@ fn reading(req: &Request<'_>, pick: &Pick, now: Instant) -> Reading {
     let routing = &req.routing;
     let health = routing.targets[pick.slot].health.borrow();
     let budget = routing.routes[pick.route].budgets[pick.target].borrow();
+    let breaker = &routing.table.breakers[pick.slot];
     Reading {
-        blocked_until: routing.table.breakers[pick.slot].next_admit(now),
+        tripped: breaker.tripped(),
+        sidelined_until: breaker.sidelined_until(now),
         typical: Duration::from_micros(health.ewma_us(now) as u64),
         budget_allows: budget.allows(now),
     }
