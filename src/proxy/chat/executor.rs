@@ -1,6 +1,12 @@
 //! The executor: carries out the plan. For each target in the route's order it
 //! asks the breaker, sends one attempt, records it, and asks `route::plan` what
 //! next — it decides nothing itself.
+//!
+//! Where what comes next fits: a target skipped at its quota, or a fleet-wide
+//! probe lease, is one more refusal in [`admit`] (remembered in the trail like an
+//! open breaker, never counted as a failure); a hedged request races a second
+//! [`send`] on the next admitted pick and keeps the first to commit; another
+//! client dialect is another `Dialect` on the reply — the plan does not change.
 
 use super::attempt::AttemptResult;
 use super::*;
