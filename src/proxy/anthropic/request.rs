@@ -442,19 +442,7 @@ fn translate_message(
             Block::Text { text } => parts.push(Part::Text { text }),
             Block::Image { source } => parts.push(image_part(index, source)?),
             Block::ToolUse { id, name, input } if message.role == Role::Assistant => {
-                let input = if input.is_null() {
-                    serde_json::Value::Object(Default::default())
-                } else {
-                    input
-                };
-                tool_calls.push(ToolCall {
-                    id,
-                    kind: "function",
-                    function: FunctionCall {
-                        name,
-                        arguments: input.to_string(),
-                    },
-                });
+                tool_calls.push(tool_call(id, name, input));
             }
             Block::ToolUse { .. } => {
                 return Err(RequestError::MisplacedBlock {
@@ -472,17 +460,7 @@ fn translate_message(
                 // Images have no place in an OpenAI tool message: they ride in the
                 // user message that follows the tool results.
                 parts.extend(images);
-                let text = if is_error {
-                    format!("Error: {text}")
-                } else {
-                    text
-                };
-                out.push(ChatMessage {
-                    role: "tool",
-                    content: Some(ChatContent::Text(text)),
-                    tool_calls: Vec::new(),
-                    tool_call_id: Some(tool_use_id),
-                });
+                out.push(tool_message(tool_use_id, text, is_error));
             }
             Block::ToolResult { .. } => {
                 return Err(RequestError::MisplacedBlock {
@@ -494,20 +472,57 @@ fn translate_message(
             Block::Thinking {} | Block::RedactedThinking {} => {}
         }
     }
-    if message.role == Role::Assistant {
-        let content = (!parts.is_empty()).then(|| content_of(parts));
-        if content.is_some() || !tool_calls.is_empty() {
-            out.push(ChatMessage {
-                role,
+    out.extend(turn(message.role, parts, tool_calls));
+    Ok(())
+}
+
+/// The message a turn's remaining parts (and an assistant's tool calls) make, if
+/// anything is left of it.
+fn turn(role: Role, parts: Vec<Part>, tool_calls: Vec<ToolCall>) -> Option<ChatMessage> {
+    match role {
+        Role::Assistant => {
+            let content = (!parts.is_empty()).then(|| content_of(parts));
+            (content.is_some() || !tool_calls.is_empty()).then_some(ChatMessage {
+                role: "assistant",
                 content,
                 tool_calls,
                 tool_call_id: None,
-            });
+            })
         }
-    } else if !parts.is_empty() {
-        out.push(ChatMessage::new(role, content_of(parts)));
+        Role::User => (!parts.is_empty()).then(|| ChatMessage::new("user", content_of(parts))),
     }
-    Ok(())
+}
+
+/// An assistant's `tool_use` block as an OpenAI tool call (arguments as JSON text).
+fn tool_call(id: String, name: String, input: serde_json::Value) -> ToolCall {
+    let input = if input.is_null() {
+        serde_json::Value::Object(Default::default())
+    } else {
+        input
+    };
+    ToolCall {
+        id,
+        kind: "function",
+        function: FunctionCall {
+            name,
+            arguments: input.to_string(),
+        },
+    }
+}
+
+/// A user's `tool_result` block as an OpenAI tool message.
+fn tool_message(tool_use_id: String, text: String, is_error: bool) -> ChatMessage {
+    let text = if is_error {
+        format!("Error: {text}")
+    } else {
+        text
+    };
+    ChatMessage {
+        role: "tool",
+        content: Some(ChatContent::Text(text)),
+        tool_calls: Vec::new(),
+        tool_call_id: Some(tool_use_id),
+    }
 }
 
 /// A tool result's text (text blocks joined) and any images it carried.
