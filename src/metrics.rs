@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use crate::health::BreakerState;
+use crate::health::{BreakerState, PrefillKnown};
 use crate::outcome::{FailureClass, Outcome};
 
 /// Upper bounds (seconds) of the latency histogram buckets.
@@ -91,6 +91,8 @@ pub struct TargetSnapshot {
     pub in_flight: u32,
     pub pool_open: usize,
     pub pool_idle: usize,
+    /// What the gateway learned about the target model's prefill.
+    pub prefill: PrefillKnown,
 }
 
 /// Everything one shard reports to the admin API.

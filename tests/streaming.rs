@@ -15,7 +15,7 @@ use proptest::prelude::*;
 use serde_json::{json, Value};
 use switchyard::gateway::Gateway;
 use switchyard::http::sse::{SseEvent, SseParser};
-use switchyard::proxy::continuation::CONTINUE_INSTRUCTION;
+use switchyard::proxy::continuation::{echo_of, instruction};
 use switchyard::proxy::stream::{inspect, EventKind};
 use switchyard::wire::Usage;
 
@@ -311,7 +311,8 @@ fn latency_beyond_first_byte_falls_through() {
 
 /// Primary with `fault` after 3 events (role, w0 with the greeting, w1).
 fn breaks_after_commit(fault: Fault, route_extra: &str) -> (String, Duration) {
-    let (primary, fallback, yaml) = two(route_extra);
+    let route_extra = format!("{route_extra}\nstream: {{ continue_after_commit: false }}");
+    let (primary, fallback, yaml) = two(&route_extra);
     let full = full_text(&primary);
     primary.set_fault(fault);
     let gw = gateway(&yaml);
@@ -324,7 +325,11 @@ fn breaks_after_commit(fault: Fault, route_extra: &str) -> (String, Duration) {
     let s = seen(&response);
     assert_eq!(s.data.len(), 5, "{:?}", s.data);
     assert_eq!(s.roles, 1);
-    assert_eq!(fallback.stats().requests, 0, "no continuation by default");
+    assert_eq!(
+        fallback.stats().requests,
+        0,
+        "no continuation when it is off"
+    );
     assert_reusable(&mut conn);
     stop(gw, &[&primary, &fallback]);
     (message, elapsed)
@@ -357,7 +362,7 @@ fn stall_mid_stream_ends_with_an_error_event_after_between_chunks() {
 #[test]
 fn a_targets_between_chunks_applies_to_its_stream() {
     let (primary, fallback, yaml) =
-        two("retry: { attempts: 1 }\ntimeouts: { first_byte: 5s, between_chunks: 20s, total: 6s }");
+        two("retry: { attempts: 1 }\ntimeouts: { first_byte: 5s, between_chunks: 20s, total: 6s }\nstream: { continue_after_commit: false }");
     let plain = "{ provider: primary, model: primary-model, priority: 0 }";
     assert!(yaml.contains(plain));
     let yaml = yaml.replace(
@@ -394,16 +399,14 @@ fn error_event_mid_stream_ends_with_the_gateways_error_event() {
 fn continues(prefill: bool) {
     let (primary, fallback, yaml) =
         two("retry: { attempts: 1 }\nstream: { continue_after_commit: true }");
-    let yaml = if prefill {
-        let plain = "{ provider: fallback, model: fallback-model, priority: 1 }";
-        assert!(yaml.contains(plain));
-        yaml.replace(
-            plain,
-            "{ provider: fallback, model: fallback-model, priority: 1, prefill: true }",
-        )
-    } else {
-        yaml
-    };
+    let plain = "{ provider: fallback, model: fallback-model, priority: 1 }";
+    assert!(yaml.contains(plain));
+    let yaml = yaml.replace(
+        plain,
+        &format!(
+            "{{ provider: fallback, model: fallback-model, priority: 1, prefill: {prefill} }}"
+        ),
+    );
     let full = full_text(&primary);
     primary.set_fault(Fault::ResetMidStream { after_chunks: 3 });
     let gw = gateway(&yaml);
@@ -467,7 +470,7 @@ fn continues(prefill: bool) {
         assert_eq!(messages[2], partial);
         assert_eq!(
             messages[3],
-            json!({ "role": "user", "content": CONTINUE_INSTRUCTION })
+            json!({ "role": "user", "content": instruction(echo_of("Hello from primary: w0 w1 ")) })
         );
     }
     assert_eq!(messages[1]["content"], "Say hello.");
@@ -776,5 +779,111 @@ proptest! {
         let (got, text) = relay_view(&bytes, &cuts);
         prop_assert_eq!(got, kinds);
         prop_assert_eq!(text, pieces.concat());
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Continuation v2: on by default, verified before a byte is spliced
+// ---------------------------------------------------------------------------
+
+/// The fallback's learned prefill in /admin/targets.
+fn learned_prefill(gw: &Gateway) -> String {
+    let addr = gw.admin_addr().expect("admin listener");
+    let mut admin = Client::connect(addr).expect("connect to admin");
+    let targets = admin
+        .request("GET", "/admin/targets", &[], b"")
+        .expect("admin answers")
+        .json();
+    targets["targets"]
+        .as_array()
+        .and_then(|l| l.iter().find(|t| t["target"] == FALLBACK))
+        .map(|t| t["prefill"].as_str().unwrap_or("-").to_string())
+        .expect("fallback listed")
+}
+
+/// Primary cut after 3 events, default stream settings (continuation `auto`,
+/// prefill `auto`), the admin API on.
+fn cut_by_default() -> (MockHandle, MockHandle, Gateway, String) {
+    let (primary, fallback, yaml) = two("retry: { attempts: 1 }");
+    let full = full_text(&primary);
+    primary.set_fault(Fault::ResetMidStream { after_chunks: 3 });
+    let gw = gateway(&format!("{yaml}admin: {{ listen: 127.0.0.1:0 }}\n"));
+    (primary, fallback, gw, full)
+}
+
+#[test]
+fn by_default_a_cut_stream_is_continued_by_verified_prefill() {
+    let (primary, fallback, gw, full) = cut_by_default();
+    assert_eq!(learned_prefill(&gw), "unknown");
+    let (response, _, _) = post(&gw, &stream_body(false));
+    let s = seen(&response);
+    assert!(s.errors.is_empty(), "{:?}", s.data);
+    assert_eq!(s.text, full, "the complete answer, nothing repeated");
+    assert_eq!(s.done, 1);
+    let body: Value =
+        serde_json::from_slice(&fallback.last_request().expect("asked").body).unwrap();
+    let last = body["messages"].as_array().and_then(|m| m.last()).cloned();
+    assert_eq!(
+        last.map(|m| m["role"].clone()),
+        Some(json!("assistant")),
+        "prefill first"
+    );
+    assert_eq!(learned_prefill(&gw), "capable", "verified, so remembered");
+    stop(gw, &[&primary, &fallback]);
+}
+
+#[test]
+fn a_prefill_refusal_is_learned_and_never_reaches_the_client() {
+    let (primary, fallback, gw, full) = cut_by_default();
+    let refusal = r#"{"error":{"message":"Assistant message prefill is not supported: the final message must be a user or tool message.","type":"invalid_request_error","param":"messages","code":"invalid_request_error"}}"#;
+    fallback.set_fault(Fault::Status {
+        status: 400,
+        rate: 1.0,
+        retry_after: None,
+        body: Some(refusal.into()),
+        times: Some(1),
+    });
+    let (response, _, _) = post(&gw, &stream_body(false));
+    // Then instruction style; this fallback continues without the echo it was
+    // asked for, which cannot be shown to follow the partial: the clean error
+    // naming the original failure, never the 400, never a guess.
+    let message = assert_broken(&response, &prefix_after(&full, 3));
+    assert!(
+        message.contains("closed the connection") || message.contains("reset"),
+        "{message}"
+    );
+    assert_eq!(
+        fallback.stats().requests,
+        2,
+        "prefill, then instruction style"
+    );
+    assert_eq!(learned_prefill(&gw), "unsupported");
+    // Learned: the next continuation goes to instruction style at once.
+    let (again, _, _) = post(&gw, &stream_body(false));
+    assert_broken(&again, &prefix_after(&full, 3));
+    assert_eq!(fallback.stats().requests, 3);
+    let body: Value =
+        serde_json::from_slice(&fallback.last_request().expect("asked").body).unwrap();
+    let last = body["messages"].as_array().and_then(|m| m.last()).cloned();
+    assert_eq!(last.map(|m| m["role"].clone()), Some(json!("user")));
+    stop(gw, &[&primary, &fallback]);
+}
+
+#[test]
+fn what_a_continuation_cannot_reproduce_ends_cleanly() {
+    for extra in [
+        json!({"n": 2}),
+        json!({"logprobs": true}),
+        json!({"response_format": {"type": "json_object"}}),
+    ] {
+        let (primary, fallback, gw, full) = cut_by_default();
+        let mut body: Value = serde_json::from_str(&stream_body(false)).unwrap();
+        for (k, v) in extra.as_object().unwrap() {
+            body[k] = v.clone();
+        }
+        let (response, _, _) = post(&gw, &body.to_string());
+        assert_broken(&response, &prefix_after(&full, 3));
+        assert_eq!(fallback.stats().requests, 0, "{extra}: not attempted");
+        stop(gw, &[&primary, &fallback]);
     }
 }

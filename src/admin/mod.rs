@@ -275,6 +275,8 @@ pub fn targets_json(snapshots: &[ShardSnapshot]) -> serde_json::Value {
                 "upstream_connections": t.pool_open,
                 "idle_connections": t.pool_idle,
                 "successes": t.counters.successes,
+                // Learned gateway-wide (one shared cell): the same on every shard.
+                "prefill": t.prefill.as_str(),
             });
             match targets.iter_mut().find(|(label, _)| *label == t.label) {
                 Some((_, shards)) => shards.push(view),
@@ -289,7 +291,8 @@ pub fn targets_json(snapshots: &[ShardSnapshot]) -> serde_json::Value {
             let first = shards.first();
             let breaker = first.map_or(serde_json::Value::Null, |s| s["breaker"].clone());
             let reason = first.map_or(serde_json::Value::Null, |s| s["breaker_reason"].clone());
-            serde_json::json!({"target": label, "available": !open, "breaker": breaker, "breaker_reason": reason, "shards": shards})
+            let prefill = first.map_or(serde_json::Value::Null, |s| s["prefill"].clone());
+            serde_json::json!({"target": label, "available": !open, "breaker": breaker, "breaker_reason": reason, "prefill": prefill, "shards": shards})
         })
         .collect();
     serde_json::json!({ "targets": list })

@@ -111,11 +111,26 @@ pub struct RawTarget {
     pub model: Option<String>,
     pub priority: Option<u32>,
     pub weight: Option<u32>,
-    pub prefill: Option<bool>,
+    pub prefill: Option<RawSwitch>,
     pub retry: Option<RawRetry>,
     pub headers: Option<OrderedMap<String>>,
     pub query: Option<OrderedMap<String>>,
     pub timeouts: Option<RawTimeouts>,
+}
+
+/// `true`, `false` or `auto`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(untagged)]
+pub enum RawSwitch {
+    Bool(bool),
+    Word(AutoWord),
+}
+
+/// The one word a [`RawSwitch`] takes besides `true` and `false`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AutoWord {
+    Auto,
 }
 
 #[derive(Debug, Default, serde::Deserialize)]
@@ -153,7 +168,7 @@ pub struct RawTimeouts {
 #[derive(Debug, Default, serde::Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RawStream {
-    pub continue_after_commit: Option<bool>,
+    pub continue_after_commit: Option<RawSwitch>,
     pub hold_until_content: Option<bool>,
 }
 

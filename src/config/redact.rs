@@ -117,7 +117,7 @@ fn target(target: &Target, providers: &[Provider]) -> Value {
         "model": target.model,
         "priority": target.priority,
         "weight": target.weight,
-        "prefill": target.prefill,
+        "prefill": target.prefill.as_str(),
         "retry": target.retry.as_ref().map(retry),
     })
 }

@@ -8,7 +8,8 @@ use serde_yaml::Value;
 use super::error::Report;
 use super::locate::YamlPath;
 use super::raw::{
-    OrderedMap, RawFallback, RawMatch, RawRetry, RawRoute, RawStream, RawTarget, RawTimeouts,
+    AutoWord, OrderedMap, RawFallback, RawMatch, RawRetry, RawRoute, RawStream, RawSwitch,
+    RawTarget, RawTimeouts,
 };
 use super::types::*;
 
@@ -185,7 +186,11 @@ fn target(
         retry: raw
             .retry
             .map(|t| self::retry(t, retry, &path.key("retry"), r)),
-        prefill: raw.prefill,
+        prefill: match raw.prefill {
+            None | Some(RawSwitch::Word(AutoWord::Auto)) => Prefill::Auto,
+            Some(RawSwitch::Bool(true)) => Prefill::Always,
+            Some(RawSwitch::Bool(false)) => Prefill::Never,
+        },
         headers: r.headers(raw.headers.as_ref(), &path.key("headers"), true),
         query: query(raw.query.as_ref(), &path.key("query"), r),
         timeouts: raw
@@ -339,7 +344,7 @@ fn within_total(
 
 fn stream(raw: RawStream) -> StreamPolicy {
     StreamPolicy {
-        continue_after_commit: raw.continue_after_commit.unwrap_or(false),
+        continue_after_commit: raw.continue_after_commit != Some(RawSwitch::Bool(false)),
         hold_until_content: raw.hold_until_content.unwrap_or(true),
     }
 }

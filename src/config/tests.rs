@@ -74,7 +74,7 @@ fn example_config_validates() {
         Some("chat-long")
     );
     assert_eq!(chat.targets[1].provider, 3);
-    assert_eq!(chat.targets[1].prefill, Some(true));
+    assert_eq!(chat.targets[1].prefill, Prefill::Auto);
     assert_eq!(chat.targets[2].provider, 1);
     assert_eq!(
         chat.targets[3]
@@ -166,7 +166,7 @@ fn defaults_are_applied() {
             route.targets[0].weight,
             route.targets[0].prefill
         ),
-        (0, 1, None)
+        (0, 1, Prefill::Auto)
     );
     assert_eq!(route.fallback.on_status, [429, 500, 502, 503, 504, 529]);
     assert!(
@@ -180,7 +180,7 @@ fn defaults_are_applied() {
         [t.connect, t.first_byte, t.between_chunks, t.total].map(|d| d.as_secs()),
         [3, 15, 20, 120]
     );
-    assert!(!route.stream.continue_after_commit && route.stream.hold_until_content);
+    assert!(route.stream.continue_after_commit && route.stream.hold_until_content);
     let h = config.health;
     assert_eq!(
         (

@@ -188,9 +188,9 @@ pub struct Target {
     pub weight: u32,
     /// Per-target retry override; `None` uses the route's.
     pub retry: Option<RetryPolicy>,
-    /// Whether this target accepts an assistant message as the last message
-    /// (prefill) for stream continuation; `None` = what the provider kind implies.
-    pub prefill: Option<bool>,
+    /// Whether a stream continued on this target is sent as prefill (the partial
+    /// answer as the last, assistant message).
+    pub prefill: Prefill,
     /// Extra headers sent to this target only (after the provider's).
     pub headers: Vec<(String, String)>,
     /// Extra query parameters appended to this target's request path.
@@ -199,6 +199,29 @@ pub struct Target {
     /// from the route's (or the route's). `total` is always the route's. Every
     /// attempt and stream on the target uses these; nothing merges them again.
     pub timeouts: Timeouts,
+}
+
+/// `prefill:` of a target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Prefill {
+    /// Try prefill first unless this target model was seen to refuse it (or to
+    /// answer it with a restart); learned at run time, gateway-wide.
+    #[default]
+    Auto,
+    /// Always prefill.
+    Always,
+    /// Never: instruction style only.
+    Never,
+}
+
+impl Prefill {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Prefill::Auto => "auto",
+            Prefill::Always => "true",
+            Prefill::Never => "false",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -253,6 +276,10 @@ impl Timeouts {
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct StreamPolicy {
+    /// Continue a stream that broke after commit on the next targets (`auto`, the
+    /// default, and `true`: every continuation is alignment-checked before a byte
+    /// of it is sent, so it happens only where a verified path exists; `false`:
+    /// never, the stream ends with the clean error).
     pub continue_after_commit: bool,
     /// Hold the client's response head until the first chunk that carries
     /// content (not just a role delta). `false` commits on the first event.

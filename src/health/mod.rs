@@ -6,6 +6,7 @@
 pub mod breaker;
 pub mod budget;
 pub mod ewma;
+pub mod prefill;
 pub mod summary;
 pub mod target;
 pub mod window;
@@ -13,6 +14,7 @@ pub mod window;
 pub use breaker::{Admission, BreakerState, SharedBreaker, StateKind, Transition, TripReason};
 pub use budget::RetryBudget;
 pub use ewma::PeakEwma;
+pub use prefill::{PrefillKnown, PrefillMemory};
 pub use summary::{TargetSummary, PEER_SUMMARY_TTL, SUMMARY_INTERVAL};
 pub use target::TargetHealth;
 pub use window::{Window, WindowTotals};

@@ -21,6 +21,7 @@ use crate::http::sse::{is_done_marker, write_event, SseEvent};
 use crate::outcome::FailureClass;
 use crate::provider::EventSource;
 use crate::proxy::anthropic::EventTranslator;
+use crate::proxy::continuation::{Aligned, Aligner};
 use crate::proxy::respond::Dialect;
 use crate::upstream::{BodyError, Response};
 use crate::wire::Usage;
@@ -65,11 +66,19 @@ pub enum EventKind {
     Done,
     Error,
     Malformed,
-    /// Carries content (text, tool calls, refusal) or finishes a choice.
+    /// Carries text content, or finishes a choice.
     Content {
         text: String,
         finished: bool,
     },
+    /// Carries a piece of a tool call (and no text). Held before commit until the
+    /// calls are complete; never continued as prose after commit.
+    ToolCall {
+        finished: bool,
+    },
+    /// Carries reasoning or a refusal (and no text): content the client sees, which
+    /// a continuation could not reproduce.
+    Reasoning,
     /// A chunk with only usage (the `include_usage` chunk).
     UsageOnly(Usage),
     /// Anything else: a role-only delta, an empty chunk.
@@ -92,22 +101,28 @@ pub fn inspect(event: &SseEvent) -> EventKind {
         return EventKind::Error;
     }
     let mut text = String::new();
-    let mut content = false;
-    let mut finished = false;
+    let (mut tool_call, mut reasoning, mut finished) = (false, false, false);
     for choice in &fields.choices {
         finished |= choice.finish_reason.is_some();
         if let Some(delta) = &choice.delta {
-            let piece = delta.content.as_deref().unwrap_or("");
-            text.push_str(piece);
+            text.push_str(delta.content.as_deref().unwrap_or(""));
             let non_empty = |s: &Option<String>| s.as_deref().is_some_and(|s| !s.is_empty());
-            content |= !piece.is_empty()
-                || delta.tool_calls.is_some()
-                || non_empty(&delta.refusal)
+            tool_call |= delta.tool_calls.is_some();
+            reasoning |= non_empty(&delta.refusal)
                 || non_empty(&delta.reasoning_content)
                 || non_empty(&delta.reasoning);
         }
     }
-    if content || finished {
+    if !text.is_empty() {
+        return EventKind::Content { text, finished };
+    }
+    if tool_call {
+        return EventKind::ToolCall { finished };
+    }
+    if reasoning {
+        return EventKind::Reasoning;
+    }
+    if finished {
         return EventKind::Content { text, finished };
     }
     match (fields.choices.is_empty(), fields.usage) {
@@ -141,6 +156,10 @@ pub struct HoldFailure {
 pub struct HoldPolicy {
     /// Bounds time to first token.
     pub first_content_deadline: Instant,
+    /// Once a tool call is arriving (held until complete), each read waits at
+    /// most this long, never past `deadline` (the request's).
+    pub between_chunks: Duration,
+    pub deadline: Instant,
     /// Commit on the first content event (else on the first event of any kind).
     pub until_content: bool,
     /// Most bytes of events held before the first content.
@@ -148,8 +167,11 @@ pub struct HoldPolicy {
 }
 
 /// Reads until the first content event (or, without `until_content`, the first
-/// event). Events held on the way are capped: a provider that floods empty events
-/// fails the attempt instead of filling the shard's memory.
+/// event). Tool calls do not commit until they are complete (the choice
+/// finishes), so a stream cut inside a call fails before the client saw it and the
+/// next target serves the request. Events held on the way are capped: a provider
+/// that floods empty events fails the attempt instead of filling the shard's
+/// memory.
 pub async fn hold(
     mut response: Response,
     mut parser: Box<dyn EventSource>,
@@ -158,13 +180,22 @@ pub async fn hold(
     let mut pending = Vec::new();
     let mut held_bytes = 0usize;
     let mut scratch = Vec::new();
+    let mut calling = false;
     loop {
         scratch.clear();
-        let more = match response
-            .read_chunk(&mut scratch, policy.first_content_deadline)
-            .await
-        {
+        let read_by = if calling {
+            (Instant::now() + policy.between_chunks).min(policy.deadline)
+        } else {
+            policy.first_content_deadline
+        };
+        let more = match response.read_chunk(&mut scratch, read_by).await {
             Ok(more) => more,
+            Err(BodyError::Stalled) if calling => {
+                return Err(hold_failure(
+                    FailureClass::Stall,
+                    "stalled inside a tool call, before it was complete",
+                ))
+            }
             Err(BodyError::Stalled) => {
                 return Err(hold_failure(
                     FailureClass::FirstByteTimeout,
@@ -179,6 +210,7 @@ pub async fn hold(
             let Some((event, kind, commit)) = screen(event, &policy, &mut held_bytes)? else {
                 continue;
             };
+            calling |= matches!(kind, EventKind::ToolCall { .. });
             pending.push((event, kind));
             if commit {
                 return Ok(Held {
@@ -233,7 +265,11 @@ fn screen(
             )
         });
     }
-    let commit = matches!(kind, EventKind::Content { .. }) || !policy.until_content;
+    let commit = match kind {
+        EventKind::Content { .. } | EventKind::Reasoning => true,
+        EventKind::ToolCall { finished } => finished,
+        _ => false,
+    } || !policy.until_content;
     Ok(Some((event, kind, commit)))
 }
 
@@ -253,6 +289,8 @@ pub enum StreamEnd {
     Completed,
     /// The upstream failed after commit; the client got an error event.
     Failed { class: FailureClass, reason: String },
+    /// A continuation did not follow the partial answer: nothing of it was sent.
+    Misaligned,
     /// Writing to the client failed: it went away.
     ClientGone,
 }
@@ -267,6 +305,9 @@ pub struct StreamStats {
     pub text: String,
     /// The text passed its cap and was dropped: this stream cannot be continued.
     pub text_overflowed: bool,
+    /// A tool call, reasoning or a refusal reached the client: no continuation
+    /// could pick it up faithfully.
+    pub unrepeatable: bool,
     /// `id` and `model` of the first chunk the client saw.
     pub id: Option<String>,
     pub model: Option<String>,
@@ -373,12 +414,22 @@ pub struct Rewrite {
 }
 
 impl Rewrite {
-    fn apply(&self, data: &str, usage: Option<Usage>) -> String {
+    fn apply(&self, data: &str, usage: Option<Usage>, text: Option<&str>) -> String {
         let Ok(serde_json::Value::Object(mut chunk)) =
             serde_json::from_str::<serde_json::Value>(data)
         else {
             return data.to_string();
         };
+        if let Some(text) = text {
+            let delta = chunk
+                .get_mut("choices")
+                .and_then(|c| c.get_mut(0))
+                .and_then(|c| c.get_mut("delta"))
+                .and_then(serde_json::Value::as_object_mut);
+            if let Some(delta) = delta {
+                delta.insert("content".into(), text.into());
+            }
+        }
         chunk.insert("id".into(), self.id.clone().into());
         chunk.insert("model".into(), self.model.clone().into());
         chunk.insert("x_switchyard".into(), self.marker.clone());
@@ -423,12 +474,14 @@ fn push_event(out: &mut Vec<u8>, frame: &mut Vec<u8>, event: Option<&str>, data:
 }
 
 /// Relays a committed stream to `client`. `out` already holds the response head.
+/// A continuation's text goes through `aligner` before any of it is sent.
 pub async fn relay(
     held: Held,
     client: &mut ClientStream,
     out: Vec<u8>,
     policy: &RelayPolicy<'_>,
     stats: &mut StreamStats,
+    aligner: Option<Aligner>,
 ) -> (StreamEnd, Vec<u8>) {
     let Held {
         response,
@@ -445,6 +498,8 @@ pub async fn relay(
         out,
         frame: Vec::with_capacity(512),
         finished: false,
+        aligner,
+        template: None,
     };
     let mut end = pending
         .into_iter()
@@ -478,6 +533,11 @@ struct Relaying {
     out: Vec<u8>,
     frame: Vec<u8>,
     finished: bool,
+    /// A continuation's alignment check (see [`crate::proxy::continuation`]).
+    aligner: Option<Aligner>,
+    /// The last text event held by the aligner, the shape of what it releases
+    /// when the stream ends.
+    template: Option<SseEvent>,
 }
 
 /// Writes what is pending, reads the next upstream chunk, relays its events,
@@ -557,13 +617,17 @@ fn apply(
     policy: &RelayPolicy<'_>,
     stats: &mut StreamStats,
 ) -> Option<StreamEnd> {
-    let Relaying {
-        out,
-        frame,
-        finished,
-    } = relaying;
+    let aligning = relaying.aligner.as_ref().is_some_and(|a| !a.decided());
     match kind {
         EventKind::Done => {
+            if aligning {
+                let template = relaying.template.take()?;
+                let end = content(&template, String::new(), true, relaying, policy, stats);
+                if end.is_some() {
+                    return end;
+                }
+            }
+            let Relaying { out, frame, .. } = relaying;
             stats.output.done(out, frame, stats.usage);
             Some(StreamEnd::Completed)
         }
@@ -581,18 +645,27 @@ fn apply(
         EventKind::UsageOnly(usage) => {
             let total = policy.rewrite.as_ref().map_or(usage, |r| r.sum(usage));
             stats.usage = Some(total);
-            if policy.forward_usage {
-                forward(event, Some(total), out, frame, policy, stats);
+            if policy.forward_usage && !aligning {
+                forward(event, Some(total), None, relaying, policy, stats);
             }
             None
         }
-        EventKind::Content {
-            text,
-            finished: done,
-        } => {
-            keep_text(stats, &text, policy.keep_text);
-            *finished |= done;
-            forward(event, None, out, frame, policy, stats);
+        EventKind::Content { text, finished } => {
+            content(event, text, finished, relaying, policy, stats)
+        }
+        // Neither is text a continuation could pick up again after it.
+        EventKind::ToolCall { .. } | EventKind::Reasoning if aligning => {
+            Some(StreamEnd::Misaligned)
+        }
+        EventKind::ToolCall { finished } => {
+            stats.unrepeatable = true;
+            relaying.finished |= finished;
+            forward(event, None, None, relaying, policy, stats);
+            None
+        }
+        EventKind::Reasoning => {
+            stats.unrepeatable = true;
+            forward(event, None, None, relaying, policy, stats);
             None
         }
         EventKind::Empty { usage } => {
@@ -600,19 +673,48 @@ fn apply(
                 stats.usage = Some(policy.rewrite.as_ref().map_or(usage, |r| r.sum(usage)));
             }
             // A continuation's opening role delta would repeat what the client has.
-            if policy.rewrite.is_none() || usage.is_some() {
-                forward(
-                    event,
-                    stats.usage.filter(|_| usage.is_some()),
-                    out,
-                    frame,
-                    policy,
-                    stats,
-                );
+            if (policy.rewrite.is_none() || usage.is_some()) && !aligning {
+                let usage = stats.usage.filter(|_| usage.is_some());
+                forward(event, usage, None, relaying, policy, stats);
             }
             None
         }
     }
+}
+
+/// One text event. A continuation's text passes the aligner first: held while
+/// it may still repeat the partial, then only what follows is sent (in this
+/// event's shape), and a continuation that does not follow ends as misaligned.
+fn content(
+    event: &SseEvent,
+    text: String,
+    done: bool,
+    relaying: &mut Relaying,
+    policy: &RelayPolicy<'_>,
+    stats: &mut StreamStats,
+) -> Option<StreamEnd> {
+    let text = match relaying.aligner.as_mut() {
+        None => text,
+        Some(aligner) => {
+            let mut verdict = aligner.push(&text);
+            if verdict == Aligned::Hold && done {
+                verdict = aligner.finish();
+            }
+            match verdict {
+                Aligned::Hold => {
+                    relaying.template = Some(event.clone());
+                    return None;
+                }
+                Aligned::Emit(text) => text,
+                Aligned::Misaligned => return Some(StreamEnd::Misaligned),
+            }
+        }
+    };
+    keep_text(stats, &text, policy.keep_text);
+    relaying.finished |= done;
+    let rewritten = relaying.aligner.is_some().then_some(text.as_str());
+    forward(event, None, rewritten, relaying, policy, stats);
+    None
 }
 
 /// Adds relayed text to what continuation would need, within its cap; past the cap
@@ -638,12 +740,13 @@ fn keep_text(stats: &mut StreamStats, text: &str, cap: Option<usize>) {
     stats.text.push_str(text);
 }
 
-/// Sends one event on to the client, rewritten when continuing a stream.
+/// Sends one event on to the client, rewritten when continuing a stream (with
+/// its text replaced by `text` when the aligner cut it).
 fn forward(
     event: &SseEvent,
     usage: Option<Usage>,
-    out: &mut Vec<u8>,
-    frame: &mut Vec<u8>,
+    text: Option<&str>,
+    relaying: &mut Relaying,
     policy: &RelayPolicy<'_>,
     stats: &mut StreamStats,
 ) {
@@ -653,16 +756,15 @@ fn forward(
             stats.model = identity.model;
         }
     }
+    let Relaying { out, frame, .. } = relaying;
+    let name = event.event.as_deref();
     match &policy.rewrite {
-        Some(rewrite) => stats.output.event(
-            out,
-            frame,
-            event.event.as_deref(),
-            &rewrite.apply(&event.data, usage),
-        ),
-        None => stats
-            .output
-            .event(out, frame, event.event.as_deref(), &event.data),
+        Some(rewrite) => {
+            stats
+                .output
+                .event(out, frame, name, &rewrite.apply(&event.data, usage, text))
+        }
+        None => stats.output.event(out, frame, name, &event.data),
     }
 }
 
@@ -804,7 +906,9 @@ mod tests {
         );
         let tools =
             r#"{"choices":[{"delta":{"tool_calls":[{"index":0,"function":{"name":"f"}}]}}]}"#;
-        assert!(matches!(inspect(&ev(tools)), EventKind::Content { .. }));
+        assert_eq!(inspect(&ev(tools)), EventKind::ToolCall { finished: false });
+        let thinking = r#"{"choices":[{"delta":{"reasoning_content":"hmm"}}]}"#;
+        assert_eq!(inspect(&ev(thinking)), EventKind::Reasoning);
     }
 
     #[test]
@@ -838,7 +942,7 @@ mod tests {
         });
         assert_eq!(total, huge);
         let chunk: serde_json::Value =
-            serde_json::from_str(&rewrite.apply(r#"{"choices":[]}"#, Some(total))).unwrap();
+            serde_json::from_str(&rewrite.apply(r#"{"choices":[]}"#, Some(total), None)).unwrap();
         assert_eq!(chunk["usage"]["total_tokens"], u64::MAX);
     }
 

@@ -32,7 +32,7 @@ fn policy() -> TargetPolicy {
             hold_until_content: true,
         },
         reroute: None,
-        prefill: false,
+        prefill: crate::config::Prefill::Auto,
         fallback_tier: false,
     }
 }

@@ -185,7 +185,7 @@ mod tests {
                 priority: *priority,
                 weight: *weight,
                 retry: None,
-                prefill: None,
+                prefill: crate::config::Prefill::Auto,
                 headers: Vec::new(),
                 query: Vec::new(),
                 timeouts: crate::config::Timeouts::DEFAULT,

@@ -7,8 +7,10 @@
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
 
-use crate::config::{Config, FallbackPolicy, RetryPolicy, Route, Strategy, StreamPolicy, Timeouts};
-use crate::health::SharedBreaker;
+use crate::config::{
+    Config, FallbackPolicy, Prefill, RetryPolicy, Route, Strategy, StreamPolicy, Timeouts,
+};
+use crate::health::{PrefillMemory, SharedBreaker};
 use crate::provider::{self, PreparedProvider};
 
 /// A provider ready for the request path.
@@ -49,9 +51,9 @@ pub struct TargetPolicy {
     pub stream: StreamPolicy,
     /// The route index a context-length overflow re-routes to.
     pub reroute: Option<usize>,
-    /// A stream continued here ends the conversation with the partial answer as an
-    /// assistant message (prefill), rather than asking in words to continue.
-    pub prefill: bool,
+    /// Whether a stream continued here is sent as prefill (`auto`: first, unless
+    /// the slot's [`Table::prefill`] memory says it does not work).
+    pub prefill: Prefill,
     /// Outside the route's best priority tier: serving from it is a fallback even
     /// when better targets were skipped rather than tried.
     pub fallback_tier: bool,
@@ -72,6 +74,8 @@ pub struct Table {
     /// Each slot's breaker, shared by every shard (and carried across reloads by
     /// label, see [`Table::carry_breakers`]).
     pub breakers: Vec<Arc<SharedBreaker>>,
+    /// Each slot's learned prefill, shared by every shard (carried like breakers).
+    pub prefill: Vec<Arc<PrefillMemory>>,
     /// Each route's targets with their resolved policies, by route index.
     pub routes: Vec<RoutePolicy>,
     /// Model names clients may ask for, each with the route it comes from.
@@ -104,19 +108,21 @@ impl Table {
             })
             .collect();
         let (slots, route_slots) = number_slots(&config);
-        let routes = resolve_policies(&config, &providers, &route_slots);
+        let routes = resolve_policies(&config, &route_slots);
         let known_models = known_models(&config.routes);
         let epoch = std::time::Instant::now();
         let breakers = slots
             .iter()
             .map(|_| Arc::new(SharedBreaker::new(epoch)))
             .collect();
+        let prefill = slots.iter().map(|_| Arc::default()).collect();
         Table {
             generation,
             config,
             providers,
             slots,
             breakers,
+            prefill,
             routes,
             known_models,
         }
@@ -156,18 +162,16 @@ impl Table {
         names
     }
 
-    /// Takes over the breakers of `old`'s slots that still exist (same label), so a
-    /// reload neither forgets a trip nor hands a dead target fresh traffic.
+    /// Takes over the breakers (and learned prefill) of `old`'s slots that still
+    /// exist (same label), so a reload neither forgets a trip nor hands a dead
+    /// target fresh traffic.
     pub fn carry_breakers(&mut self, old: &Table) {
-        for (slot, breaker) in self.slots.iter().zip(self.breakers.iter_mut()) {
-            let carried = old
-                .slots
-                .iter()
-                .position(|s| s.label == slot.label)
-                .and_then(|i| old.breakers.get(i));
-            if let Some(carried) = carried {
-                *breaker = carried.clone();
-            }
+        for (index, slot) in self.slots.iter().enumerate() {
+            let Some(i) = old.slots.iter().position(|s| s.label == slot.label) else {
+                continue;
+            };
+            self.breakers[index] = old.breakers[i].clone();
+            self.prefill[index] = old.prefill[i].clone();
         }
     }
 
@@ -220,11 +224,7 @@ fn number_slots(config: &Config) -> (Vec<TargetSlot>, Vec<Vec<usize>>) {
 }
 
 /// Resolves every (route, target) once: its slot, provider and policies.
-fn resolve_policies(
-    config: &Config,
-    providers: &[ProviderEntry],
-    route_slots: &[Vec<usize>],
-) -> Vec<RoutePolicy> {
+fn resolve_policies(config: &Config, route_slots: &[Vec<usize>]) -> Vec<RoutePolicy> {
     config
         .routes
         .iter()
@@ -248,11 +248,7 @@ fn resolve_policies(
                     timeouts: target.timeouts,
                     stream: route.stream,
                     reroute,
-                    prefill: target.prefill.unwrap_or_else(|| {
-                        providers
-                            .get(target.provider)
-                            .is_some_and(|p| p.prepared.adapter.accepts_prefill())
-                    }),
+                    prefill: target.prefill,
                     fallback_tier: route.strategy == Strategy::Priority && target.priority > best,
                 })
                 .collect();

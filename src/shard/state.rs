@@ -204,7 +204,8 @@ impl Shard {
             .slots
             .iter()
             .zip(&routing.targets)
-            .map(|(slot, cell)| {
+            .zip(&table.prefill)
+            .map(|((slot, cell), prefill)| {
                 let h = cell.health.borrow();
                 let pool = routing.pools.get(slot.provider);
                 TargetSnapshot {
@@ -218,6 +219,7 @@ impl Shard {
                     in_flight: h.in_flight(),
                     pool_open: pool.map_or(0, Pool::open_count),
                     pool_idle: pool.map_or(0, Pool::idle_count),
+                    prefill: prefill.get(),
                 }
             })
             .collect();

@@ -282,7 +282,9 @@ proptest! {
         partial in "\\PC{0,20}",
         prefill in any::<bool>(),
     ) {
-        if let Some(out) = switchyard::proxy::continuation::request_body(&original, &partial, prefill) {
+        use switchyard::proxy::continuation::{request_body, Style};
+        let style = if prefill { Style::Prefill } else { Style::Instruction };
+        if let Ok(out) = request_body(&original, &partial, style, 0) {
             let out: Value = serde_json::from_slice(&out).map_err(|e| TestCaseError::fail(e.to_string()))?;
             prop_assert_eq!(&out["stream"], &Value::Bool(true));
             let last = out["messages"].as_array().and_then(|m| m.last()).cloned().unwrap_or_default();

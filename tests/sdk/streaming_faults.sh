@@ -48,6 +48,8 @@ routes:
       - { provider: fallback, model: fallback-model, priority: 1 }
     retry: { attempts: 1 }
     timeouts: { first_byte: 1s, between_chunks: 1s, total: 30s }
+    # Continuation is on by default; this route shows the stream ending cleanly.
+    stream: { continue_after_commit: false }
   - name: chat-continue
     match: { model: chat-continue }
     strategy: priority

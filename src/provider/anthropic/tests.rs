@@ -570,13 +570,7 @@ fn relay_reads_the_translated_stream() {
             finished: false
         }
     );
-    assert!(matches!(
-        kinds[2],
-        EventKind::Content {
-            finished: false,
-            ..
-        }
-    ));
+    assert_eq!(kinds[2], EventKind::ToolCall { finished: false });
     assert!(matches!(
         kinds[5],
         EventKind::Content { finished: true, .. }

@@ -197,6 +197,8 @@ async fn held_stream(
     let source = at.adapter.event_source(at.model);
     let policy = stream::HoldPolicy {
         first_content_deadline: at.first_byte_deadline,
+        between_chunks: at.stall,
+        deadline: req.deadline,
         until_content: at.hold_until_content,
         max_held_bytes: req.routing.table.config.limits.max_stream_buffer_bytes,
     };

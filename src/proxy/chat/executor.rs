@@ -38,6 +38,11 @@ pub(super) enum TargetEnd {
         stats: crate::proxy::stream::StreamStats,
         reason: String,
     },
+    /// A continuation did not line up with the partial answer (nothing of it was
+    /// sent); only a continuation can end so.
+    Misaligned {
+        stats: crate::proxy::stream::StreamStats,
+    },
 }
 
 /// Runs the request's route (and any re-routes), then answers the client.
@@ -110,6 +115,8 @@ async fn run_route(
             TargetEnd::Next => req.routing.routes[route].counters.borrow_mut().fallbacks += 1,
             TargetEnd::Reroute(next) => return Ok(RouteEnd::Reroute(next)),
             TargetEnd::Return => return Ok(RouteEnd::Ended { returned: true }),
+            // Not produced by a first stream (it has no aligner): treated as served.
+            TargetEnd::Misaligned { .. } => return Ok(RouteEnd::Answered { status: 200 }),
             TargetEnd::StreamBroken { stats, reason } => {
                 let rest = &order[position + 1..];
                 relay::continue_stream(req, route, rest, stats, &reason, reply).await?;

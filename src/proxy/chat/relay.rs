@@ -4,25 +4,28 @@
 use super::attempt::AttemptResult;
 use super::executor::TargetEnd;
 use super::*;
+use crate::config::Prefill;
+use crate::health::PrefillKnown;
 use crate::outcome::Outcome;
+use crate::proxy::continuation::{self, Aligner, Style};
 use crate::proxy::stream::{self, RelayPolicy, StreamEnd, StreamStats};
 use crate::wire::Usage;
 
 /// Relays a committed stream from `pick`. `carried` is set when this stream
-/// continues one the client already holds (its stats so far and how to rewrite
-/// chunks).
+/// continues one the client already holds: its stats so far, how to rewrite
+/// chunks, and the aligner its text passes first.
 pub(super) async fn relay(
     req: &Request<'_>,
     pick: &mut Pick,
     held: stream::Held,
     ttfb: Duration,
-    carried: Option<(StreamStats, stream::Rewrite)>,
+    carried: Option<Carried>,
     reply: &mut Reply<'_>,
 ) -> std::io::Result<TargetEnd> {
     record::probe_committed(req, pick);
-    let (mut stats, rewrite) = match carried {
-        Some((stats, rewrite)) => (stats, Some(rewrite)),
-        None => (open_stream(req, pick.route, reply), None),
+    let (mut stats, rewrite, aligner) = match carried {
+        Some(c) => (c.stats, Some(c.rewrite), Some(c.aligner)),
+        None => (open_stream(req, pick.route, reply), None, None),
     };
     let policy = req.policy(pick);
     let relay_policy = RelayPolicy {
@@ -41,7 +44,8 @@ pub(super) async fn relay(
     // request's deadline.
     reply.client.set_cap(req.deadline);
     let out = std::mem::take(reply.out);
-    let (end, buf) = stream::relay(held, reply.client, out, &relay_policy, &mut stats).await;
+    let (end, buf) =
+        stream::relay(held, reply.client, out, &relay_policy, &mut stats, aligner).await;
     reply.client.clear_cap();
     *reply.out = buf;
     record_stream(req, pick, &end, ttfb, &stats, before, &relay_policy);
@@ -51,8 +55,16 @@ pub(super) async fn relay(
             "client went away mid-stream",
         )),
         StreamEnd::Completed => Ok(TargetEnd::Answered { status: 200 }),
+        StreamEnd::Misaligned => Ok(TargetEnd::Misaligned { stats }),
         StreamEnd::Failed { class, reason } => broke(req, pick, class, reason, stats, reply).await,
     }
+}
+
+/// A continuation's state as it is relayed into the client's stream.
+pub(super) struct Carried {
+    stats: StreamStats,
+    rewrite: stream::Rewrite,
+    aligner: Aligner,
 }
 
 /// The response head of a new stream, and its time to first token.
@@ -83,9 +95,10 @@ fn record_stream(
     if stats.text_overflowed && !overflowed_before {
         record::stream_overflow(req, pick.slot);
     }
+    // A continuation that restarted answered as a model does: not a failure.
     let outcome = match end {
         StreamEnd::Failed { class, .. } => Outcome::Failure(*class),
-        StreamEnd::Completed | StreamEnd::ClientGone => Outcome::Success,
+        StreamEnd::Completed | StreamEnd::ClientGone | StreamEnd::Misaligned => Outcome::Success,
     };
     let own_usage = stats
         .usage
@@ -117,6 +130,7 @@ async fn broke(
     );
     let continuable = req.policy(pick).stream.continue_after_commit
         && !stats.text_overflowed
+        && !stats.unrepeatable
         && req.shard.draining.get().is_none();
     if continuable {
         return Ok(TargetEnd::StreamBroken { stats, reason });
@@ -134,9 +148,11 @@ async fn end_stream_with_error(reason: &str, reply: &mut Reply<'_>) -> std::io::
 }
 
 /// Continues a stream that broke after commit on the next targets of the chain:
-/// the conversation plus the text already streamed goes to each in turn until one
-/// streams the rest, spliced into the client's stream. If none can, the client's
-/// stream ends with an error naming the original failure.
+/// the conversation plus the text already streamed goes to each in turn — as
+/// prefill first where the target may take it, then in instruction style — until
+/// one streams the rest, checked for alignment and spliced into the client's
+/// stream. If none can, the client's stream ends with an error naming the
+/// original failure.
 pub(super) async fn continue_stream(
     req: &Request<'_>,
     route: usize,
@@ -146,48 +162,81 @@ pub(super) async fn continue_stream(
     reply: &mut Reply<'_>,
 ) -> std::io::Result<()> {
     let mut trail = Trail::default();
-    for (position, &target) in rest.iter().enumerate() {
-        if Instant::now() >= req.deadline {
-            break;
-        }
-        let prefill = req.routing.table.routes[route].targets[target].prefill;
-        let Some(body) = crate::proxy::continuation::request_body(req.body, &stats.text, prefill)
-        else {
-            break;
-        };
-        let Ok(chat) = ChatBody::parse(&body) else {
-            break;
-        };
+    'targets: for (position, &target) in rest.iter().enumerate() {
         let others = position + 1 < rest.len();
-        let Some(mut pick) = executor::admit(req, route, target, others, &mut trail) else {
-            continue;
-        };
-        let outgoing = Outgoing {
-            body: &body,
-            chat: &chat,
-        };
-        match continue_on(req, &mut pick, outgoing, stats, original_reason, reply).await? {
-            Continued::Done => return Ok(()),
-            Continued::Broke(more) => stats = more,
+        for style in styles(req, route, target) {
+            if Instant::now() >= req.deadline {
+                break 'targets;
+            }
+            let sent = continuation::estimate_tokens(&stats.text);
+            let Ok(body) = continuation::request_body(req.body, &stats.text, style, sent) else {
+                break 'targets;
+            };
+            let Ok(chat) = ChatBody::parse(&body) else {
+                break 'targets;
+            };
+            let Some(mut pick) = executor::admit(req, route, target, others, &mut trail) else {
+                continue 'targets;
+            };
+            let outgoing = Outgoing {
+                body: &body,
+                chat: &chat,
+            };
+            let tried = continue_on(
+                req,
+                &mut pick,
+                outgoing,
+                style,
+                stats,
+                original_reason,
+                reply,
+            );
+            match tried.await? {
+                Continued::Done => return Ok(()),
+                Continued::Refused(back) => stats = back,
+                Continued::Passed(back) => {
+                    stats = back;
+                    continue 'targets;
+                }
+            }
         }
     }
     end_stream_with_error(original_reason, reply).await
+}
+
+/// The styles a continuation on `target` tries, in order: prefill first unless
+/// the target is set to instruction style or known not to take prefill.
+fn styles(req: &Request<'_>, route: usize, target: usize) -> Vec<Style> {
+    let policy = &req.routing.table.routes[route].targets[target];
+    let known = req.routing.table.prefill[policy.slot].get();
+    match (policy.prefill, known) {
+        (Prefill::Always, _) => vec![Style::Prefill],
+        (Prefill::Never, _) | (Prefill::Auto, PrefillKnown::Unsupported) => {
+            vec![Style::Instruction]
+        }
+        (Prefill::Auto, _) => vec![Style::Prefill, Style::Instruction],
+    }
 }
 
 /// How one continuation attempt ended.
 enum Continued {
     /// The client's stream is finished (completed, or ended with an error).
     Done,
+    /// This style did not work here (prefill refused, or the answer did not line
+    /// up): try the next style on the same target.
+    Refused(StreamStats),
     /// Not continued here; try the next target with these stats.
-    Broke(StreamStats),
+    Passed(StreamStats),
 }
 
-/// One continuation attempt on `pick`: relayed into the client's stream when it
-/// streams, else recorded and passed over.
+/// One continuation attempt on `pick` in `style`: relayed into the client's
+/// stream once aligned, else recorded and passed over. What it shows about the
+/// target's prefill is remembered gateway-wide.
 async fn continue_on(
     req: &Request<'_>,
     pick: &mut Pick,
     outgoing: Outgoing<'_>,
+    style: Style,
     mut stats: StreamStats,
     original_reason: &str,
     reply: &mut Reply<'_>,
@@ -198,24 +247,32 @@ async fn continue_on(
     let result = attempt::for_client(req, pick, outgoing, reply.client, started)
         .await
         .ok_or_else(client_gone)?;
+    let memory = &req.routing.table.prefill[pick.slot];
+    let learn = |known| {
+        if style == Style::Prefill {
+            memory.set(known);
+        }
+    };
     let mut ignored = Trail::default();
     match result {
         AttemptResult::Untranslatable(reason) => {
             record::untranslatable(req, pick, &reason, &mut reply.meta, &mut ignored);
         }
         AttemptResult::Stream { held, ttfb } => {
-            let label = req.label(pick.slot);
-            let rewrite = stream::Rewrite {
-                id: stats.id.clone().unwrap_or_default(),
-                model: stats.model.clone().unwrap_or_default(),
-                marker: serde_json::json!({ "continued": true, "continued_by": label, "after": original_reason }),
-                base_usage: stats.usage,
-            };
-            let carried = Some((std::mem::take(&mut stats), rewrite));
-            return match relay(req, pick, *held, ttfb, carried, reply).await? {
-                TargetEnd::StreamBroken { stats, .. } => Ok(Continued::Broke(stats)),
-                _ => Ok(Continued::Done),
-            };
+            let carried = carry(req, pick, &mut stats, style, original_reason);
+            return Ok(
+                match relay(req, pick, *held, ttfb, Some(carried), reply).await? {
+                    TargetEnd::Misaligned { stats } => {
+                        learn(PrefillKnown::Unsupported);
+                        Continued::Refused(stats)
+                    }
+                    TargetEnd::StreamBroken { stats, .. } => Continued::Passed(stats),
+                    _ => {
+                        learn(PrefillKnown::Capable);
+                        Continued::Done
+                    }
+                },
+            );
         }
         // A non-streamed answer cannot be spliced into the stream.
         AttemptResult::Complete { .. } => {
@@ -229,9 +286,46 @@ async fn continue_on(
         }
         AttemptResult::Failed(failed) => {
             record::failed(req, pick, &failed, started, &mut ignored);
+            let refused = failed.answer.as_ref().is_some_and(|a| {
+                style == Style::Prefill && continuation::rejects_prefill(a.status, &a.body)
+            });
+            if refused {
+                learn(PrefillKnown::Unsupported);
+                return Ok(Continued::Refused(stats));
+            }
         }
     }
-    Ok(Continued::Broke(stats))
+    Ok(Continued::Passed(stats))
+}
+
+/// What relaying a continuation needs: the client's stream so far, chunks
+/// rewritten to its id and model with a marker naming who continued, and the
+/// aligner over the partial text.
+fn carry(
+    req: &Request<'_>,
+    pick: &Pick,
+    stats: &mut StreamStats,
+    style: Style,
+    original_reason: &str,
+) -> Carried {
+    let label = req.label(pick.slot);
+    let rewrite = stream::Rewrite {
+        id: stats.id.clone().unwrap_or_default(),
+        model: stats.model.clone().unwrap_or_default(),
+        marker: serde_json::json!({
+            "continued": true,
+            "continued_by": label,
+            "after": original_reason,
+            "style": match style { Style::Prefill => "prefill", Style::Instruction => "instruction" },
+        }),
+        base_usage: stats.usage,
+    };
+    let aligner = Aligner::new(&stats.text, style);
+    Carried {
+        stats: std::mem::take(stats),
+        rewrite,
+        aligner,
+    }
 }
 
 fn subtract(total: Usage, base: Option<Usage>) -> Usage {
