@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use loadtest::mock::{self, Fault, MockConfig};
+use loadtest::mock::{self, Continuation, Fault, MockConfig};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -36,6 +36,9 @@ struct Args {
     /// Initial fault as JSON, e.g. '{"mode":"status","status":503,"rate":0.5}'.
     #[arg(long, default_value = r#"{"mode":"none"}"#)]
     fault: String,
+    /// How continuations are answered, as JSON, e.g. '{"mode":"reject_prefill"}'.
+    #[arg(long, default_value = r#"{"mode":"honest"}"#)]
+    continuation: String,
     /// Extra listener serving only /_mock/ routes, never refused (heals `refuse`).
     #[arg(long)]
     control: Option<SocketAddr>,
@@ -53,6 +56,13 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let continuation = match Continuation::from_json(args.continuation.as_bytes()) {
+        Ok(mode) => mode,
+        Err(e) => {
+            eprintln!("mock-provider: --continuation: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let config = MockConfig {
         name: args.name.clone(),
         listen: args.listen,
@@ -61,6 +71,7 @@ fn main() -> ExitCode {
         chunk_delay: Duration::from_millis(args.chunk_delay_ms),
         latency: Duration::from_millis(args.latency_ms),
         fault,
+        continuation,
         control: args.control,
         pin_core: args.pin_core,
     };

@@ -4,25 +4,29 @@
 //! `max_tokens` is required (400 `invalid_request_error` without it). `system` is
 //! ignored; message content is a string or blocks whose `text` fields count.
 //!
-//! Tool rule: when the request has a non-empty `tools` list and the last message is
-//! a user message whose text contains "use a tool", the answer is a single
-//! `tool_use` block calling the first tool with input `{}` (id `toolu_mock_{n}`,
-//! `stop_reason` `tool_use`) instead of text. Streamed, that block is sent as
-//! `content_block_start` (`tool_use`, input `{}`) and one `input_json_delta` with
-//! `partial_json` `"{}"`.
+//! Tool rules: a `tool_choice` of `{"type":"any"}` or `{"type":"tool","name":N}`
+//! with non-empty `tools` forces a call whose input is `{"text":"w0 ... "}`, see
+//! [`super::tool`]. Otherwise, when the request has a non-empty `tools` list and the
+//! last message is a user message whose text contains "use a tool", the answer
+//! calls the first tool with input `{}`. Either way the answer is a single
+//! `tool_use` block (id `toolu_mock_{n}`, `stop_reason` `tool_use`) instead of text.
+//! Streamed, that block is sent as `content_block_start` (`tool_use`, input `{}`)
+//! and `input_json_delta`s (one with `partial_json` `"{}"` for the "use a tool"
+//! rule).
 //!
 //! Stream events, in order (fault `after_chunks` counts them): `message_start`,
-//! `content_block_start`, `ping`, one `content_block_delta` per word (one
-//! `input_json_delta` for a tool call), `content_block_stop`, `message_delta`
-//! (`stop_reason`, `usage.output_tokens`), `message_stop`.
+//! `content_block_start`, `ping`, one `content_block_delta` per word (per argument
+//! chunk, `input_json_delta`, for a tool call), `content_block_stop`,
+//! `message_delta` (`stop_reason`, `usage.output_tokens`), `message_stop`.
 
 use std::borrow::Cow;
 
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::answer::{last_user_text, Answer, Turn};
+use super::answer::{last_user_text, Answer, Continuation, Turn};
 use super::dialect::{write_anthropic_error, BodyError};
+use super::tool::{self, ToolCall};
 use super::wire::{push_json_str, push_u64};
 
 #[derive(Deserialize)]
@@ -37,6 +41,8 @@ struct MessagesRequest<'a> {
     messages: Vec<Message<'a>>,
     #[serde(default)]
     tools: Option<Vec<Value>>,
+    #[serde(default)]
+    tool_choice: Option<Value>,
 }
 
 #[derive(Deserialize)]
@@ -47,11 +53,10 @@ struct Message<'a> {
     content: Option<Value>,
 }
 
-/// A planned Messages answer: text words, or a call of the tool named `tool`.
+/// A planned Messages answer: text words, or a tool call (`answer.tool`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Reply {
     pub answer: Answer,
-    pub tool: Option<String>,
 }
 
 /// One event of the stream, in order.
@@ -67,8 +72,13 @@ enum Event {
 }
 
 impl Reply {
-    /// Reads a Messages request and plans its answer of `words` words.
-    pub(crate) fn read(body: &[u8], words: usize, id: u64) -> Result<Reply, BodyError> {
+    /// Reads a Messages request and plans its answer of `words` words under `mode`.
+    pub(crate) fn read(
+        body: &[u8],
+        words: usize,
+        id: u64,
+        mode: Continuation,
+    ) -> Result<Reply, BodyError> {
         let req: MessagesRequest<'_> = serde_json::from_slice(body)?;
         if req.max_tokens.is_none() {
             return Err(BodyError::Field("max_tokens: Field required"));
@@ -78,24 +88,40 @@ impl Reply {
             .iter()
             .map(|m| Turn::from_json(&m.role, &m.content))
             .collect();
-        let wants_tool = last_user_text(&turns).is_some_and(|t| t.contains("use a tool"));
-        let tool = req
-            .tools
-            .as_deref()
-            .and_then(<[Value]>::first)
-            .filter(|_| wants_tool)
-            .map(|t| t.get("name").and_then(Value::as_str).unwrap_or("tool"))
-            .map(str::to_string);
         let model = req
             .model
             .map_or_else(|| String::from("mock-model"), Cow::into_owned);
-        let mut answer = Answer::for_turns(&turns, model, words, id, body.len());
+        let mut answer = Answer::for_turns(&turns, mode, model, words, id, body.len())?;
+        let tools = req.tools.as_deref();
+        answer.tool = match tool::forced_anthropic(tools, req.tool_choice.as_ref()) {
+            Some(name) => Some(ToolCall { name, words }),
+            None => {
+                let wants_tool = last_user_text(&turns).is_some_and(|t| t.contains("use a tool"));
+                tools
+                    .and_then(<[Value]>::first)
+                    .filter(|_| wants_tool)
+                    .map(|t| ToolCall {
+                        name: t
+                            .get("name")
+                            .and_then(Value::as_str)
+                            .unwrap_or("tool")
+                            .into(),
+                        words: 0,
+                    })
+            }
+        };
         answer.stream = req.stream.unwrap_or(false);
-        Ok(Reply { answer, tool })
+        Ok(Reply { answer })
+    }
+
+    /// The event that carries argument chunk `k` of a tool call, if there is one.
+    pub(crate) fn argument_event(&self, k: usize) -> Option<usize> {
+        let call = self.answer.tool.as_ref()?;
+        (k < call.pieces()).then_some(3 + k)
     }
 
     fn stop_reason(&self) -> &'static str {
-        if self.tool.is_some() {
+        if self.answer.tool.is_some() {
             "tool_use"
         } else {
             "end_turn"
@@ -103,27 +129,27 @@ impl Reply {
     }
 
     fn output_tokens(&self) -> u64 {
-        if self.tool.is_some() {
-            1
-        } else {
-            self.answer.completion_tokens()
-        }
+        self.answer.completion_tokens()
     }
 
     fn deltas(&self) -> usize {
-        if self.tool.is_some() {
-            1
-        } else {
-            self.answer.pieces()
-        }
+        self.answer.pieces()
     }
 
-    fn push_tool_block(&self, out: &mut Vec<u8>, name: &str) {
+    /// Appends the `tool_use` block, with its whole input or (`whole` false, as
+    /// `content_block_start` has it) input `{}`.
+    fn push_tool_block(&self, out: &mut Vec<u8>, call: &ToolCall, whole: bool) {
         out.extend_from_slice(b"{\"type\":\"tool_use\",\"id\":\"toolu_mock_");
         push_u64(out, self.answer.id);
         out.extend_from_slice(b"\",\"name\":");
-        push_json_str(out, name);
-        out.extend_from_slice(b",\"input\":{}}");
+        push_json_str(out, &call.name);
+        out.extend_from_slice(b",\"input\":");
+        if whole {
+            call.push_input(out);
+        } else {
+            out.extend_from_slice(b"{}");
+        }
+        out.push(b'}');
     }
 
     fn push_usage(&self, out: &mut Vec<u8>, output_tokens: u64) {
@@ -146,8 +172,8 @@ impl Reply {
     pub(crate) fn write_message(&self, out: &mut Vec<u8>, name: &str) {
         self.push_message_head(out);
         out.extend_from_slice(b",\"content\":[");
-        match &self.tool {
-            Some(tool) => self.push_tool_block(out, tool),
+        match &self.answer.tool {
+            Some(call) => self.push_tool_block(out, call, true),
             None => {
                 out.extend_from_slice(b"{\"type\":\"text\",\"text\":");
                 self.answer.push_content(out, name);
@@ -215,17 +241,17 @@ impl Reply {
                 out.extend_from_slice(b"}}");
             }
             Event::BlockStart => {
-                match &self.tool {
-                    Some(tool) => self.push_tool_block(out, tool),
+                match &self.answer.tool {
+                    Some(call) => self.push_tool_block(out, call, false),
                     None => out.extend_from_slice(b"{\"type\":\"text\",\"text\":\"\"}"),
                 }
                 out.push(b'}');
             }
             Event::Delta(k) => {
-                if self.tool.is_some() {
-                    out.extend_from_slice(
-                        b"{\"type\":\"input_json_delta\",\"partial_json\":\"{}\"}}",
-                    );
+                if let Some(call) = &self.answer.tool {
+                    out.extend_from_slice(b"{\"type\":\"input_json_delta\",\"partial_json\":\"");
+                    call.push_piece(out, k);
+                    out.extend_from_slice(b"\"}}");
                 } else {
                     out.extend_from_slice(b"{\"type\":\"text_delta\",\"text\":\"");
                     self.answer.push_piece(out, name, k);
@@ -262,7 +288,7 @@ mod tests {
     use super::*;
 
     fn reply(body: &str) -> Result<Reply, BodyError> {
-        Reply::read(body.as_bytes(), 3, 9)
+        Reply::read(body.as_bytes(), 3, 9, Continuation::Honest)
     }
 
     fn events(r: &Reply) -> Vec<(String, Value)> {
@@ -322,18 +348,76 @@ mod tests {
     fn tool_rule_and_required_fields() {
         let r = reply(r#"{"max_tokens":5,"tools":[{"name":"get_weather","input_schema":{}}],"messages":[{"role":"user","content":[{"type":"text","text":"please use a tool"}]}]}"#)
             .expect("valid");
-        assert_eq!(r.tool.as_deref(), Some("get_weather"));
+        assert_eq!(
+            r.answer.tool.as_ref().map(|c| c.name.as_str()),
+            Some("get_weather")
+        );
         let events = events(&r);
         assert_eq!(events[1].1["content_block"]["name"], "get_weather");
         assert_eq!(events[3].1["delta"]["partial_json"], "{}");
         assert_eq!(events[5].1["delta"]["stop_reason"], "tool_use");
         let no_tools =
             reply(r#"{"max_tokens":5,"messages":[{"role":"user","content":"use a tool"}]}"#);
-        assert_eq!(no_tools.expect("valid").tool, None);
+        assert_eq!(no_tools.expect("valid").answer.tool, None);
         assert!(matches!(
             reply(r#"{"messages":[]}"#),
             Err(BodyError::Field(_))
         ));
         assert!(matches!(reply("{"), Err(BodyError::Json(_))));
+    }
+
+    #[test]
+    fn forced_tool_call_streams_input_json_deltas() {
+        let r = reply(r#"{"max_tokens":5,"stream":true,"tools":[{"name":"get_weather","input_schema":{}}],"tool_choice":{"type":"any"},"messages":[{"role":"user","content":"hi"}]}"#)
+            .expect("valid");
+        let events = events(&r);
+        assert_eq!(
+            events[1].1["content_block"],
+            serde_json::json!({"type":"tool_use","id":"toolu_mock_9","name":"get_weather","input":{}})
+        );
+        let pieces: Vec<&str> = events
+            .iter()
+            .filter_map(|(_, v)| v["delta"]["partial_json"].as_str())
+            .collect();
+        assert_eq!(pieces, [r#"{"text":""#, "w0 ", "w1 ", "w2 ", r#""}"#]);
+        assert!(events[3..8]
+            .iter()
+            .all(|(k, v)| k == "content_block_delta" && v["delta"]["type"] == "input_json_delta"));
+        assert_eq!(events[9].1["delta"]["stop_reason"], "tool_use");
+        assert_eq!(
+            (r.argument_event(0), r.argument_event(4)),
+            (Some(3), Some(7))
+        );
+        assert_eq!(r.argument_event(5), None);
+
+        let named = reply(r#"{"max_tokens":5,"tools":[{"name":"a"},{"name":"b"}],"tool_choice":{"type":"tool","name":"b"},"messages":[{"role":"user","content":"hi"}]}"#)
+            .expect("valid");
+        let mut whole = Vec::new();
+        named.write_message(&mut whole, "a");
+        let whole: Value = serde_json::from_slice(&whole).expect("message JSON");
+        assert_eq!(
+            whole["content"],
+            serde_json::json!([{"type":"tool_use","id":"toolu_mock_9","name":"b","input":{"text":"w0 w1 w2 "}}])
+        );
+        assert_eq!(whole["stop_reason"], "tool_use");
+        let text =
+            reply(r#"{"max_tokens":5,"stream":true,"messages":[{"role":"user","content":"hi"}]}"#)
+                .expect("valid");
+        assert_eq!(text.argument_event(0), None);
+    }
+
+    #[test]
+    fn continuation_modes_apply() {
+        let body = r#"{"max_tokens":5,"messages":[{"role":"user","content":"q"},{"role":"assistant","content":[{"type":"text","text":"Hello from a: w0 "}]},{"role":"user","content":"Begin your reply by repeating, exactly, its last words: «a: w0» — then continue."}]}"#;
+        let echo = Reply::read(body.as_bytes(), 3, 9, Continuation::EchoHonouring).expect("valid");
+        let mut whole = Vec::new();
+        echo.write_message(&mut whole, "b");
+        let whole: Value = serde_json::from_slice(&whole).expect("message JSON");
+        assert_eq!(whole["content"][0]["text"], "a: w0w1 w2 ");
+        let prefill = r#"{"max_tokens":5,"messages":[{"role":"user","content":"q"},{"role":"assistant","content":"w0"}]}"#;
+        assert!(matches!(
+            Reply::read(prefill.as_bytes(), 3, 9, Continuation::RejectPrefill),
+            Err(BodyError::Prefill)
+        ));
     }
 }

@@ -10,14 +10,15 @@
 //! `messageStart` `{role}`, one `contentBlockDelta` `{delta:{text},contentBlockIndex:0}`
 //! per word, `contentBlockStop`, `messageStop` `{stopReason}`, `metadata`
 //! `{usage, metrics}`. The error event is an exception frame
-//! (`:exception-type` `throttlingException`).
+//! (`:exception-type` `throttlingException`). Continuations always follow the
+//! `honest` rule, whatever the mock's mode.
 
 use std::borrow::Cow;
 
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::answer::{Answer, Turn};
+use super::answer::{Answer, Continuation, Turn};
 use super::dialect::BodyError;
 use super::eventstream;
 use super::wire::{push_json_str, push_u64};
@@ -46,11 +47,12 @@ pub(crate) fn read(body: &[u8], model: &str, words: usize, id: u64) -> Result<An
         .collect();
     Ok(Answer::for_turns(
         &turns,
+        Continuation::Honest,
         model.to_string(),
         words,
         id,
         body.len(),
-    ))
+    )?)
 }
 
 fn push_usage(out: &mut Vec<u8>, answer: &Answer) {

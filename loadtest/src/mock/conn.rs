@@ -276,6 +276,7 @@ impl Conn {
             api_key: head.api_key,
             body,
             id,
+            continuation: self.shared().continuation(),
         };
         let plan = match plan::plan(&self.local.shared.settings, &incoming, &mut self.scratch) {
             Plan::Stream(stream) => Some(stream),

@@ -1,10 +1,11 @@
-//! The `/_mock/` control routes: read or switch the fault, read the counters.
+//! The `/_mock/` control routes: read or switch the fault or the continuation mode,
+//! read the counters.
 
 use super::openai;
 use super::request::Route;
 use super::state::Shared;
 use super::wire;
-use super::Fault;
+use super::{Continuation, Fault};
 
 /// Builds a control answer in `out`; returns its status and the fault to apply
 /// once it is sent.
@@ -33,6 +34,24 @@ pub(super) fn control_reply(
             out.extend_from_slice(shared.fault().1.to_json().as_bytes());
             (200, None)
         }
+        Route::GetContinuation => {
+            out.extend_from_slice(shared.continuation().to_json().as_bytes());
+            (200, None)
+        }
+        Route::SetContinuation => match Continuation::from_json(body) {
+            Ok(mode) => {
+                shared.set_continuation(mode);
+                out.extend_from_slice(b"{\"ok\":true,\"continuation\":");
+                out.extend_from_slice(mode.to_json().as_bytes());
+                out.push(b'}');
+                (200, None)
+            }
+            Err(e) => {
+                let message = format!("invalid continuation JSON: {e}");
+                openai::write_error(out, &message, "invalid_request_error");
+                (400, None)
+            }
+        },
         Route::SetFault => match Fault::from_json(body) {
             Ok(fault) => {
                 out.extend_from_slice(b"{\"ok\":true,\"fault\":");

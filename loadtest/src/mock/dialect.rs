@@ -7,11 +7,15 @@
 //! | Anthropic | `{"type":"error","error":{"type","message"}}` (529 `overloaded_error`, 429 `rate_limit_error`, 5xx `api_error`) | |
 //! | Gemini | `{"error":{"code","message","status"}}` (429 `RESOURCE_EXHAUSTED`, 503 `UNAVAILABLE`, 500 `INTERNAL`) | |
 //! | Bedrock | `{"message"}` | `x-amzn-errortype: ThrottlingException` (429), `ServiceUnavailableException` (503), ... |
+//!
+//! A prefill refused by the `reject_prefill` continuation mode is answered 400 with
+//! the provider's own wording ([`write_prefill_rejected`]).
 
 use std::borrow::Cow;
 
 use serde::{Deserialize, Serialize};
 
+use super::answer::PrefillRejected;
 use super::openai;
 use super::wire::{push_json_str, push_u64};
 
@@ -70,6 +74,47 @@ pub(crate) enum BodyError {
     /// A field the provider requires is missing or invalid.
     #[error("{0}")]
     Field(&'static str),
+    /// The conversation ends with an assistant message and the mock's
+    /// continuation mode is `reject_prefill`.
+    #[error("assistant message prefill is not supported")]
+    Prefill,
+}
+
+impl From<PrefillRejected> for BodyError {
+    fn from(_: PrefillRejected) -> Self {
+        BodyError::Prefill
+    }
+}
+
+/// OpenAI-compatible providers' answer to a trailing assistant message.
+pub(crate) const OPENAI_PREFILL_REJECTED: &str = r#"{"error":{"message":"Assistant message prefill is not supported: the final message must be a user or tool message.","type":"invalid_request_error","param":"messages","code":"invalid_request_error"}}"#;
+/// Anthropic's answer to a trailing assistant message.
+pub(crate) const ANTHROPIC_PREFILL_REJECTED: &str = r#"{"type":"error","error":{"type":"invalid_request_error","message":"This model does not support assistant message prefill. The conversation must end with a user message."}}"#;
+
+/// Appends the 400 body `dialect` sends for a refused prefill (OpenAI and Azure,
+/// Anthropic; the others, which never refuse one, get their usual 400 shape).
+pub(crate) fn write_prefill_rejected(
+    dialect: Dialect,
+    out: &mut Vec<u8>,
+    name: &str,
+) -> ErrorHeader {
+    match dialect {
+        Dialect::OpenAi | Dialect::Azure => {
+            out.extend_from_slice(OPENAI_PREFILL_REJECTED.as_bytes());
+            None
+        }
+        Dialect::Anthropic => {
+            out.extend_from_slice(ANTHROPIC_PREFILL_REJECTED.as_bytes());
+            None
+        }
+        _ => write_error(
+            dialect,
+            out,
+            400,
+            Some(&BodyError::Prefill.to_string()),
+            name,
+        ),
+    }
 }
 
 /// A response header that names the error (Bedrock's `x-amzn-errortype`).

@@ -3,7 +3,8 @@
 //! The JSON form is a tagged object: `{"mode":"status","status":503,"rate":1.0,
 //! "retry_after":2}` (add `"times":1` to fail only the first request),
 //! `{"mode":"latency","base_ms":200,"jitter_ms":50}`,
-//! `{"mode":"reset_mid_stream","after_chunks":3}`, `{"mode":"none"}`, ...
+//! `{"mode":"reset_mid_stream","after_chunks":3}`, `{"mode":"slow_first_token",
+//! "ms":500}`, `{"mode":"tool_call_cut","after_chunks":2}`, `{"mode":"none"}`, ...
 //!
 //! Stream faults count `after_chunks` in events written after the response head
 //! (SSE events, or event-stream frames for Bedrock). In the OpenAI dialect event 1
@@ -12,7 +13,9 @@
 //! byte a gateway commits on), and `after_chunks: k + 1` after `k` words; other
 //! dialects differ ([`super::Dialect::after_words`] gives the count for `k` words).
 //! A count past the end of the stream leaves that stream untouched. Every fault
-//! applies to every dialect, shaped as that provider sends it.
+//! applies to every dialect, shaped as that provider sends it, except
+//! `tool_call_cut`, which counts argument chunks of a streamed tool call (OpenAI,
+//! Azure, Anthropic; see `tool.rs`) and leaves other streams untouched.
 
 use std::time::Duration;
 
@@ -77,6 +80,20 @@ pub enum Fault {
     /// Streams: one event whose data is `{not json` after `after_chunks` events,
     /// then the stream continues normally.
     MalformedEvent {
+        #[serde(default)]
+        after_chunks: usize,
+    },
+    /// Streams: the head and the events before the first content go out at once
+    /// (OpenAI, Azure: the role-only chunk; Anthropic: `message_start`,
+    /// `content_block_start`, `ping`; Bedrock: `messageStart`; Gemini: only the
+    /// head), the first content event (a word, or a tool call's head) only `ms`
+    /// milliseconds later, then the rest as usual. Whole answers are untouched.
+    SlowFirstToken { ms: u64 },
+    /// Streamed tool calls (see `tool.rs`): the call's head and `after_chunks`
+    /// argument chunks (`function.arguments` pieces, Anthropic `input_json_delta`s),
+    /// then a connection reset, mid-arguments. A count of at least the call's
+    /// argument chunks, and any stream that is not a tool call, is untouched.
+    ToolCallCut {
         #[serde(default)]
         after_chunks: usize,
     },
@@ -226,6 +243,18 @@ mod tests {
                 r#"{"mode":"echo_request","status":401}"#,
                 Fault::EchoRequest { status: 401 },
             ),
+            (
+                r#"{"mode":"slow_first_token","ms":500}"#,
+                Fault::SlowFirstToken { ms: 500 },
+            ),
+            (
+                r#"{"mode":"tool_call_cut","after_chunks":2}"#,
+                Fault::ToolCallCut { after_chunks: 2 },
+            ),
+            (
+                r#"{"mode":"tool_call_cut"}"#,
+                Fault::ToolCallCut { after_chunks: 0 },
+            ),
         ];
         for (json, want) in cases {
             let got = Fault::from_json(json.as_bytes()).expect(json);
@@ -247,6 +276,9 @@ mod tests {
             r#"{"mode":"stall","after":1}"#,
             r#"{"mode":"encode"}"#,
             r#"{"mode":"echo_request","status":7}"#,
+            r#"{"mode":"slow_first_token","ms":-1}"#,
+            r#"{"mode":"slow_first_token"}"#,
+            r#"{"mode":"tool_call_cut","after":1}"#,
             "not json",
         ] {
             assert!(Fault::from_json(json.as_bytes()).is_err(), "{json}");

@@ -11,13 +11,14 @@
 //! with empty text). There is no terminal sentinel. Without `alt=sse` the same
 //! chunks are streamed as one JSON array (`[{..}\r\n,{..}]`), Google's default.
 //! Stream faults count chunks: `after_chunks: k` strikes after `k` words.
+//! Continuations always follow the `honest` rule, whatever the mock's mode.
 
 use std::borrow::Cow;
 
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::answer::{Answer, Turn};
+use super::answer::{Answer, Continuation, Turn};
 use super::dialect::{write_gemini_error, BodyError};
 use super::wire::{push_json_str, push_u64};
 
@@ -58,7 +59,14 @@ impl Reply {
             .iter()
             .map(|c| Turn::from_json(c.role.as_deref().unwrap_or("user"), &c.parts))
             .collect();
-        let answer = Answer::for_turns(&turns, model.to_string(), words, id, body.len());
+        let answer = Answer::for_turns(
+            &turns,
+            Continuation::Honest,
+            model.to_string(),
+            words,
+            id,
+            body.len(),
+        )?;
         Ok(Reply { answer, sse: true })
     }
 

@@ -11,7 +11,8 @@
 //!   `stream_options.include_usage`), by the rules below.
 //! - `POST /v1/embeddings`, `GET /v1/models`.
 //! - Anthropic Messages: `POST {prefix}/v1/messages` (`max_tokens` required; a
-//!   `tool_use` answer when asked to "use a tool"), see [`Dialect::Anthropic`].
+//!   `tool_use` answer when asked to "use a tool" or forced by `tool_choice`), see
+//!   [`Dialect::Anthropic`].
 //! - Gemini: `POST {prefix}/models/{model}:generateContent`,
 //!   `:streamGenerateContent` (`?alt=sse` for SSE), `:embedContent`,
 //!   `:batchEmbedContents`.
@@ -21,19 +22,23 @@
 //!   ?api-version=...` (`api-key` header required; "filtered" in the last user
 //!   message triggers the content filter).
 //!
-//! Every dialect sends the same words and follows the same continuation rule, and
+//! Every dialect sends the same words and follows the same continuation rules, and
 //! every fault applies to every dialect, shaped as that provider sends it: status
 //! faults use the dialect's error body (see `dialect.rs`), stream faults its events
 //! (see `stream.rs` and [`Dialect::after_words`]).
 //! - `POST /_mock/fault` with a [`Fault`] in JSON (`{"mode":"status","status":503}`),
-//!   `GET /_mock/fault`, `GET /_mock/stats` ([`MockStats`] as JSON). Control routes
-//!   are never faulted, counted or recorded.
+//!   `GET /_mock/fault`, `POST /_mock/continuation` with a [`Continuation`] in JSON
+//!   (`{"mode":"prefill_only"}`), `GET /_mock/continuation`, `GET /_mock/stats`
+//!   ([`MockStats`] as JSON). Control routes are never faulted, counted or recorded.
 //!
 //! The answer is `"Hello from {name}: w0 w1 ... w{n-1} "` (`n` = `stream_chunks`, at
 //! least 1); streamed, each word is one chunk and the greeting rides in the first.
 //! When the last message is an `assistant` prefill, the mock continues it: words up
 //! to the highest `w{i}` in the prefill are skipped, no greeting is sent, so prefix +
-//! continuation == the full answer.
+//! continuation == the full answer. How an instruction to continue is answered, and
+//! how less friendly models answer either style, is the [`Continuation`] mode (see
+//! `answer.rs`). A request with `tools` whose `tool_choice` forces a call is
+//! answered with one function call (see `tool.rs`).
 //!
 //! `Refuse` closes the listeners, so a refusing mock cannot be healed through its
 //! own port: heal it in-process with [`MockHandle::set_fault`], through the optional
@@ -58,6 +63,7 @@ mod request;
 mod server;
 mod state;
 mod stream;
+mod tool;
 mod wire;
 
 use std::io;
@@ -70,6 +76,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
+pub use answer::Continuation;
 pub use dialect::Dialect;
 pub use fault::{Fault, FaultError};
 
@@ -96,6 +103,8 @@ pub struct MockConfig {
     pub latency: Duration,
     /// The fault in force at start.
     pub fault: Fault,
+    /// How continuations are answered at start (see [`MockHandle::set_continuation`]).
+    pub continuation: Continuation,
     /// An extra listener serving only `/_mock/` routes, never faulted or refused.
     pub control: Option<SocketAddr>,
     /// Pin thread `i` to core `pin_core + i`.
@@ -112,6 +121,7 @@ impl Default for MockConfig {
             chunk_delay: Duration::ZERO,
             latency: Duration::ZERO,
             fault: Fault::None,
+            continuation: Continuation::Honest,
             control: None,
             pin_core: None,
         }
@@ -198,6 +208,17 @@ impl MockHandle {
         Fault::clone(&self.inner.shared.fault().1)
     }
 
+    /// Switches how continuations are answered, for every following request (the
+    /// same as `POST /_mock/continuation`).
+    pub fn set_continuation(&self, mode: Continuation) {
+        self.inner.shared.set_continuation(mode);
+    }
+
+    /// The continuation mode in force.
+    pub fn continuation(&self) -> Continuation {
+        self.inner.shared.continuation()
+    }
+
     pub fn stats(&self) -> MockStats {
         self.inner.shared.stats()
     }
@@ -245,7 +266,12 @@ pub fn start(config: MockConfig) -> io::Result<MockHandle> {
         .as_ref()
         .map(std::net::TcpListener::local_addr)
         .transpose()?;
-    let shared = Arc::new(Shared::new(settings(&config), config.fault, threads));
+    let shared = Arc::new(Shared::new(
+        settings(&config),
+        config.fault,
+        config.continuation,
+        threads,
+    ));
     let (ready_tx, ready_rx) = mpsc::channel();
     let mut handles = Vec::with_capacity(threads);
     for (index, listener) in listeners.into_iter().enumerate() {

@@ -1,7 +1,12 @@
 //! The OpenAI-compatible bodies the mock speaks: chat completions (whole and as SSE
 //! chunks), embeddings, the model list and error objects, all deterministic. The
-//! answer text and the continuation rule live in [`super::answer`]; Azure OpenAI
-//! reuses these bodies (see [`super::azure`]).
+//! answer text and the continuation rules live in [`super::answer`], the forced tool
+//! call in [`super::tool`]; Azure OpenAI reuses these bodies (see [`super::azure`]).
+//!
+//! Stream events, in order (fault `after_chunks` counts them): the role delta
+//! (`content` `""`, or `null` before a tool call), one chunk per word (for a tool
+//! call: the call's head, then one chunk per argument piece), the chunk with
+//! `finish_reason` (`stop`, or `tool_calls`), the usage chunk when asked, `[DONE]`.
 
 use std::borrow::Cow;
 
@@ -9,7 +14,9 @@ use serde::Deserialize;
 use serde_json::Value;
 
 pub(crate) use super::answer::Answer;
-use super::answer::{last_user_text, Turn};
+use super::answer::{last_user_text, Continuation, Turn};
+use super::dialect::BodyError;
+use super::tool::{self, ToolCall};
 use super::wire::{push_json_str, push_u64};
 
 #[derive(Deserialize)]
@@ -22,6 +29,10 @@ struct ChatRequest<'a> {
     stream_options: Option<StreamOptions>,
     #[serde(default, borrow)]
     messages: Vec<Message<'a>>,
+    #[serde(default)]
+    tools: Option<Vec<Value>>,
+    #[serde(default)]
+    tool_choice: Option<Value>,
 }
 
 #[derive(Deserialize)]
@@ -44,8 +55,13 @@ pub(crate) struct Chat {
     pub last_user: Option<String>,
 }
 
-/// Reads a chat request body and plans its answer of `words` words.
-pub(crate) fn read_chat(body: &[u8], words: usize, id: u64) -> Result<Chat, serde_json::Error> {
+/// Reads a chat request body and plans its answer of `words` words under `mode`.
+pub(crate) fn read_chat(
+    body: &[u8],
+    words: usize,
+    id: u64,
+    mode: Continuation,
+) -> Result<Chat, BodyError> {
     let req: ChatRequest<'_> = serde_json::from_slice(body)?;
     let turns: Vec<Turn<'_>> = req
         .messages
@@ -55,7 +71,9 @@ pub(crate) fn read_chat(body: &[u8], words: usize, id: u64) -> Result<Chat, serd
     let model = req
         .model
         .map_or_else(|| String::from("mock-model"), Cow::into_owned);
-    let mut answer = Answer::for_turns(&turns, model, words, id, body.len());
+    let mut answer = Answer::for_turns(&turns, mode, model, words, id, body.len())?;
+    answer.tool = tool::forced_openai(req.tools.as_deref(), req.tool_choice.as_ref())
+        .map(|name| ToolCall { name, words });
     answer.stream = req.stream.unwrap_or(false);
     answer.include_usage = req.stream_options.is_some_and(|o| o.include_usage);
     Ok(Chat {
@@ -65,13 +83,14 @@ pub(crate) fn read_chat(body: &[u8], words: usize, id: u64) -> Result<Chat, serd
 }
 
 impl Answer {
-    /// Reads a chat request body and plans its answer of `words` words.
+    /// Reads a chat request body and plans its answer of `words` words under `mode`.
     pub(crate) fn from_request(
         body: &[u8],
         words: usize,
         id: u64,
-    ) -> Result<Answer, serde_json::Error> {
-        read_chat(body, words, id).map(|chat| chat.answer)
+        mode: Continuation,
+    ) -> Result<Answer, BodyError> {
+        read_chat(body, words, id, mode).map(|chat| chat.answer)
     }
 
     fn push_usage(&self, out: &mut Vec<u8>) {
@@ -101,10 +120,37 @@ impl Answer {
         out.extend_from_slice(
             b",\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":",
         );
-        self.push_content(out, name);
-        out.extend_from_slice(b"},\"finish_reason\":\"stop\"}],");
+        match &self.tool {
+            Some(call) => {
+                out.extend_from_slice(b"null,\"tool_calls\":[{");
+                self.push_call_head(out, call);
+                call.push_arguments(out);
+                out.extend_from_slice(b"}}]");
+            }
+            None => self.push_content(out, name),
+        }
+        out.extend_from_slice(b"},\"finish_reason\":");
+        out.extend_from_slice(self.finish_reason());
+        out.extend_from_slice(b"}],");
         self.push_usage(out);
         out.push(b'}');
+    }
+
+    fn finish_reason(&self) -> &'static [u8] {
+        if self.tool.is_some() {
+            b"\"tool_calls\""
+        } else {
+            b"\"stop\""
+        }
+    }
+
+    /// Appends `"id":..,"type":"function","function":{"name":..,"arguments":`.
+    fn push_call_head(&self, out: &mut Vec<u8>, call: &ToolCall) {
+        out.extend_from_slice(b"\"id\":\"call_mock_");
+        push_u64(out, self.id);
+        out.extend_from_slice(b"\",\"type\":\"function\",\"function\":{\"name\":");
+        push_json_str(out, &call.name);
+        out.extend_from_slice(b",\"arguments\":");
     }
 
     /// Appends SSE event `event` (`data: ...\n\n`) of the streamed answer.
@@ -122,19 +168,39 @@ impl Answer {
         out.extend_from_slice(b"data: ");
         self.push_id_model(out, "chat.completion.chunk", created);
         out.extend_from_slice(b",\"choices\":");
-        match event {
-            StreamEvent::Role => out.extend_from_slice(
+        match (event, &self.tool) {
+            (StreamEvent::Role, None) => out.extend_from_slice(
                 b"[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"\"},\"finish_reason\":null}]}",
             ),
-            StreamEvent::Word(k) => {
+            (StreamEvent::Role, Some(_)) => out.extend_from_slice(
+                b"[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":null},\"finish_reason\":null}]}",
+            ),
+            (StreamEvent::ToolHead, Some(call)) => {
+                out.extend_from_slice(b"[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,");
+                self.push_call_head(out, call);
+                out.extend_from_slice(b"\"\"}}]},\"finish_reason\":null}]}");
+            }
+            (StreamEvent::Word(k), Some(call)) => {
+                out.extend_from_slice(
+                    b"[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,\"function\":{\"arguments\":\"",
+                );
+                call.push_piece(out, k);
+                out.extend_from_slice(b"\"}}]},\"finish_reason\":null}]}");
+            }
+            (StreamEvent::Word(k), None) => {
                 out.extend_from_slice(b"[{\"index\":0,\"delta\":{\"content\":\"");
                 self.push_piece(out, name, k);
                 out.extend_from_slice(b"\"},\"finish_reason\":null}]}");
             }
-            StreamEvent::Finish => {
-                out.extend_from_slice(b"[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}")
+            (StreamEvent::Finish, _) => {
+                out.extend_from_slice(b"[{\"index\":0,\"delta\":{},\"finish_reason\":");
+                out.extend_from_slice(self.finish_reason());
+                out.extend_from_slice(b"}]}");
             }
-            StreamEvent::Usage | StreamEvent::Done => {
+            (StreamEvent::ToolHead, None) => out.extend_from_slice(
+                b"[{\"index\":0,\"delta\":{},\"finish_reason\":null}]}",
+            ),
+            (StreamEvent::Usage | StreamEvent::Done, _) => {
                 out.extend_from_slice(b"[],");
                 self.push_usage(out);
                 out.push(b'}');
@@ -143,18 +209,31 @@ impl Answer {
         out.extend_from_slice(b"\n\n");
     }
 
+    /// Content events: one per piece, and the head of a tool call.
+    fn body_events(&self) -> usize {
+        self.pieces() + usize::from(self.tool.is_some())
+    }
+
     /// Number of stream events; `no_done` leaves out `data: [DONE]`.
     pub(crate) fn event_count(&self, no_done: bool) -> usize {
-        self.pieces() + 3 + usize::from(self.include_usage) - usize::from(no_done)
+        self.body_events() + 3 + usize::from(self.include_usage) - usize::from(no_done)
+    }
+
+    /// The event that carries argument chunk `k` of a tool call, if there is one.
+    pub(crate) fn argument_event(&self, k: usize) -> Option<usize> {
+        let call = self.tool.as_ref()?;
+        (k < call.pieces()).then_some(2 + k)
     }
 
     /// The `n`-th (0-based) event of the stream, `None` past the end.
     pub(crate) fn event(&self, n: usize) -> Option<StreamEvent> {
-        let words = self.pieces();
+        let head = usize::from(self.tool.is_some());
+        let words = self.body_events();
         let usage = usize::from(self.include_usage);
         match n {
             0 => Some(StreamEvent::Role),
-            n if n <= words => Some(StreamEvent::Word(n - 1)),
+            1 if head == 1 => Some(StreamEvent::ToolHead),
+            n if n <= words => Some(StreamEvent::Word(n - 1 - head)),
             n if n == words + 1 => Some(StreamEvent::Finish),
             n if usage == 1 && n == words + 2 => Some(StreamEvent::Usage),
             n if n == words + 2 + usage => Some(StreamEvent::Done),
@@ -167,6 +246,9 @@ impl Answer {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum StreamEvent {
     Role,
+    /// A tool call's id and name.
+    ToolHead,
+    /// Word `k`, or argument chunk `k` of a tool call.
     Word(usize),
     Finish,
     Usage,
@@ -255,7 +337,26 @@ mod tests {
     use super::*;
 
     fn answer(body: &str) -> Answer {
-        Answer::from_request(body.as_bytes(), 4, 7).expect("valid request")
+        Answer::from_request(body.as_bytes(), 4, 7, Continuation::Honest).expect("valid request")
+    }
+
+    /// Every SSE event's data of the streamed answer, `[DONE]` as a string.
+    fn events(a: &Answer) -> Vec<Value> {
+        let mut all = Vec::new();
+        let mut n = 0;
+        while let Some(ev) = a.event(n) {
+            let mut out = Vec::new();
+            a.write_event(&mut out, ev, "pri\"mary", 1);
+            let data = std::str::from_utf8(&out)
+                .expect("utf8")
+                .strip_prefix("data: ")
+                .expect("data")
+                .trim_end();
+            all.push(serde_json::from_str(data).unwrap_or_else(|_| Value::from(data)));
+            n += 1;
+        }
+        assert_eq!(n, a.event_count(false));
+        all
     }
 
     fn content_of(a: &Answer) -> String {
@@ -296,18 +397,18 @@ mod tests {
     #[test]
     fn instruction_style_continuation() {
         let body = r#"{"messages":[{"role":"user","content":"q"},{"role":"assistant","content":"Hello from a: w0 w1 "},{"role":"user","content":"Continue exactly where you stopped."}]}"#;
-        let answer = Answer::from_request(body.as_bytes(), 4, 1).unwrap();
-        assert_eq!((answer.first, answer.greet), (2, false));
+        assert_eq!(content_of(&answer(body)), "w2 w3 ");
         let plain = r#"{"messages":[{"role":"assistant","content":"w0 "},{"role":"user","content":"Thanks"}]}"#;
-        assert!(Answer::from_request(plain.as_bytes(), 4, 1).unwrap().greet);
+        assert_eq!(
+            content_of(&answer(plain)),
+            "Hello from pri\"mary: w0 w1 w2 w3 "
+        );
     }
 
     #[test]
     fn continuation_skips_present_words() {
         let prefill = r#"{"messages":[{"role":"user","content":"q"},{"role":"assistant","content":"Hello from a: w0 w1 "}]}"#;
-        let a = answer(prefill);
-        assert_eq!((a.first, a.greet, a.lead_space), (2, false, false));
-        assert_eq!(content_of(&a), "w2 w3 ");
+        assert_eq!(content_of(&answer(prefill)), "w2 w3 ");
         let parts = r#"{"messages":[{"role":"assistant","content":[{"type":"text","text":"Hello from a: w0"}]}]}"#;
         assert_eq!(content_of(&answer(parts)), " w1 w2 w3 ");
         assert_eq!(
@@ -321,7 +422,93 @@ mod tests {
 
     #[test]
     fn rejects_invalid_json() {
-        assert!(Answer::from_request(b"{not json", 4, 1).is_err());
+        assert!(Answer::from_request(b"{not json", 4, 1, Continuation::Honest).is_err());
         assert!(write_embeddings(&mut Vec::new(), b"[").is_err());
+    }
+
+    #[test]
+    fn modes_shape_the_streamed_continuation() {
+        let body = r#"{"stream":true,"messages":[{"role":"user","content":"q"},{"role":"assistant","content":"Hello from a: w0 w1 "},{"role":"user","content":"Continue."}]}"#;
+        let cases = [
+            (Continuation::PrefillOnly, "Hello from a: w0 w1 w2 w3 "),
+            (
+                Continuation::RestartReworded,
+                "Sure, here it is again: w0 w1 w2 w3 ",
+            ),
+            (Continuation::RepeatLastSentence, "a: w0 w1 w2 w3 "),
+        ];
+        for (mode, want) in cases {
+            let a = Answer::from_request(body.as_bytes(), 4, 1, mode).unwrap();
+            assert_eq!(content_of(&a), want, "{mode:?}");
+            let streamed: String = events(&a)
+                .iter()
+                .filter_map(|v| v["choices"][0]["delta"]["content"].as_str())
+                .collect();
+            assert_eq!(streamed, want, "{mode:?}");
+        }
+        let prefill =
+            r#"{"messages":[{"role":"user","content":"q"},{"role":"assistant","content":"w0 "}]}"#;
+        assert!(matches!(
+            Answer::from_request(prefill.as_bytes(), 4, 1, Continuation::RejectPrefill),
+            Err(BodyError::Prefill)
+        ));
+    }
+
+    const TOOLS: &str = r#""tools":[{"type":"function","function":{"name":"lookup","parameters":{"type":"object"}}}]"#;
+
+    #[test]
+    fn forced_tool_call_streams_in_argument_chunks() {
+        let body = format!(
+            r#"{{"stream":true,{TOOLS},"tool_choice":"required","messages":[{{"role":"user","content":"hi"}}]}}"#
+        );
+        let a = answer(&body);
+        let events = events(&a);
+        let deltas: Vec<&Value> = events.iter().map(|v| &v["choices"][0]["delta"]).collect();
+        assert_eq!(
+            deltas[0],
+            &serde_json::json!({"role":"assistant","content":null})
+        );
+        assert_eq!(
+            deltas[1]["tool_calls"][0],
+            serde_json::json!({"index":0,"id":"call_mock_7","type":"function","function":{"name":"lookup","arguments":""}})
+        );
+        let pieces: Vec<&str> = deltas[2..8]
+            .iter()
+            .map(|d| {
+                d["tool_calls"][0]["function"]["arguments"]
+                    .as_str()
+                    .unwrap()
+            })
+            .collect();
+        assert_eq!(
+            pieces,
+            [r#"{"text":""#, "w0 ", "w1 ", "w2 ", "w3 ", r#""}"#]
+        );
+        assert_eq!(a.argument_event(0), Some(2));
+        assert_eq!(a.argument_event(5), Some(7));
+        assert_eq!(a.argument_event(6), None);
+        assert_eq!(events[8]["choices"][0]["finish_reason"], "tool_calls");
+        assert_eq!(events[9], Value::from("[DONE]"));
+
+        let whole = format!(
+            r#"{{{TOOLS},"tool_choice":{{"type":"function","function":{{"name":"lookup"}}}},"messages":[{{"role":"user","content":"hi"}}]}}"#
+        );
+        let mut out = Vec::new();
+        answer(&whole).write_completion(&mut out, "m", 1);
+        let v: Value = serde_json::from_slice(&out).unwrap();
+        let choice = &v["choices"][0];
+        assert_eq!(choice["finish_reason"], "tool_calls");
+        assert_eq!(choice["message"]["content"], Value::Null);
+        assert_eq!(
+            choice["message"]["tool_calls"],
+            serde_json::json!([{"id":"call_mock_7","type":"function","function":{"name":"lookup","arguments":"{\"text\":\"w0 w1 w2 w3 \"}"}}])
+        );
+        assert_eq!(v["usage"]["completion_tokens"], 6);
+
+        let auto = format!(
+            r#"{{{TOOLS},"tool_choice":"auto","messages":[{{"role":"user","content":"hi"}}]}}"#
+        );
+        assert_eq!(answer(&auto).tool, None);
+        assert_eq!(answer(&auto).argument_event(0), None);
     }
 }

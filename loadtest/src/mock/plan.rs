@@ -1,7 +1,7 @@
 //! What each provider route answers when no fault interferes: a whole JSON body or
 //! a stream, in the dialect the route speaks.
 
-use super::answer::Answer;
+use super::answer::{Answer, Continuation};
 use super::anthropic;
 use super::azure::Refusal;
 use super::bedrock;
@@ -33,6 +33,8 @@ pub(crate) struct Incoming<'a> {
     pub body: &'a [u8],
     /// The request's sequence number (used in response ids).
     pub id: u64,
+    /// The mock's continuation mode when the request arrived.
+    pub continuation: Continuation,
 }
 
 const OK: Plan = Plan::Whole {
@@ -46,8 +48,7 @@ pub(crate) fn plan(settings: &Settings, req: &Incoming<'_>, out: &mut Vec<u8>) -
     let (words, name) = (settings.stream_chunks, settings.name.as_str());
     let path_model = request::dialect_target(req.target).map_or("", |(_, model)| model);
     let answered = match req.route {
-        Route::Chat => Answer::from_request(req.body, words, req.id)
-            .map_err(BodyError::from)
+        Route::Chat => Answer::from_request(req.body, words, req.id, req.continuation)
             .map(|answer| openai_answer(answer, out, settings)),
         Route::Embeddings => openai::write_embeddings(out, req.body)
             .map_err(BodyError::from)
@@ -56,13 +57,15 @@ pub(crate) fn plan(settings: &Settings, req: &Incoming<'_>, out: &mut Vec<u8>) -
             openai::write_models(out, name, settings.created);
             Ok(OK)
         }
-        Route::Messages => anthropic::Reply::read(req.body, words, req.id).map(|reply| {
-            if reply.answer.stream {
-                return Plan::Stream(StreamPlan::Anthropic(reply));
-            }
-            reply.write_message(out, name);
-            OK
-        }),
+        Route::Messages => {
+            anthropic::Reply::read(req.body, words, req.id, req.continuation).map(|reply| {
+                if reply.answer.stream {
+                    return Plan::Stream(StreamPlan::Anthropic(reply));
+                }
+                reply.write_message(out, name);
+                OK
+            })
+        }
         Route::Gemini(method) => gemini_answer(method, req, path_model, settings, out),
         Route::Converse { stream } => {
             let model = bedrock::decode_model_id(path_model);
@@ -81,7 +84,10 @@ pub(crate) fn plan(settings: &Settings, req: &Incoming<'_>, out: &mut Vec<u8>) -
     answered.unwrap_or_else(|e| {
         out.clear();
         let dialect = req.route.dialect().unwrap_or(Dialect::OpenAi);
-        let header = dialect::write_error(dialect, out, 400, Some(&e.to_string()), name);
+        let header = match e {
+            BodyError::Prefill => dialect::write_prefill_rejected(dialect, out, name),
+            e => dialect::write_error(dialect, out, 400, Some(&e.to_string()), name),
+        };
         Plan::Whole {
             status: 400,
             header,
@@ -130,12 +136,18 @@ fn azure_answer(
 ) -> Plan {
     let api_version = request::query_param(req.target, "api-version");
     let chat = Refusal::check(req.api_key, api_version)
-        .map(|()| openai::read_chat(req.body, settings.stream_chunks, req.id));
+        .map(|()| openai::read_chat(req.body, settings.stream_chunks, req.id, req.continuation));
     let chat = match chat {
         Ok(Ok(chat)) => Refusal::filter(chat.last_user.as_deref()).map(|()| chat),
+        Ok(Err(BodyError::Prefill)) => {
+            dialect::write_prefill_rejected(Dialect::Azure, out, &settings.name);
+            return Plan::Whole {
+                status: 400,
+                header: None,
+            };
+        }
         Ok(Err(e)) => {
-            let message = format!("invalid JSON body: {e}");
-            openai::write_error(out, &message, "invalid_request_error");
+            openai::write_error(out, &e.to_string(), "invalid_request_error");
             return Plan::Whole {
                 status: 400,
                 header: None,
@@ -163,5 +175,91 @@ fn not_here(out: &mut Vec<u8>, status: u16, message: &str) -> Plan {
     Plan::Whole {
         status,
         header: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn settings() -> Settings {
+        Settings {
+            name: "m".into(),
+            stream_chunks: 3,
+            chunk_delay: Duration::ZERO,
+            latency: Duration::ZERO,
+            created: 1,
+        }
+    }
+
+    fn answer(route: Route, target: &str, body: &str, mode: Continuation) -> (u16, String) {
+        let req = Incoming {
+            route,
+            target,
+            api_key: true,
+            body: body.as_bytes(),
+            id: 1,
+            continuation: mode,
+        };
+        let mut out = Vec::new();
+        match plan(&settings(), &req, &mut out) {
+            Plan::Whole { status, .. } => (status, String::from_utf8(out).expect("utf8")),
+            Plan::Stream(_) => panic!("a whole answer"),
+        }
+    }
+
+    #[test]
+    fn reject_prefill_answers_the_providers_error() {
+        let chat = r#"{"messages":[{"role":"user","content":"q"},{"role":"assistant","content":"Hello from a: w0 "}]}"#;
+        let azure = "/openai/deployments/d/chat/completions?api-version=1";
+        for (route, target) in [
+            (Route::Chat, "/v1/chat/completions"),
+            (Route::AzureChat, azure),
+        ] {
+            assert_eq!(
+                answer(route, target, chat, Continuation::RejectPrefill),
+                (400, dialect::OPENAI_PREFILL_REJECTED.to_string())
+            );
+        }
+        assert_eq!(
+            dialect::OPENAI_PREFILL_REJECTED,
+            r#"{"error":{"message":"Assistant message prefill is not supported: the final message must be a user or tool message.","type":"invalid_request_error","param":"messages","code":"invalid_request_error"}}"#
+        );
+        let messages = r#"{"max_tokens":5,"messages":[{"role":"user","content":"q"},{"role":"assistant","content":"Hello from a: w0 "}]}"#;
+        assert_eq!(
+            answer(
+                Route::Messages,
+                "/v1/messages",
+                messages,
+                Continuation::RejectPrefill
+            ),
+            (400, dialect::ANTHROPIC_PREFILL_REJECTED.to_string())
+        );
+        assert_eq!(
+            dialect::ANTHROPIC_PREFILL_REJECTED,
+            r#"{"type":"error","error":{"type":"invalid_request_error","message":"This model does not support assistant message prefill. The conversation must end with a user message."}}"#
+        );
+        // The other modes, and the other dialects, continue the prefill.
+        let (status, body) = answer(
+            Route::Chat,
+            "/v1/chat/completions",
+            chat,
+            Continuation::Honest,
+        );
+        let v: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+        assert_eq!(
+            (status, v["choices"][0]["message"]["content"].as_str()),
+            (200, Some("w1 w2 "))
+        );
+        let gemini = r#"{"contents":[{"role":"user","parts":[{"text":"q"}]},{"role":"model","parts":[{"text":"w0 "}]}]}"#;
+        let (status, _) = answer(
+            Route::Gemini(GeminiMethod::Generate),
+            "/v1beta/models/g:generateContent",
+            gemini,
+            Continuation::RejectPrefill,
+        );
+        assert_eq!(status, 200);
     }
 }

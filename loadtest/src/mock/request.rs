@@ -28,6 +28,8 @@ pub(crate) enum Route {
     AzureChat,
     GetFault,
     SetFault,
+    GetContinuation,
+    SetContinuation,
     Stats,
     NotFound,
     MethodNotAllowed,
@@ -45,7 +47,14 @@ pub(crate) enum GeminiMethod {
 impl Route {
     /// Control routes (`/_mock/...`) are never subject to faults.
     pub(crate) fn is_control(self) -> bool {
-        matches!(self, Route::GetFault | Route::SetFault | Route::Stats)
+        matches!(
+            self,
+            Route::GetFault
+                | Route::SetFault
+                | Route::GetContinuation
+                | Route::SetContinuation
+                | Route::Stats
+        )
     }
 
     /// The dialect a provider route speaks; `None` for control and unknown routes.
@@ -147,6 +156,8 @@ pub(crate) fn route(method: &str, path: &str) -> Route {
         "/_mock/stats" => ("GET", Route::Stats),
         "/_mock/fault" if method == "GET" => ("GET", Route::GetFault),
         "/_mock/fault" => ("POST", Route::SetFault),
+        "/_mock/continuation" if method == "GET" => ("GET", Route::GetContinuation),
+        "/_mock/continuation" => ("POST", Route::SetContinuation),
         _ => match dialect_target(path) {
             Some((route, _)) => ("POST", route),
             None => return Route::NotFound,

@@ -1,12 +1,12 @@
 //! State shared by all threads of one mock: the current fault (published through a
-//! generation counter so each request pays one atomic load), counters, the last
-//! recorded request, and the shutdown flag.
+//! generation counter so each request pays one atomic load), the continuation mode
+//! (one atomic byte), counters, the last recorded request, and the shutdown flag.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use super::{Fault, MockStats, RecordedRequest};
+use super::{Continuation, Fault, MockStats, RecordedRequest};
 
 /// Settings every thread reads but never changes.
 #[derive(Clone, Debug)]
@@ -23,6 +23,8 @@ pub(crate) struct Shared {
     pub settings: Settings,
     fault: Mutex<Arc<Fault>>,
     generation: AtomicU64,
+    /// The continuation mode, as [`Continuation::index`].
+    continuation: AtomicU8,
     pub shutdown: AtomicBool,
     applied: Vec<AtomicU64>,
     pub connections: AtomicU64,
@@ -42,11 +44,17 @@ struct RawRequest {
 }
 
 impl Shared {
-    pub(crate) fn new(settings: Settings, fault: Fault, threads: usize) -> Self {
+    pub(crate) fn new(
+        settings: Settings,
+        fault: Fault,
+        continuation: Continuation,
+        threads: usize,
+    ) -> Self {
         Shared {
             settings,
             fault: Mutex::new(Arc::new(fault)),
             generation: AtomicU64::new(1),
+            continuation: AtomicU8::new(continuation.index()),
             shutdown: AtomicBool::new(false),
             applied: (0..threads).map(|_| AtomicU64::new(0)).collect(),
             connections: AtomicU64::new(0),
@@ -78,6 +86,16 @@ impl Shared {
         self.status_hits.store(0, Ordering::Release);
         let generation = self.generation.fetch_add(1, Ordering::AcqRel) + 1;
         (generation, toggles)
+    }
+
+    /// The continuation mode in force.
+    pub(crate) fn continuation(&self) -> Continuation {
+        Continuation::from_index(self.continuation.load(Ordering::Relaxed))
+    }
+
+    /// Switches the continuation mode for every following request.
+    pub(crate) fn set_continuation(&self, mode: Continuation) {
+        self.continuation.store(mode.index(), Ordering::Relaxed);
     }
 
     /// Thread `index` reports that its listener matches generation `generation`.

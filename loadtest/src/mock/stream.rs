@@ -7,9 +7,12 @@
 //! | `sse_error_event` | `event: error`, `overloaded_error` | `event: error`, `overloaded_error` | `data:` `{"error":{"code":503,..,"status":"UNAVAILABLE"}}` | exception frame, `throttlingException` |
 //! | `malformed_event` | `data: {not json` | `event: content_block_delta` + `data: {not json` | `data: {not json` | `contentBlockDelta` frame with payload `{not json` |
 //! | `no_done` | no `[DONE]` | no `message_stop` | no `finishReason`/usage on the last chunk | no `messageStop`/`metadata` |
+//! | `slow_first_token` | waits before event 1 | waits before event 3 (first delta) | waits before chunk 0 | waits before frame 1 |
+//! | `tool_call_cut` | reset before event `2 + after_chunks` | reset before event `3 + after_chunks` | untouched | untouched |
 //!
 //! Stall and reset strike after `after_chunks` events in every dialect; see
-//! [`super::Dialect::after_words`] for where the words fall.
+//! [`super::Dialect::after_words`] for where the words fall. `tool_call_cut` strikes
+//! only a tool call stream, after `after_chunks` argument chunks.
 
 use std::io;
 use std::time::Duration;
@@ -40,6 +43,24 @@ impl StreamPlan {
             StreamPlan::Gemini(reply) if !reply.sse => "application/json",
             StreamPlan::Bedrock(_) => "application/vnd.amazon.eventstream",
             _ => "text/event-stream",
+        }
+    }
+
+    /// The event that carries the first content (`slow_first_token` waits before it).
+    fn first_content_event(&self) -> usize {
+        match self {
+            StreamPlan::OpenAi(_) | StreamPlan::Bedrock(_) => 1,
+            StreamPlan::Anthropic(_) => 3,
+            StreamPlan::Gemini(_) => 0,
+        }
+    }
+
+    /// The event that carries argument chunk `k` of a streamed tool call.
+    fn argument_event(&self, k: usize) -> Option<usize> {
+        match self {
+            StreamPlan::OpenAi(answer) => answer.argument_event(k),
+            StreamPlan::Anthropic(reply) => reply.argument_event(k),
+            StreamPlan::Gemini(_) | StreamPlan::Bedrock(_) => None,
         }
     }
 
@@ -129,6 +150,11 @@ impl Conn {
             if n > 0 && !settings.chunk_delay.is_zero() {
                 monoio::time::sleep(settings.chunk_delay).await;
             }
+            if let Fault::SlowFirstToken { ms } = *fault {
+                if n == plan.first_content_event() && self.first_token_wait(ms).await.is_err() {
+                    return Next::Close;
+                }
+            }
             self.scratch.clear();
             plan.write_event(
                 &mut self.scratch,
@@ -148,6 +174,16 @@ impl Conn {
         self.send_whole(Duration::ZERO, keep_alive).await
     }
 
+    /// `slow_first_token`: sends what is pending (the head, for Gemini), then waits.
+    async fn first_token_wait(&mut self, ms: u64) -> io::Result<()> {
+        Shared::count(&self.shared().faults_injected);
+        if !self.out.is_empty() {
+            self.flush().await?;
+        }
+        monoio::time::sleep(Duration::from_millis(ms)).await;
+        Ok(())
+    }
+
     /// Frames `scratch` as one chunk and writes it (with anything already in `out`).
     async fn send_chunk(&mut self) -> io::Result<()> {
         wire::write_chunk(&mut self.out, &self.scratch);
@@ -165,6 +201,9 @@ impl Conn {
         let next = match *fault {
             Fault::Stall { after_chunks } if after_chunks == n => Next::Stall,
             Fault::ResetMidStream { after_chunks } if after_chunks == n => Next::Reset,
+            Fault::ToolCallCut { after_chunks } if plan.argument_event(after_chunks) == Some(n) => {
+                Next::Reset
+            }
             Fault::SseErrorEvent { after_chunks } if after_chunks == n => {
                 self.scratch.clear();
                 plan.write_error_event(&mut self.scratch, n, &self.local.shared.settings.name);
