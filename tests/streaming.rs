@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use loadtest::client::{chat_body, Client, HttpResponse};
-use loadtest::mock::{Fault, MockConfig, MockHandle};
+use loadtest::mock::{Continuation, Fault, MockConfig, MockHandle};
 use proptest::prelude::*;
 use serde_json::{json, Value};
 use switchyard::gateway::Gateway;
@@ -399,6 +399,8 @@ fn error_event_mid_stream_ends_with_the_gateways_error_event() {
 fn continues(prefill: bool) {
     let (primary, fallback, yaml) =
         two("retry: { attempts: 1 }\nstream: { continue_after_commit: true }");
+    // Instruction style is spliced only after the echo it asks for.
+    fallback.set_continuation(Continuation::EchoHonouring);
     let plain = "{ provider: fallback, model: fallback-model, priority: 1 }";
     assert!(yaml.contains(plain));
     let yaml = yaml.replace(
@@ -463,8 +465,10 @@ fn continues(prefill: bool) {
     let messages = body["messages"].as_array().unwrap();
     let partial = json!({ "role": "assistant", "content": "Hello from primary: w0 w1 " });
     if prefill {
+        // Less its last two words, which the fallback writes again.
+        let withheld = json!({ "role": "assistant", "content": "Hello from primary: " });
         assert_eq!(messages.len(), 3, "{body}");
-        assert_eq!(messages[2], partial);
+        assert_eq!(messages[2], withheld);
     } else {
         assert_eq!(messages.len(), 4, "{body}");
         assert_eq!(messages[2], partial);
@@ -506,8 +510,11 @@ fn failed_continuation_reports_the_original_failure() {
     assert!(fallback.stats().faults_injected >= 1);
     let recorded = fallback.last_request().unwrap();
     let body: Value = serde_json::from_slice(&recorded.body).unwrap();
+    // A plain 400 (not a prefill refusal) is a failure, not a style verdict: the
+    // prefill was the only attempt, sent less its last two words.
+    assert_eq!(fallback.stats().requests, 1);
     assert_eq!(
-        body["messages"][2]["content"], "Hello from primary: w0 w1 ",
+        body["messages"][2]["content"], "Hello from primary: ",
         "{body}"
     );
     fallback.set_fault(Fault::None);
@@ -886,4 +893,91 @@ fn what_a_continuation_cannot_reproduce_ends_cleanly() {
         assert_eq!(fallback.stats().requests, 0, "{extra}: not attempted");
         stop(gw, &[&primary, &fallback]);
     }
+}
+
+/// How a fallback answers a continuation, and what the client must get: each
+/// mode with the fallback's `prefill` setting → (complete answer?, fallback calls).
+#[test]
+fn every_fallback_behaviour_gets_the_complete_answer_or_the_clean_error() {
+    use Continuation::*;
+    type Case = (Continuation, &'static str, bool, u64);
+    let cases: &[Case] = &[
+        (Honest, "auto", true, 1),
+        (PrefillOnly, "auto", true, 1),
+        (PrefillOnly, "false", true, 1), // a verbatim restart, stripped
+        (EchoHonouring, "false", true, 1),
+        (RepeatLastSentence, "auto", true, 1),
+        (RejectPrefill, "auto", true, 2), // the 400 is learned, then an echo
+        (RestartReworded, "auto", false, 2), // prefill, then instruction: both reworded
+        (RestartReworded, "false", false, 1),
+    ];
+    for &(mode, prefill, complete, calls) in cases {
+        let (primary, fallback, yaml) = two("retry: { attempts: 1 }");
+        let plain = "{ provider: fallback, model: fallback-model, priority: 1 }";
+        let yaml = yaml.replace(
+            plain,
+            &format!(
+                "{{ provider: fallback, model: fallback-model, priority: 1, prefill: {prefill} }}"
+            ),
+        );
+        let full = full_text(&primary);
+        primary.set_fault(Fault::ResetMidStream { after_chunks: 3 });
+        fallback.set_continuation(mode);
+        let gw = gateway(&yaml);
+        let (response, _, _) = post(&gw, &stream_body(false));
+        let case = format!("{mode:?} prefill {prefill}");
+        if complete {
+            let s = seen(&response);
+            assert!(s.errors.is_empty(), "{case}: {:?}", s.data);
+            assert_eq!(s.text, full, "{case}: the complete answer, no span twice");
+            assert_eq!(s.done, 1, "{case}");
+        } else {
+            assert_broken(&response, &prefix_after(&full, 3));
+        }
+        assert_eq!(fallback.stats().requests, calls, "{case}");
+        stop(gw, &[&primary, &fallback]);
+    }
+}
+
+/// The tool call a client assembled from its stream: (name, arguments).
+fn tool_call_of(response: &HttpResponse) -> (String, String) {
+    let (mut name, mut arguments) = (String::new(), String::new());
+    for data in response.sse_data() {
+        let Ok(chunk) = serde_json::from_str::<Value>(&data) else {
+            continue;
+        };
+        let call = &chunk["choices"][0]["delta"]["tool_calls"][0]["function"];
+        name.push_str(call["name"].as_str().unwrap_or(""));
+        arguments.push_str(call["arguments"].as_str().unwrap_or(""));
+    }
+    (name, arguments)
+}
+
+#[test]
+fn a_stream_cut_inside_a_tool_call_is_served_whole_by_the_next_target() {
+    let (primary, fallback, yaml) = two("retry: { attempts: 1 }");
+    let gw = gateway(&yaml);
+    let mut body: Value = serde_json::from_str(&stream_body(false)).unwrap();
+    body["tool_choice"] = json!("required");
+    body["tools"] = json!([{"type": "function", "function": {"name": "lookup", "parameters": {"type": "object"}}}]);
+    let (whole, _, _) = post(&gw, &body.to_string());
+    assert_eq!(whole.header("x-switchyard-target"), Some(PRIMARY));
+    let expected = tool_call_of(&whole);
+    assert_eq!(expected.0, "lookup");
+    primary.set_fault(Fault::ToolCallCut { after_chunks: 2 });
+    let (response, _, _) = post(&gw, &body.to_string());
+    assert_eq!(
+        response.header("x-switchyard-target"),
+        Some(FALLBACK),
+        "held until complete, so the cut fell through"
+    );
+    let got = tool_call_of(&response);
+    assert_eq!(got.0, expected.0);
+    let args: Value = serde_json::from_str(&got.1).expect("complete JSON arguments");
+    assert!(
+        args["text"].as_str().is_some_and(|t| t.starts_with("w0 ")),
+        "{args}"
+    );
+    assert!(seen(&response).errors.is_empty());
+    stop(gw, &[&primary, &fallback]);
 }

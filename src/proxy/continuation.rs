@@ -2,24 +2,27 @@
 //! request that asks another target for exactly the rest, and the check that what
 //! comes back really is the rest before a byte of it reaches the client.
 //!
-//! Two styles. **Prefill**: the partial answer is the last (assistant) message and
-//! the model continues it. **Instruction**: the partial answer is an assistant turn
-//! and a user turn asks to continue, beginning with an exact echo of the partial's
-//! last words. Models do not always comply — many servers answer a trailing
-//! assistant message as a new turn, and asked to continue, a model often starts
-//! over — so every continuation passes through an [`Aligner`] first: a verbatim
-//! restart or an echo (any repeat of the partial's end) is stripped and only what
-//! follows is spliced; anything that cannot be shown to follow the partial ends the
-//! stream with the clean error instead. Text the client already has is never sent
-//! twice.
+//! Two styles. **Prefill**: the partial answer, less its last [`PREFILL_TAIL`]
+//! words, is the last (assistant) message; a model that continues it writes those
+//! words again first. **Instruction**: the partial answer is an assistant turn and a
+//! user turn asks to continue, beginning with an exact echo of its last
+//! [`ECHO_WORDS`] words. Either way the continuation must repeat some of what the
+//! client already has — that is the proof that it follows the partial rather than
+//! starting over (many servers answer a trailing assistant message as a new turn,
+//! and asked to continue, a model often restarts). Every continuation passes
+//! through an [`Aligner`]: the repeat (the withheld words, the echo, a verbatim
+//! restart) is checked and stripped and only what follows is spliced; anything that
+//! cannot be shown to follow ends the stream with the clean error instead. Text the
+//! client already has is never sent twice.
 
 use serde_json::{Map, Value};
 
 /// How many of the partial's last words the instruction style asks to be echoed.
 pub const ECHO_WORDS: usize = 8;
-/// A repeat of the partial's end shorter than this is not taken as an echo (it may
-/// be a coincidence); a prefill continuation that merely starts like the partial's
-/// end is passed on as it is.
+/// How many of the partial's last words a prefill withholds, to be written again.
+pub const PREFILL_TAIL: usize = 2;
+/// In instruction style a repeat of the partial's end shorter than this is not
+/// taken as an echo (it may be a coincidence).
 const MIN_OVERLAP: usize = 6;
 
 /// How a continuation asks for the rest.
@@ -49,24 +52,41 @@ pub fn instruction(echo: &str) -> String {
 /// The partial's last [`ECHO_WORDS`] words, as they appear in it (spacing kept).
 pub fn echo_of(partial: &str) -> &str {
     let trimmed = partial.trim_end();
+    &trimmed[last_words_start(trimmed, ECHO_WORDS)..]
+}
+
+/// Where a prefill cuts the partial: it sends `partial[..split]` and withholds the
+/// last [`PREFILL_TAIL`] words (at most all but the first). Zero when the partial
+/// has fewer than two words: a prefill could not be verified.
+pub fn prefill_split(partial: &str) -> usize {
+    let trimmed = partial.trim_end();
+    let words = trimmed.split_whitespace().count();
+    if words < 2 {
+        return 0;
+    }
+    last_words_start(trimmed, PREFILL_TAIL.min(words - 1))
+}
+
+/// The byte index where the last `n` whitespace-separated words of `text` begin.
+fn last_words_start(text: &str, n: usize) -> usize {
     let mut words = 0;
-    let mut start = trimmed.len();
+    let mut start = text.len();
     let mut in_word = false;
-    for (i, c) in trimmed.char_indices().rev() {
-        if c.is_whitespace() {
-            if in_word {
-                words += 1;
-                if words == ECHO_WORDS {
-                    break;
-                }
-            }
-            in_word = false;
-        } else {
+    for (i, c) in text.char_indices().rev() {
+        if !c.is_whitespace() {
             in_word = true;
             start = i;
+            continue;
         }
+        if in_word {
+            words += 1;
+            if words == n {
+                break;
+            }
+        }
+        in_word = false;
     }
-    &trimmed[start..]
+    start
 }
 
 /// The client's body extended with the partial answer in `style`. `sent_tokens`
@@ -85,7 +105,11 @@ pub fn request_body(
         .get_mut("messages")
         .and_then(Value::as_array_mut)
         .ok_or(NotContinuable::NoMessages)?;
-    messages.push(serde_json::json!({ "role": "assistant", "content": partial }));
+    let said = match style {
+        Style::Prefill => &partial[..prefill_split(partial)],
+        Style::Instruction => partial,
+    };
+    messages.push(serde_json::json!({ "role": "assistant", "content": said }));
     if style == Style::Instruction {
         let turn = instruction(echo_of(partial));
         messages.push(serde_json::json!({ "role": "user", "content": turn }));
@@ -156,8 +180,10 @@ const ECHO_WINDOW: usize = 512;
 /// Decides whether a continuation lines up with the partial answer the client
 /// holds. It holds the continuation's first text while it still repeats the
 /// partial from some position — its start (a verbatim restart) or a point within
-/// the last [`ECHO_WINDOW`] bytes (an echo of the end) — so the text held is
-/// bounded by the partial's length and each piece costs O(candidates × piece).
+/// the last [`ECHO_WINDOW`] bytes (an echo of the end; for a prefill, one that
+/// covers the withheld words) — so the text held is bounded by the partial's
+/// length and each piece costs O(candidates × piece). A continuation that repeats
+/// nothing of the partial is never spliced.
 #[derive(Debug, Clone)]
 pub struct Aligner {
     /// The partial answer without trailing whitespace.
@@ -176,13 +202,18 @@ pub struct Aligner {
 impl Aligner {
     pub fn new(partial: &str, style: Style) -> Aligner {
         let trimmed = partial.trim_end();
-        let window = trimmed.len().saturating_sub(ECHO_WINDOW);
+        let window = trimmed.len().saturating_sub(ECHO_WINDOW).max(1);
+        // A prefill's repeat must cover the words it withheld.
+        let last = match style {
+            Style::Prefill => prefill_split(partial),
+            Style::Instruction => trimmed.len(),
+        };
         let candidates = std::iter::once(0)
             .chain(
                 trimmed
                     .char_indices()
                     .map(|(i, _)| i)
-                    .filter(|&i| i >= window.max(1)),
+                    .filter(|&i| i >= window && i <= last),
             )
             .collect();
         Aligner {
@@ -251,15 +282,18 @@ impl Aligner {
 
     /// No candidate is still in progress: strip the longest repeat of the partial
     /// that the held text completed (a whole restart, or an echo of the end long
-    /// enough not to be chance); else a prefill's text is new, an instruction's is
-    /// not aligned.
+    /// enough not to be chance); without one it is not aligned.
     fn decide(&mut self) -> Aligned {
         let start = self.buffered.trim_start();
+        let min = match self.style {
+            Style::Prefill => 1,
+            Style::Instruction => MIN_OVERLAP,
+        };
         let repeated = self
             .candidates
             .iter()
             .map(|&p| self.partial.len() - p)
-            .filter(|&len| len == self.partial.len() || len >= MIN_OVERLAP)
+            .filter(|&len| len == self.partial.len() || len >= min)
             .max();
         let verdict = match repeated {
             Some(len) => {
@@ -270,9 +304,6 @@ impl Aligner {
                     rest
                 };
                 Aligned::Emit(rest.to_string())
-            }
-            None if self.style == Style::Prefill => {
-                Aligned::Emit(std::mem::take(&mut self.buffered))
             }
             None => Aligned::Misaligned,
         };

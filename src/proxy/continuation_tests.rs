@@ -10,13 +10,13 @@ fn messages(body: &[u8]) -> Vec<Value> {
 }
 
 #[test]
-fn prefill_ends_with_the_partial_answer() {
-    let body = request_body(BODY, "Hello wor", Style::Prefill, 3).unwrap();
+fn prefill_ends_with_the_partial_answer_less_its_last_words() {
+    let body = request_body(BODY, "Hello big wide wor", Style::Prefill, 3).unwrap();
     let m = messages(&body);
     assert_eq!(m.len(), 2);
     assert_eq!(
         m[1],
-        serde_json::json!({"role": "assistant", "content": "Hello wor"})
+        serde_json::json!({"role": "assistant", "content": "Hello big "})
     );
     let v: Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(v["temperature"], 0);
@@ -24,6 +24,12 @@ fn prefill_ends_with_the_partial_answer() {
         v["max_tokens"], 97,
         "the client's limit minus what was sent"
     );
+    assert_eq!(
+        prefill_split("one"),
+        0,
+        "one word cannot be verified by prefill"
+    );
+    assert_eq!(prefill_split("one two "), 4);
 }
 
 #[test]
@@ -119,8 +125,17 @@ fn alignment_table() {
         Option<&'static str>,
     );
     let cases: &[Case] = &[
-        // A model that honours prefill continues: spliced as it is.
-        (P, Prefill, &["w5 ", "w6 ", "w7 "], Some("w5 w6 w7 ")),
+        // A model that honours prefill writes the withheld words again: stripped.
+        (
+            P,
+            Prefill,
+            &["w3 ", "w4 ", "w5 ", "w6 ", "w7 "],
+            Some("w5 w6 w7 "),
+        ),
+        (P, Prefill, &["w3 w4 w5"], Some("w5")),
+        // ...but text that repeats nothing cannot be shown to follow: refused.
+        (P, Prefill, &["w5 ", "w6 ", "w7 "], None),
+        (P, Prefill, &["Sure, here it is again: w0 w1"], None),
         // A verbatim restart (either style): the repeat is stripped.
         (
             P,
@@ -134,6 +149,8 @@ fn alignment_table() {
             &["Hello from primary: w0 w1 w2 w3 w4 w5 w6 "],
             Some("w5 w6 "),
         ),
+        // A repeat that covers the withheld words (a prefill repeating more).
+        (P, Prefill, &["w2 w3 w4 w5 "], Some("w5 ")),
         // An echo of the last words, as asked (or the last sentence): stripped.
         (
             P,
@@ -142,14 +159,8 @@ fn alignment_table() {
             Some("w5 w6 "),
         ),
         (P, Instruction, &["w2 w3 w4 w5 w6 "], Some("w5 w6 ")),
-        // A reworded restart is never spliced, in either style.
+        // A reworded restart is never spliced.
         (P, Instruction, &["Sure, here it is again: w0 w1"], None),
-        (
-            P,
-            Prefill,
-            &["Hello from primary: w0 w1 w2 w3 w4 w5"],
-            Some("w5"),
-        ),
         // Instruction style without an echo cannot be shown to follow: refused.
         (P, Instruction, &["w5 w6 w7 "], None),
         // A restart that stops before passing the partial adds nothing true.
@@ -158,7 +169,7 @@ fn alignment_table() {
         (P, Prefill, &[], Some("")),
         (P, Instruction, &["  "], Some("")),
         // A partial without trailing space keeps the model's own spacing.
-        ("The answer is", Prefill, &[" 42."], Some(" 42.")),
+        ("The answer is", Prefill, &["answer is 42."], Some(" 42.")),
         (
             "The answer is",
             Instruction,
@@ -166,7 +177,6 @@ fn alignment_table() {
             Some(" 42."),
         ),
         // A short coincidental repeat of the end is not an echo.
-        ("we went to the", Prefill, &["the shop"], Some("the shop")),
         ("we went to the", Instruction, &["the shop"], None),
     ];
     for &(partial, style, pieces, want) in cases {

@@ -164,7 +164,7 @@ pub(super) async fn continue_stream(
     let mut trail = Trail::default();
     'targets: for (position, &target) in rest.iter().enumerate() {
         let others = position + 1 < rest.len();
-        for style in styles(req, route, target) {
+        for style in styles(req, route, target, &stats.text) {
             if Instant::now() >= req.deadline {
                 break 'targets;
             }
@@ -205,10 +205,14 @@ pub(super) async fn continue_stream(
 }
 
 /// The styles a continuation on `target` tries, in order: prefill first unless
-/// the target is set to instruction style or known not to take prefill.
-fn styles(req: &Request<'_>, route: usize, target: usize) -> Vec<Style> {
+/// the target is set to instruction style or known not to take prefill, or the
+/// partial is too short for a prefill to be verified.
+fn styles(req: &Request<'_>, route: usize, target: usize, partial: &str) -> Vec<Style> {
     let policy = &req.routing.table.routes[route].targets[target];
     let known = req.routing.table.prefill[policy.slot].get();
+    if continuation::prefill_split(partial) == 0 {
+        return vec![Style::Instruction];
+    }
     match (policy.prefill, known) {
         (Prefill::Always, _) => vec![Style::Prefill],
         (Prefill::Never, _) | (Prefill::Auto, PrefillKnown::Unsupported) => {
