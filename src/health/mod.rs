@@ -8,6 +8,7 @@ pub mod budget;
 pub mod ewma;
 pub mod summary;
 pub mod target;
+pub mod ttft;
 pub mod window;
 
 pub use breaker::{Admission, BreakerState, SharedBreaker, StateKind, Transition, TripReason};
@@ -15,4 +16,5 @@ pub use budget::RetryBudget;
 pub use ewma::PeakEwma;
 pub use summary::{TargetSummary, PEER_SUMMARY_TTL, SUMMARY_INTERVAL};
 pub use target::TargetHealth;
+pub use ttft::TtftEstimator;
 pub use window::{Window, WindowTotals};
