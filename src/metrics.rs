@@ -88,6 +88,10 @@ pub struct TargetSnapshot {
     pub window_requests: u32,
     pub window_failures: u32,
     pub ewma_ttfb_us: f64,
+    /// p95 time to first token of this shard's recent streams, if any.
+    pub ttft_p95: Option<Duration>,
+    /// What `timeouts.first_token: auto` means for the target on this shard now.
+    pub first_token_auto: Duration,
     pub in_flight: u32,
     pub pool_open: usize,
     pub pool_idle: usize,

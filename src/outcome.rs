@@ -19,7 +19,8 @@ pub enum FailureClass {
     Overloaded,
     /// 500, 502, 503, 504 and other 5xx.
     Server,
-    /// No first byte (or first content token) within the first-byte timeout.
+    /// No first byte (or first content token) within the first-byte timeout, or no
+    /// first content token within `timeouts.first_token` (streams).
     FirstByteTimeout,
     /// Stream went silent for longer than the between-chunks timeout.
     Stall,

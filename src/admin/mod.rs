@@ -271,6 +271,8 @@ pub fn targets_json(snapshots: &[ShardSnapshot]) -> serde_json::Value {
                 "window_requests": t.window_requests,
                 "window_failures": t.window_failures,
                 "ttfb_ewma_ms": (t.ewma_ttfb_us / 100.0).round() / 10.0,
+                "ttft_p95_ms": t.ttft_p95.map(|d| d.as_millis() as u64),
+                "first_token_auto_ms": t.first_token_auto.as_millis() as u64,
                 "in_flight": t.in_flight,
                 "upstream_connections": t.pool_open,
                 "idle_connections": t.pool_idle,

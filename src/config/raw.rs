@@ -161,6 +161,8 @@ pub struct RawFallback {
 pub struct RawTimeouts {
     pub connect: Option<DurationText>,
     pub first_byte: Option<DurationText>,
+    /// A duration or `auto`.
+    pub first_token: Option<DurationText>,
     pub between_chunks: Option<DurationText>,
     pub total: Option<DurationText>,
 }

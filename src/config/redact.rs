@@ -101,6 +101,10 @@ fn route(route: &Route, providers: &[Provider]) -> Value {
         "timeouts": {
             "connect": format_duration(route.timeouts.connect),
             "first_byte": format_duration(route.timeouts.first_byte),
+            "first_token": match route.timeouts.first_token {
+                FirstToken::Auto => "auto".to_string(),
+                FirstToken::Fixed(limit) => format_duration(limit),
+            },
             "between_chunks": format_duration(route.timeouts.between_chunks),
             "total": format_duration(route.timeouts.total),
         },

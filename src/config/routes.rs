@@ -5,11 +5,12 @@ use std::time::Duration;
 
 use serde_yaml::Value;
 
+use super::duration::parse_duration;
 use super::error::Report;
 use super::locate::YamlPath;
 use super::raw::{
-    AutoWord, OrderedMap, RawFallback, RawMatch, RawRetry, RawRoute, RawStream, RawSwitch,
-    RawTarget, RawTimeouts,
+    AutoWord, DurationText, OrderedMap, RawFallback, RawMatch, RawRetry, RawRoute, RawStream,
+    RawSwitch, RawTarget, RawTimeouts,
 };
 use super::types::*;
 
@@ -320,11 +321,59 @@ fn timeouts(raw: RawTimeouts, base: &Timeouts, path: &YamlPath, r: &mut Report<'
             path,
         ),
     );
+    let first_token = first_token(
+        raw.first_token.as_ref(),
+        base.first_token,
+        (first_byte, total),
+        &path.key("first_token"),
+        r,
+    );
     Timeouts {
         connect,
         first_byte,
+        first_token,
         between_chunks,
         total,
+    }
+}
+
+/// `first_token`: `auto`, or a positive duration no longer than `total` nor
+/// `first_byte` (which bounds the first content too: a longer limit would never
+/// apply); absent, `base` (the route's, or the default `auto`).
+fn first_token(
+    raw: Option<&DurationText>,
+    base: FirstToken,
+    (first_byte, total): (Duration, Duration),
+    path: &YamlPath,
+    r: &mut Report<'_>,
+) -> FirstToken {
+    let Some(text) = raw else {
+        return base;
+    };
+    if text.0.trim() == "auto" {
+        return FirstToken::Auto;
+    }
+    match parse_duration(&text.0) {
+        Ok(limit) if limit.is_zero() => {
+            r.error(path, "must be greater than zero (or `auto`)");
+            base
+        }
+        Ok(limit) => {
+            let bound = if limit > total {
+                ("total", total)
+            } else {
+                ("first_byte", first_byte)
+            };
+            r.not_longer(("first_token", limit), bound, path);
+            FirstToken::Fixed(limit)
+        }
+        Err(error) => {
+            r.error(
+                path,
+                format!("{error}; or `auto` (learned from the target's time to first token)"),
+            );
+            base
+        }
     }
 }
 

@@ -83,6 +83,11 @@ fn example_config_validates() {
             .map(|r| (r.attempts, r.backoff)),
         Some((1, Duration::from_millis(100)))
     );
+    assert_eq!(chat.timeouts.first_token, FirstToken::Auto);
+    assert_eq!(
+        config.routes[1].timeouts.first_token,
+        FirstToken::Fixed(Duration::from_secs(20))
+    );
     assert_eq!(config.routes[2].strategy, Strategy::Weighted);
     assert_eq!(config.health.max_cooldown, Duration::from_secs(10));
     assert_eq!(
@@ -180,6 +185,8 @@ fn defaults_are_applied() {
         [t.connect, t.first_byte, t.between_chunks, t.total].map(|d| d.as_secs()),
         [3, 15, 20, 120]
     );
+    assert_eq!(t.first_token, FirstToken::Auto);
+    assert_eq!(route.targets[0].timeouts.first_token, FirstToken::Auto);
     assert!(route.stream.continue_after_commit && route.stream.hold_until_content);
     let h = config.health;
     assert_eq!(
@@ -715,4 +722,77 @@ fn inherited_timeouts_give_way_to_a_short_total() {
     let timeouts = config.routes[0].timeouts;
     assert_eq!(timeouts.first_byte, Duration::from_millis(500));
     assert!(timeouts.connect <= Duration::from_millis(500));
+}
+
+/// `first_token` is `auto` or a duration, on routes and targets; a target's key
+/// overrides the route's, an absent one inherits it.
+#[test]
+fn first_token_is_auto_or_a_duration_and_targets_override_it() {
+    let text = with_routes(
+        "  - name: chat
+    targets:
+      - { provider: openai, model: a }
+      - { provider: openai, model: b, timeouts: { first_token: auto } }
+      - { provider: openai, model: c, timeouts: { first_byte: 20s } }
+      - { provider: openai, model: d, timeouts: { first_token: 1.5s } }
+    timeouts: { first_byte: 30s, first_token: 300ms }
+  - name: other
+    targets: [{ provider: openai, model: e, timeouts: { first_token: 2s } }]
+",
+    );
+    let config = load(&text).unwrap_or_else(|e| panic!("{e}"));
+    let chat = &config.routes[0];
+    assert_eq!(
+        chat.timeouts.first_token,
+        FirstToken::Fixed(Duration::from_millis(300))
+    );
+    let of = |route: &Route| -> Vec<FirstToken> {
+        route
+            .targets
+            .iter()
+            .map(|t| t.timeouts.first_token)
+            .collect()
+    };
+    assert_eq!(
+        of(chat),
+        [
+            FirstToken::Fixed(Duration::from_millis(300)),
+            FirstToken::Auto,
+            FirstToken::Fixed(Duration::from_millis(300)),
+            FirstToken::Fixed(Duration::from_millis(1500)),
+        ]
+    );
+    assert_eq!(chat.targets[2].timeouts.first_byte, Duration::from_secs(20));
+    let other = &config.routes[1];
+    assert_eq!(other.timeouts.first_token, FirstToken::Auto);
+    assert_eq!(of(other), [FirstToken::Fixed(Duration::from_secs(2))]);
+    let json = redacted_json(&config);
+    assert_eq!(json["routes"][0]["timeouts"]["first_token"], "300ms");
+    assert_eq!(json["routes"][1]["timeouts"]["first_token"], "auto");
+}
+
+#[test]
+fn first_token_errors_are_placed() {
+    let text = with_routes(
+        "  - name: chat
+    targets:
+      - { provider: openai, model: a, timeouts: { first_token: 20s } }
+      - { provider: openai, model: b, timeouts: { first_token: 0s } }
+    timeouts:
+      first_token: soon
+      total: 1m
+  - name: two
+    targets: [{ provider: openai, model: c }]
+    timeouts: { first_token: 2m, total: 1m }
+",
+    );
+    assert_errors(
+        &text,
+        &[
+            "t.yaml:7: routes[0].targets[0].timeouts.first_token: first_token (20s) must not be longer than first_byte (15s)",
+            "t.yaml:8: routes[0].targets[1].timeouts.first_token: must be greater than zero (or `auto`)",
+            "t.yaml:10: routes[0].timeouts.first_token: `soon` is not a valid duration; expected a number with a unit (ms, s, m, h), like `250ms`, `1.5s`, `2m` or `1h`; or `auto` (learned from the target's time to first token)",
+            "t.yaml:14: routes[1].timeouts.first_token: first_token (2m) must not be longer than total (1m)",
+        ],
+    );
 }

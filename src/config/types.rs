@@ -258,20 +258,37 @@ pub struct FallbackPolicy {
 pub struct Timeouts {
     pub connect: Duration,
     pub first_byte: Duration,
+    /// Streams only: send to first content, on every target but the last one
+    /// that could still take the request.
+    pub first_token: FirstToken,
     pub between_chunks: Duration,
     pub total: Duration,
 }
 
 impl Timeouts {
-    /// The documented defaults: connect 3s, first_byte 15s, between_chunks 20s,
-    /// total 120s. Connect outlasts one SYN retransmit (1 s), so an upstream whose
-    /// accept backlog dropped a SYN under a connection storm is not failed.
+    /// The documented defaults: connect 3s, first_byte 15s, first_token auto,
+    /// between_chunks 20s, total 120s. Connect outlasts one SYN retransmit (1 s),
+    /// so an upstream whose accept backlog dropped a SYN under a connection storm
+    /// is not failed.
     pub const DEFAULT: Timeouts = Timeouts {
         connect: Duration::from_secs(3),
         first_byte: Duration::from_secs(15),
+        first_token: FirstToken::Auto,
         between_chunks: Duration::from_secs(20),
         total: Duration::from_secs(120),
     };
+}
+
+/// `timeouts.first_token`: how long a stream may take from sending the request to
+/// its first content (not a role-only or empty chunk; reasoning deltas count)
+/// before the attempt fails over to the next target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FirstToken {
+    /// Learned per target on each shard from its recent times to first token:
+    /// `max(10 s, 4 × p95)`, 10 s until 20 samples (see `health::ttft`).
+    Auto,
+    /// A fixed limit.
+    Fixed(Duration),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]

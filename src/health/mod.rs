@@ -9,6 +9,7 @@ pub mod ewma;
 pub mod prefill;
 pub mod summary;
 pub mod target;
+pub mod ttft;
 pub mod window;
 
 pub use breaker::{Admission, BreakerState, SharedBreaker, StateKind, Transition, TripReason};
@@ -17,4 +18,5 @@ pub use ewma::PeakEwma;
 pub use prefill::{PrefillKnown, PrefillMemory};
 pub use summary::{TargetSummary, PEER_SUMMARY_TTL, SUMMARY_INTERVAL};
 pub use target::TargetHealth;
+pub use ttft::TtftEstimator;
 pub use window::{Window, WindowTotals};

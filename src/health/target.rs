@@ -1,6 +1,7 @@
 //! Everything one shard knows about one target's health, in one place.
 //!
-//! `TargetHealth` ties the shard's window, peak-EWMA and in-flight count to the
+//! `TargetHealth` ties the shard's window, peak-EWMA, time-to-first-token estimate and
+//! in-flight count to the
 //! target's gateway-wide [`SharedBreaker`]: trips, cooldowns, the
 //! probe token and the consecutive-failure count live there, so every shard sees a
 //! transition at its next admission. Peers' window counts (from their summaries)
@@ -19,6 +20,7 @@ use crate::outcome::Outcome;
 use super::breaker::{Admission, BreakerState, SharedBreaker, Transition};
 use super::ewma::PeakEwma;
 use super::summary::{TargetSummary, PEER_SUMMARY_TTL};
+use super::ttft::TtftEstimator;
 use super::window::{Window, WindowTotals};
 
 /// A summary received from a peer shard, and when.
@@ -43,6 +45,8 @@ pub struct TargetHealth {
     /// The breaker's close count when this window was last cleared.
     seen_closes: u64,
     ewma: PeakEwma,
+    /// Time to first token of this shard's committed streams.
+    ttft: TtftEstimator,
     in_flight: u32,
     /// Latest summary per peer shard, indexed by shard (our own slot stays `None`).
     peers: Box<[Option<Peer>]>,
@@ -60,6 +64,7 @@ impl TargetHealth {
             breaker,
             seen_closes,
             ewma: PeakEwma::default(),
+            ttft: TtftEstimator::default(),
             in_flight: 0,
             peers: vec![None; shards].into_boxed_slice(),
             me,
@@ -216,6 +221,29 @@ impl TargetHealth {
     /// Peak-EWMA of time-to-first-byte, µs.
     pub fn ewma_us(&self, now: Instant) -> f64 {
         self.ewma.estimate(now)
+    }
+
+    /// One stream's time to first token (send to first content), observed at `now`
+    /// when it committed.
+    pub fn observe_ttft(&mut self, now: Instant, ttft: Duration) {
+        self.ttft.observe(now, ttft);
+    }
+
+    /// The `q` quantile (e.g. 0.95) of this shard's recent times to first token
+    /// (the last [`super::ttft::WINDOW`]); `None` without samples. Pure.
+    pub fn ttft_quantile(&self, now: Instant, q: f64) -> Option<Duration> {
+        self.ttft.quantile(now, q)
+    }
+
+    /// Time-to-first-token samples in the window at `now`. Pure.
+    pub fn ttft_samples(&self, now: Instant) -> u32 {
+        self.ttft.samples(now)
+    }
+
+    /// What `timeouts.first_token: auto` means for this target right now:
+    /// `max(10 s, 4 × p95 TTFT)`, the 10 s floor until 20 samples. Pure.
+    pub fn first_token_auto(&self, now: Instant) -> Duration {
+        self.ttft.auto_limit(now)
     }
 
     /// What latency-based selection minimises: the EWMA weighted by the requests
@@ -493,6 +521,33 @@ mod tests {
         h.finish();
         h.finish();
         assert_eq!(h.in_flight(), 0);
+    }
+
+    #[test]
+    fn ttft_is_learned_per_shard_and_survives_trips_and_reloads() {
+        let t0 = Instant::now();
+        let (mut a, b) = pair(t0);
+        assert_eq!(a.ttft_quantile(t0, 0.95), None);
+        assert_eq!(a.first_token_auto(t0), crate::health::ttft::AUTO_FLOOR);
+        for _ in 0..30 {
+            a.observe_ttft(t0, Duration::from_millis(400));
+        }
+        assert_eq!(a.ttft_samples(t0), 30);
+        let p95 = a.ttft_quantile(t0, 0.95).expect("samples");
+        assert!(p95 >= Duration::from_millis(400) && p95 <= Duration::from_millis(500));
+        // Fast answers keep `auto` at its floor: 4 × p95 is far below 10 s.
+        assert_eq!(a.first_token_auto(t0), Duration::from_secs(10));
+        assert_eq!(b.ttft_samples(t0), 0, "each shard learns on its own");
+        // A breaker close forgets failures, not latency; a reload keeps it too.
+        fail(&mut a, t0, 5);
+        let t1 = at(t0, 10_000);
+        assert_eq!(a.admit(t1), Admission::Probe);
+        a.record(t1, Outcome::Success, None, 0, true);
+        a.reconfigure(&HealthConfig {
+            window: Duration::from_secs(120),
+            ..cfg()
+        });
+        assert_eq!(a.ttft_samples(t1), 30);
     }
 
     #[test]

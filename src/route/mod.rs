@@ -41,6 +41,7 @@ pub(crate) mod tests_support {
             timeouts: Timeouts {
                 connect: Duration::from_secs(1),
                 first_byte: Duration::from_secs(15),
+                first_token: FirstToken::Auto,
                 between_chunks: Duration::from_secs(20),
                 total: Duration::from_secs(120),
             },

@@ -292,6 +292,28 @@ mod tests {
     }
 
     #[test]
+    fn each_target_policy_holds_its_resolved_first_token() {
+        use crate::config::FirstToken;
+        let yaml = "listen: 127.0.0.1:0\nproviders:\n  p: { kind: openai-compatible, base_url: http://127.0.0.1:9/v1 }\nroutes:\n  - name: chat\n    timeouts: { first_token: 2s }\n    targets:\n      - { provider: p, model: a }\n      - { provider: p, model: b, timeouts: { first_token: auto } }\n";
+        let config = crate::config::load_str(yaml, "t.yaml", &|_| None)
+            .unwrap_or_else(|e| panic!("test config invalid: {e}"));
+        let local = |_: &str, port: u16| vec![SocketAddr::from(([127, 0, 0, 1], port))];
+        let table = Table::build(Arc::new(config), 1, &local);
+        let resolved: Vec<FirstToken> = table.routes[0]
+            .targets
+            .iter()
+            .map(|t| t.timeouts.first_token)
+            .collect();
+        assert_eq!(
+            resolved,
+            [
+                FirstToken::Fixed(std::time::Duration::from_secs(2)),
+                FirstToken::Auto
+            ]
+        );
+    }
+
+    #[test]
     fn a_reload_carries_breakers_by_label() {
         let old = table(&["a", "b"], 1);
         let cfg = old.config.health;

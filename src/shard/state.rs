@@ -216,6 +216,8 @@ impl Shard {
                     window_requests: h.totals(now).requests,
                     window_failures: h.totals(now).failures,
                     ewma_ttfb_us: h.ewma_us(now),
+                    ttft_p95: h.ttft_quantile(now, 0.95),
+                    first_token_auto: h.first_token_auto(now),
                     in_flight: h.in_flight(),
                     pool_open: pool.map_or(0, Pool::open_count),
                     pool_idle: pool.map_or(0, Pool::idle_count),

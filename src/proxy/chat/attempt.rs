@@ -8,8 +8,14 @@
 //! although asked for `identity`, while an encoded stream fails before commit (so
 //! the next target serves it); and the provider's own credentials are blanked out
 //! of every body relayed from it.
+//!
+//! A stream's first content is awaited until the first-byte deadline or, on any
+//! target but the last one left, `timeouts.first_token` after sending
+//! (`FirstContent`); each stream that reaches it teaches the target's
+//! time-to-first-token estimate (what `first_token: auto` is learned from).
 
 use super::*;
+use crate::config::FirstToken;
 use crate::http::encoding::{Coding, DecodeError};
 use crate::http::response::{parse_retry_after, write_request_head};
 use crate::outcome::Failure;
@@ -62,11 +68,77 @@ struct Answering<'t> {
     model: &'t str,
     secrets: &'t Secrets,
     stall: Duration,
-    first_byte_deadline: Instant,
+    first_content: FirstContent,
     hold_until_content: bool,
     slot: usize,
     ttfb: Duration,
     started: Instant,
+}
+
+/// When a stream's first content must arrive: by the first-byte deadline (never
+/// past the request's), or sooner when `timeouts.first_token` cuts this attempt.
+#[derive(Debug, Clone, Copy)]
+struct FirstContent {
+    /// Bounds the pre-content hold.
+    deadline: Instant,
+    /// The first-token limit, when it is what `deadline` comes from (the attempt is
+    /// a stream, a later target admits now, `fallback.on_timeout` lets it fall
+    /// over, and the limit ends before the first-byte deadline).
+    cut: Option<FirstTokenCut>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct FirstTokenCut {
+    limit: Duration,
+    learned: bool,
+}
+
+impl FirstContent {
+    /// `started + first_token` (the fixed limit, or the one the target's recent
+    /// times to first token give `auto`), for every stream attempt but one on the
+    /// last target that could take the request; that one, and every whole answer,
+    /// keeps only `first_byte` and `total`, as without the limit.
+    fn of(
+        req: &Request<'_>,
+        pick: &Pick,
+        outgoing: Outgoing<'_>,
+        started: Instant,
+        first_byte_deadline: Instant,
+    ) -> FirstContent {
+        let uncut = FirstContent {
+            deadline: first_byte_deadline,
+            cut: None,
+        };
+        let policy = req.policy(pick);
+        if !outgoing.chat.stream || !pick.fallback_ready || !policy.fallback.on_timeout {
+            return uncut;
+        }
+        let (limit, learned) = match policy.timeouts.first_token {
+            FirstToken::Fixed(limit) => (limit, false),
+            FirstToken::Auto => {
+                let health = req.routing.targets[pick.slot].health.borrow();
+                (health.first_token_auto(Instant::now()), true)
+            }
+        };
+        let deadline = started + limit;
+        if deadline >= first_byte_deadline {
+            return uncut;
+        }
+        FirstContent {
+            deadline,
+            cut: Some(FirstTokenCut { limit, learned }),
+        }
+    }
+
+    /// Why an attempt cut by the first-token limit failed, in words.
+    fn cut_reason(&self, what: &str) -> String {
+        let Some(cut) = self.cut else {
+            return format!("{what} before the first-byte deadline");
+        };
+        let limit = crate::config::format_duration(cut.limit);
+        let how = if cut.learned { "auto, " } else { "" };
+        format!("{what} within first_token ({how}{limit}); another target takes the stream")
+    }
 }
 
 /// One attempt, unless the client hangs up first: then the attempt is dropped
@@ -117,15 +189,24 @@ async fn attempt(
     let timeouts = policy.timeouts;
     let remaining = req.deadline.saturating_duration_since(started);
     let first_byte_deadline = (started + timeouts.first_byte).min(req.deadline);
+    let first_content = FirstContent::of(req, pick, outgoing, started, first_byte_deadline);
     let deadlines = ExchangeDeadlines {
         connect: timeouts.connect.min(remaining),
         first_byte: timeouts.first_byte,
-        first_byte_at: first_byte_deadline,
+        // The head cannot come later than the first content may.
+        first_byte_at: first_content.deadline,
         total: req.deadline,
     };
     let (result, _request) = exchange(pool, request, deadlines).await;
     let response = match result {
         Ok(response) => response,
+        Err(ExchangeError::FirstByteTimeout) if first_content.cut.is_some() => {
+            return failed(
+                FailureClass::FirstByteTimeout,
+                None,
+                &first_content.cut_reason("no response head"),
+            )
+        }
         Err(e) => return exchange_failure(e),
     };
     let answering = Answering {
@@ -133,7 +214,7 @@ async fn attempt(
         model: &target.model,
         secrets: &entry.secrets,
         stall: timeouts.between_chunks,
-        first_byte_deadline,
+        first_content,
         hold_until_content: policy.stream.hold_until_content,
         slot: pick.slot,
         ttfb: started.elapsed(),
@@ -196,20 +277,31 @@ async fn held_stream(
     }
     let source = at.adapter.event_source(at.model);
     let policy = stream::HoldPolicy {
-        first_content_deadline: at.first_byte_deadline,
+        first_content_deadline: at.first_content.deadline,
         between_chunks: at.stall,
         deadline: req.deadline,
         until_content: at.hold_until_content,
         max_held_bytes: req.routing.table.config.limits.max_stream_buffer_bytes,
     };
     match stream::hold(response, source, policy).await {
-        Ok(held) => AttemptResult::Stream {
-            held: Box::new(held),
-            ttfb: at.started.elapsed(),
-        },
-        Err(failure) => {
+        Ok(held) => {
+            let ttft = at.started.elapsed();
+            // Committed on content (not on a first event of any kind): a sample of
+            // the target's time to first token.
+            if at.hold_until_content {
+                record::ttft(req, at.slot, ttft);
+            }
+            AttemptResult::Stream {
+                held: Box::new(held),
+                ttfb: ttft,
+            }
+        }
+        Err(mut failure) => {
             if failure.overflowed {
                 record::stream_overflow(req, at.slot);
+            }
+            if failure.class == FailureClass::FirstByteTimeout && at.first_content.cut.is_some() {
+                failure.reason = at.first_content.cut_reason("no content");
             }
             hold_failed(at.adapter, failure)
         }

@@ -107,6 +107,7 @@ async fn run_route(
         let Some(mut pick) = admit(req, route, target, others, trail) else {
             continue;
         };
+        pick.fallback_ready = any_admits(req, route, &order[position + 1..]);
         if position > 0 || req.policy(&pick).fallback_tier {
             reply.meta.fallback = true;
         }
@@ -143,8 +144,22 @@ fn order(req: &Request<'_>, route: usize) -> Vec<usize> {
     select::order(req.route(route), &candidates, &mut balancer, &mut rng)
 }
 
+/// Whether any of the route's `targets` would be admitted now (a breaker that is
+/// closed, or due for its half-open probe).
+fn any_admits(req: &Request<'_>, route: usize, targets: &[usize]) -> bool {
+    let now = Instant::now();
+    let policies = &req.routing.table.routes[route].targets;
+    targets.iter().any(|&target| {
+        policies.get(target).is_some_and(|policy| {
+            let health = req.routing.targets[policy.slot].health.borrow();
+            health.available(now)
+        })
+    })
+}
+
 /// Asks the target's breaker. A refusal is remembered (for the fail-fast answer);
-/// a probe carries the gateway's token with the pick.
+/// a probe carries the gateway's token with the pick. `fallback_ready` starts as
+/// `others`; the chain's loop narrows it to targets that admit now.
 pub(super) fn admit(
     req: &Request<'_>,
     route: usize,
@@ -173,6 +188,7 @@ pub(super) fn admit(
         target,
         slot,
         others,
+        fallback_ready: others,
         probe,
     })
 }

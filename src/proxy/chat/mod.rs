@@ -129,6 +129,9 @@ struct Pick {
     slot: usize,
     /// Whether the chain has another target after this one.
     others: bool,
+    /// A later target of the chain admits now: only then may a stream slow to its
+    /// first content be cut (`timeouts.first_token`); the last one left never is.
+    fallback_ready: bool,
     /// The breaker's half-open probe token, when this attempt is the probe.
     probe: Option<ProbeToken>,
 }

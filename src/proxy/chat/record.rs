@@ -63,6 +63,16 @@ pub(super) fn outcome(
     self::transition(req, pick.slot, transition);
 }
 
+/// A stream reached its first content `ttft` after its attempt was sent: a sample
+/// of the target's time to first token on this shard (what `first_token: auto`
+/// learns from).
+pub(super) fn ttft(req: &Request<'_>, slot: usize, ttft: Duration) {
+    req.routing.targets[slot]
+        .health
+        .borrow_mut()
+        .observe_ttft(Instant::now(), ttft);
+}
+
 /// A failed attempt: its outcome, and its line in the client's attempt list.
 pub(super) fn failed(
     req: &Request<'_>,
