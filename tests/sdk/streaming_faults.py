@@ -9,8 +9,8 @@ type and message. Each case also states what it expects and is marked PASS/FAIL;
 the script exits 1 when any case does not behave as documented, 2 without the SDK.
 
 Expects a gateway with two routes over the same two targets (primary, then
-fallback): model `chat` (default streaming policy) and model `chat-continue`
-(`stream: { continue_after_commit: true }`); see streaming_faults.sh."""
+fallback): model `chat` (`stream: { continue_after_commit: false }`) and model
+`chat-continue` (continuation on, the default); see streaming_faults.sh."""
 
 import argparse
 import json
@@ -122,10 +122,10 @@ def main() -> int:
         ("503 before the first chunk", "chat", {"mode": "status", "status": 503}, clean_from_fallback),
         ("SSE error event as the first event", "chat", {"mode": "sse_error_event", "after_chunks": 0}, clean_from_fallback),
         ("stall before the first chunk", "chat", {"mode": "stall", "after_chunks": 0}, clean_from_fallback),
-        ("reset mid-stream (default policy)", "chat", {"mode": "reset_mid_stream", "after_chunks": 3}, interrupted),
-        ("stall mid-stream (default policy)", "chat", {"mode": "stall", "after_chunks": 3}, interrupted),
+        ("reset mid-stream (continuation off)", "chat", {"mode": "reset_mid_stream", "after_chunks": 3}, interrupted),
+        ("stall mid-stream (continuation off)", "chat", {"mode": "stall", "after_chunks": 3}, interrupted),
         (
-            "reset mid-stream (continue_after_commit)",
+            "reset mid-stream (continuation on, the default)",
             "chat-continue",
             {"mode": "reset_mid_stream", "after_chunks": 3},
             continued,

@@ -58,7 +58,7 @@ routes:
       - { provider: fallback, model: fallback-model, priority: 1 }
     retry: { attempts: 1 }
     timeouts: { first_byte: 1s, between_chunks: 1s, total: 30s }
-    stream: { continue_after_commit: true }
+    # The default: continue_after_commit: auto.
 YAML
 
 start_switchyard "$gw_port" "$key"
