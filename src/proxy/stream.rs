@@ -621,10 +621,8 @@ fn apply(
     match kind {
         EventKind::Done => {
             if aligning {
-                let template = relaying.template.take()?;
-                let end = content(&template, String::new(), true, relaying, policy, stats);
-                if end.is_some() {
-                    return end;
+                if let Some(end) = release_held(relaying, policy, stats) {
+                    return Some(end);
                 }
             }
             let Relaying { out, frame, .. } = relaying;
@@ -680,6 +678,24 @@ fn apply(
             None
         }
     }
+}
+
+/// A continuation ended while the aligner still held its text: what it decides
+/// now is sent in the shape of the last held event (`Misaligned` ends it).
+fn release_held(
+    relaying: &mut Relaying,
+    policy: &RelayPolicy<'_>,
+    stats: &mut StreamStats,
+) -> Option<StreamEnd> {
+    let aligner = relaying.aligner.as_mut()?;
+    let Aligned::Emit(text) = aligner.finish() else {
+        return Some(StreamEnd::Misaligned);
+    };
+    if let (false, Some(template)) = (text.is_empty(), relaying.template.take()) {
+        keep_text(stats, &text, policy.keep_text);
+        forward(&template, None, Some(&text), relaying, policy, stats);
+    }
+    None
 }
 
 /// One text event. A continuation's text passes the aligner first: held while
