@@ -553,7 +553,7 @@ fn shape_and_syntax_errors_have_lines() {
         &text,
         &[
             "t.yaml:7: routes[0].targets[0].wieght: unknown key `wieght`; expected one of: provider, model, priority, weight, prefill, retry, headers, query, timeouts",
-            "t.yaml:8: routes[0].retries: unknown key `retries`; expected one of: name, match, strategy, targets, retry, fallback, timeouts, stream",
+            "t.yaml:8: routes[0].retries: unknown key `retries`; expected one of: name, match, strategy, targets, retry, fallback, timeouts, stream, hedge",
         ],
     );
     let syntax = errors("providers:\n  a: { kind: openai\nroutes: []\n");
