@@ -94,6 +94,11 @@ fn a_stream_slow_to_its_first_token_is_won_by_the_hedge() {
     let again = ask(&gw, "chat", true);
     assert_served(&again, FALLBACK, "2");
     assert_eq!(requests(&primary), 2);
+    assert_eq!(
+        primary.stats().connections,
+        2,
+        "the losing attempt's socket was closed, never pooled"
+    );
     gw.shutdown();
     primary.shutdown();
     fallback.shutdown();
@@ -200,6 +205,27 @@ fn when_both_fail_the_plan_goes_on_and_the_hedge_target_is_not_tried_again() {
     );
     assert_eq!(route_metric(&gw, "switchyard_hedges_total"), 1);
     assert_eq!(route_metric(&gw, "switchyard_hedge_wins_total"), 0);
+    gw.shutdown();
+    primary.shutdown();
+    fallback.shutdown();
+}
+
+#[test]
+fn p95_hedges_once_the_primary_has_enough_samples() {
+    let primary = mock("primary");
+    let fallback = mock("fallback");
+    let gw = hedged(&primary, &fallback, "{ after: p95 }", "");
+    // 20 fast streams teach the primary's time to first token (no hedge meanwhile).
+    for _ in 0..20 {
+        assert_served(&ask(&gw, "chat", true), PRIMARY, "1");
+    }
+    assert_eq!(requests(&fallback), 0);
+    primary.set_fault(Fault::SlowFirstToken { ms: 3000 });
+    let response = ask(&gw, "chat", true);
+    assert_served(&response, FALLBACK, "2");
+    assert_eq!(requests(&fallback), 1);
+    assert_eq!(route_metric(&gw, "switchyard_hedges_total"), 1);
+    assert_eq!(route_metric(&gw, "switchyard_hedge_wins_total"), 1);
     gw.shutdown();
     primary.shutdown();
     fallback.shutdown();
