@@ -230,3 +230,41 @@ fn p95_hedges_once_the_primary_has_enough_samples() {
     primary.shutdown();
     fallback.shutdown();
 }
+
+/// A stream the hedge won that breaks later is continued on the route's other
+/// targets, never on the hedge's own (the one that broke).
+#[test]
+fn a_hedged_stream_that_breaks_continues_elsewhere() {
+    let primary = slow_stream("primary", 3000);
+    let fallback = mock("fallback");
+    // The hedge's whole answer, asked directly: what the continued stream must say.
+    let mut direct = Client::connect(fallback.addr()).expect("connect to mock");
+    let full = completion_text(&direct.chat(&chat_body("direct", false), &[]).unwrap());
+    let asked_directly = requests(&fallback);
+    fallback.set_fault(Fault::ResetMidStream { after_chunks: 3 });
+    let third = mock("third");
+    let yaml = chain_yaml(
+        &[
+            ("primary", &primary),
+            ("fallback", &fallback),
+            ("third", &third),
+        ],
+        "retry: { attempts: 1 }\nhedge: { after: 100ms }",
+        "admin: { listen: 127.0.0.1:0 }\n",
+    );
+    let gw = gateway(&yaml);
+    let response = ask(&gw, "chat", true);
+    assert_served(&response, FALLBACK, "2");
+    assert_eq!(response.stream_text(), full);
+    assert_eq!(
+        requests(&fallback),
+        asked_directly + 1,
+        "the broken hedge is not asked again"
+    );
+    assert_eq!(requests(&third), 1, "the third continues");
+    assert_eq!(route_metric(&gw, "switchyard_hedge_wins_total"), 1);
+    gw.shutdown();
+    for mock in [primary, fallback, third] {
+        mock.shutdown();
+    }
+}

@@ -126,8 +126,8 @@ async fn run_route(
             // Not produced by a first stream (it has no aligner): treated as served.
             TargetEnd::Misaligned { .. } => return Ok(RouteEnd::Answered { status: 200 }),
             TargetEnd::StreamBroken { stats, reason } => {
-                let rest = &order[position + 1..];
-                relay::continue_stream(req, route, rest, stats, &reason, reply).await?;
+                let rest = hedge::continuing(trail, route, &order[position + 1..]);
+                relay::continue_stream(req, route, &rest, stats, &reason, reply).await?;
                 return Ok(RouteEnd::Answered { status: 200 });
             }
         }

@@ -44,6 +44,17 @@ pub(super) fn spare<'o>(
     (hedges && first && !rest.is_empty()).then_some(rest)
 }
 
+/// The targets a stream that broke after commit may continue on: `rest` (the
+/// route's order after the first target), less the hedge's target when the hedge
+/// served the stream (it is the one that broke).
+pub(super) fn continuing(trail: &Trail, route: usize, rest: &[usize]) -> Vec<usize> {
+    let broken = trail.hedged.filter(|_| trail.hedge_served);
+    rest.iter()
+        .copied()
+        .filter(|&target| broken != Some((route, target)))
+        .collect()
+}
+
 /// Which of the two attempts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Lane {
@@ -115,6 +126,7 @@ pub(super) async fn send(
         Lane::Hedge => {
             lost(req, pick, other, started, reply, trail);
             reply.meta.fallback = true;
+            trail.hedge_served = true;
             executor::serve(req, &mut extra, won, reply, trail).await
         }
     }

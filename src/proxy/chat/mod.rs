@@ -122,6 +122,8 @@ struct Trail {
     refused_until: Option<Instant>,
     /// The (route, target) a hedge was sent to: not tried again if both failed.
     hedged: Option<(usize, usize)>,
+    /// The hedge won: what was served came from `hedged`.
+    hedge_served: bool,
 }
 
 /// One target chosen from the chain and admitted by its breaker.
