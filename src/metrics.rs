@@ -48,6 +48,10 @@ impl Histogram {
 pub struct RouteCounters {
     pub responses: BTreeMap<u16, u64>,
     pub retries: u64,
+    /// Hedges sent (a second attempt raced against a slow first one), and those
+    /// the hedge won.
+    pub hedges: u64,
+    pub hedge_wins: u64,
     pub fallbacks: u64,
     pub fail_fast: u64,
     pub latency: Histogram,
@@ -148,6 +152,8 @@ fn render_routes(out: &mut String, snapshots: &[ShardSnapshot]) {
                 *m.responses.entry(*status).or_default() += n;
             }
             m.retries += c.retries;
+            m.hedges += c.hedges;
+            m.hedge_wins += c.hedge_wins;
             m.fallbacks += c.fallbacks;
             m.fail_fast += c.fail_fast;
             m.latency.merge(&c.latency);
@@ -169,11 +175,21 @@ fn render_routes(out: &mut String, snapshots: &[ShardSnapshot]) {
             );
         }
     }
-    let simple: [RouteCounter; 3] = [
+    let simple: [RouteCounter; 5] = [
         (
             "switchyard_retries_total",
             "Retries of the same target.",
             |c| c.retries,
+        ),
+        (
+            "switchyard_hedges_total",
+            "Hedges sent: the same request raced on the next target after a slow first token.",
+            |c| c.hedges,
+        ),
+        (
+            "switchyard_hedge_wins_total",
+            "Hedged requests the hedge won (served by the hedge's target).",
+            |c| c.hedge_wins,
         ),
         (
             "switchyard_fallbacks_total",

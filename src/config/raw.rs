@@ -93,6 +93,18 @@ pub struct RawRoute {
     pub fallback: Option<RawFallback>,
     pub timeouts: Option<RawTimeouts>,
     pub stream: Option<RawStream>,
+    pub hedge: Option<RawHedge>,
+}
+
+/// `hedge:` of a route.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawHedge {
+    /// `p95` or a duration.
+    pub after: Option<DurationText>,
+    pub max_extra: Option<u32>,
+    pub budget_ratio: Option<f64>,
+    pub budget_min_per_sec: Option<u32>,
 }
 
 #[derive(Debug, Default, serde::Deserialize)]

@@ -112,6 +112,19 @@ fn route(route: &Route, providers: &[Provider]) -> Value {
             "continue_after_commit": route.stream.continue_after_commit,
             "hold_until_content": route.stream.hold_until_content,
         },
+        "hedge": route.hedge.map(hedge),
+    })
+}
+
+fn hedge(hedge: HedgePolicy) -> Value {
+    json!({
+        "after": match hedge.after {
+            HedgeAfter::P95 => "p95".to_string(),
+            HedgeAfter::Fixed(after) => format_duration(after),
+        },
+        "max_extra": hedge.max_extra,
+        "budget_ratio": hedge.budget_ratio,
+        "budget_min_per_sec": hedge.budget_min_per_sec,
     })
 }
 

@@ -9,8 +9,8 @@ use super::duration::parse_duration;
 use super::error::Report;
 use super::locate::YamlPath;
 use super::raw::{
-    AutoWord, DurationText, OrderedMap, RawFallback, RawMatch, RawRetry, RawRoute, RawStream,
-    RawSwitch, RawTarget, RawTimeouts,
+    AutoWord, DurationText, OrderedMap, RawFallback, RawHedge, RawMatch, RawRetry, RawRoute,
+    RawStream, RawSwitch, RawTarget, RawTimeouts,
 };
 use super::types::*;
 
@@ -108,6 +108,7 @@ fn route(raw: RawRoute, refs: &Refs<'_>, path: &YamlPath, r: &mut Report<'_>) ->
         fallback: fallback(raw.fallback.unwrap_or_default(), &path.key("fallback"), r),
         timeouts,
         stream: stream(raw.stream.unwrap_or_default()),
+        hedge: raw.hedge.map(|h| hedge(h, &path.key("hedge"), r)),
     }
 }
 
@@ -390,6 +391,48 @@ fn within_total(
     r.not_longer((name, value), ("total", total), &path.key(name));
     value
 }
+
+/// `hedge:`: `after` is `p95` (the default) or a positive duration; `max_extra`
+/// is 1 (the one extra attempt supported); `budget_ratio` 0..=1 (default 0.05)
+/// with `budget_min_per_sec` (default 1) always allowed.
+fn hedge(raw: RawHedge, path: &YamlPath, r: &mut Report<'_>) -> HedgePolicy {
+    let after_path = path.key("after");
+    let after = match raw.after.as_ref() {
+        None => HedgeAfter::P95,
+        Some(text) if text.0.trim() == "p95" => HedgeAfter::P95,
+        Some(text) => match parse_duration(&text.0) {
+            Ok(after) if after.is_zero() => {
+                r.error(&after_path, "must be greater than zero (or `p95`)");
+                HedgeAfter::P95
+            }
+            Ok(after) => HedgeAfter::Fixed(after),
+            Err(error) => {
+                let message = format!("{error}; or `p95` (the target's observed p95 TTFT)");
+                r.error(&after_path, message);
+                HedgeAfter::P95
+            }
+        },
+    };
+    let max_extra = raw.max_extra.unwrap_or(1);
+    if max_extra != 1 {
+        let message = format!("must be 1 (one extra attempt per request), got {max_extra}");
+        r.error(&path.key("max_extra"), message);
+    }
+    HedgePolicy {
+        after,
+        max_extra: 1,
+        budget_ratio: r.fraction(
+            raw.budget_ratio,
+            &path.key("budget_ratio"),
+            DEFAULT_HEDGE_BUDGET_RATIO,
+            true,
+        ),
+        budget_min_per_sec: raw.budget_min_per_sec.unwrap_or(1),
+    }
+}
+
+/// Hedges allowed per request of the route when `budget_ratio` is absent.
+const DEFAULT_HEDGE_BUDGET_RATIO: f64 = 0.05;
 
 fn stream(raw: RawStream) -> StreamPolicy {
     StreamPolicy {

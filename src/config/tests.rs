@@ -553,7 +553,7 @@ fn shape_and_syntax_errors_have_lines() {
         &text,
         &[
             "t.yaml:7: routes[0].targets[0].wieght: unknown key `wieght`; expected one of: provider, model, priority, weight, prefill, retry, headers, query, timeouts",
-            "t.yaml:8: routes[0].retries: unknown key `retries`; expected one of: name, match, strategy, targets, retry, fallback, timeouts, stream",
+            "t.yaml:8: routes[0].retries: unknown key `retries`; expected one of: name, match, strategy, targets, retry, fallback, timeouts, stream, hedge",
         ],
     );
     let syntax = errors("providers:\n  a: { kind: openai\nroutes: []\n");
@@ -793,6 +793,63 @@ fn first_token_errors_are_placed() {
             "t.yaml:8: routes[0].targets[1].timeouts.first_token: must be greater than zero (or `auto`)",
             "t.yaml:10: routes[0].timeouts.first_token: `soon` is not a valid duration; expected a number with a unit (ms, s, m, h), like `250ms`, `1.5s`, `2m` or `1h`; or `auto` (learned from the target's time to first token)",
             "t.yaml:14: routes[1].timeouts.first_token: first_token (2m) must not be longer than total (1m)",
+        ],
+    );
+}
+
+/// `hedge:` is off when absent; `after` is `p95` (the default) or a duration, and
+/// the budget defaults to 5 % of the route's requests with 1 a second always.
+#[test]
+fn hedge_is_off_unless_configured_and_defaults_its_budget() {
+    let text = with_routes(
+        "  - name: off
+    targets: [{ provider: openai, model: a }]
+  - name: p95
+    targets: [{ provider: openai, model: a }, { provider: openai, model: b }]
+    hedge: { after: p95 }
+  - name: fixed
+    targets: [{ provider: openai, model: a }, { provider: openai, model: b }]
+    hedge: { after: 250ms, max_extra: 1, budget_ratio: 0, budget_min_per_sec: 0 }
+",
+    );
+    let config = load(&text).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(config.routes[0].hedge, None);
+    let p95 = config.routes[1].hedge.expect("hedge on");
+    assert_eq!(p95.after, HedgeAfter::P95);
+    assert_eq!(
+        (p95.max_extra, p95.budget_ratio, p95.budget_min_per_sec),
+        (1, 0.05, 1)
+    );
+    let fixed = config.routes[2].hedge.expect("hedge on");
+    assert_eq!(fixed.after, HedgeAfter::Fixed(Duration::from_millis(250)));
+    assert_eq!((fixed.budget_ratio, fixed.budget_min_per_sec), (0.0, 0));
+    let json = redacted_json(&config);
+    assert_eq!(json["routes"][0]["hedge"], serde_json::Value::Null);
+    assert_eq!(json["routes"][1]["hedge"]["after"], "p95");
+    assert_eq!(json["routes"][2]["hedge"]["after"], "250ms");
+}
+
+#[test]
+fn hedge_errors_are_placed() {
+    let text = with_routes(
+        "  - name: chat
+    targets: [{ provider: openai, model: a }]
+    hedge:
+      after: soon
+      max_extra: 2
+      budget_ratio: 1.5
+  - name: two
+    targets: [{ provider: openai, model: b }]
+    hedge: { after: 0s }
+",
+    );
+    assert_errors(
+        &text,
+        &[
+            "t.yaml:8: routes[0].hedge.after: `soon` is not a valid duration; expected a number with a unit (ms, s, m, h), like `250ms`, `1.5s`, `2m` or `1h`; or `p95` (the target's observed p95 TTFT)",
+            "t.yaml:9: routes[0].hedge.max_extra: must be 1 (one extra attempt per request), got 2",
+            "t.yaml:10: routes[0].hedge.budget_ratio: must be a number from 0 to 1, got 1.5",
+            "t.yaml:13: routes[1].hedge.after: must be greater than zero (or `p95`)",
         ],
     );
 }

@@ -156,6 +156,30 @@ pub struct Route {
     pub fallback: FallbackPolicy,
     pub timeouts: Timeouts,
     pub stream: StreamPolicy,
+    /// Hedged requests; `None` (no `hedge:` key) is off.
+    pub hedge: Option<HedgePolicy>,
+}
+
+/// `hedge:` of a route: when the first attempt has no first content `after` this,
+/// the same request starts on the next healthy target and the first to commit wins.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct HedgePolicy {
+    pub after: HedgeAfter,
+    /// Extra attempts one request may start (only 1 is supported).
+    pub max_extra: u32,
+    /// Hedges allowed as a fraction of the route's recent requests (per shard).
+    pub budget_ratio: f64,
+    /// Hedges always allowed per second on the route, whatever the ratio says.
+    pub budget_min_per_sec: u32,
+}
+
+/// How long the first attempt runs alone before a hedge starts.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum HedgeAfter {
+    /// The primary target's observed p95 time to first token (no hedge while it
+    /// has too few samples for one).
+    P95,
+    Fixed(Duration),
 }
 
 /// A rule matches when every present condition holds.

@@ -49,6 +49,7 @@ pub(crate) mod tests_support {
                 continue_after_commit: false,
                 hold_until_content: true,
             },
+            hedge: None,
         }
     }
 }

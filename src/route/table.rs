@@ -8,7 +8,8 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
 
 use crate::config::{
-    Config, FallbackPolicy, Prefill, RetryPolicy, Route, Strategy, StreamPolicy, Timeouts,
+    Config, FallbackPolicy, HedgePolicy, Prefill, RetryPolicy, Route, Strategy, StreamPolicy,
+    Timeouts,
 };
 use crate::health::{PrefillMemory, SharedBreaker};
 use crate::provider::{self, PreparedProvider};
@@ -63,6 +64,8 @@ pub struct TargetPolicy {
 #[derive(Debug, Clone)]
 pub struct RoutePolicy {
     pub targets: Vec<TargetPolicy>,
+    /// The route's `hedge:`, when it hedges.
+    pub hedge: Option<HedgePolicy>,
 }
 
 #[derive(Debug)]
@@ -252,7 +255,10 @@ fn resolve_policies(config: &Config, route_slots: &[Vec<usize>]) -> Vec<RoutePol
                     fallback_tier: route.strategy == Strategy::Priority && target.priority > best,
                 })
                 .collect();
-            RoutePolicy { targets }
+            RoutePolicy {
+                targets,
+                hedge: route.hedge,
+            }
         })
         .collect()
 }

@@ -37,6 +37,9 @@ pub struct RouteCell {
     pub balancer: RefCell<Balancer>,
     /// The retry budget of each (route, target), by target index.
     pub budgets: Vec<Rc<RefCell<RetryBudget>>>,
+    /// The route's hedge budget (`hedge.budget_ratio` of its requests); carried
+    /// by route name like the counters. Unused when the route does not hedge.
+    pub hedge_budget: Rc<RefCell<RetryBudget>>,
 }
 
 /// One generation of what this shard routes with: the table and, by the table's
@@ -339,6 +342,20 @@ fn build_targets(
         .collect()
 }
 
+/// The route's hedge budget: the previous generation's (new limits), or a new one.
+fn hedge_budget(route: &crate::config::Route, old: Option<&RouteCell>) -> Rc<RefCell<RetryBudget>> {
+    let (ratio, floor) = route
+        .hedge
+        .map_or((0.0, 0), |h| (h.budget_ratio, h.budget_min_per_sec));
+    match old {
+        Some(old) => {
+            old.hedge_budget.borrow_mut().set_limits(ratio, floor);
+            old.hedge_budget.clone()
+        }
+        None => Rc::new(RefCell::new(RetryBudget::new(ratio, floor))),
+    }
+}
+
 /// One cell per route, by name: counters handed on; each target's retry budget
 /// handed on when the same route keeps a target of the same label (with the
 /// resolved policy's limits), else new.
@@ -388,6 +405,7 @@ fn build_routes(table: &Table, old: Option<&Routing>) -> Vec<RouteCell> {
                 counters,
                 balancer: RefCell::new(Balancer::new(route.targets.len())),
                 budgets,
+                hedge_budget: hedge_budget(route, previous.map(|(old, i)| &old.routes[i])),
             }
         })
         .collect()

@@ -162,7 +162,7 @@ pub(super) async fn for_client(
 }
 
 /// One try against one target: send, then wait for an answer worth committing.
-async fn attempt(
+pub(super) async fn attempt(
     req: &Request<'_>,
     pick: &Pick,
     outgoing: Outgoing<'_>,

@@ -5,10 +5,11 @@
 //! Where what comes next fits: a target skipped at its quota, or a fleet-wide
 //! probe lease, is one more refusal in [`admit`] (remembered in the trail like an
 //! open breaker, never counted as a failure); a hedged request races a second
-//! [`send`] on the next admitted pick and keeps the first to commit; another
+//! [`send`] on the next admitted pick and keeps the first to commit ([`hedge`]); another
 //! client dialect is another `Dialect` on the reply — the plan does not change.
 
 use super::attempt::AttemptResult;
+use super::hedge;
 use super::*;
 use crate::health::Admission;
 use crate::outcome::Outcome;
@@ -99,9 +100,14 @@ async fn run_route(
     trail: &mut Trail,
 ) -> std::io::Result<RouteEnd> {
     let order = order(req, route);
+    hedge::deposit(req, route);
     for (position, &target) in order.iter().enumerate() {
         if Instant::now() >= req.deadline {
             break;
+        }
+        if trail.hedged == Some((route, target)) {
+            // Its hedge already failed on this request.
+            continue;
         }
         let others = position + 1 < order.len();
         let Some(mut pick) = admit(req, route, target, others, trail) else {
@@ -111,7 +117,8 @@ async fn run_route(
         if position > 0 || req.policy(&pick).fallback_tier {
             reply.meta.fallback = true;
         }
-        match try_target(req, &mut pick, reroutes_left, reply, trail).await? {
+        let spare = hedge::spare(req, &pick, reply, &order[position + 1..]);
+        match try_target(req, &mut pick, spare, reroutes_left, reply, trail).await? {
             TargetEnd::Answered { status } => return Ok(RouteEnd::Answered { status }),
             TargetEnd::Next => req.routing.routes[route].counters.borrow_mut().fallbacks += 1,
             TargetEnd::Reroute(next) => return Ok(RouteEnd::Reroute(next)),
@@ -119,8 +126,8 @@ async fn run_route(
             // Not produced by a first stream (it has no aligner): treated as served.
             TargetEnd::Misaligned { .. } => return Ok(RouteEnd::Answered { status: 200 }),
             TargetEnd::StreamBroken { stats, reason } => {
-                let rest = &order[position + 1..];
-                relay::continue_stream(req, route, rest, stats, &reason, reply).await?;
+                let rest = hedge::continuing(trail, route, &order[position + 1..]);
+                relay::continue_stream(req, route, &rest, stats, &reason, reply).await?;
                 return Ok(RouteEnd::Answered { status: 200 });
             }
         }
@@ -194,9 +201,12 @@ pub(super) fn admit(
 }
 
 /// Tries one target until the plan moves on: send, record, ask the plan, repeat.
+/// The first attempt of the request races a hedge on `spare` when the route
+/// hedges (see [`hedge`]); every other attempt is a plain [`send`].
 async fn try_target(
     req: &Request<'_>,
     pick: &mut Pick,
+    spare: Option<&[usize]>,
     reroutes_left: bool,
     reply: &mut Reply<'_>,
     trail: &mut Trail,
@@ -205,7 +215,11 @@ async fn try_target(
     loop {
         tries += 1;
         let started = Instant::now();
-        let failed = match send(req, pick, tries, reply, trail).await? {
+        let sent = match spare.filter(|_| tries == 1) {
+            Some(spare) => hedge::send(req, pick, spare, reply, trail).await?,
+            None => send(req, pick, tries, reply, trail).await?,
+        };
+        let failed = match sent {
             Sent::Ended(end) => return Ok(end),
             Sent::Failed(failed) => failed,
         };
@@ -240,7 +254,7 @@ async fn try_target(
 }
 
 /// What sending one attempt came to.
-enum Sent {
+pub(super) enum Sent {
     /// Served (a whole answer written, a stream relayed) or passed over.
     Ended(TargetEnd),
     /// Failed before commit: the plan decides.
@@ -248,7 +262,7 @@ enum Sent {
 }
 
 /// Sends attempt number `tries` on `pick` and serves what commits.
-async fn send(
+pub(super) async fn send(
     req: &Request<'_>,
     pick: &mut Pick,
     tries: u32,
@@ -261,6 +275,18 @@ async fn send(
     let result = attempt::for_client(req, pick, req.original(), reply.client, started)
         .await
         .ok_or_else(client_gone)?;
+    serve(req, pick, result, reply, trail).await
+}
+
+/// Serves what one attempt on `pick` came to: a whole answer written, a stream
+/// relayed, a failure handed back for the plan.
+pub(super) async fn serve(
+    req: &Request<'_>,
+    pick: &mut Pick,
+    result: AttemptResult,
+    reply: &mut Reply<'_>,
+    trail: &mut Trail,
+) -> std::io::Result<Sent> {
     let end = match result {
         AttemptResult::Failed(failed) => return Ok(Sent::Failed(failed)),
         AttemptResult::Untranslatable(reason) => {

@@ -12,6 +12,7 @@
 mod answer;
 mod attempt;
 mod executor;
+mod hedge;
 mod record;
 mod relay;
 mod whole;
@@ -119,6 +120,10 @@ struct Trail {
     attempts: Vec<AttemptLog>,
     kept: Option<(attempt::ProviderAnswer, String)>,
     refused_until: Option<Instant>,
+    /// The (route, target) a hedge was sent to: not tried again if both failed.
+    hedged: Option<(usize, usize)>,
+    /// The hedge won: what was served came from `hedged`.
+    hedge_served: bool,
 }
 
 /// One target chosen from the chain and admitted by its breaker.
