@@ -641,11 +641,7 @@ fn apply(
             None
         }
         EventKind::UsageOnly(usage) => {
-            let total = policy.rewrite.as_ref().map_or(usage, |r| r.sum(usage));
-            stats.usage = Some(total);
-            if policy.forward_usage && !aligning {
-                forward(event, Some(total), None, relaying, policy, stats);
-            }
+            usage_only(event, usage, aligning, relaying, policy, stats);
             None
         }
         EventKind::Content { text, finished } => {
@@ -655,14 +651,9 @@ fn apply(
         EventKind::ToolCall { .. } | EventKind::Reasoning if aligning => {
             Some(StreamEnd::Misaligned)
         }
-        EventKind::ToolCall { finished } => {
+        EventKind::ToolCall { .. } | EventKind::Reasoning => {
             stats.unrepeatable = true;
-            relaying.finished |= finished;
-            forward(event, None, None, relaying, policy, stats);
-            None
-        }
-        EventKind::Reasoning => {
-            stats.unrepeatable = true;
+            relaying.finished |= matches!(kind, EventKind::ToolCall { finished: true });
             forward(event, None, None, relaying, policy, stats);
             None
         }
@@ -677,6 +668,23 @@ fn apply(
             }
             None
         }
+    }
+}
+
+/// The usage-only chunk: counted (summed over a continuation) and forwarded when
+/// the client asked for it, unless a continuation is still being checked.
+fn usage_only(
+    event: &SseEvent,
+    usage: Usage,
+    aligning: bool,
+    relaying: &mut Relaying,
+    policy: &RelayPolicy<'_>,
+    stats: &mut StreamStats,
+) {
+    let total = policy.rewrite.as_ref().map_or(usage, |r| r.sum(usage));
+    stats.usage = Some(total);
+    if policy.forward_usage && !aligning {
+        forward(event, Some(total), None, relaying, policy, stats);
     }
 }
 

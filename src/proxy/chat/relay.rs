@@ -264,19 +264,12 @@ async fn continue_on(
         }
         AttemptResult::Stream { held, ttfb } => {
             let carried = carry(req, pick, &mut stats, style, original_reason);
-            return Ok(
-                match relay(req, pick, *held, ttfb, Some(carried), reply).await? {
-                    TargetEnd::Misaligned { stats } => {
-                        learn(PrefillKnown::Unsupported);
-                        Continued::Refused(stats)
-                    }
-                    TargetEnd::StreamBroken { stats, .. } => Continued::Passed(stats),
-                    _ => {
-                        learn(PrefillKnown::Capable);
-                        Continued::Done
-                    }
-                },
-            );
+            let end = relay(req, pick, *held, ttfb, Some(carried), reply).await?;
+            let (continued, known) = continued_by(end);
+            if let Some(known) = known {
+                learn(known);
+            }
+            return Ok(continued);
         }
         // A non-streamed answer cannot be spliced into the stream.
         AttemptResult::Complete { .. } => {
@@ -300,6 +293,17 @@ async fn continue_on(
         }
     }
     Ok(Continued::Passed(stats))
+}
+
+/// How a relayed continuation ended, and what it showed about the style.
+fn continued_by(end: TargetEnd) -> (Continued, Option<PrefillKnown>) {
+    match end {
+        TargetEnd::Misaligned { stats } => {
+            (Continued::Refused(stats), Some(PrefillKnown::Unsupported))
+        }
+        TargetEnd::StreamBroken { stats, .. } => (Continued::Passed(stats), None),
+        _ => (Continued::Done, Some(PrefillKnown::Capable)),
+    }
 }
 
 /// What relaying a continuation needs: the client's stream so far, chunks
