@@ -433,6 +433,7 @@ fn continues(prefill: bool) {
     for chunk in after {
         assert_eq!(chunk["x_switchyard"]["continued"], true, "{chunk}");
         assert_eq!(chunk["x_switchyard"]["continued_by"], FALLBACK, "{chunk}");
+        assert_eq!(chunk["x_switchyard"]["continued_from"], PRIMARY, "{chunk}");
     }
 
     let usages: Vec<&Value> = s

@@ -263,7 +263,8 @@ async fn continue_on(
             record::untranslatable(req, pick, &reason, &mut reply.meta, &mut ignored);
         }
         AttemptResult::Stream { held, ttfb } => {
-            let carried = carry(req, pick, &mut stats, style, original_reason);
+            let from = reply.meta.target.as_deref().unwrap_or("-");
+            let carried = carry(req, pick, &mut stats, (style, from), original_reason);
             let end = relay(req, pick, *held, ttfb, Some(carried), reply).await?;
             let (continued, known) = continued_by(end);
             if let Some(known) = known {
@@ -309,11 +310,12 @@ fn continued_by(end: TargetEnd) -> (Continued, Option<PrefillKnown>) {
 /// What relaying a continuation needs: the client's stream so far, chunks
 /// rewritten to its id and model with a marker naming who continued, and the
 /// aligner over the partial text.
+/// `(style, from)`: how it was asked for, and the target whose stream broke.
 fn carry(
     req: &Request<'_>,
     pick: &Pick,
     stats: &mut StreamStats,
-    style: Style,
+    (style, from): (Style, &str),
     original_reason: &str,
 ) -> Carried {
     let label = req.label(pick.slot);
@@ -323,6 +325,7 @@ fn carry(
         marker: serde_json::json!({
             "continued": true,
             "continued_by": label,
+            "continued_from": from,
             "after": original_reason,
             "style": match style { Style::Prefill => "prefill", Style::Instruction => "instruction" },
         }),
