@@ -108,27 +108,9 @@ fn serve(mut conn: TcpStream, delay: Duration, requests: &AtomicUsize) {
 /// One route `chat` over `targets` (name, base URL) in priority order, one shard,
 /// the admin API on.
 fn yaml(targets: &[(&str, String)], route_extra: &str, top_extra: &str) -> String {
-    let mut yaml = String::from(
-        "listen: 127.0.0.1:0\nshards: 1\nshutdown_grace: 2s\nadmin: { listen: 127.0.0.1:0 }\nproviders:\n",
-    );
-    for (name, url) in targets {
-        yaml.push_str(&format!(
-            "  {name}: {{ kind: openai-compatible, base_url: \"{url}\" }}\n"
-        ));
-    }
-    yaml.push_str("routes:\n  - name: chat\n    match: { model: chat }\n    targets:\n");
-    for (i, (name, _)) in targets.iter().enumerate() {
-        yaml.push_str(&format!(
-            "      - {{ provider: {name}, model: {name}-model, priority: {i} }}\n"
-        ));
-    }
-    for line in route_extra.lines().filter(|l| !l.trim().is_empty()) {
-        yaml.push_str("    ");
-        yaml.push_str(line.trim_start());
-        yaml.push('\n');
-    }
-    yaml.push_str(top_extra);
-    yaml
+    // After `top_extra`, which may go on with more routes.
+    let top = format!("{top_extra}\nadmin: {{ listen: 127.0.0.1:0 }}\n");
+    chain_yaml_at(targets, route_extra, &top)
 }
 
 const FIRST_TOKEN_300MS: &str =

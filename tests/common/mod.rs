@@ -59,9 +59,18 @@ pub fn provider(name: &str, mock: &MockHandle) -> String {
 /// A one-route config: `targets` are (provider name, mock) in priority order.
 /// `route_extra` is spliced into the route (indented 4 spaces), `top_extra` at top level.
 pub fn chain_yaml(targets: &[(&str, &MockHandle)], route_extra: &str, top_extra: &str) -> String {
+    let urls: Vec<(&str, String)> = targets.iter().map(|(n, m)| (*n, m.base_url())).collect();
+    chain_yaml_at(&urls, route_extra, top_extra)
+}
+
+/// [`chain_yaml`] over (provider name, base URL) pairs: for upstreams that are not
+/// loadtest mocks.
+pub fn chain_yaml_at(targets: &[(&str, String)], route_extra: &str, top_extra: &str) -> String {
     let mut yaml = String::from("listen: 127.0.0.1:0\nshards: 1\nshutdown_grace: 2s\nproviders:\n");
-    for (name, m) in targets {
-        yaml.push_str(&provider(name, m));
+    for (name, url) in targets {
+        yaml.push_str(&format!(
+            "  {name}: {{ kind: openai-compatible, base_url: \"{url}\" }}\n"
+        ));
     }
     yaml.push_str("routes:\n  - name: chat\n    match: { model: chat }\n    strategy: priority\n    targets:\n");
     for (i, (name, _)) in targets.iter().enumerate() {
