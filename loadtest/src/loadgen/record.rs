@@ -18,6 +18,8 @@ const MAX_US: u64 = 3_600_000_000;
 pub(crate) struct StreamVerdict {
     pub completed: bool,
     pub continued: bool,
+    /// Whether the text is an expected full answer (`None`: not verified).
+    pub verified: Option<bool>,
 }
 
 /// What happened to one request.
@@ -104,6 +106,10 @@ impl Recorder {
             self.streams.completed += u64::from(v.completed);
             self.streams.errored += u64::from(!v.completed);
             self.streams.continued += u64::from(v.continued);
+            let right = v.verified == Some(true);
+            let wrong = v.verified == Some(false);
+            self.streams.bad_success += u64::from(v.completed && wrong);
+            self.streams.continued_full += u64::from(v.completed && v.continued && right);
         }
         if let Some(t) = o.first_token {
             self.ttft
@@ -182,6 +188,8 @@ impl Recorder {
         self.streams.completed += other.streams.completed;
         self.streams.errored += other.streams.errored;
         self.streams.continued += other.streams.continued;
+        self.streams.bad_success += other.streams.bad_success;
+        self.streams.continued_full += other.streams.continued_full;
         self.latency.add(&other.latency).map_err(hist_err)?;
         self.ttft.add(&other.ttft).map_err(hist_err)?;
         for (index, theirs) in other.series.into_iter().enumerate() {
