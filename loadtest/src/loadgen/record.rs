@@ -340,6 +340,31 @@ mod tests {
     }
 
     #[test]
+    fn stream_texts_count_as_whole_continuations_or_bad_successes() {
+        let tl = timeline();
+        let mut r = Recorder::new(tl).unwrap();
+        let stream = |completed, continued, verified| {
+            let mut o = outcome(&tl, 0, 5, 200);
+            o.stream = Some(StreamVerdict {
+                completed,
+                continued,
+                verified,
+            });
+            o
+        };
+        r.record(&stream(true, true, Some(true))); // continued, whole
+        r.record(&stream(true, false, Some(true))); // never cut
+        r.record(&stream(true, true, Some(false))); // duplicated text, [DONE]
+        r.record(&stream(false, true, Some(false))); // clean error: not a success
+        r.record(&stream(true, true, None)); // not verified
+        let mut spec = LoadSpec::new("127.0.0.1:1".parse().unwrap());
+        spec.stream = true;
+        let s = r.into_report(&spec).streams.unwrap();
+        assert_eq!((s.completed, s.errored, s.continued), (4, 1, 4));
+        assert_eq!((s.continued_full, s.bad_success), (1, 1));
+    }
+
+    #[test]
     fn late_starts_count_sends_over_a_millisecond_late() {
         let tl = timeline();
         let mut r = Recorder::new(tl).unwrap();

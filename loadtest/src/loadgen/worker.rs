@@ -173,8 +173,7 @@ fn from_response(
     let verdict = r.sse.as_ref().map(|t| StreamVerdict {
         completed: r.complete && t.done && !t.error,
         continued: t.continued || r.continued,
-        verified: (!expected.is_empty())
-            .then(|| !t.text_overflow && expected.iter().any(|a| *a == t.text)),
+        verified: (!expected.is_empty()).then(|| !t.text_overflow && expected.contains(&t.text)),
     });
     Outcome {
         status: r.status,

@@ -568,6 +568,23 @@ mod tests {
     }
 
     #[test]
+    fn upstream_calls_span_the_measured_window() {
+        let at = |t_s: f64, a: u64, b: u64| Sample {
+            t_s,
+            requests: vec![a, b],
+        };
+        let samples = [
+            at(-0.2, 5, 0),
+            at(-0.1, 7, 1),
+            at(0.1, 9, 1),
+            at(3.0, 300, 40),
+        ];
+        assert_eq!(upstream_calls(&samples), Some(332.0));
+        assert_eq!(upstream_calls(&samples[2..]), None);
+        assert_eq!(upstream_calls(&samples[..2]), None);
+    }
+
+    #[test]
     fn window_takes_buckets_mostly_inside() {
         let series: Vec<_> = (0..6).map(|s| sec(s, 100, u64::from(s))).collect();
         let w = window(&series, (1.2, 4.0));

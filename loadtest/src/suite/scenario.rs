@@ -736,6 +736,40 @@ criteria:
     }
 
     #[test]
+    fn continuation_steps_set_modes_without_making_the_fault_window() {
+        let text = GOOD
+            .replace(
+                "mocks: [{ name: primary }, { name: fallback }]",
+                "mocks: [{ name: primary }, { name: fallback, continuation: { mode: prefill_only } }]",
+            )
+            .replace(
+                "faults:\n",
+                "faults:\n  - { at: 1s, mock: fallback, continuation: { mode: restart_reworded } }\n  - { at: 7s, mock: fallback, continuation: { mode: honest } }\n",
+            );
+        let s = parse(&text, Path::new("x.yaml")).unwrap();
+        assert_eq!(s.mocks[1].continuation, Continuation::PrefillOnly);
+        assert_eq!(
+            s.faults[0].continuation,
+            Some(Continuation::RestartReworded)
+        );
+        assert!(!s.faults[0].is_fault());
+        assert_eq!(fault_start(&s), Some(Dur(Duration::from_secs(2))));
+        assert_eq!(heal_at(&s), Some(Dur(Duration::from_secs(6))));
+        let e = err(&text.replace(
+            "continuation: { mode: honest }",
+            "continuation: { mode: honest }, fault: { mode: none }",
+        ));
+        assert!(
+            e.contains("exactly one of `fault` and `continuation`"),
+            "{e}"
+        );
+        let e = err(&text.replace("mode: honest", "mode: sincere"));
+        assert!(e.starts_with("x.yaml:"), "{e}");
+        let e = err(&GOOD.replace("recovery_s: { max: 3 }", "bad_success_streams: { max: 0 }"));
+        assert!(e.contains("needs traffic.stream"), "{e}");
+    }
+
+    #[test]
     fn explains_mistakes_with_the_file() {
         let e = err(&GOOD.replace(
             "mock: primary, fault: { mode: status",
