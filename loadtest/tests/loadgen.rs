@@ -192,6 +192,48 @@ fn complete_streams_are_counted_with_ttft() {
 }
 
 #[test]
+fn stream_texts_are_verified_against_the_expected_answers() {
+    // Every stream carries "tok0 tok1 tok2 " and a continuation marker on one event.
+    let addr = serve(Arc::new(|s, _| {
+        s.write_all(
+            b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n",
+        )?;
+        for (i, marker) in [
+            (0, ""),
+            (1, ""),
+            (2, ",\"x_switchyard\":{\"continued\":true}"),
+        ] {
+            let event = format!(
+                "data: {{\"choices\":[{{\"index\":0,\"delta\":{{\"content\":\"tok{i} \"}}}}]{marker}}}\n\n"
+            );
+            chunk(s, &event)?;
+        }
+        chunk(s, "data: [DONE]\n\n")?;
+        s.write_all(b"0\r\n\r\n")?;
+        Ok(true)
+    }));
+    let streams = |expected: &[&str]| {
+        let r = run(&LoadSpec {
+            stream: true,
+            expected_answers: expected.iter().map(|a| a.to_string()).collect(),
+            ..spec(addr, Some(40.0), 300, 2)
+        });
+        assert!(r.requests >= 10, "{r:?}");
+        let s = r.streams.expect("stream counts");
+        assert_eq!((s.completed, s.continued), (r.requests, r.requests));
+        (r.requests, s.continued_full, s.bad_success)
+    };
+    let (n, whole, bad) = streams(&["other", "tok0 tok1 tok2 "]);
+    assert_eq!((whole, bad), (n, 0));
+    // A duplicated word or a missing one is a bad success, never a whole one.
+    let (n, whole, bad) = streams(&["tok0 tok1 tok1 tok2 ", "tok0 tok1 "]);
+    assert_eq!((whole, bad), (0, n));
+    // Without expected answers nothing is verified.
+    let (_, whole, bad) = streams(&[]);
+    assert_eq!((whole, bad), (0, 0));
+}
+
+#[test]
 fn cut_streams_are_errors() {
     let addr = serve(Arc::new(|s, _| sse_response(s, 2, true)));
     let r = run(&LoadSpec {

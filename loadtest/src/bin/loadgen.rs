@@ -71,6 +71,7 @@ impl Args {
             stream: self.stream,
             timeout: self.timeout,
             pin_cores: self.pin.clone(),
+            expected_answers: Vec::new(),
         }
     }
 }

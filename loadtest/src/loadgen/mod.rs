@@ -60,6 +60,10 @@ pub struct LoadSpec {
     pub timeout: Duration,
     /// Cores to pin the threads to (thread i → `pin_cores[i % len]`); empty = no pinning.
     pub pin_cores: Vec<usize>,
+    /// Streaming: the full answer texts a completed stream may carry (the
+    /// concatenated `choices[0].delta.content`); a completed stream whose text is
+    /// none of them counts as a bad success. Empty = texts are not verified.
+    pub expected_answers: Vec<String>,
 }
 
 impl LoadSpec {
@@ -78,6 +82,7 @@ impl LoadSpec {
             stream: false,
             timeout: Duration::from_secs(30),
             pin_cores: Vec::new(),
+            expected_answers: Vec::new(),
         }
     }
 

@@ -18,6 +18,8 @@ const MAX_US: u64 = 3_600_000_000;
 pub(crate) struct StreamVerdict {
     pub completed: bool,
     pub continued: bool,
+    /// Whether the text is an expected full answer (`None`: not verified).
+    pub verified: Option<bool>,
 }
 
 /// What happened to one request.
@@ -104,6 +106,10 @@ impl Recorder {
             self.streams.completed += u64::from(v.completed);
             self.streams.errored += u64::from(!v.completed);
             self.streams.continued += u64::from(v.continued);
+            let right = v.verified == Some(true);
+            let wrong = v.verified == Some(false);
+            self.streams.bad_success += u64::from(v.completed && wrong);
+            self.streams.continued_full += u64::from(v.completed && v.continued && right);
         }
         if let Some(t) = o.first_token {
             self.ttft
@@ -182,6 +188,8 @@ impl Recorder {
         self.streams.completed += other.streams.completed;
         self.streams.errored += other.streams.errored;
         self.streams.continued += other.streams.continued;
+        self.streams.bad_success += other.streams.bad_success;
+        self.streams.continued_full += other.streams.continued_full;
         self.latency.add(&other.latency).map_err(hist_err)?;
         self.ttft.add(&other.ttft).map_err(hist_err)?;
         for (index, theirs) in other.series.into_iter().enumerate() {
@@ -329,6 +337,31 @@ mod tests {
         let counts = |s: &SecondStats| (s.sent, s.sent_ok, s.sent_retried, s.ok, s.errors);
         assert_eq!(counts(&r.series[0]), (1, 1, 0, 0, 0));
         assert_eq!(counts(&r.series[1]), (1, 0, 1, 1, 1));
+    }
+
+    #[test]
+    fn stream_texts_count_as_whole_continuations_or_bad_successes() {
+        let tl = timeline();
+        let mut r = Recorder::new(tl).unwrap();
+        let stream = |completed, continued, verified| {
+            let mut o = outcome(&tl, 0, 5, 200);
+            o.stream = Some(StreamVerdict {
+                completed,
+                continued,
+                verified,
+            });
+            o
+        };
+        r.record(&stream(true, true, Some(true))); // continued, whole
+        r.record(&stream(true, false, Some(true))); // never cut
+        r.record(&stream(true, true, Some(false))); // duplicated text, [DONE]
+        r.record(&stream(false, true, Some(false))); // clean error: not a success
+        r.record(&stream(true, true, None)); // not verified
+        let mut spec = LoadSpec::new("127.0.0.1:1".parse().unwrap());
+        spec.stream = true;
+        let s = r.into_report(&spec).streams.unwrap();
+        assert_eq!((s.completed, s.errored, s.continued), (4, 1, 4));
+        assert_eq!((s.continued_full, s.bad_success), (1, 1));
     }
 
     #[test]

@@ -82,6 +82,15 @@ pub struct StreamCounts {
     pub errored: u64,
     /// Marked as continued on another target.
     pub continued: u64,
+    /// Completed, but the text is not one of `LoadSpec::expected_answers` (a
+    /// duplicated, truncated or garbled answer passed off as a success); 0 when
+    /// texts are not verified.
+    #[serde(default)]
+    pub bad_success: u64,
+    /// Completed, marked as continued, and the text is exactly an expected full
+    /// answer: a cut stream the client got whole; 0 when texts are not verified.
+    #[serde(default)]
+    pub continued_full: u64,
 }
 
 /// One second of the run: `ok`, `errors`, `retried` and the latencies bucketed
@@ -138,8 +147,8 @@ impl fmt::Display for LoadReport {
         if let Some(s) = &self.streams {
             writeln!(
                 f,
-                "streams     {} completed, {} errored, {} continued",
-                s.completed, s.errored, s.continued
+                "streams     {} completed, {} errored, {} continued ({} whole), {} bad successes",
+                s.completed, s.errored, s.continued, s.continued_full, s.bad_success
             )?;
         }
         writeln!(f, "statuses    {}", join(&self.statuses))?;

@@ -5,6 +5,8 @@ use std::time::Instant;
 
 /// Lines longer than this are dropped and the stream is marked errored.
 const MAX_LINE: usize = 1 << 20;
+/// Most content text kept per stream (see [`SseTracker::text`]).
+const MAX_TEXT: usize = 64 * 1024;
 
 /// What has been seen so far on one stream, fed with body bytes as they arrive.
 #[derive(Debug, Default)]
@@ -23,6 +25,11 @@ pub(crate) struct SseTracker {
     pub continued: bool,
     /// When the first event with non-empty `choices[0].delta.content` arrived.
     pub first_token: Option<Instant>,
+    /// Every `choices[0].delta.content` of the stream, concatenated: the text the
+    /// client received (at most [`MAX_TEXT`] bytes).
+    pub text: String,
+    /// The text went past [`MAX_TEXT`] and was cut there.
+    pub text_overflow: bool,
 }
 
 impl SseTracker {
@@ -92,8 +99,15 @@ impl SseTracker {
             self.done |= data == b"[DONE]";
             self.error |= self.error_event || contains(data, b"\"error\"");
             self.continued |= contains(data, b"x_switchyard");
-            if self.first_token.is_none() && has_content(data) {
-                self.first_token = Some(now);
+            if let Some(piece) = content(data) {
+                if self.first_token.is_none() {
+                    self.first_token = Some(now);
+                }
+                if self.text.len() + piece.len() > MAX_TEXT {
+                    self.text_overflow = true;
+                } else {
+                    self.text.push_str(&piece);
+                }
             }
         }
         self.data.clear();
@@ -102,16 +116,16 @@ impl SseTracker {
     }
 }
 
-/// Whether `data` is a chat chunk whose `choices[0].delta.content` is non-empty.
-fn has_content(data: &[u8]) -> bool {
+/// The non-empty `choices[0].delta.content` of a chat chunk, if it has one.
+fn content(data: &[u8]) -> Option<String> {
     if !contains(data, b"\"content\"") {
-        return false;
+        return None;
     }
-    serde_json::from_slice::<serde_json::Value>(data).is_ok_and(|v| {
-        v.pointer("/choices/0/delta/content")
-            .and_then(serde_json::Value::as_str)
-            .is_some_and(|s| !s.is_empty())
-    })
+    let mut v = serde_json::from_slice::<serde_json::Value>(data).ok()?;
+    match v.pointer_mut("/choices/0/delta/content")?.take() {
+        serde_json::Value::String(s) if !s.is_empty() => Some(s),
+        _ => None,
+    }
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
@@ -147,6 +161,7 @@ mod tests {
                 "piece {piece}"
             );
             assert!(t.first_token.is_some());
+            assert_eq!(t.text, "HiHi");
         }
     }
 

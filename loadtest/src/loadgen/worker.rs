@@ -146,7 +146,7 @@ async fn attempt(shared: &Shared, conn: &mut Option<Conn>, intended: Instant) ->
         *conn = None;
     }
     match response {
-        Some(r) => from_response(r, shared.spec.stream, intended, sent, done),
+        Some(r) => from_response(r, &shared.spec, intended, sent, done),
         None => failure(intended, sent, done, timed_out),
     }
 }
@@ -162,15 +162,18 @@ async fn exchange(shared: &Shared, conn: &mut Option<Conn>) -> Result<Response, 
 
 fn from_response(
     r: Response,
-    stream: bool,
+    spec: &LoadSpec,
     intended: Instant,
     sent: Instant,
     done: Instant,
 ) -> Outcome {
+    let stream = spec.stream;
     let success = (200..300).contains(&r.status);
+    let expected = &spec.expected_answers;
     let verdict = r.sse.as_ref().map(|t| StreamVerdict {
         completed: r.complete && t.done && !t.error,
         continued: t.continued || r.continued,
+        verified: (!expected.is_empty()).then(|| !t.text_overflow && expected.contains(&t.text)),
     });
     Outcome {
         status: r.status,

@@ -249,17 +249,21 @@ fn legend(svg: &mut String, top: f64, keys: &[(&str, &str)]) {
     }
 }
 
+use super::timeline::CONTINUATION_PREFIX;
+
 /// Fault windows from the applied timeline: from a non-`none` step until the next
 /// step for the same mock (or the end).
 fn shades(run: &ScenarioRun, span: f64) -> Vec<Shade> {
     let mut out = Vec::new();
     let steps = &run.timeline.applied;
+    let is_fault = |s: &&super::timeline::AppliedStep| !s.fault.starts_with(CONTINUATION_PREFIX);
     for (i, step) in steps.iter().enumerate() {
-        if step.fault.contains("\"none\"") {
+        if step.fault.contains("\"none\"") || !is_fault(&step) {
             continue;
         }
         let to = steps[i + 1..]
             .iter()
+            .filter(is_fault)
             .find(|s| s.mock == step.mock)
             .map_or(span, |s| s.at_s);
         out.push(Shade {

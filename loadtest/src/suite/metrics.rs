@@ -170,6 +170,30 @@ fn value(metric: Metric, sc: &Scenario, run: &ScenarioRun) -> Result<Measure, St
                 "no stream got a 2xx answer",
             )?
         }
+        Metric::BadSuccessStreams => {
+            let s = load.streams.ok_or("the run did not account streams")?;
+            if s.completed == 0 {
+                return Err("no stream completed".into());
+            }
+            s.bad_success as f64
+        }
+        Metric::ContinuedStreams => {
+            load.streams
+                .ok_or("the run did not account streams")?
+                .continued_full as f64
+        }
+        Metric::TtftP99S => {
+            let ttft = load.ttft_us.ok_or("the run did not account streams")?;
+            if ttft.max == 0 {
+                return Err("no stream got a first content byte".into());
+            }
+            ttft.p99 as f64 / 1e6
+        }
+        Metric::UpstreamCallsPerRequest => {
+            let calls = upstream_calls(&run.timeline.samples)
+                .ok_or("no mock counter sample before and after the measured window")?;
+            ratio(calls, load.requests as f64, "no request")?
+        }
         Metric::FailFastP99Ms => fault_probe(run)?.p99_us as f64 / 1000.0,
         Metric::FailFastRatioP50 => {
             let probe = fault_probe(run)?;
@@ -234,6 +258,16 @@ fn value(metric: Metric, sc: &Scenario, run: &ScenarioRun) -> Result<Measure, St
         }
     };
     Ok(Measure::Value(v))
+}
+
+/// Upstream requests every mock together received from the last counter sample
+/// at or before the measured window's start to the last sample (taken after the
+/// load ended).
+pub fn upstream_calls(samples: &[Sample]) -> Option<f64> {
+    let total = |s: &Sample| s.requests.iter().sum::<u64>();
+    let start = samples.iter().rev().find(|s| s.t_s <= 0.0)?;
+    let end = samples.last().filter(|s| s.t_s > 0.0)?;
+    Some(total(end).saturating_sub(total(start)) as f64)
 }
 
 fn ratio(a: f64, b: f64, why_not: &str) -> Result<f64, String> {
@@ -531,6 +565,23 @@ mod tests {
         series[4].ok = 200;
         let w = window(&series, (2.0, 4.0));
         assert_eq!((w.ok, w.errors, w.seconds), (200.0, 0.0, 2.0));
+    }
+
+    #[test]
+    fn upstream_calls_span_the_measured_window() {
+        let at = |t_s: f64, a: u64, b: u64| Sample {
+            t_s,
+            requests: vec![a, b],
+        };
+        let samples = [
+            at(-0.2, 5, 0),
+            at(-0.1, 7, 1),
+            at(0.1, 9, 1),
+            at(3.0, 300, 40),
+        ];
+        assert_eq!(upstream_calls(&samples), Some(332.0));
+        assert_eq!(upstream_calls(&samples[2..]), None);
+        assert_eq!(upstream_calls(&samples[..2]), None);
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::time::Duration;
 use super::scenario::MockSpec;
 use super::SuiteError;
 use crate::client::Client;
-use crate::mock::{self, Fault, MockConfig, MockHandle};
+use crate::mock::{self, Continuation, Fault, MockConfig, MockHandle};
 
 /// One running mock and the address that controls it.
 #[derive(Clone, Debug)]
@@ -20,18 +20,26 @@ pub struct Mock {
 impl Mock {
     /// Switches the fault through the control endpoint, like an operator would.
     pub fn set_fault(&self, fault: &Fault) -> Result<(), SuiteError> {
+        self.control("fault", "/_mock/fault", &fault.to_json())
+    }
+
+    /// Switches the continuation mode through `POST /_mock/continuation`.
+    pub fn set_continuation(&self, mode: Continuation) -> Result<(), SuiteError> {
+        self.control("continuation", "/_mock/continuation", &mode.to_json())
+    }
+
+    fn control(&self, what: &str, path: &str, body: &str) -> Result<(), SuiteError> {
         let failed = |why: String| {
-            SuiteError::Mock(format!("cannot set fault on mock '{}': {why}", self.name))
+            SuiteError::Mock(format!("cannot set {what} on mock '{}': {why}", self.name))
         };
         let mut client = Client::connect(self.control).map_err(|e| failed(e.to_string()))?;
         client
             .set_read_timeout(Duration::from_secs(10))
             .map_err(|e| failed(e.to_string()))?;
-        let body = fault.to_json();
         let response = client
             .request(
                 "POST",
-                "/_mock/fault",
+                path,
                 &[("content-type", "application/json")],
                 body.as_bytes(),
             )
@@ -69,6 +77,7 @@ impl MockSet {
                 chunk_delay: spec.chunk_delay.0,
                 latency: spec.latency.0,
                 fault: spec.fault.clone(),
+                continuation: spec.continuation,
                 control: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
                 pin_core,
                 ..MockConfig::default()

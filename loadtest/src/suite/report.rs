@@ -354,9 +354,16 @@ fn summary(md: &mut String, label: &str, r: &crate::loadgen::LoadReport) {
     if let Some(s) = r.streams {
         let _ = writeln!(
             md,
-            "Streams: {} completed, {} errored, {} continued on another target.",
-            s.completed, s.errored, s.continued
+            "Streams: {} completed, {} errored, {} continued on another target ({} of them whole); {} completed with a text that is no mock's full answer.",
+            s.completed, s.errored, s.continued, s.continued_full, s.bad_success
         );
+        if let Some(t) = &r.ttft_us {
+            let _ = writeln!(
+                md,
+                "Time to first content (from the intended send): p50 {} µs, p99 {} µs, max {} µs.",
+                t.p50, t.p99, t.max
+            );
+        }
     }
     md.push('\n');
 }

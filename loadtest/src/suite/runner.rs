@@ -159,7 +159,10 @@ pub fn run(sc: &Scenario, file: &Path, ctx: &Context) -> Result<ScenarioRun, Sui
     };
     match &sc.compare {
         None => {
-            let spec = load_spec(&sc.traffic, gateway.addr, ctx.placement.load);
+            let mut spec = load_spec(&sc.traffic, gateway.addr, ctx.placement.load);
+            if sc.traffic.stream {
+                spec.expected_answers = sc.mocks.iter().map(full_answer).collect();
+            }
             let (report, log) = measured(sc, &mocks, &spec, &sc.name, Some(gateway.addr))?;
             (out.fault_start_s, out.heal_s) = applied_times(sc, &log.applied);
             out.load = report;
@@ -301,10 +304,11 @@ pub fn applied_times(
     sc: &Scenario,
     applied: &[super::timeline::AppliedStep],
 ) -> (Option<f64>, Option<f64>) {
-    let first = sc.faults.iter().position(|f| f.fault != Fault::None);
+    let first = sc.faults.iter().position(scenario::FaultStep::is_fault);
     let fault = first.and_then(|i| applied.get(i)).map(|a| a.at_s);
+    // The heal is the last fault step (continuation steps may follow it).
     let heal = scenario::heal_at(sc)
-        .and_then(|_| applied.get(sc.faults.len().checked_sub(1)?))
+        .and_then(|_| applied.get(sc.faults.iter().rposition(|f| f.fault.is_some())?))
         .map(|a| a.at_s);
     (fault, heal)
 }
@@ -323,7 +327,18 @@ fn load_spec(t: &Traffic, target: SocketAddr, core: Option<usize>) -> LoadSpec {
         stream: t.stream,
         timeout: t.timeout.0,
         pin_cores: core.into_iter().collect(),
+        expected_answers: Vec::new(),
     }
+}
+
+/// A mock's whole answer, as a client must receive it: `"Hello from {name}: "`
+/// then `w0 ` … `w{n-1} ` (see `loadtest/src/mock/answer.rs`).
+pub fn full_answer(m: &super::scenario::MockSpec) -> String {
+    let mut text = format!("Hello from {}: ", m.name);
+    for i in 0..m.stream_chunks.max(1) {
+        text.push_str(&format!("w{i} "));
+    }
+    text
 }
 
 /// A report of a run that sent nothing (compare scenarios fill theirs in later).

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::timeline::{PROBE_BATCHES, PROBE_BATCH_GAP};
 use super::SuiteError;
-use crate::mock::Fault;
+use crate::mock::{Continuation, Fault};
 
 /// One scenario, as written in `loadtest/scenarios/NAME.yaml`.
 #[derive(Debug, Clone, Deserialize)]
@@ -82,6 +82,10 @@ pub struct MockSpec {
     /// Fault in force at start.
     #[serde(default)]
     pub fault: Fault,
+    /// How the mock answers a continuation at start (`{ mode: honest }`, ...;
+    /// see `loadtest/src/mock/answer.rs`).
+    #[serde(default)]
+    pub continuation: Continuation,
 }
 
 /// The load, sent open loop at `rate` (closed loop without it).
@@ -112,13 +116,26 @@ pub struct SmokeOverride {
     pub connections: Option<usize>,
 }
 
-/// At `at`, set mock `mock` to `fault` through its control endpoint.
+/// At `at`, set mock `mock` to `fault` (`POST /_mock/fault`), or its
+/// continuation mode to `continuation` (`POST /_mock/continuation`), through its
+/// control endpoint. A step sets exactly one of the two; only fault steps make
+/// the fault window (first fault, heal).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FaultStep {
     pub at: Dur,
     pub mock: String,
-    pub fault: Fault,
+    #[serde(default)]
+    pub fault: Option<Fault>,
+    #[serde(default)]
+    pub continuation: Option<Continuation>,
+}
+
+impl FaultStep {
+    /// Whether this step sets a fault other than `none`.
+    pub fn is_fault(&self) -> bool {
+        self.fault.as_ref().is_some_and(|f| *f != Fault::None)
+    }
 }
 
 /// `requests` sequential requests to the gateway at `at`.
@@ -161,6 +178,10 @@ pub enum Metric {
     FaultThroughputRatio,
     RecoveryS,
     StreamCompletion,
+    BadSuccessStreams,
+    ContinuedStreams,
+    TtftP99S,
+    UpstreamCallsPerRequest,
     FailFastP99Ms,
     FailFastRatioP50,
     RetryAfterRatio,
@@ -183,6 +204,10 @@ impl Metric {
             Metric::FaultThroughputRatio => "fault_throughput_ratio",
             Metric::RecoveryS => "recovery_s",
             Metric::StreamCompletion => "stream_completion",
+            Metric::BadSuccessStreams => "bad_success_streams",
+            Metric::ContinuedStreams => "continued_streams",
+            Metric::TtftP99S => "ttft_p99_s",
+            Metric::UpstreamCallsPerRequest => "upstream_calls_per_request",
             Metric::FailFastP99Ms => "fail_fast_p99_ms",
             Metric::FailFastRatioP50 => "fail_fast_ratio_p50",
             Metric::RetryAfterRatio => "retry_after_ratio",
@@ -426,9 +451,17 @@ fn validate(s: &Scenario) -> Result<(), String> {
     let duration = s.traffic.duration;
     for (i, step) in s.faults.iter().enumerate() {
         known(&format!("faults[{i}].mock"), &step.mock)?;
-        step.fault
-            .validate()
-            .map_err(|e| format!("faults[{i}].fault: {e}"))?;
+        match (&step.fault, &step.continuation) {
+            (Some(fault), None) => fault
+                .validate()
+                .map_err(|e| format!("faults[{i}].fault: {e}"))?,
+            (None, Some(_)) => {}
+            _ => {
+                return Err(format!(
+                    "faults[{i}]: give exactly one of `fault` and `continuation`"
+                ))
+            }
+        }
         if step.at >= duration {
             return Err(format!(
                 "faults[{i}].at ({} s) must be before the end of traffic.duration ({} s)",
@@ -561,7 +594,14 @@ fn validate_metric(
             "{name}: needs a heal (a `mode: none` step after a fault)"
         ));
     }
-    if metric == Metric::StreamCompletion && !s.traffic.stream {
+    let needs_stream = matches!(
+        metric,
+        Metric::StreamCompletion
+            | Metric::BadSuccessStreams
+            | Metric::ContinuedStreams
+            | Metric::TtftP99S
+    );
+    if needs_stream && !s.traffic.stream {
         return Err(format!("{name}: needs traffic.stream: true"));
     }
     let needs_probe = matches!(
@@ -581,10 +621,7 @@ fn validate_metric(
 
 /// When the first fault (anything but `none`) starts.
 pub fn fault_start(s: &Scenario) -> Option<Dur> {
-    s.faults
-        .iter()
-        .find(|f| f.fault != Fault::None)
-        .map(|f| f.at)
+    s.faults.iter().find(|f| f.is_fault()).map(|f| f.at)
 }
 
 /// When the last fault is healed: the last `none` step after the first fault, if
@@ -592,10 +629,10 @@ pub fn fault_start(s: &Scenario) -> Option<Dur> {
 pub fn heal_at(s: &Scenario) -> Option<Dur> {
     let start = fault_start(s)?;
     let mut last: BTreeMap<&str, &FaultStep> = BTreeMap::new();
-    for step in &s.faults {
+    for step in s.faults.iter().filter(|f| f.fault.is_some()) {
         last.insert(step.mock.as_str(), step);
     }
-    let all_healed = last.values().all(|f| f.fault == Fault::None);
+    let all_healed = last.values().all(|f| !f.is_fault());
     let heal = last.values().map(|f| f.at).max()?;
     (all_healed && heal > start).then_some(heal)
 }
@@ -696,6 +733,40 @@ criteria:
                 );
             }
         }
+    }
+
+    #[test]
+    fn continuation_steps_set_modes_without_making_the_fault_window() {
+        let text = GOOD
+            .replace(
+                "mocks: [{ name: primary }, { name: fallback }]",
+                "mocks: [{ name: primary }, { name: fallback, continuation: { mode: prefill_only } }]",
+            )
+            .replace(
+                "faults:\n",
+                "faults:\n  - { at: 1s, mock: fallback, continuation: { mode: restart_reworded } }\n  - { at: 7s, mock: fallback, continuation: { mode: honest } }\n",
+            );
+        let s = parse(&text, Path::new("x.yaml")).unwrap();
+        assert_eq!(s.mocks[1].continuation, Continuation::PrefillOnly);
+        assert_eq!(
+            s.faults[0].continuation,
+            Some(Continuation::RestartReworded)
+        );
+        assert!(!s.faults[0].is_fault());
+        assert_eq!(fault_start(&s), Some(Dur(Duration::from_secs(2))));
+        assert_eq!(heal_at(&s), Some(Dur(Duration::from_secs(6))));
+        let e = err(&text.replace(
+            "continuation: { mode: honest }",
+            "continuation: { mode: honest }, fault: { mode: none }",
+        ));
+        assert!(
+            e.contains("exactly one of `fault` and `continuation`"),
+            "{e}"
+        );
+        let e = err(&text.replace("mode: honest", "mode: sincere"));
+        assert!(e.starts_with("x.yaml:"), "{e}");
+        let e = err(&GOOD.replace("recovery_s: { max: 3 }", "bad_success_streams: { max: 0 }"));
+        assert!(e.contains("needs traffic.stream"), "{e}");
     }
 
     #[test]

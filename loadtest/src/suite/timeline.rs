@@ -159,16 +159,28 @@ fn run(plan: TimelinePlan, stop: &AtomicBool) -> TimelineLog {
     log
 }
 
+/// How an applied continuation step is written in [`AppliedStep::fault`].
+pub const CONTINUATION_PREFIX: &str = "continuation ";
+
 fn apply(step: &FaultStep, mocks: &[Mock], t: f64) -> AppliedStep {
-    let error = match mocks.iter().find(|m| m.name == step.mock) {
-        Some(mock) => mock.set_fault(&step.fault).err().map(|e| e.to_string()),
-        None => Some(format!("no mock named '{}'", step.mock)),
+    let mock = mocks.iter().find(|m| m.name == step.mock);
+    let (what, result) = match (mock, &step.fault, step.continuation) {
+        (None, _, _) => (String::new(), Err(format!("no mock named '{}'", step.mock))),
+        (Some(mock), Some(fault), _) => (
+            fault.to_json(),
+            mock.set_fault(fault).map_err(|e| e.to_string()),
+        ),
+        (Some(mock), None, Some(mode)) => (
+            format!("{CONTINUATION_PREFIX}{}", mode.to_json()),
+            mock.set_continuation(mode).map_err(|e| e.to_string()),
+        ),
+        (Some(_), None, None) => (String::new(), Err("empty step".to_string())),
     };
     AppliedStep {
         at_s: t,
         mock: step.mock.clone(),
-        fault: step.fault.to_json(),
-        error,
+        fault: what,
+        error: result.err(),
     }
 }
 
