@@ -153,6 +153,7 @@ fn build(raw: RawConfig, r: &mut Report<'_>) -> Config {
             &root.key("shutdown_grace"),
             Duration::from_secs(30),
         ),
+        health_endpoints: raw.health_endpoints.unwrap_or(true),
     }
 }
 

@@ -19,6 +19,7 @@ pub struct RawConfig {
     pub shards: Option<Value>,
     pub driver: Option<String>,
     pub shutdown_grace: Option<DurationText>,
+    pub health_endpoints: Option<bool>,
     pub admin: Option<RawAdmin>,
     pub keys: Option<Vec<RawKey>>,
     pub providers: Option<OrderedMap<RawProvider>>,

@@ -23,6 +23,7 @@ pub fn redacted_json(config: &Config) -> Value {
             DriverChoice::Legacy => "legacy",
         },
         "shutdown_grace": format_duration(config.shutdown_grace),
+        "health_endpoints": config.health_endpoints,
         "admin": config.admin.as_ref().map(|a| json!({
             "listen": a.listen.to_string(),
             "token": a.token.as_ref().map(|_| REDACTED),

@@ -23,6 +23,8 @@ pub struct Config {
     pub log: LogConfig,
     /// How long SIGTERM waits for in-flight requests and streams.
     pub shutdown_grace: Duration,
+    /// `GET /healthz` and `/readyz` on the data port, unauthenticated.
+    pub health_endpoints: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,5 +1,6 @@
 //! Which handler answers a request: path and method, client authentication, the
-//! request id, and the gateway's own small endpoints (`/v1/models`). Anthropic's
+//! request id, and the gateway's own small endpoints (`/v1/models`, and the
+//! unauthenticated `/healthz` and `/readyz` for load balancers). Anthropic's
 //! `/v1/messages` is answered in Anthropic's shapes from the first error on.
 
 use std::rc::Rc;
@@ -26,6 +27,12 @@ enum Endpoint {
     Models,
     /// Anthropic's Messages API.
     Messages,
+    /// Liveness: this shard answers.
+    Healthz,
+    /// Readiness of this node only (config loaded, shard serving, not draining),
+    /// never of its providers: an outage must not take every node out of its
+    /// load balancer.
+    Readyz,
 }
 
 fn endpoint(path: &str) -> Option<Endpoint> {
@@ -34,6 +41,8 @@ fn endpoint(path: &str) -> Option<Endpoint> {
         "/v1/embeddings" | "/embeddings" => Some(Endpoint::Embeddings),
         "/v1/models" | "/models" => Some(Endpoint::Models),
         "/v1/messages" | "/messages" => Some(Endpoint::Messages),
+        "/healthz" => Some(Endpoint::Healthz),
+        "/readyz" => Some(Endpoint::Readyz),
         _ => None,
     }
 }
@@ -77,7 +86,11 @@ pub fn admit(shard: &Shard, head: &RequestHead) -> Result<Admitted, Box<Rejected
             meta,
         }))
     };
-    let Some(endpoint) = endpoint(head.path()) else {
+    let table = shard.table();
+    let served = endpoint(head.path()).filter(|e| {
+        table.config.health_endpoints || !matches!(e, Endpoint::Healthz | Endpoint::Readyz)
+    });
+    let Some(endpoint) = served else {
         let error = ApiError::not_found(format!(
             "Unknown path `{}`. switchyard serves /v1/chat/completions, /v1/embeddings, /v1/messages and /v1/models.",
             head.path()
@@ -86,7 +99,7 @@ pub fn admit(shard: &Shard, head: &RequestHead) -> Result<Admitted, Box<Rejected
     };
     let (allowed, allow_header): (Method, &'static [u8]) = match endpoint {
         Endpoint::Chat | Endpoint::Embeddings | Endpoint::Messages => (Method::Post, b"POST"),
-        Endpoint::Models => (Method::Get, b"GET"),
+        Endpoint::Models | Endpoint::Healthz | Endpoint::Readyz => (Method::Get, b"GET"),
     };
     if head.method != allowed {
         let error = ApiError::method_not_allowed(format!(
@@ -97,8 +110,13 @@ pub fn admit(shard: &Shard, head: &RequestHead) -> Result<Admitted, Box<Rejected
         ));
         return reject(error, Some(("allow", allow_header)), meta);
     }
-    let table = shard.table();
-    match authenticate(&table, head, meta.dialect == Dialect::Anthropic) {
+    // Load balancers probe without a key.
+    let key = if matches!(endpoint, Endpoint::Healthz | Endpoint::Readyz) {
+        Ok(None)
+    } else {
+        authenticate(&table, head, meta.dialect == Dialect::Anthropic)
+    };
+    match key {
         Ok(key) => Ok(Admitted {
             endpoint,
             table,
@@ -151,6 +169,18 @@ pub async fn dispatch(
         Endpoint::Models => {
             let body = models_body(&table, key_name);
             meta.write_full(out, 200, b"application/json", &body, &[]);
+            write_out(client, out).await
+        }
+        Endpoint::Healthz => {
+            meta.write_full(out, 200, b"application/json", br#"{"status":"ok"}"#, &[]);
+            write_out(client, out).await
+        }
+        Endpoint::Readyz => {
+            let (status, body): (u16, &[u8]) = match shard.draining.get() {
+                None => (200, br#"{"status":"ready"}"#),
+                Some(_) => (503, br#"{"status":"draining"}"#),
+            };
+            meta.write_full(out, status, b"application/json", body, &[]);
             write_out(client, out).await
         }
         Endpoint::Chat | Endpoint::Embeddings | Endpoint::Messages => {
