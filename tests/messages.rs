@@ -410,6 +410,11 @@ fn bad_requests_are_anthropic_shaped() {
         .request("GET", "/v1/messages", &[], b"")
         .expect("response");
     assert_error(&response, 405, "invalid_request_error");
+    // A sub-path the gateway does not serve: still Anthropic's error shape.
+    let response = client
+        .request("POST", "/v1/messages/batches", &[], b"{}")
+        .expect("response");
+    assert_error(&response, 404, "not_found_error");
     assert_eq!(primary.stats().requests, 0);
     gw.shutdown();
 }

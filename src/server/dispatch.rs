@@ -47,11 +47,18 @@ fn endpoint(path: &str) -> Option<Endpoint> {
     }
 }
 
-/// The error shape a client of `path` parses: Anthropic's on the Messages API.
+/// The error shape a client of `path` parses: Anthropic's on the Messages API and
+/// every path below it (an Anthropic SDK calling a sub-path this gateway does not
+/// serve still gets an error it can parse).
 pub fn dialect_of(path: &str) -> Dialect {
-    match endpoint(path) {
-        Some(Endpoint::Messages) => Dialect::Anthropic,
-        _ => Dialect::OpenAi,
+    let anthropic = ["/v1/messages", "/messages"].iter().any(|base| {
+        path.strip_prefix(base)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+    });
+    if anthropic {
+        Dialect::Anthropic
+    } else {
+        Dialect::OpenAi
     }
 }
 
