@@ -2,35 +2,18 @@
 //! property.
 
 use super::*;
-use crate::config::{FallbackPolicy, RetryPolicy, StreamPolicy, Timeouts};
 use proptest::prelude::*;
 
+/// The documented defaults (the shared test route's policies) on one target.
 fn policy() -> TargetPolicy {
+    let route = crate::route::tests_support::route_with(crate::config::Strategy::Priority, vec![]);
     TargetPolicy {
         slot: 0,
         provider: 0,
-        retry: RetryPolicy {
-            attempts: 2,
-            backoff: Duration::from_millis(100),
-            max_backoff: Duration::from_secs(2),
-            on_status: vec![429, 500, 502, 503, 504],
-            budget_ratio: 0.2,
-            budget_min_per_sec: 10,
-            max_retry_after: Duration::from_secs(10),
-            wait_retry_after_up_to: Duration::ZERO,
-        },
-        fallback: FallbackPolicy {
-            on_status: vec![429, 500, 502, 503, 504, 529],
-            on_timeout: true,
-            on_connect_error: true,
-            on_context_length: None,
-            on_content_policy: false,
-        },
-        timeouts: Timeouts::DEFAULT,
-        stream: StreamPolicy {
-            continue_after_commit: false,
-            hold_until_content: true,
-        },
+        retry: route.retry,
+        fallback: route.fallback,
+        timeouts: route.timeouts,
+        stream: route.stream,
         reroute: None,
         prefill: crate::config::Prefill::Auto,
         fallback_tier: false,

@@ -176,17 +176,18 @@ pub(super) fn admit(
 ) -> Option<Pick> {
     let slot = req.routing.table.routes[route].targets[target].slot;
     let now = Instant::now();
-    let breaker = req.routing.table.breakers[slot].clone();
+    let breaker = &req.routing.table.breakers[slot];
     let probe = match breaker.admit(now) {
         Admission::Reject { until } => {
             trail.refused_until = Some(trail.refused_until.map_or(until, |r| r.min(until)));
             return None;
         }
         Admission::Allow => None,
+        // Only a probe holds on to the breaker (to give its token back).
         Admission::Probe => {
             record::transition(req, slot, breaker.entered_half_open());
             Some(ProbeToken {
-                breaker: Some(breaker),
+                breaker: Some(breaker.clone()),
             })
         }
     };
