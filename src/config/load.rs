@@ -366,8 +366,10 @@ fn provider(name: String, raw: RawProvider, path: &YamlPath, r: &mut Report<'_>)
     if kind == ProviderKind::Gemini && raw.api_key.is_none() {
         r.error(&path.key("api_key"), "is required for kind `gemini`");
     }
+    let responses = responses_setting(raw.responses, kind, &path.key("responses"), r);
     Provider {
         api_version: raw.api_version.clone(),
+        responses,
         region: raw.region.clone(),
         aws,
         ca_file: ca_file(raw.ca_file.as_deref(), &base_url, &path.key("ca_file"), r),
@@ -382,6 +384,34 @@ fn provider(name: String, raw: RawProvider, path: &YamlPath, r: &mut Report<'_>)
             &path.key("pool_idle_timeout"),
             Duration::from_secs(90),
         ),
+    }
+}
+
+/// `responses:` — whether `/v1/responses` passes through to this provider. Only
+/// OpenAI-shaped kinds can serve it; OpenAI itself does by default.
+fn responses_setting(
+    setting: Option<bool>,
+    kind: ProviderKind,
+    path: &YamlPath,
+    r: &mut Report<'_>,
+) -> bool {
+    let openai_shaped = matches!(
+        kind,
+        ProviderKind::OpenAi | ProviderKind::OpenAiCompatible | ProviderKind::Azure
+    );
+    match setting {
+        Some(true) if !openai_shaped => {
+            r.error(
+                path,
+                format!(
+                    "kind `{}` does not serve OpenAI's Responses API; its /v1/responses requests are translated (remove the setting)",
+                    kind.as_str()
+                ),
+            );
+            false
+        }
+        Some(on) => on,
+        None => kind == ProviderKind::OpenAi,
     }
 }
 

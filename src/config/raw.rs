@@ -64,6 +64,7 @@ pub struct RawProvider {
     pub max_connections: Option<usize>,
     pub pool_idle_timeout: Option<DurationText>,
     pub api_version: Option<String>,
+    pub responses: Option<bool>,
     pub region: Option<String>,
     pub aws_access_key_id: Option<String>,
     pub aws_secret_access_key: Option<String>,

@@ -103,6 +103,9 @@ pub struct Provider {
     pub pool_idle_timeout: Duration,
     /// Azure OpenAI `api-version` query parameter.
     pub api_version: Option<String>,
+    /// The provider serves OpenAI's Responses API itself (`/v1/responses` passes
+    /// through to it); otherwise Responses requests are translated onto chat.
+    pub responses: bool,
     /// AWS region (Bedrock).
     pub region: Option<String>,
     /// AWS credentials (Bedrock), usually from `${ENV}`.
