@@ -209,6 +209,7 @@ mod tests {
             pool_idle_timeout: Duration::from_secs(90),
             api_version: api_version.map(str::to_string),
             responses: false,
+            quota: Default::default(),
             region: None,
             aws: None,
             ca_file: None,

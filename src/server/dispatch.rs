@@ -5,7 +5,7 @@
 
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use crate::downstream::ClientStream;
 use subtle::ConstantTimeEq;
@@ -204,10 +204,10 @@ pub async fn dispatch(
         mut meta,
     } = admitted;
     meta.keep_alive = keep_alive;
-    let key_name = key.map(|i| table.config.keys[i].name.as_str());
+    let key = key.and_then(|i| table.config.keys.get(i));
     match endpoint {
         Endpoint::Models => {
-            let body = models_body(&table, key_name);
+            let body = models_body(&table, key);
             meta.write_full(out, 200, b"application/json", &body, &[]);
             write_out(client, out).await
         }
@@ -229,7 +229,7 @@ pub async fn dispatch(
                 head,
                 body,
                 request_id: meta.request_id,
-                key_name,
+                key,
                 started,
                 keep_alive,
                 dialect: meta.dialect,
@@ -304,22 +304,28 @@ fn authenticate(
                 "Missing API key: send `Authorization: Bearer <key>`."
             })
         })?;
+    let presented = crate::config::keys::digest(presented);
     let mut found = None;
     for (index, key) in keys.iter().enumerate() {
         // Every key is compared, so timing does not say which one matched.
-        if bool::from(key.key.as_bytes().ct_eq(presented)) {
+        if bool::from(key.digest.ct_eq(&presented)) {
             found = Some(index);
         }
     }
-    found
-        .map(Some)
-        .ok_or_else(|| ApiError::unauthorized("Incorrect API key provided."))
+    let index = found.ok_or_else(|| ApiError::unauthorized("Incorrect API key provided."))?;
+    if let Some(expired) = keys[index].expires.filter(|at| *at <= SystemTime::now()) {
+        let when = humantime::format_rfc3339_seconds(expired);
+        return Err(ApiError::unauthorized(format!(
+            "This API key expired at {when}."
+        )));
+    }
+    Ok(Some(index))
 }
 
 /// `/v1/models`: only what the caller's key may use.
-fn models_body(table: &Table, key_name: Option<&str>) -> Vec<u8> {
+fn models_body(table: &Table, key: Option<&crate::config::ClientKey>) -> Vec<u8> {
     let data: Vec<serde_json::Value> = table
-        .models_for(key_name)
+        .models_for(key)
         .into_iter()
         .map(|id| serde_json::json!({ "id": id, "object": "model", "created": 0, "owned_by": "switchyard" }))
         .collect();

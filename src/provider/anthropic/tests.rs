@@ -259,6 +259,7 @@ fn provider(base: &str, key: Option<&str>) -> (Provider, PreparedProvider) {
         pool_idle_timeout: std::time::Duration::from_secs(90),
         api_version: None,
         responses: false,
+        quota: Default::default(),
         region: None,
         aws: None,
         ca_file: None,

@@ -182,6 +182,7 @@ mod tests {
             pool_idle_timeout: Duration::from_secs(90),
             api_version: None,
             responses: false,
+            quota: Default::default(),
             region: None,
             aws: None,
             ca_file: None,

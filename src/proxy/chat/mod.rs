@@ -45,7 +45,8 @@ pub struct Incoming<'a> {
     pub head: &'a RequestHead,
     pub body: &'a [u8],
     pub request_id: String,
-    pub key_name: Option<&'a str>,
+    /// The caller's key (none on an open gateway).
+    pub key: Option<&'a crate::config::ClientKey>,
     pub started: Instant,
     pub keep_alive: bool,
     /// The API shape the client speaks; the body above is always OpenAI's.
@@ -251,8 +252,8 @@ pub async fn handle(
     let routing = shard.routing();
     let header = |name: &str| req.head.header(name);
     let table = &routing.table;
-    let Some(route) = table.match_route(&chat.model, req.key_name, header) else {
-        let error = model_not_found(&chat.model, &table.models_for(req.key_name));
+    let Some(route) = table.match_route(&chat.model, req.key, header) else {
+        let error = model_not_found(&chat.model, &table.models_for(req.key));
         return reject(shard, &mut reply, &error).await;
     };
     let deadline = deadline_for(req, &table.config.routes[route]);
