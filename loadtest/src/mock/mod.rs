@@ -25,8 +25,8 @@
 //!   any path ending in `/openai/v1/responses`, `api-key` required, model from the
 //!   body): the `response` object or its typed event stream, a `function_call`
 //!   item when a tool call is forced; `previous_response_id` must name a stored
-//!   response this mock issued (400 `previous_response_not_found` otherwise). See
-//!   `responses.rs`.
+//!   (`store` not false) response this mock process issued, among its last 4096
+//!   (400 `previous_response_not_found` otherwise). See `responses.rs`.
 //! - Legacy completions: `POST /v1/completions` (also `/completions`, Azure
 //!   `{prefix}/openai/deployments/{deployment}/completions?api-version=...`), see
 //!   `completions.rs`.

@@ -35,9 +35,8 @@ pub(crate) struct Shared {
     pub faults_injected: AtomicU64,
     /// `Status` injections since the fault was last set (for `times`).
     status_hits: AtomicU64,
-    last: Mutex<Option<RawRequest>>,
-    /// The last [`RING`] requests, oldest first, bodies cut at [`RING_BODY`].
-    ring: Mutex<VecDeque<RawRequest>>,
+    /// One lock for both records, so a request pays one lock as before.
+    recorded: Mutex<Recorded>,
     responses: Mutex<IssuedIds>,
     /// Random per process: response ids name it, so a mock accepts only its own.
     pub tag: u32,
@@ -49,6 +48,15 @@ pub(crate) const RING: usize = 32;
 pub(crate) const RING_BODY: usize = 64 * 1024;
 /// How many issued Responses API ids the mock remembers for `previous_response_id`.
 pub(crate) const REMEMBERED: usize = 4096;
+
+/// What the mock keeps of the requests it read.
+#[derive(Default)]
+struct Recorded {
+    /// The last request, body whole.
+    last: Option<RawRequest>,
+    /// The last [`RING`] requests, oldest first, bodies cut at [`RING_BODY`].
+    ring: VecDeque<RawRequest>,
+}
 
 /// The raw bytes of a request, parsed only when someone asks for it.
 #[derive(Default)]
@@ -120,8 +128,10 @@ impl Shared {
             streams: AtomicU64::new(0),
             faults_injected: AtomicU64::new(0),
             status_hits: AtomicU64::new(0),
-            last: Mutex::new(None),
-            ring: Mutex::new(VecDeque::with_capacity(RING)),
+            recorded: Mutex::new(Recorded {
+                last: None,
+                ring: VecDeque::with_capacity(RING),
+            }),
             responses: Mutex::new(IssuedIds::default()),
             tag: fastrand::u32(0x1000_0000..=u32::MAX),
         }
@@ -197,12 +207,12 @@ impl Shared {
     /// the request it replaces); returns its sequence number.
     pub(crate) fn record(&self, head: &[u8], body: &[u8]) -> u64 {
         {
-            let mut last = lock(&self.last);
-            last.get_or_insert_with(RawRequest::default)
+            let mut recorded = lock(&self.recorded);
+            recorded
+                .last
+                .get_or_insert_with(RawRequest::default)
                 .fill(head, body, usize::MAX);
-        }
-        {
-            let mut ring = lock(&self.ring);
+            let ring = &mut recorded.ring;
             let mut slot = if ring.len() >= RING {
                 ring.pop_front().unwrap_or_default()
             } else {
@@ -215,12 +225,13 @@ impl Shared {
     }
 
     pub(crate) fn last_request(&self) -> Option<RecordedRequest> {
-        lock(&self.last).as_ref()?.parse()
+        lock(&self.recorded).last.as_ref()?.parse()
     }
 
     /// The recent requests, oldest first, bodies cut at [`RING_BODY`] bytes.
     pub(crate) fn recent_requests(&self) -> Vec<RecordedRequest> {
-        lock(&self.ring)
+        lock(&self.recorded)
+            .ring
             .iter()
             .filter_map(RawRequest::parse)
             .collect()
