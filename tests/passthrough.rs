@@ -100,7 +100,11 @@ fn completions_skip_targets_that_cannot_serve_them() {
     let response = post(&gw, "/v1/completions", &completion(false), &[]);
     assert_eq!(response.status, 200, "{}", response.text());
     assert_served_by(&response, "openai/gpt-x");
-    assert_eq!(first.stats().requests, 0, "nothing is sent to a kind without completions");
+    assert_eq!(
+        first.stats().requests,
+        0,
+        "nothing is sent to a kind without completions"
+    );
     // The skipped target is not an attempt.
     assert_eq!(response.header("x-switchyard-attempts"), Some("1"));
 }
@@ -111,7 +115,10 @@ fn a_route_without_a_serving_target_is_a_clear_400_in_the_endpoints_shape() {
     let gw = gateway(&route_yaml(&[("claude", anthropic(&only), "claude-x")]));
     let response = post(&gw, "/v1/completions", &completion(false), &[]);
     assert_eq!(response.status, 400, "{}", response.text());
-    let message = response.json()["error"]["message"].as_str().unwrap().to_string();
+    let message = response.json()["error"]["message"]
+        .as_str()
+        .unwrap()
+        .to_string();
     assert!(message.contains("legacy completions"), "{message}");
     assert!(message.contains("route `chat`"), "{message}");
 
@@ -154,7 +161,11 @@ fn count_tokens_passes_through_to_anthropic_targets_only() {
     assert!(counted["input_tokens"].as_u64().unwrap() > 0, "{counted}");
     assert_eq!(compat.stats().requests, 0);
     let sent = claude.last_request().unwrap();
-    assert!(sent.path.ends_with("/v1/messages/count_tokens"), "{}", sent.path);
+    assert!(
+        sent.path.ends_with("/v1/messages/count_tokens"),
+        "{}",
+        sent.path
+    );
     let sent: Value = serde_json::from_slice(&sent.body).unwrap();
     assert_eq!(sent["model"], "claude-x");
     assert_eq!(sent["system"], "Be brief.", "the body passes as it is");
