@@ -23,6 +23,7 @@ use crate::provider::EventSource;
 use crate::proxy::anthropic::EventTranslator;
 use crate::proxy::continuation::{Aligned, Aligner};
 use crate::proxy::respond::Dialect;
+use crate::proxy::responses;
 use crate::upstream::{BodyError, Response};
 use crate::wire::Usage;
 
@@ -323,14 +324,19 @@ pub enum Output {
     #[default]
     OpenAi,
     Anthropic(Box<EventTranslator>),
+    Responses(Box<responses::EventTranslator>),
 }
 
 impl Output {
-    /// The output for a new client stream in `dialect`.
-    pub fn for_dialect(dialect: Dialect) -> Output {
+    /// The output for a new client stream in `dialect` (`echo`: what a
+    /// Responses stream's response object repeats of the request).
+    pub fn for_dialect(dialect: Dialect, echo: Option<&responses::Echo>) -> Output {
         match dialect {
             Dialect::OpenAi => Output::OpenAi,
             Dialect::Anthropic => Output::Anthropic(Box::default()),
+            Dialect::Responses => Output::Responses(Box::new(responses::EventTranslator::new(
+                echo.cloned().unwrap_or_default(),
+            ))),
         }
     }
 
@@ -345,6 +351,13 @@ impl Output {
                     encode_chunk(frame, out);
                 }
             }
+            Output::Responses(translator) => {
+                frame.clear();
+                translator.chunk(data, frame);
+                if !frame.is_empty() {
+                    encode_chunk(frame, out);
+                }
+            }
         }
     }
 
@@ -353,6 +366,13 @@ impl Output {
         match self {
             Output::OpenAi => push_event(out, frame, None, "[DONE]"),
             Output::Anthropic(translator) => {
+                frame.clear();
+                translator.done(usage, frame);
+                if !frame.is_empty() {
+                    encode_chunk(frame, out);
+                }
+            }
+            Output::Responses(translator) => {
                 frame.clear();
                 translator.done(usage, frame);
                 if !frame.is_empty() {
@@ -820,23 +840,30 @@ fn truncate(text: &str, max: usize) -> &str {
 }
 
 /// Ends a committed stream after an upstream failure: one error event the SDKs
-/// raise (OpenAI: the error chunk then `data: [DONE]`; Anthropic: `event: error`),
-/// and the last chunk.
+/// raise (OpenAI: the error chunk then `data: [DONE]`; Anthropic: `event: error`;
+/// Responses: `response.failed` then `error`, numbered on from the stream's
+/// events), and the last chunk.
 pub async fn end_with_error(
     client: &mut ClientStream,
     out: Vec<u8>,
     reason: &str,
-    dialect: Dialect,
+    output: &mut Output,
 ) -> (std::io::Result<()>, Vec<u8>) {
     let mut out = out;
     let mut frame = Vec::with_capacity(256);
-    match dialect {
-        Dialect::OpenAi => {
+    match output {
+        Output::OpenAi => {
             push_event(&mut out, &mut frame, None, &error_event_data(reason));
             push_event(&mut out, &mut frame, None, "[DONE]");
         }
-        Dialect::Anthropic => {
+        Output::Anthropic(_) => {
             crate::proxy::anthropic::stream::error_event(reason, &mut frame);
+            encode_chunk(&frame, &mut out);
+        }
+        Output::Responses(translator) => {
+            let message =
+                format!("the upstream stream failed after the response started: {reason}");
+            translator.error("upstream_stream_interrupted", &message, &mut frame);
             encode_chunk(&frame, &mut out);
         }
     }

@@ -1,7 +1,8 @@
 //! Which handler answers a request: path and method, client authentication, the
 //! request id, and the gateway's own small endpoints (`/v1/models`, and the
 //! unauthenticated `/healthz` and `/readyz` for load balancers). Anthropic's
-//! `/v1/messages` is answered in Anthropic's shapes from the first error on.
+//! `/v1/messages` is answered in Anthropic's shapes from the first error on;
+//! OpenAI's `/v1/responses` in the Responses API's (its errors are OpenAI's).
 
 use std::rc::Rc;
 use std::sync::Arc;
@@ -13,8 +14,8 @@ use subtle::ConstantTimeEq;
 use crate::http::request::{Method, RequestHead};
 use crate::http::ApiError;
 use crate::proxy::chat::{self, Api, Incoming};
-use crate::proxy::messages;
 use crate::proxy::respond::{Dialect, Meta};
+use crate::proxy::{messages, responses_endpoint};
 use crate::route::Table;
 use crate::shard::Shard;
 
@@ -27,6 +28,8 @@ enum Endpoint {
     Models,
     /// Anthropic's Messages API.
     Messages,
+    /// OpenAI's Responses API (translated onto chat completions).
+    Responses,
     /// Liveness: this shard answers.
     Healthz,
     /// Readiness of this node only (config loaded, shard serving, not draining),
@@ -41,6 +44,7 @@ fn endpoint(path: &str) -> Option<Endpoint> {
         "/v1/embeddings" | "/embeddings" => Some(Endpoint::Embeddings),
         "/v1/models" | "/models" => Some(Endpoint::Models),
         "/v1/messages" | "/messages" => Some(Endpoint::Messages),
+        "/v1/responses" | "/responses" => Some(Endpoint::Responses),
         "/healthz" => Some(Endpoint::Healthz),
         "/readyz" => Some(Endpoint::Readyz),
         _ => None,
@@ -99,13 +103,15 @@ pub fn admit(shard: &Shard, head: &RequestHead) -> Result<Admitted, Box<Rejected
     });
     let Some(endpoint) = served else {
         let error = ApiError::not_found(format!(
-            "Unknown path `{}`. switchyard serves /v1/chat/completions, /v1/embeddings, /v1/messages and /v1/models.",
+            "Unknown path `{}`. switchyard serves /v1/chat/completions, /v1/embeddings, /v1/messages, /v1/responses and /v1/models.",
             head.path()
         ));
         return reject(error, None, meta);
     };
     let (allowed, allow_header): (Method, &'static [u8]) = match endpoint {
-        Endpoint::Chat | Endpoint::Embeddings | Endpoint::Messages => (Method::Post, b"POST"),
+        Endpoint::Chat | Endpoint::Embeddings | Endpoint::Messages | Endpoint::Responses => {
+            (Method::Post, b"POST")
+        }
         Endpoint::Models | Endpoint::Healthz | Endpoint::Readyz => (Method::Get, b"GET"),
     };
     if head.method != allowed {
@@ -190,7 +196,7 @@ pub async fn dispatch(
             meta.write_full(out, status, b"application/json", body, &[]);
             write_out(client, out).await
         }
-        Endpoint::Chat | Endpoint::Embeddings | Endpoint::Messages => {
+        Endpoint::Chat | Endpoint::Embeddings | Endpoint::Messages | Endpoint::Responses => {
             let api = match endpoint {
                 Endpoint::Embeddings => Api::Embeddings,
                 _ => Api::ChatCompletions,
@@ -204,9 +210,13 @@ pub async fn dispatch(
                 started,
                 keep_alive,
                 dialect: meta.dialect,
+                echo: None,
             };
             match endpoint {
                 Endpoint::Messages => messages::handle(shard, &incoming, client, out).await,
+                Endpoint::Responses => {
+                    responses_endpoint::handle(shard, &incoming, client, out).await
+                }
                 _ => chat::handle(shard, &incoming, client, out).await,
             }
         }

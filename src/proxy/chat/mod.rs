@@ -50,6 +50,8 @@ pub struct Incoming<'a> {
     pub keep_alive: bool,
     /// The API shape the client speaks; the body above is always OpenAI's.
     pub dialect: Dialect,
+    /// What a Responses answer echoes of the client's request.
+    pub echo: Option<Rc<crate::proxy::responses::Echo>>,
 }
 
 /// What the client asked, by when, and the routing generation it is served with.
@@ -175,6 +177,7 @@ pub async fn handle(
         request_id: req.request_id.clone(),
         keep_alive: req.keep_alive,
         dialect: req.dialect,
+        echo: req.echo.clone(),
         ..Meta::default()
     };
     let mut reply = Reply { client, out, meta };
