@@ -40,6 +40,8 @@ use crate::wire::Usage;
 struct Item {
     id: String,
     open: bool,
+    /// Cut by a failure after commit: reported `incomplete`.
+    cut: bool,
     body: ItemBody,
 }
 
@@ -158,7 +160,8 @@ impl EventTranslator {
     }
 
     /// Appends the events that end a stream failed after commit: open items
-    /// closed as `incomplete`, `response.failed`, then `error`. The `error`
+    /// marked `incomplete` (no `.done` events: they did not finish),
+    /// `response.failed`, then `error`. The `error`
     /// event's data carries an `error` object too: that is what makes the
     /// official SDK's stream iteration raise `openai.APIError`.
     pub fn error(&mut self, code: &str, message: &str, out: &mut Vec<u8>) {
@@ -169,8 +172,9 @@ impl EventTranslator {
             self.start(out);
         }
         self.stopped = true;
-        for item in &mut self.items {
+        for item in self.items.iter_mut().filter(|i| i.open) {
             item.open = false;
+            item.cut = true;
         }
         let error = json!({"code": "server_error", "message": message});
         let response = self.response("failed", Value::Null, Value::Null, error);
@@ -265,6 +269,7 @@ impl EventTranslator {
         self.items.push(Item {
             id: super::new_id("msg_"),
             open: true,
+            cut: false,
             body: ItemBody::Message {
                 text: String::new(),
             },
@@ -323,6 +328,7 @@ impl EventTranslator {
         self.items.push(Item {
             id: super::new_id("fc_"),
             open: true,
+            cut: false,
             body: ItemBody::Call {
                 index: chat_index,
                 call_id,
@@ -375,12 +381,13 @@ impl EventTranslator {
     }
 }
 
-/// An item as the client sees it: `in_progress` while open, else `completed`.
+/// An item as the client sees it: `in_progress` while open, `incomplete` when a
+/// failure cut it, else `completed`.
 fn item_value(item: &Item) -> Value {
-    let status = if item.open {
-        "in_progress"
-    } else {
-        "completed"
+    let status = match (item.open, item.cut) {
+        (true, _) => "in_progress",
+        (false, true) => "incomplete",
+        (false, false) => "completed",
     };
     match &item.body {
         ItemBody::Message { .. } if item.open => json!({

@@ -660,7 +660,11 @@ fn error_after_commit_numbers_on_and_carries_an_error_object() {
     assert_eq!(error["message"], "boom");
     assert_eq!(error["param"], Value::Null);
     assert_eq!(error["error"]["message"], "boom");
-    assert_eq!(events[events.len() - 2].1["response"]["status"], "failed");
+    let failed = &events[events.len() - 2].1["response"];
+    assert_eq!(failed["status"], "failed");
+    assert_eq!(failed["error"]["message"], "boom");
+    assert_eq!(failed["output"][0]["status"], "incomplete");
+    assert_eq!(failed["output"][0]["content"][0]["text"], "par");
 }
 
 #[test]
