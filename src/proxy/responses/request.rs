@@ -156,9 +156,13 @@ fn object(body: &[u8]) -> Result<Map<String, Value>, RequestError> {
     }
 }
 
-/// The stateful feature a request uses, if any (the first found).
+/// The stateful feature a request uses, if any (the first found). A body that
+/// is not a JSON object uses none (`to_chat_body` says what is wrong with it).
 pub fn stateful(body: &[u8]) -> Option<Stateful> {
-    let request = object(body).ok()?;
+    stateful_in(&object(body).ok()?)
+}
+
+fn stateful_in(request: &Map<String, Value>) -> Option<Stateful> {
     let present = |name: &str| request.get(name).is_some_and(|v| !v.is_null());
     if let Some(id) = request.get("previous_response_id").filter(|v| !v.is_null()) {
         let translated = id
@@ -194,7 +198,7 @@ pub fn to_chat_body(body: &[u8]) -> Result<Translated, RequestError> {
             "this field is not supported by this gateway on a target translated from chat completions",
         ));
     }
-    if let Some(feature) = stateful(body) {
+    if let Some(feature) = stateful_in(&request) {
         return Err(RequestError::Stateful(feature));
     }
     check_ignored(&request)?;
