@@ -20,6 +20,7 @@ use crate::http::encoding::{Coding, DecodeError};
 use crate::http::response::{parse_retry_after, write_request_head};
 use crate::outcome::Failure;
 use crate::provider::{self, Secrets};
+use crate::proxy::headers;
 use crate::proxy::stream::{self, HoldFailure};
 use crate::upstream::{
     exchange, BodyError, ConnectError, ExchangeDeadlines, ExchangeError, Response,
@@ -37,6 +38,8 @@ pub(super) struct ProviderAnswer {
     pub(super) content_type: Vec<u8>,
     pub(super) body: Vec<u8>,
     pub(super) retry_after: Option<Vec<u8>>,
+    /// Its returned headers (see `proxy::headers::returned`).
+    pub(super) upstream: Vec<(String, Vec<u8>)>,
 }
 
 /// A failed attempt: its classified failure, the provider's answer when it gave
@@ -52,6 +55,8 @@ pub(super) enum AttemptResult {
         content_type: Vec<u8>,
         body: Vec<u8>,
         ttfb: Duration,
+        /// Its returned headers (see `proxy::headers::returned`).
+        upstream: Vec<(String, Vec<u8>)>,
     },
     Stream {
         held: Box<stream::Held>,
@@ -182,7 +187,7 @@ pub(super) async fn attempt(
             "provider has no pool on this shard",
         );
     };
-    let request = match encode_request(req, outgoing, provider, &entry.prepared, target) {
+    let request = match encode_request(req, outgoing, provider, &entry.prepared, target, policy) {
         Ok(request) => request,
         Err(e) => return AttemptResult::Untranslatable(e.to_string()),
     };
@@ -329,6 +334,7 @@ async fn whole_answer(
         }
         Err(e) => return failed(FailureClass::Server, None, &e.to_string()),
     };
+    let upstream = headers::returned(&response.head);
     response.finish();
     match at
         .adapter
@@ -338,6 +344,7 @@ async fn whole_answer(
             content_type,
             body: at.secrets.scrub(body),
             ttfb: at.ttfb,
+            upstream,
         },
         // Translation errors may quote the body.
         Err(e) => failed(
@@ -359,6 +366,7 @@ async fn error_answer(
 ) -> AttemptResult {
     let status = response.status();
     let retry_after_raw = response.head.header("retry-after").map(<[u8]>::to_vec);
+    let upstream = headers::returned(&response.head);
     let limit = MAX_ERROR_BODY.min(req.routing.table.config.limits.max_response_bytes);
     let identity = Coding::Identity;
     let read = whole::read(&mut response, identity, limit, at.stall, req.deadline).await;
@@ -396,6 +404,7 @@ async fn error_answer(
             content_type,
             body: at.secrets.scrub(body),
             retry_after: retry_after_raw,
+            upstream,
         }),
         reason: format!("HTTP {status}"),
     })
@@ -409,6 +418,7 @@ fn encode_request(
     provider: &crate::config::Provider,
     prepared: &provider::PreparedProvider,
     target: &crate::config::Target,
+    policy: &TargetPolicy,
 ) -> Result<Vec<u8>, provider::TranslateError> {
     let parts = provider::RequestParts {
         provider,
@@ -422,12 +432,17 @@ fn encode_request(
     };
     let outbound = prepared.adapter.encode(&parts)?;
     let mut request = Vec::with_capacity(outbound.body.len() + 512);
-    let headers = request_headers(
+    let client = &req.head.headers;
+    let user_agent = policy.headers.user_agent(req.head.header("user-agent"));
+    let forwarded = policy.headers.select(client);
+    let merged = headers::merge(
         &outbound.headers,
+        &provider.headers,
         &target.headers,
-        req.request_id,
-        outgoing.chat.stream,
+        &forwarded,
+        &user_agent,
     );
+    let headers = request_headers(merged, req.request_id, outgoing.chat.stream);
     write_request_head(
         &mut request,
         "POST",
@@ -440,20 +455,14 @@ fn encode_request(
     Ok(request)
 }
 
-/// The headers of one upstream request: the kind's own (auth), the target's, then
-/// the gateway's.
+/// The headers of one upstream request: the kind's own (auth), the target's and
+/// the forwarded client headers (`merged`, see `proxy::headers::merge`), then the
+/// gateway's.
 fn request_headers<'a>(
-    own: &'a [(String, String)],
-    target: &'a [(String, String)],
+    mut headers: Vec<(&'a str, &'a [u8])>,
     request_id: &'a str,
     stream: bool,
 ) -> Vec<(&'a str, &'a [u8])> {
-    let mut headers: Vec<(&str, &[u8])> = Vec::with_capacity(own.len() + target.len() + 4);
-    headers.extend(
-        own.iter()
-            .chain(target)
-            .map(|(k, v)| (k.as_str(), v.as_bytes())),
-    );
     headers.push(("content-type", b"application/json"));
     headers.push(("x-request-id", request_id.as_bytes()));
     // Without it any coding is acceptable (RFC 9110), and streams are not decoded.

@@ -246,6 +246,8 @@ async fn try_target(
             Step::Retry(wait) => {
                 record::retry(req, pick, now);
                 monoio::time::sleep(wait).await;
+                // Backoff is waiting, not the gateway's own time.
+                reply.meta.waited += now.elapsed();
             }
             Step::Next => return Ok(TargetEnd::Next),
             Step::Reroute(next) => return Ok(TargetEnd::Reroute(next)),
@@ -276,6 +278,8 @@ pub(super) async fn send(
     let result = attempt::for_client(req, pick, req.original(), reply.client, started)
         .await
         .ok_or_else(client_gone)?;
+    // Until the answer (a whole body read, a stream's commit): the provider's time.
+    reply.meta.waited += started.elapsed();
     serve(req, pick, result, reply, trail).await
 }
 
@@ -298,15 +302,18 @@ pub(super) async fn serve(
             content_type,
             body,
             ttfb,
+            upstream,
         } => {
             let usage = attempt::usage_of(&body);
             record::outcome(req, pick, Outcome::Success, Some(ttfb), usage);
             reply.meta.target = Some(req.label(pick.slot).to_string());
+            reply.meta.upstream_headers = upstream;
             let status = reply.send_whole((200, content_type, body), &[]).await?;
             TargetEnd::Answered { status }
         }
         AttemptResult::Stream { held, ttfb } => {
             reply.meta.target = Some(req.label(pick.slot).to_string());
+            reply.meta.upstream_headers = crate::proxy::headers::returned(&held.response.head);
             relay::relay(req, pick, *held, ttfb, None, reply).await?
         }
     };

@@ -57,6 +57,8 @@ pub struct Incoming<'a> {
 struct Request<'a> {
     api: Api,
     request_id: &'a str,
+    /// The client's request head (its headers are forwarded by policy).
+    head: &'a RequestHead,
     shard: &'a Shard,
     routing: Rc<Routing>,
     /// The client's body (OpenAI's shape) and its parsed view.
@@ -175,6 +177,7 @@ pub async fn handle(
         request_id: req.request_id.clone(),
         keep_alive: req.keep_alive,
         dialect: req.dialect,
+        started: Some(req.started),
         ..Meta::default()
     };
     let mut reply = Reply { client, out, meta };
@@ -197,6 +200,7 @@ pub async fn handle(
     let request = Request {
         api: req.api,
         request_id: &req.request_id,
+        head: req.head,
         shard,
         routing: routing.clone(),
         body: req.body,
