@@ -46,7 +46,8 @@ pub(super) struct ProviderAnswer {
 /// one, and why, in words.
 pub(super) struct Failed {
     pub(super) failure: Failure,
-    pub(super) answer: Option<ProviderAnswer>,
+    /// Boxed: most failures have none, and a result is moved through races.
+    pub(super) answer: Option<Box<ProviderAnswer>>,
     pub(super) reason: String,
 }
 
@@ -399,13 +400,13 @@ async fn error_answer(
             status: Some(status),
             retry_after,
         },
-        answer: Some(ProviderAnswer {
+        answer: Some(Box::new(ProviderAnswer {
             status,
             content_type,
             body: at.secrets.scrub(body),
             retry_after: retry_after_raw,
             upstream,
-        }),
+        })),
         reason: format!("HTTP {status}"),
     })
 }

@@ -241,7 +241,11 @@ async fn try_target(
             req.deadline,
         );
         record::sideline(req, pick.slot, now, decision.sideline_until);
-        trail.keep(failed.answer, req.label(pick.slot), decision.step);
+        trail.keep(
+            failed.answer.map(|a| *a),
+            req.label(pick.slot),
+            decision.step,
+        );
         match decision.step {
             Step::Retry(wait) => {
                 record::retry(req, pick, now);
