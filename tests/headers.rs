@@ -313,3 +313,54 @@ fn gateway_error_has_overhead_and_no_upstream_headers() {
         .count();
     assert_eq!(upstream, 0, "{:?}", response.headers);
 }
+
+/// Bedrock signs its requests: forwarded headers travel unsigned beside the
+/// signed ones, and a client's `x-amz-*` never reaches it (one date, the
+/// gateway's token, the same signed list).
+#[test]
+fn bedrock_forwarded_headers_leave_the_signature_alone() {
+    let mock = mock("bedrock");
+    let settings = format!(
+        "{{ kind: bedrock, base_url: \"{}\", region: us-east-1, aws_access_key_id: AKIDEXAMPLE, aws_secret_access_key: secret, aws_session_token: tok }}",
+        mock.base_url()
+    );
+    let yaml = translated_route_yaml(
+        "bedrock",
+        &settings,
+        "anthropic.claude-3-haiku-20240307-v1:0",
+        None,
+        FORWARD,
+    );
+    let gw = gateway(&yaml);
+    let mut client = client(&gw);
+    let mut headers = CLIENT_HEADERS.to_vec();
+    headers.push(("x-amz-date", "19700101T000000Z"));
+    headers.push(("x-amz-security-token", "client-token"));
+    let response = client
+        .chat(&chat_body("chat", false), &headers)
+        .expect("response");
+    assert_eq!(
+        response.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&response.body)
+    );
+    let seen = mock.last_request().expect("the mock read a request");
+    assert_common(&seen);
+    let auth = seen.header("authorization").expect("signed");
+    assert!(
+        auth.contains("SignedHeaders=content-type;host;x-amz-date;x-amz-security-token, "),
+        "{auth}"
+    );
+    let dates: Vec<&str> = seen
+        .headers
+        .iter()
+        .filter(|(n, _)| n == "x-amz-date")
+        .map(|(_, v)| v.as_str())
+        .collect();
+    assert_eq!(dates.len(), 1);
+    assert_ne!(dates[0], "19700101T000000Z");
+    assert_eq!(seen.header("x-amz-security-token"), Some("tok"));
+    assert_eq!(seen.header("openai-beta"), None);
+    assert_eq!(seen.header("anthropic-beta"), None);
+}
