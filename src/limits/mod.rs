@@ -1,4 +1,9 @@
 //! Keys' and targets' limits, enforced across shards with no lock on the request
-//! path: capacity leased from gateway-wide counts ([`lease`]).
+//! path: capacity leased from gateway-wide counts ([`lease`]); what tokens cost
+//! ([`prices`]); spend per key against its budget ([`budget`]), kept across
+//! restarts ([`state`]).
 
+pub mod budget;
 pub mod lease;
+pub mod prices;
+pub mod state;
