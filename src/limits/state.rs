@@ -173,9 +173,12 @@ impl Store {
             keys: entries,
         };
         let path = self.path();
+        // Unique per write: two gateways in one process (tests) never share one.
+        static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let write = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let temp = self
             .dir
-            .join(format!(".{SPEND_FILE}.tmp-{}", std::process::id()));
+            .join(format!(".{SPEND_FILE}.tmp-{}-{write}", std::process::id()));
         let written = write_synced(&temp, &state).and_then(|()| std::fs::rename(&temp, &path));
         if let Err(source) = written {
             let _ = std::fs::remove_file(&temp);
