@@ -1055,3 +1055,24 @@ fn prices_file_mistakes_name_that_file() {
     ];
     assert_eq!(errors, expected, "{errors:#?}");
 }
+
+#[test]
+fn example_price_file_validates() {
+    let prices = repo_file("config/prices.example.yaml");
+    let text = format!(
+        "providers:\n  openai: {{ kind: openai, base_url: https://api.openai.com/v1 }}\n  anthropic: {{ kind: anthropic, base_url: https://api.anthropic.com, api_key: x }}\n  gemini: {{ kind: gemini, base_url: https://generativelanguage.googleapis.com, api_key: x }}\n{}prices_file: {}\n",
+        &with_routes(ONE_ROUTE)[PROVIDERS.len()..],
+        prices.display()
+    );
+    let config = load(&text).unwrap_or_else(|e| panic!("{e}"));
+    assert!(config.prices.len() >= 20, "{}", config.prices.len());
+    let gpt4o = config
+        .prices
+        .iter()
+        .find(|p| p.provider == 0 && p.model == "gpt-4o")
+        .expect("gpt-4o priced");
+    assert!(gpt4o.rate.output > gpt4o.rate.input && gpt4o.rate.cached_input < gpt4o.rate.input);
+    for provider in 0..3 {
+        assert!(config.prices.iter().any(|p| p.provider == provider));
+    }
+}
