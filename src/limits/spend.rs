@@ -10,7 +10,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime};
 
 use super::budget::{SpendBook, SpendEntry};
-use super::prices::Prices;
+use super::prices::{Cost, Prices, TokenUsage};
 use super::state::{StateError, Store};
 use crate::config::Config;
 use crate::log::Level;
@@ -20,6 +20,37 @@ use crate::log::Level;
 pub struct Ledger {
     pub prices: Arc<Prices>,
     pub book: Arc<SpendBook>,
+}
+
+impl Ledger {
+    /// Charges key `key` (an index into `Config::keys`; `None` on an open
+    /// gateway) what `usage` on (provider, model) costs, and returns the cost;
+    /// `None` when the model has no price (a warning is logged once per provider
+    /// and model, and nothing is charged).
+    pub fn charge(
+        &self,
+        key: Option<usize>,
+        provider: usize,
+        model: &str,
+        usage: &TokenUsage,
+        now: SystemTime,
+    ) -> Option<Cost> {
+        let Some(cost) = self.prices.cost(provider, model, usage) else {
+            if self.prices.unpriced_once(provider, model) {
+                crate::event!(
+                    Level::Warn,
+                    "no price for this model; its tokens are counted, not charged",
+                    provider = provider,
+                    model = model
+                );
+            }
+            return None;
+        };
+        if let Some(key) = key {
+            self.book.charge(key, cost.micros, now);
+        }
+        Some(cost)
+    }
 }
 
 /// Owner of the live ledger and of its state file.
@@ -169,5 +200,41 @@ impl Flusher {
     pub fn stop(self) {
         let _ = self.stop.send(());
         let _ = self.thread.join();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_ledger_charges_priced_usage_and_skips_unpriced() {
+        let yaml = "keys:\n  - { name: a, key: k1, budget: { usd: 1, period: total } }\nproviders:\n  p: {kind: openai-compatible, base_url: \"http://127.0.0.1:1\"}\nroutes:\n  - {name: r, targets: [{provider: p, model: m}]}\nprices:\n  p/m: {input: 2, output: 8}\n";
+        let config = match crate::config::load_str(yaml, "t.yaml", &|_| None) {
+            Ok(config) => config,
+            Err(e) => panic!("{e}"),
+        };
+        let now = SystemTime::now();
+        let ledger = Ledger {
+            prices: Arc::new(Prices::build(&config)),
+            book: Arc::new(SpendBook::new(&config.keys, now)),
+        };
+        let usage = TokenUsage {
+            input: 1_000,
+            output: 500,
+            cached_input: 0,
+        };
+        // 1000 × 2 µ$ + 500 × 8 µ$.
+        assert_eq!(
+            ledger.charge(Some(0), 0, "m", &usage, now),
+            Some(Cost { micros: 6_000 })
+        );
+        assert_eq!(
+            ledger.charge(None, 0, "m", &usage, now),
+            Some(Cost { micros: 6_000 })
+        );
+        assert_eq!(ledger.charge(Some(0), 0, "other", &usage, now), None);
+        assert_eq!(ledger.book.status(0, now).unwrap().spent_micros, 6_000);
+        assert!(!ledger.prices.unpriced_once(0, "other"), "warned already");
     }
 }
