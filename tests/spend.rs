@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use switchyard::gateway::{Gateway, Overrides};
+use switchyard::limits::prices::TokenUsage;
 use switchyard::limits::state::SPEND_FILE;
 
 /// A fresh directory under the system temp dir, removed when dropped.
@@ -163,6 +164,43 @@ fn a_reload_of_keys_file_keeps_spend_and_adds_and_revokes_keys() {
         .map(|k| k["key"].as_str().unwrap().to_string())
         .collect();
     assert_eq!(names, ["team-a", "team-b", "team-e", "team-c"]);
+}
+
+#[test]
+fn a_reload_re_reads_prices_file() {
+    let temp = TempDir::new("prices");
+    let mock = common::mock("a");
+    let prices = temp.0.join("prices.yaml");
+    std::fs::write(&prices, "a/a-model: { input: 1, output: 2 }\n").unwrap();
+    let config_file = temp.0.join("switchyard.yaml");
+    let text = yaml(&mock, KEYS, &format!("prices_file: {}\n", prices.display()));
+    std::fs::write(&config_file, &text).unwrap();
+    let gateway = Gateway::start(
+        common::config(&text),
+        Some(config_file),
+        &Overrides::default(),
+    )
+    .expect("gateway starts");
+    let usage = TokenUsage {
+        input: 1_000_000,
+        output: 1_000_000,
+        cached_input: 0,
+    };
+    let cost = |gateway: &Gateway| {
+        let ledger = gateway.control.spend.ledger();
+        let cost = ledger.charge(Some(1), 0, "a-model", &usage, SystemTime::now());
+        cost.map(|c| c.micros)
+    };
+    assert_eq!(cost(&gateway), Some(3_000_000));
+    std::fs::write(&prices, "a/*: { input: 0.5, output: 0.5 }\n").unwrap();
+    gateway.control.reload_file().expect("reload");
+    assert_eq!(cost(&gateway), Some(1_000_000));
+    // Both charges landed on team-b, across the two generations.
+    assert_eq!(spent(&gateway, "team-b"), 4_000_000);
+    std::fs::write(&prices, "").unwrap();
+    gateway.control.reload_file().expect("reload");
+    assert_eq!(cost(&gateway), None);
+    gateway.shutdown();
 }
 
 #[test]
