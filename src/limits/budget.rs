@@ -59,7 +59,9 @@ impl SpendBook {
         let keys = keys
             .iter()
             .map(|key| {
-                let period = key.budget.map_or(BudgetPeriod::Total, |b| b.period);
+                // Without a budget, spend is month-to-date: a budget added later
+                // then counts this month's spend, not the key's whole history.
+                let period = key.budget.map_or(BudgetPeriod::Month, |b| b.period);
                 let word = Word::fresh(period, now);
                 KeySpend {
                     name: key.name.clone(),

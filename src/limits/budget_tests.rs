@@ -146,15 +146,50 @@ fn refunds_never_go_below_zero_and_unknown_keys_are_ignored() {
 }
 
 #[test]
-fn a_key_without_budget_counts_spend_forever() {
+fn a_key_without_budget_counts_spend_month_to_date() {
     let now = at("2026-03-14T10:00:00Z");
     let book = SpendBook::new(&keys("  - { name: free, key: k1 }\n"), now);
     book.charge(0, 42, now);
-    let later = book.status(0, at("2030-01-01T00:00:00Z")).unwrap();
-    assert_eq!(later.spent_micros, 42);
+    let end = book.status(0, at("2026-03-31T23:59:59Z")).unwrap();
     assert_eq!(
-        (later.limit_micros, later.resets_at, later.exhausted),
-        (None, None, false)
+        (end.spent_micros, end.limit_micros, end.exhausted),
+        (42, None, false)
+    );
+    assert_eq!(end.resets_at, Some(at("2026-04-01T00:00:00Z")));
+    assert_eq!(
+        book.status(0, at("2026-04-01T00:00:00Z"))
+            .unwrap()
+            .spent_micros,
+        0
+    );
+    // Given a daily budget later, it keeps this month's spend until tomorrow.
+    let mut budgeted = SpendBook::new(
+        &keys(DAY_KEY.replace("name: d", "name: free").as_str()),
+        now,
+    );
+    budgeted.carry(&book, now);
+    assert_eq!(budgeted.status(0, now).unwrap().spent_micros, 42);
+    assert_eq!(
+        budgeted
+            .status(0, at("2026-03-15T00:00:00Z"))
+            .unwrap()
+            .spent_micros,
+        0
+    );
+}
+
+#[test]
+fn a_total_budget_never_resets() {
+    let now = at("2026-03-14T10:00:00Z");
+    let book = SpendBook::new(
+        &keys("  - { name: t, key: k1, budget: { usd: 1, period: total } }\n"),
+        now,
+    );
+    book.charge(0, 1_000_000, now);
+    let later = book.status(0, at("2030-01-01T00:00:00Z")).unwrap();
+    assert_eq!(
+        (later.spent_micros, later.resets_at, later.exhausted),
+        (1_000_000, None, true)
     );
 }
 
@@ -273,7 +308,7 @@ fn carry_with_a_changed_period_drops_spend_of_an_ended_period() {
 #[test]
 fn entries_restore_spend_of_running_periods_only() {
     let now = at("2026-03-14T10:00:00Z");
-    let list = "  - { name: d, key: k1, budget: { usd: 10, period: 1d } }\n  - { name: m, key: k2, budget: { usd: 10, period: 30d } }\n  - { name: t, key: k3 }\n";
+    let list = "  - { name: d, key: k1, budget: { usd: 10, period: 1d } }\n  - { name: m, key: k2, budget: { usd: 10, period: 30d } }\n  - { name: t, key: k3, budget: { usd: 10, period: total } }\n";
     let book = SpendBook::new(&keys(list), now);
     for key in 0..3 {
         book.charge(key, 1_000 * (key as u64 + 1), now);
