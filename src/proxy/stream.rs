@@ -754,28 +754,37 @@ fn apply(
             forward(event, None, None, relaying, policy, stats);
             None
         }
-        EventKind::ToolCallDone => {
-            stats.unrepeatable = true;
-            forward(event, None, None, relaying, policy, stats);
-            None
-        }
-        EventKind::ToolCall { .. } | EventKind::Reasoning => {
+        EventKind::ToolCall { .. } | EventKind::ToolCallDone | EventKind::Reasoning => {
             stats.unrepeatable = true;
             relaying.finished |= matches!(kind, EventKind::ToolCall { finished: true });
             forward(event, None, None, relaying, policy, stats);
             None
         }
         EventKind::Empty { usage } => {
-            if let Some(usage) = usage {
-                stats.usage = Some(policy.rewrite.as_ref().map_or(usage, |r| r.sum(usage)));
-            }
-            // A continuation's opening role delta would repeat what the client has.
-            if (policy.rewrite.is_none() || usage.is_some()) && !aligning {
-                let usage = stats.usage.filter(|_| usage.is_some());
-                forward(event, usage, None, relaying, policy, stats);
-            }
+            empty(event, usage, aligning, relaying, policy, stats);
             None
         }
+    }
+}
+
+/// An event with no content (a role delta, an empty chunk, a Responses event
+/// that only frames the answer): its usage counted, the event forwarded unless a
+/// continuation would repeat it.
+fn empty(
+    event: &SseEvent,
+    usage: Option<Usage>,
+    aligning: bool,
+    relaying: &mut Relaying,
+    policy: &RelayPolicy<'_>,
+    stats: &mut StreamStats,
+) {
+    if let Some(usage) = usage {
+        stats.usage = Some(policy.rewrite.as_ref().map_or(usage, |r| r.sum(usage)));
+    }
+    // A continuation's opening role delta would repeat what the client has.
+    if (policy.rewrite.is_none() || usage.is_some()) && !aligning {
+        let usage = stats.usage.filter(|_| usage.is_some());
+        forward(event, usage, None, relaying, policy, stats);
     }
 }
 

@@ -216,23 +216,6 @@ pub async fn dispatch(
         Some(chat::Caller { index, key })
     });
     match endpoint {
-        Endpoint::Models => {
-            let body = models_body(&table, key.map(|caller| caller.key));
-            meta.write_full(out, 200, b"application/json", &body, &[]);
-            write_out(client, out).await
-        }
-        Endpoint::Healthz => {
-            meta.write_full(out, 200, b"application/json", br#"{"status":"ok"}"#, &[]);
-            write_out(client, out).await
-        }
-        Endpoint::Readyz => {
-            let (status, body): (u16, &[u8]) = match shard.draining.get() {
-                None => (200, br#"{"status":"ready"}"#),
-                Some(_) => (503, br#"{"status":"draining"}"#),
-            };
-            meta.write_full(out, status, b"application/json", body, &[]);
-            write_out(client, out).await
-        }
         Endpoint::Proxied(proxied) => {
             let incoming = Incoming {
                 api: proxied.api(),
@@ -254,6 +237,28 @@ pub async fn dispatch(
                 _ => chat::handle(shard, &incoming, client, out).await,
             }
         }
+        own => {
+            let (status, body) = own_answer(shard, &own, &table, key);
+            meta.write_full(out, status, b"application/json", &body, &[]);
+            write_out(client, out).await
+        }
+    }
+}
+
+/// The status and JSON body of one of the gateway's own endpoints.
+fn own_answer(
+    shard: &Shard,
+    endpoint: &Endpoint,
+    table: &Table,
+    key: Option<chat::Caller<'_>>,
+) -> (u16, Vec<u8>) {
+    match endpoint {
+        Endpoint::Models => (200, models_body(table, key.map(|caller| caller.key))),
+        Endpoint::Readyz if shard.draining.get().is_some() => {
+            (503, br#"{"status":"draining"}"#.to_vec())
+        }
+        Endpoint::Readyz => (200, br#"{"status":"ready"}"#.to_vec()),
+        Endpoint::Healthz | Endpoint::Proxied(_) => (200, br#"{"status":"ok"}"#.to_vec()),
     }
 }
 

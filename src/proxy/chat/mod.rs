@@ -289,17 +289,10 @@ pub async fn handle(
         Err(e) => return reject(shard, &mut reply, &ApiError::bad_request(e.to_string())).await,
     };
     let routing = shard.routing();
-    let header = |name: &str| req.head.header(name);
-    let table = &routing.table;
-    let key = req.key.map(|caller| caller.key);
-    let Some(route) = table.match_route(&chat.model, key, header) else {
-        let error = model_not_found(&chat.model, &table.models_for(key));
-        return reject(shard, &mut reply, &error).await;
+    let route = match route_of(req, &routing.table, &chat.model) {
+        Ok(route) => route,
+        Err(error) => return reject(shard, &mut reply, &error).await,
     };
-    let deadline = deadline_for(req, &table.config.routes[route]);
-    if let Some(error) = unservable(req, table, route) {
-        return reject(shard, &mut reply, &error).await;
-    }
     let estimate = chat.token_estimate(req.body.len());
     let admitted = match admission::admit_key(&routing, req.key, estimate) {
         Ok(admitted) => admitted,
@@ -322,13 +315,32 @@ pub async fn handle(
         estimate,
         used: Default::default(),
         started: req.started,
-        deadline,
+        deadline: deadline_for(req, &routing.table.config.routes[route]),
     };
     let served = executor::run(&request, route, &mut reply).await;
     if let Some(admitted) = admitted {
         admitted.settle(&routing, request.used.get());
     }
     served
+}
+
+/// The first route matching the request that can serve it: a 404 when none
+/// matches (the model does not exist for the caller), a 400 when the match has
+/// no target for what the request needs (see [`unservable`]).
+fn route_of(
+    req: &Incoming<'_>,
+    table: &crate::route::table::Table,
+    model: &str,
+) -> Result<usize, ApiError> {
+    let key = req.key.map(|caller| caller.key);
+    let header = |name: &str| req.head.header(name);
+    let route = table
+        .match_route(model, key, header)
+        .ok_or_else(|| model_not_found(model, &table.models_for(key)))?;
+    match unservable(req, table, route) {
+        Some(error) => Err(error),
+        None => Ok(route),
+    }
 }
 
 /// A key's request refused by its limits: 429 with `Retry-After` and its standing.
