@@ -25,7 +25,7 @@ import traceback
 try:
     import anthropic
 except ImportError:
-    print("FAIL import anthropic: the SDK is not installed (python3 -m pip install anthropic)")
+    print("FAIL import anthropic: the SDK is not installed (run the check through its tests/sdk/*.sh, which installs tests/sdk/requirements.txt into the SDK virtualenv)")
     sys.exit(2)
 
 MESSAGES = [{"role": "user", "content": "Say hello."}]
