@@ -117,6 +117,30 @@ run_check() {
     exit "$status"
 }
 
+# run_checks COMMAND [--- COMMAND]...: runs every check (commands separated by a
+# `---` word), then exits 1 if any failed, showing the end of switchyard's log.
+run_checks() {
+    local failed=() cmd=()
+    local word
+    for word in "$@" ---; do
+        if [ "$word" != --- ]; then
+            cmd+=("$word")
+            continue
+        fi
+        if [ "${#cmd[@]}" -gt 0 ]; then
+            echo "== ${cmd[*]:0:2}"
+            "${cmd[@]}" || failed+=("${cmd[1]:-${cmd[0]}} (exit $?)")
+        fi
+        cmd=()
+    done
+    if [ "${#failed[@]}" -gt 0 ]; then
+        echo "== FAILED: ${failed[*]}"
+        echo "== switchyard log"
+        tail -n 30 "$work/switchyard.log"
+        exit 1
+    fi
+}
+
 # The provider kinds every SDK check goes through, one route each (`via-KIND`).
 sdk_kinds=(openai azure anthropic gemini bedrock)
 
