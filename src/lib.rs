@@ -11,6 +11,7 @@ pub mod gateway;
 pub mod health;
 pub mod http;
 pub mod launch;
+pub mod limits;
 pub mod log;
 pub mod metrics;
 pub mod outcome;

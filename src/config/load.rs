@@ -10,7 +10,7 @@ use serde_yaml::Value;
 use super::env;
 use super::error::{ConfigError, ConfigErrors, Report};
 use super::locate::YamlPath;
-use super::raw::{self, RawAdmin, RawConfig, RawHealth, RawKey, RawLimits, RawLog, RawProvider};
+use super::raw::{self, RawAdmin, RawConfig, RawHealth, RawLimits, RawLog, RawProvider};
 use super::routes;
 use super::types::*;
 
@@ -113,7 +113,7 @@ fn read(
 
 fn build(raw: RawConfig, r: &mut Report<'_>) -> Config {
     let root = YamlPath::default();
-    let keys = keys(raw.keys.unwrap_or_default(), &root.key("keys"), r);
+    let keys = super::keys::keys(raw.keys.unwrap_or_default(), &root.key("keys"), r);
     let providers = providers(
         raw.providers.map(|p| p.0).unwrap_or_default(),
         &root.key("providers"),
@@ -154,6 +154,11 @@ fn build(raw: RawConfig, r: &mut Report<'_>) -> Config {
             Duration::from_secs(30),
         ),
         health_endpoints: raw.health_endpoints.unwrap_or(true),
+        rate_window: r.positive_duration(
+            raw.rate_window.as_ref(),
+            &root.key("rate_window"),
+            Duration::from_secs(60),
+        ),
     }
 }
 
@@ -212,30 +217,6 @@ fn admin(
         listen,
         token: raw.token,
     }
-}
-
-fn keys(raw: Vec<RawKey>, path: &YamlPath, r: &mut Report<'_>) -> Vec<ClientKey> {
-    let mut keys: Vec<ClientKey> = Vec::with_capacity(raw.len());
-    for (i, entry) in raw.into_iter().enumerate() {
-        let here = path.index(i);
-        let name = r.required(entry.name.as_deref(), &here.key("name"));
-        let key = r.required(entry.key.as_deref(), &here.key("key"));
-        if !name.is_empty() && keys.iter().any(|k| k.name == name) {
-            r.error(
-                &here.key("name"),
-                format!("duplicate client key name `{name}`"),
-            );
-        }
-        if let Some(first) = keys.iter().find(|k| !key.is_empty() && k.key == key) {
-            let message = format!(
-                "uses the same key value as client key `{}`; each client needs its own key",
-                first.name
-            );
-            r.error(&here.key("key"), message);
-        }
-        keys.push(ClientKey { name, key });
-    }
-    keys
 }
 
 fn providers(
@@ -366,8 +347,11 @@ fn provider(name: String, raw: RawProvider, path: &YamlPath, r: &mut Report<'_>)
     if kind == ProviderKind::Gemini && raw.api_key.is_none() {
         r.error(&path.key("api_key"), "is required for kind `gemini`");
     }
+    let responses = responses_setting(raw.responses, kind, &path.key("responses"), r);
     Provider {
         api_version: raw.api_version.clone(),
+        responses,
+        quota: super::keys::quota(raw.rpm, raw.tpm, path, r),
         region: raw.region.clone(),
         aws,
         ca_file: ca_file(raw.ca_file.as_deref(), &base_url, &path.key("ca_file"), r),
@@ -382,6 +366,34 @@ fn provider(name: String, raw: RawProvider, path: &YamlPath, r: &mut Report<'_>)
             &path.key("pool_idle_timeout"),
             Duration::from_secs(90),
         ),
+    }
+}
+
+/// `responses:` — whether `/v1/responses` passes through to this provider. Only
+/// OpenAI-shaped kinds can serve it; OpenAI itself does by default.
+fn responses_setting(
+    setting: Option<bool>,
+    kind: ProviderKind,
+    path: &YamlPath,
+    r: &mut Report<'_>,
+) -> bool {
+    let openai_shaped = matches!(
+        kind,
+        ProviderKind::OpenAi | ProviderKind::OpenAiCompatible | ProviderKind::Azure
+    );
+    match setting {
+        Some(true) if !openai_shaped => {
+            r.error(
+                path,
+                format!(
+                    "kind `{}` does not serve OpenAI's Responses API; its /v1/responses requests are translated (remove the setting)",
+                    kind.as_str()
+                ),
+            );
+            false
+        }
+        Some(on) => on,
+        None => kind == ProviderKind::OpenAi,
     }
 }
 

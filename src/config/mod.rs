@@ -5,6 +5,7 @@ mod check;
 mod duration;
 mod env;
 mod error;
+pub mod keys;
 mod load;
 mod locate;
 mod raw;

@@ -20,6 +20,8 @@ pub struct RawConfig {
     pub driver: Option<String>,
     pub shutdown_grace: Option<DurationText>,
     pub health_endpoints: Option<bool>,
+    /// The window of every rpm/tpm limit (`60s` unless set; tests shorten it).
+    pub rate_window: Option<DurationText>,
     pub admin: Option<RawAdmin>,
     pub keys: Option<Vec<RawKey>>,
     pub providers: Option<OrderedMap<RawProvider>>,
@@ -43,6 +45,15 @@ pub struct RawAdmin {
 pub struct RawKey {
     pub name: Option<String>,
     pub key: Option<String>,
+    /// The key's SHA-256 (hex), so the secret itself is not in the file.
+    pub key_sha256: Option<String>,
+    pub rpm: Option<u64>,
+    pub tpm: Option<u64>,
+    pub max_concurrency: Option<u32>,
+    pub routes: Option<Vec<String>>,
+    pub models: Option<Vec<String>>,
+    pub metadata: Option<OrderedMap<String>>,
+    pub expires: Option<String>,
 }
 
 impl fmt::Debug for RawKey {
@@ -64,6 +75,9 @@ pub struct RawProvider {
     pub max_connections: Option<usize>,
     pub pool_idle_timeout: Option<DurationText>,
     pub api_version: Option<String>,
+    pub responses: Option<bool>,
+    pub rpm: Option<u64>,
+    pub tpm: Option<u64>,
     pub region: Option<String>,
     pub aws_access_key_id: Option<String>,
     pub aws_secret_access_key: Option<String>,
@@ -129,6 +143,8 @@ pub struct RawTarget {
     pub headers: Option<OrderedMap<String>>,
     pub query: Option<OrderedMap<String>>,
     pub timeouts: Option<RawTimeouts>,
+    pub rpm: Option<u64>,
+    pub tpm: Option<u64>,
 }
 
 /// `true`, `false` or `auto`.

@@ -195,6 +195,7 @@ fn target(
         },
         headers: r.headers(raw.headers.as_ref(), &path.key("headers"), true),
         query: query(raw.query.as_ref(), &path.key("query"), r),
+        quota: super::keys::quota(raw.rpm, raw.tpm, path, r),
         timeouts: raw
             .timeouts
             .map(|t| timeouts(t, route_timeouts, &path.key("timeouts"), r))

@@ -61,7 +61,10 @@ fn example_config_validates() {
     let names: Vec<_> = config.providers.iter().map(|p| p.name.as_str()).collect();
     assert_eq!(names, ["openai", "groq", "local", "anthropic"]);
     assert_eq!(config.keys.len(), 2);
-    assert_eq!(config.keys[0].key, "secret-support_agent_key");
+    assert_eq!(
+        config.keys[0].digest,
+        crate::config::keys::digest(b"secret-support_agent_key")
+    );
     assert_eq!(
         config.providers[0].api_key.as_deref(),
         Some("secret-openai_api_key")
@@ -552,7 +555,7 @@ fn shape_and_syntax_errors_have_lines() {
     assert_errors(
         &text,
         &[
-            "t.yaml:7: routes[0].targets[0].wieght: unknown key `wieght`; expected one of: provider, model, priority, weight, prefill, retry, headers, query, timeouts",
+            "t.yaml:7: routes[0].targets[0].wieght: unknown key `wieght`; expected one of: provider, model, priority, weight, prefill, retry, headers, query, timeouts, rpm, tpm",
             "t.yaml:8: routes[0].retries: unknown key `retries`; expected one of: name, match, strategy, targets, retry, fallback, timeouts, stream, hedge",
         ],
     );

@@ -25,6 +25,8 @@ pub struct Config {
     pub shutdown_grace: Duration,
     /// `GET /healthz` and `/readyz` on the data port, unauthenticated.
     pub health_endpoints: bool,
+    /// The window every rpm and tpm limit counts over.
+    pub rate_window: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,10 +52,67 @@ pub struct AdminConfig {
     pub token: Option<String>,
 }
 
-#[derive(Debug, Clone)]
+/// A client key: who may call, what it may use, and its limits.
+#[derive(Clone)]
 pub struct ClientKey {
     pub name: String,
-    pub key: String,
+    /// SHA-256 of the secret, what authentication compares (configured as
+    /// `key_sha256`, or computed from `key` at load).
+    pub digest: [u8; 32],
+    pub limits: Quota,
+    /// Most requests of this key in flight at once, across the gateway.
+    pub max_concurrency: Option<u32>,
+    /// Route names the key may use; empty: every route its requests match.
+    pub routes: Vec<String>,
+    /// Client model names the key may ask for (`*` or a `prefix*`); empty: any.
+    pub models: Vec<String>,
+    /// Free-form labels (team, owner) shown in /admin/keys.
+    pub metadata: Vec<(String, String)>,
+    /// After this, the key is refused like a wrong one.
+    pub expires: Option<std::time::SystemTime>,
+}
+
+impl std::fmt::Debug for ClientKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientKey")
+            .field("name", &self.name)
+            .field("limits", &self.limits)
+            .field("routes", &self.routes)
+            .field("models", &self.models)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ClientKey {
+    /// Whether the key may ask for client model `model`.
+    pub fn allows_model(&self, model: &str) -> bool {
+        self.models.is_empty()
+            || self
+                .models
+                .iter()
+                .any(|pattern| match pattern.strip_suffix('*') {
+                    Some(prefix) => model.starts_with(prefix),
+                    None => pattern == model,
+                })
+    }
+
+    /// Whether the key may use route `route`.
+    pub fn allows_route(&self, route: &str) -> bool {
+        self.routes.is_empty() || self.routes.iter().any(|r| r == route)
+    }
+}
+
+/// Requests and tokens (input + output) per `rate_window`; `None`: unlimited.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Quota {
+    pub rpm: Option<u64>,
+    pub tpm: Option<u64>,
+}
+
+impl Quota {
+    pub fn is_limited(&self) -> bool {
+        self.rpm.is_some() || self.tpm.is_some()
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -103,6 +162,12 @@ pub struct Provider {
     pub pool_idle_timeout: Duration,
     /// Azure OpenAI `api-version` query parameter.
     pub api_version: Option<String>,
+    /// The provider serves OpenAI's Responses API itself (`/v1/responses` passes
+    /// through to it); otherwise Responses requests are translated onto chat.
+    pub responses: bool,
+    /// The account's (or deployment's) quota, shared by every target on it: at
+    /// it, the provider's targets are skipped until the window frees.
+    pub quota: Quota,
     /// AWS region (Bedrock).
     pub region: Option<String>,
     /// AWS credentials (Bedrock), usually from `${ENV}`.
@@ -225,6 +290,9 @@ pub struct Target {
     /// from the route's (or the route's). `total` is always the route's. Every
     /// attempt and stream on the target uses these; nothing merges them again.
     pub timeouts: Timeouts,
+    /// This target's own quota (e.g. an Azure deployment's TPM); at it, the target
+    /// is skipped until the window frees.
+    pub quota: Quota,
 }
 
 /// `prefill:` of a target.

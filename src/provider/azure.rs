@@ -11,7 +11,7 @@
 use serde::Deserialize;
 
 use super::{
-    append_query, percent_encode, Adapter, Api, EventSource, Outbound, RequestParts,
+    append_query, percent_encode, Adapter, Api, EventSource, Outbound, RequestParts, Serves,
     TranslateError, JSON,
 };
 use crate::http::sse::SseParser;
@@ -57,6 +57,14 @@ impl Adapter for Azure {
     fn event_source(&self, _model: &str) -> Box<dyn EventSource> {
         Box::new(SseParser::new())
     }
+
+    fn serves(&self, provider: &crate::config::Provider) -> Serves {
+        Serves {
+            completions: true,
+            responses: provider.responses,
+            count_tokens: false,
+        }
+    }
 }
 
 /// The `api-version` used when the provider config names none (the 2024-10-21 GA).
@@ -72,6 +80,10 @@ pub fn request_path(base_path: &str, api: Api, deployment: &str, api_version: &s
     let operation = match api {
         Api::ChatCompletions => "chat/completions",
         Api::Embeddings => "embeddings",
+        Api::Completions => "completions",
+        // The v1 API: no deployment in the path (the body's `model` names it) and
+        // no api-version.
+        Api::Responses | Api::CountTokens => return format!("{base_path}/openai/v1/responses"),
     };
     let mut path = String::with_capacity(base_path.len() + deployment.len() + 64);
     path.push_str(base_path);
@@ -90,6 +102,9 @@ pub fn request_path(base_path: &str, api: Api, deployment: &str, api_version: &s
 /// configured headers.
 pub fn translate_request(parts: &RequestParts<'_>) -> Result<Outbound<'static>, TranslateError> {
     let provider = parts.provider;
+    if !parts.prepared.serves.serves(parts.api) {
+        return Err(TranslateError::Unsupported(parts.api.as_str()));
+    }
     if parts.model.is_empty() {
         return Err(TranslateError::Request(
             "the target's model (the Azure deployment name) is empty".into(),
@@ -113,7 +128,9 @@ pub fn translate_request(parts: &RequestParts<'_>) -> Result<Outbound<'static>, 
     }
     headers.extend(provider.headers.iter().cloned());
     let mut body = Vec::with_capacity(parts.body.len() + parts.model.len() + 48);
-    parts.chat.rewrite(parts.body, parts.model, &mut body);
+    parts
+        .chat
+        .rewrite_for(parts.api, parts.body, parts.model, &mut body);
     Ok(Outbound {
         path: path.into(),
         headers: headers.into(),
@@ -191,6 +208,8 @@ mod tests {
             max_connections: 8,
             pool_idle_timeout: Duration::from_secs(90),
             api_version: api_version.map(str::to_string),
+            responses: false,
+            quota: Default::default(),
             region: None,
             aws: None,
             ca_file: None,

@@ -38,11 +38,28 @@ use crate::wire::ChatBody;
 
 pub use secrets::Secrets;
 
-/// Which OpenAI API a proxied request calls.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Api {
-    ChatCompletions,
-    Embeddings,
+pub use crate::wire::Api;
+
+/// The APIs a provider serves in their own shape, besides the chat completions
+/// every kind takes (decided once per provider, by kind and config).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Serves {
+    pub completions: bool,
+    /// `responses: true` on the provider (OpenAI's own default).
+    pub responses: bool,
+    pub count_tokens: bool,
+}
+
+impl Serves {
+    /// Whether an attempt may send `api` to this provider as it is.
+    pub fn serves(self, api: Api) -> bool {
+        match api {
+            Api::ChatCompletions | Api::Embeddings => true,
+            Api::Completions => self.completions,
+            Api::Responses => self.responses,
+            Api::CountTokens => self.count_tokens,
+        }
+    }
 }
 
 /// A request or answer that cannot be expressed in the other format.
@@ -100,6 +117,11 @@ pub trait Adapter: std::fmt::Debug + Sync {
     fn accepts_prefill(&self) -> bool {
         false
     }
+
+    /// The APIs besides chat `provider` takes in their own shape.
+    fn serves(&self, _provider: &Provider) -> Serves {
+        Serves::default()
+    }
 }
 
 /// The adapter of `kind`; [`prepare`] picks it once per provider.
@@ -130,6 +152,12 @@ pub struct PreparedProvider {
     pub chat_path: String,
     /// Request path for embeddings (pass-through kinds).
     pub embeddings_path: String,
+    /// Request paths for legacy completions and the Responses API (pass-through
+    /// kinds that serve them).
+    pub completions_path: String,
+    pub responses_path: String,
+    /// The APIs besides chat this provider takes in their own shape.
+    pub serves: Serves,
     /// Auth and configured extra headers, sent on every request (pass-through
     /// kinds; the others build their own per request).
     pub headers: Vec<(String, String)>,

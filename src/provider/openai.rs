@@ -6,7 +6,7 @@ use std::borrow::Cow;
 use serde::Deserialize;
 
 use super::{
-    append_query, Adapter, Api, EventSource, Outbound, PreparedProvider, RequestParts,
+    append_query, Adapter, Api, EventSource, Outbound, PreparedProvider, RequestParts, Serves,
     TranslateError,
 };
 use crate::config::Provider;
@@ -24,10 +24,15 @@ impl Adapter for PassThrough {
     fn encode<'a>(&self, parts: &RequestParts<'a>) -> Result<Outbound<'a>, TranslateError> {
         let prepared = parts.prepared;
         let mut body = Vec::with_capacity(parts.body.len() + 64);
-        parts.chat.rewrite(parts.body, parts.model, &mut body);
+        parts
+            .chat
+            .rewrite_for(parts.api, parts.body, parts.model, &mut body);
         let path = match parts.api {
             Api::ChatCompletions => &prepared.chat_path,
             Api::Embeddings => &prepared.embeddings_path,
+            Api::Completions => &prepared.completions_path,
+            Api::Responses if prepared.serves.responses => &prepared.responses_path,
+            api => return Err(TranslateError::Unsupported(api.as_str())),
         };
         let mut path = Cow::Borrowed(path.as_str());
         if !parts.query.is_empty() {
@@ -70,6 +75,14 @@ impl Adapter for PassThrough {
     fn event_source(&self, _model: &str) -> Box<dyn EventSource> {
         Box::new(SseParser::new())
     }
+
+    fn serves(&self, provider: &Provider) -> Serves {
+        Serves {
+            completions: true,
+            responses: provider.responses,
+            count_tokens: false,
+        }
+    }
 }
 
 /// The host header, base path, and the pass-through paths and bearer headers of
@@ -94,6 +107,9 @@ pub fn prepare(provider: &Provider, adapter: &'static dyn Adapter) -> PreparedPr
         base_path: url.path.clone(),
         chat_path: format!("{}/chat/completions", url.path),
         embeddings_path: format!("{}/embeddings", url.path),
+        completions_path: format!("{}/completions", url.path),
+        responses_path: format!("{}/responses", url.path),
+        serves: adapter.serves(provider),
         headers,
     }
 }

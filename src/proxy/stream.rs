@@ -27,7 +27,11 @@ use crate::upstream::{BodyError, Response};
 use crate::wire::Usage;
 
 #[derive(Deserialize, Default)]
-struct ChunkFields {
+struct ChunkFields<'a> {
+    /// Set on Responses API events (`response.output_text.delta`, ...), never on
+    /// chat chunks.
+    #[serde(default, rename = "type", borrow)]
+    event_type: Option<&'a str>,
     #[serde(default)]
     choices: Vec<ChoiceFields>,
     #[serde(default)]
@@ -40,6 +44,9 @@ struct ChunkFields {
 struct ChoiceFields {
     #[serde(default)]
     delta: Option<DeltaFields>,
+    /// Legacy completions carry their text here.
+    #[serde(default)]
+    text: Option<String>,
     #[serde(default)]
     finish_reason: Option<String>,
 }
@@ -81,6 +88,16 @@ pub enum EventKind {
     Reasoning,
     /// A chunk with only usage (the `include_usage` chunk).
     UsageOnly(Usage),
+    /// A complete tool call in a stream that ends with its own event (the
+    /// Responses API's `response.output_item.done` for a function call): commits,
+    /// but does not end the stream.
+    ToolCallDone,
+    /// The stream's own last event (the Responses API's `response.completed` or
+    /// `response.incomplete`), with the usage it reports: relayed, and the stream
+    /// may end after it.
+    Finished {
+        usage: Option<Usage>,
+    },
     /// Anything else: a role-only delta, an empty chunk.
     Empty {
         usage: Option<Usage>,
@@ -97,6 +114,12 @@ pub fn inspect(event: &SseEvent) -> EventKind {
     let Ok(fields) = serde_json::from_str::<ChunkFields>(&event.data) else {
         return EventKind::Malformed;
     };
+    if let Some(event_type) = fields
+        .event_type
+        .filter(|t| t.starts_with("response.") || *t == "error")
+    {
+        return inspect_responses_event(event_type, &event.data);
+    }
     if fields.error.is_some() {
         return EventKind::Error;
     }
@@ -104,6 +127,7 @@ pub fn inspect(event: &SseEvent) -> EventKind {
     let (mut tool_call, mut reasoning, mut finished) = (false, false, false);
     for choice in &fields.choices {
         finished |= choice.finish_reason.is_some();
+        text.push_str(choice.text.as_deref().unwrap_or(""));
         if let Some(delta) = &choice.delta {
             text.push_str(delta.content.as_deref().unwrap_or(""));
             let non_empty = |s: &Option<String>| s.as_deref().is_some_and(|s| !s.is_empty());
@@ -128,6 +152,52 @@ pub fn inspect(event: &SseEvent) -> EventKind {
     match (fields.choices.is_empty(), fields.usage) {
         (true, Some(usage)) => EventKind::UsageOnly(usage),
         (_, usage) => EventKind::Empty { usage },
+    }
+}
+
+/// What a Responses API event (passed through natively) means for the relay.
+fn inspect_responses_event(event_type: &str, data: &str) -> EventKind {
+    #[derive(Deserialize, Default)]
+    struct Fields {
+        #[serde(default)]
+        delta: Option<String>,
+        #[serde(default)]
+        item: Option<Item>,
+        #[serde(default)]
+        response: Option<ResponseFields>,
+    }
+    #[derive(Deserialize, Default)]
+    struct Item {
+        #[serde(default, rename = "type")]
+        kind: String,
+    }
+    #[derive(Deserialize, Default)]
+    struct ResponseFields {
+        #[serde(default)]
+        usage: Option<crate::wire::usage::ReportedUsage>,
+    }
+    let Ok(fields) = serde_json::from_str::<Fields>(data) else {
+        return EventKind::Malformed;
+    };
+    let is_call = |item: &Option<Item>| item.as_ref().is_some_and(|i| i.kind != "message");
+    match event_type {
+        "error" | "response.failed" => EventKind::Error,
+        "response.output_text.delta" => EventKind::Content {
+            text: fields.delta.unwrap_or_default(),
+            finished: false,
+        },
+        "response.completed" | "response.incomplete" => EventKind::Finished {
+            usage: fields.response.and_then(|r| r.usage).map(Usage::from),
+        },
+        "response.output_item.done" if is_call(&fields.item) => EventKind::ToolCallDone,
+        "response.output_item.added" if is_call(&fields.item) => {
+            EventKind::ToolCall { finished: false }
+        }
+        t if t.ends_with("arguments.delta") => EventKind::ToolCall { finished: false },
+        t if t.starts_with("response.reasoning") || t.starts_with("response.refusal") => {
+            EventKind::Reasoning
+        }
+        _ => EventKind::Empty { usage: None },
     }
 }
 
@@ -266,7 +336,10 @@ fn screen(
         });
     }
     let commit = match kind {
-        EventKind::Content { .. } | EventKind::Reasoning => true,
+        EventKind::Content { .. }
+        | EventKind::Reasoning
+        | EventKind::ToolCallDone
+        | EventKind::Finished { .. } => true,
         EventKind::ToolCall { finished } => finished,
         _ => false,
     } || !policy.until_content;
@@ -323,6 +396,9 @@ pub enum Output {
     #[default]
     OpenAi,
     Anthropic(Box<EventTranslator>),
+    /// Events already in the client's dialect (a Responses stream passed through):
+    /// relayed as they are, names included, with no end marker of ours.
+    Native,
 }
 
 impl Output {
@@ -337,7 +413,7 @@ impl Output {
     /// Sends one relayed chunk event on (`data` already rewritten if need be).
     fn event(&mut self, out: &mut Vec<u8>, frame: &mut Vec<u8>, name: Option<&str>, data: &str) {
         match self {
-            Output::OpenAi => push_event(out, frame, name, data),
+            Output::OpenAi | Output::Native => push_event(out, frame, name, data),
             Output::Anthropic(translator) => {
                 frame.clear();
                 translator.chunk(data, frame);
@@ -352,6 +428,7 @@ impl Output {
     fn done(&mut self, out: &mut Vec<u8>, frame: &mut Vec<u8>, usage: Option<Usage>) {
         match self {
             Output::OpenAi => push_event(out, frame, None, "[DONE]"),
+            Output::Native => {}
             Output::Anthropic(translator) => {
                 frame.clear();
                 translator.done(usage, frame);
@@ -648,8 +725,19 @@ fn apply(
             content(event, text, finished, relaying, policy, stats)
         }
         // Neither is text a continuation could pick up again after it.
-        EventKind::ToolCall { .. } | EventKind::Reasoning if aligning => {
+        EventKind::ToolCall { .. } | EventKind::ToolCallDone | EventKind::Reasoning if aligning => {
             Some(StreamEnd::Misaligned)
+        }
+        EventKind::Finished { usage } => {
+            stats.usage = usage.or(stats.usage);
+            relaying.finished = true;
+            forward(event, None, None, relaying, policy, stats);
+            None
+        }
+        EventKind::ToolCallDone => {
+            stats.unrepeatable = true;
+            forward(event, None, None, relaying, policy, stats);
+            None
         }
         EventKind::ToolCall { .. } | EventKind::Reasoning => {
             stats.unrepeatable = true;
@@ -891,6 +979,77 @@ mod tests {
             data: data.into(),
             id: None,
         }
+    }
+
+    /// Legacy completions carry text in `choices[].text`; Responses API events
+    /// (passed through natively) are read by their `type`.
+    #[test]
+    fn inspects_completions_chunks_and_responses_events() {
+        let text = r#"{"object":"text_completion","choices":[{"text":"hi","index":0,"finish_reason":null}]}"#;
+        assert_eq!(
+            inspect(&ev(text)),
+            EventKind::Content {
+                text: "hi".into(),
+                finished: false
+            }
+        );
+        let completed = r#"{"type":"response.completed","sequence_number":9,"response":{"id":"r","usage":{"input_tokens":7,"output_tokens":3,"total_tokens":10}}}"#;
+        let usage = Usage {
+            prompt_tokens: 7,
+            completion_tokens: 3,
+        };
+        let table = [
+            (
+                r#"{"type":"response.output_text.delta","item_id":"m","output_index":0,"content_index":0,"delta":"Hel","sequence_number":4}"#,
+                EventKind::Content {
+                    text: "Hel".into(),
+                    finished: false,
+                },
+            ),
+            (
+                r#"{"type":"response.created","sequence_number":0,"response":{"id":"r","output":[]}}"#,
+                EventKind::Empty { usage: None },
+            ),
+            (
+                r#"{"type":"response.output_item.added","item":{"type":"message","id":"m"}}"#,
+                EventKind::Empty { usage: None },
+            ),
+            (
+                r#"{"type":"response.output_item.added","item":{"type":"function_call","id":"f"}}"#,
+                EventKind::ToolCall { finished: false },
+            ),
+            (
+                r#"{"type":"response.function_call_arguments.delta","item_id":"f","delta":"{\"a\""}"#,
+                EventKind::ToolCall { finished: false },
+            ),
+            (
+                r#"{"type":"response.output_item.done","item":{"type":"function_call","id":"f"}}"#,
+                EventKind::ToolCallDone,
+            ),
+            (
+                r#"{"type":"response.output_item.done","item":{"type":"message","id":"m"}}"#,
+                EventKind::Empty { usage: None },
+            ),
+            (
+                r#"{"type":"response.reasoning_summary_text.delta","delta":"think"}"#,
+                EventKind::Reasoning,
+            ),
+            (completed, EventKind::Finished { usage: Some(usage) }),
+            (
+                r#"{"type":"response.failed","response":{"error":{"code":"server_error"}}}"#,
+                EventKind::Error,
+            ),
+            (
+                r#"{"type":"error","code":"server_error","message":"boom"}"#,
+                EventKind::Error,
+            ),
+        ];
+        for (data, kind) in table {
+            assert_eq!(inspect(&ev(data)), kind, "{data}");
+        }
+        // A chat chunk with a `type` of its own is still a chat chunk.
+        let typed = r#"{"type":"chunk","choices":[{"delta":{"content":"x"}}]}"#;
+        assert!(matches!(inspect(&ev(typed)), EventKind::Content { .. }));
     }
 
     #[test]

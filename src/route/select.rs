@@ -189,6 +189,7 @@ mod tests {
                 headers: Vec::new(),
                 query: Vec::new(),
                 timeouts: crate::config::Timeouts::DEFAULT,
+                quota: Default::default(),
             })
             .collect();
         crate::route::tests_support::route_with(strategy, targets)

@@ -8,8 +8,8 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
 
 use crate::config::{
-    Config, FallbackPolicy, HedgePolicy, Prefill, RetryPolicy, Route, Strategy, StreamPolicy,
-    Timeouts,
+    ClientKey, Config, FallbackPolicy, HedgePolicy, Prefill, RetryPolicy, Route, Strategy,
+    StreamPolicy, Timeouts,
 };
 use crate::health::{PrefillMemory, SharedBreaker};
 use crate::provider::{self, PreparedProvider};
@@ -135,14 +135,18 @@ impl Table {
     pub fn match_route<'h>(
         &self,
         model: &str,
-        key_name: Option<&str>,
+        key: Option<&ClientKey>,
         header: impl Fn(&str) -> Option<&'h [u8]>,
     ) -> Option<usize> {
+        if key.is_some_and(|k| !k.allows_model(model)) {
+            return None;
+        }
         self.config.routes.iter().position(|route| {
             let m = &route.matcher;
             let model_ok = m.models.is_empty() || m.models.iter().any(|x| x == "*" || x == model);
-            let key_ok =
-                m.keys.is_empty() || key_name.is_some_and(|k| m.keys.iter().any(|x| x == k));
+            let key_ok = key.map_or(m.keys.is_empty(), |k| {
+                k.allows_route(&route.name) && (m.keys.is_empty() || m.keys.contains(&k.name))
+            });
             let headers_ok = m
                 .headers
                 .iter()
@@ -151,13 +155,19 @@ impl Table {
         })
     }
 
-    /// The model names `key_name` may use: those of routes open to every key or
-    /// listing this one. Routes restricted to other keys stay invisible.
-    pub fn models_for(&self, key_name: Option<&str>) -> Vec<&str> {
+    /// The model names `key` may use: those of routes open to every key or
+    /// listing this one, that the key's own `routes` and `models` allow. Routes
+    /// restricted to other keys stay invisible.
+    pub fn models_for(&self, key: Option<&ClientKey>) -> Vec<&str> {
         let mut names: Vec<&str> = Vec::new();
         for (model, route) in &self.known_models {
-            let keys = &self.config.routes[*route].matcher.keys;
-            let visible = keys.is_empty() || key_name.is_some_and(|k| keys.iter().any(|x| x == k));
+            let route = &self.config.routes[*route];
+            let keys = &route.matcher.keys;
+            let visible = key.map_or(keys.is_empty(), |k| {
+                (keys.is_empty() || keys.contains(&k.name))
+                    && k.allows_route(&route.name)
+                    && (model == "*" || k.allows_model(model))
+            });
             if visible && !names.contains(&model.as_str()) {
                 names.push(model);
             }

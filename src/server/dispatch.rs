@@ -5,7 +5,7 @@
 
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use crate::downstream::ClientStream;
 use subtle::ConstantTimeEq;
@@ -22,11 +22,9 @@ use crate::shard::Shard;
 const MAX_REQUEST_ID: usize = 128;
 
 enum Endpoint {
-    Chat,
-    Embeddings,
+    /// A request proxied to providers.
+    Proxied(Proxied),
     Models,
-    /// Anthropic's Messages API.
-    Messages,
     /// Liveness: this shard answers.
     Healthz,
     /// Readiness of this node only (config loaded, shard serving, not draining),
@@ -35,12 +33,47 @@ enum Endpoint {
     Readyz,
 }
 
+/// The endpoints answered by providers, each a client API.
+#[derive(Clone, Copy)]
+enum Proxied {
+    Chat,
+    Embeddings,
+    /// OpenAI's legacy completions (pass-through only).
+    Completions,
+    /// Anthropic's Messages API.
+    Messages,
+    /// Anthropic's token counting (pass-through to Anthropic-kind targets).
+    CountTokens,
+}
+
+impl Proxied {
+    /// The API the client's body is for.
+    fn api(self) -> Api {
+        match self {
+            Proxied::Chat | Proxied::Messages => Api::ChatCompletions,
+            Proxied::Embeddings => Api::Embeddings,
+            Proxied::Completions => Api::Completions,
+            Proxied::CountTokens => Api::CountTokens,
+        }
+    }
+}
+
 fn endpoint(path: &str) -> Option<Endpoint> {
+    let proxied = match path {
+        "/v1/chat/completions" | "/chat/completions" => Proxied::Chat,
+        "/v1/embeddings" | "/embeddings" => Proxied::Embeddings,
+        "/v1/completions" | "/completions" => Proxied::Completions,
+        "/v1/messages" | "/messages" => Proxied::Messages,
+        "/v1/messages/count_tokens" | "/messages/count_tokens" => Proxied::CountTokens,
+        _ => return own_endpoint(path),
+    };
+    Some(Endpoint::Proxied(proxied))
+}
+
+/// The gateway's own endpoints.
+fn own_endpoint(path: &str) -> Option<Endpoint> {
     match path {
-        "/v1/chat/completions" | "/chat/completions" => Some(Endpoint::Chat),
-        "/v1/embeddings" | "/embeddings" => Some(Endpoint::Embeddings),
         "/v1/models" | "/models" => Some(Endpoint::Models),
-        "/v1/messages" | "/messages" => Some(Endpoint::Messages),
         "/healthz" => Some(Endpoint::Healthz),
         "/readyz" => Some(Endpoint::Readyz),
         _ => None,
@@ -99,13 +132,13 @@ pub fn admit(shard: &Shard, head: &RequestHead) -> Result<Admitted, Box<Rejected
     });
     let Some(endpoint) = served else {
         let error = ApiError::not_found(format!(
-            "Unknown path `{}`. switchyard serves /v1/chat/completions, /v1/embeddings, /v1/messages and /v1/models.",
+            "Unknown path `{}`. switchyard serves /v1/chat/completions, /v1/completions, /v1/embeddings, /v1/messages, /v1/messages/count_tokens and /v1/models.",
             head.path()
         ));
         return reject(error, None, meta);
     };
     let (allowed, allow_header): (Method, &'static [u8]) = match endpoint {
-        Endpoint::Chat | Endpoint::Embeddings | Endpoint::Messages => (Method::Post, b"POST"),
+        Endpoint::Proxied(_) => (Method::Post, b"POST"),
         Endpoint::Models | Endpoint::Healthz | Endpoint::Readyz => (Method::Get, b"GET"),
     };
     if head.method != allowed {
@@ -171,10 +204,10 @@ pub async fn dispatch(
         mut meta,
     } = admitted;
     meta.keep_alive = keep_alive;
-    let key_name = key.map(|i| table.config.keys[i].name.as_str());
+    let key = key.and_then(|i| table.config.keys.get(i));
     match endpoint {
         Endpoint::Models => {
-            let body = models_body(&table, key_name);
+            let body = models_body(&table, key);
             meta.write_full(out, 200, b"application/json", &body, &[]);
             write_out(client, out).await
         }
@@ -190,23 +223,20 @@ pub async fn dispatch(
             meta.write_full(out, status, b"application/json", body, &[]);
             write_out(client, out).await
         }
-        Endpoint::Chat | Endpoint::Embeddings | Endpoint::Messages => {
-            let api = match endpoint {
-                Endpoint::Embeddings => Api::Embeddings,
-                _ => Api::ChatCompletions,
-            };
+        Endpoint::Proxied(proxied) => {
             let incoming = Incoming {
-                api,
+                api: proxied.api(),
                 head,
                 body,
                 request_id: meta.request_id,
-                key_name,
+                key,
                 started,
                 keep_alive,
                 dialect: meta.dialect,
+                native: None,
             };
-            match endpoint {
-                Endpoint::Messages => messages::handle(shard, &incoming, client, out).await,
+            match proxied {
+                Proxied::Messages => messages::handle(shard, &incoming, client, out).await,
                 _ => chat::handle(shard, &incoming, client, out).await,
             }
         }
@@ -274,22 +304,28 @@ fn authenticate(
                 "Missing API key: send `Authorization: Bearer <key>`."
             })
         })?;
+    let presented = crate::config::keys::digest(presented);
     let mut found = None;
     for (index, key) in keys.iter().enumerate() {
         // Every key is compared, so timing does not say which one matched.
-        if bool::from(key.key.as_bytes().ct_eq(presented)) {
+        if bool::from(key.digest.ct_eq(&presented)) {
             found = Some(index);
         }
     }
-    found
-        .map(Some)
-        .ok_or_else(|| ApiError::unauthorized("Incorrect API key provided."))
+    let index = found.ok_or_else(|| ApiError::unauthorized("Incorrect API key provided."))?;
+    if let Some(expired) = keys[index].expires.filter(|at| *at <= SystemTime::now()) {
+        let when = humantime::format_rfc3339_seconds(expired);
+        return Err(ApiError::unauthorized(format!(
+            "This API key expired at {when}."
+        )));
+    }
+    Ok(Some(index))
 }
 
 /// `/v1/models`: only what the caller's key may use.
-fn models_body(table: &Table, key_name: Option<&str>) -> Vec<u8> {
+fn models_body(table: &Table, key: Option<&crate::config::ClientKey>) -> Vec<u8> {
     let data: Vec<serde_json::Value> = table
-        .models_for(key_name)
+        .models_for(key)
         .into_iter()
         .map(|id| serde_json::json!({ "id": id, "object": "model", "created": 0, "owned_by": "switchyard" }))
         .collect();

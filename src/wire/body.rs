@@ -10,6 +10,8 @@ use std::ops::Range;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
+use super::Api;
+
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum BodyError {
     #[error(transparent)]
@@ -102,8 +104,16 @@ impl ChatBody {
     /// asks the provider for usage (the gateway strips that chunk again when the
     /// client did not ask for it).
     pub fn rewrite(&self, body: &[u8], target_model: &str, out: &mut Vec<u8>) {
+        self.rewrite_for(Api::ChatCompletions, body, target_model, out);
+    }
+
+    /// [`Self::rewrite`] for a body of `api`: only chat and legacy completions take
+    /// `stream_options.include_usage` (the Responses API reports usage in its last
+    /// event and refuses the option).
+    pub fn rewrite_for(&self, api: Api, body: &[u8], target_model: &str, out: &mut Vec<u8>) {
         out.reserve(body.len() + target_model.len() + 48);
-        let ask_usage = self.stream && !self.client_wants_usage;
+        let takes_usage_option = matches!(api, Api::ChatCompletions | Api::Completions);
+        let ask_usage = self.stream && !self.client_wants_usage && takes_usage_option;
         let model_json = serde_json::Value::from(target_model).to_string();
         let options_span = self.stream_options_span.clone().filter(|_| ask_usage);
         let mut cursor = 0;
@@ -185,6 +195,23 @@ mod tests {
         assert_eq!(v["stream_options"]["include_usage"], true);
         assert_eq!(v["stream_options"]["foo"], 1);
         assert_eq!(v["model"], "t");
+    }
+
+    #[test]
+    fn only_chat_and_completions_streams_ask_for_usage() {
+        let body = br#"{"model":"chat","stream":true,"input":"hi"}"#;
+        let parsed = ChatBody::parse(body).unwrap();
+        for (api, asks) in [
+            (Api::ChatCompletions, true),
+            (Api::Completions, true),
+            (Api::Responses, false),
+        ] {
+            let mut out = Vec::new();
+            parsed.rewrite_for(api, body, "t", &mut out);
+            let v: Value = serde_json::from_slice(&out).unwrap();
+            assert_eq!(v["model"], "t", "{api:?}");
+            assert_eq!(v.get("stream_options").is_some(), asks, "{api:?}");
+        }
     }
 
     #[test]

@@ -271,6 +271,26 @@ impl Reply {
     }
 }
 
+#[derive(Deserialize)]
+struct CountRequest {
+    #[serde(default)]
+    messages: Option<Vec<Value>>,
+}
+
+/// Answers `POST {prefix}/v1/messages/count_tokens`: `{"input_tokens":N}`, N
+/// counted from the body like the Messages route's `usage.input_tokens` (one
+/// token per 4 bytes). `messages` is required.
+pub(crate) fn write_count_tokens(out: &mut Vec<u8>, body: &[u8]) -> Result<(), BodyError> {
+    let req: CountRequest = serde_json::from_slice(body)?;
+    if req.messages.is_none() {
+        return Err(BodyError::Field("messages: Field required"));
+    }
+    out.extend_from_slice(b"{\"input_tokens\":");
+    push_u64(out, (body.len() as u64).div_ceil(4));
+    out.push(b'}');
+    Ok(())
+}
+
 /// Appends the `event: error` that ends a stream with `overloaded_error`.
 pub(crate) fn write_error_event(out: &mut Vec<u8>) {
     out.extend_from_slice(b"event: error\ndata: ");

@@ -18,7 +18,7 @@ use super::request::{self, BodyLen, RequestError, RequestHead, Route};
 use super::server::Local;
 use super::state::Shared;
 use super::stream::StreamPlan;
-use super::wire::{self, Framing, Head};
+use super::wire::{self, Framing, Head, Limits};
 use super::Fault;
 
 const READ_CHUNK: usize = 16 * 1024;
@@ -57,6 +57,8 @@ pub(crate) struct Conn {
     pub(super) out: Vec<u8>,
     pub(super) scratch: Vec<u8>,
     decoded: Vec<u8>,
+    /// The rate-limit headers of the answer being written.
+    pub(super) limits: Limits,
 }
 
 /// Serves one connection to its end.
@@ -76,6 +78,7 @@ pub(crate) async fn serve(
         out: Vec::with_capacity(READ_CHUNK),
         scratch: Vec::new(),
         decoded: Vec::new(),
+        limits: Limits::None,
     };
     let mut next = conn.run().await;
     if next == Next::Stall {
@@ -184,6 +187,7 @@ impl Conn {
     /// Answers a request the mock cannot read, then closes.
     async fn reject(&mut self, error: &RequestError) -> Next {
         let status = error.status();
+        self.limits = Limits::None;
         self.scratch.clear();
         openai::write_error(
             &mut self.scratch,
@@ -223,6 +227,7 @@ impl Conn {
             provider: &self.local.shared.settings.name,
             retry_after,
             extra,
+            limits: self.limits,
         };
         wire::write_head(&mut self.out, &head);
         self.out.extend_from_slice(&self.scratch);
@@ -244,6 +249,7 @@ impl Conn {
             BodyAt::Decoded => &self.decoded[..],
         };
         if head.route.is_control() || self.control {
+            self.limits = Limits::None;
             let route = if head.route.is_control() {
                 head.route
             } else {
@@ -260,6 +266,10 @@ impl Conn {
         }
         let head_bytes = &self.rbuf[..head.head_len];
         let id = self.shared().record(head_bytes, body);
+        self.limits = match head.route.dialect() {
+            Some(Dialect::Anthropic) => Limits::Anthropic(id),
+            _ => Limits::OpenAi(id),
+        };
         if let Fault::EchoRequest { status } = *fault {
             Shared::count(&self.local.shared.faults_injected);
             self.scratch.clear();
@@ -277,6 +287,7 @@ impl Conn {
             body,
             id,
             continuation: self.shared().continuation(),
+            shared: Some(&self.local.shared),
         };
         let plan = match plan::plan(&self.local.shared.settings, &incoming, &mut self.scratch) {
             Plan::Stream(stream) => Some(stream),

@@ -1,11 +1,45 @@
 //! The `/_mock/` control routes: read or switch the fault or the continuation mode,
-//! read the counters.
+//! read the counters and what the mock received.
+
+use serde::Serialize;
 
 use super::openai;
 use super::request::Route;
-use super::state::Shared;
+use super::state::{Shared, RING_BODY};
 use super::wire;
-use super::{Continuation, Fault};
+use super::{Continuation, Fault, RecordedRequest};
+
+/// The JSON form of a recorded request (`GET /_mock/last_request`).
+#[derive(Serialize)]
+struct Shown<'a> {
+    method: &'a str,
+    path: &'a str,
+    headers: &'a [(String, String)],
+    /// Lossy UTF-8, at most [`RING_BODY`] bytes of it.
+    body: std::borrow::Cow<'a, str>,
+    body_len: usize,
+}
+
+impl<'a> Shown<'a> {
+    fn of(req: &'a RecordedRequest) -> Shown<'a> {
+        let cut = &req.body[..req.body.len().min(RING_BODY)];
+        Shown {
+            method: &req.method,
+            path: &req.path,
+            headers: &req.headers,
+            body: String::from_utf8_lossy(cut),
+            body_len: req.body_len,
+        }
+    }
+}
+
+/// Appends `value` as JSON (these shapes always serialize).
+fn push_json<T: Serialize>(out: &mut Vec<u8>, value: &T) {
+    if serde_json::to_writer(&mut *out, value).is_err() {
+        out.clear();
+        openai::write_error(out, "could not serialize", "server_error");
+    }
+}
 
 /// Builds a control answer in `out`; returns its status and the fault to apply
 /// once it is sent.
@@ -28,6 +62,22 @@ pub(super) fn control_reply(
             out.extend_from_slice(b",\"faults_injected\":");
             wire::push_u64(out, stats.faults_injected);
             out.push(b'}');
+            (200, None)
+        }
+        Route::LastRequest => match shared.last_request() {
+            Some(req) => {
+                push_json(out, &Shown::of(&req));
+                (200, None)
+            }
+            None => {
+                openai::write_error(out, "no provider request yet", "invalid_request_error");
+                (404, None)
+            }
+        },
+        Route::Requests => {
+            let all = shared.recent_requests();
+            let shown: Vec<Shown<'_>> = all.iter().map(Shown::of).collect();
+            push_json(out, &shown);
             (200, None)
         }
         Route::GetFault => {

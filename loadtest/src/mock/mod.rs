@@ -21,6 +21,21 @@
 //! - Azure OpenAI: `POST {prefix}/openai/deployments/{deployment}/chat/completions
 //!   ?api-version=...` (`api-key` header required; "filtered" in the last user
 //!   message triggers the content filter).
+//! - OpenAI Responses API: `POST /v1/responses` (also `/responses`, and for Azure
+//!   any path ending in `/openai/v1/responses`, `api-key` required, model from the
+//!   body): the `response` object or its typed event stream, a `function_call`
+//!   item when a tool call is forced; `previous_response_id` must name a stored
+//!   (`store` not false) response this mock process issued, among its last 4096
+//!   (400 `previous_response_not_found` otherwise). See `responses.rs`.
+//! - Legacy completions: `POST /v1/completions` (also `/completions`, Azure
+//!   `{prefix}/openai/deployments/{deployment}/completions?api-version=...`), see
+//!   `completions.rs`.
+//! - Anthropic `POST {prefix}/v1/messages/count_tokens`: `{"input_tokens":N}`.
+//!
+//! Every provider answer (whole, error or stream head) carries rate-limit and
+//! request-id headers: `x-ratelimit-*` and `x-request-id: req_mock_{n}`, or on
+//! Anthropic paths `anthropic-ratelimit-*` and `request-id: req_mock_{n}` (`n` the
+//! request's sequence number; see `wire.rs`).
 //!
 //! Every dialect sends the same words and follows the same continuation rules, and
 //! every fault applies to every dialect, shaped as that provider sends it: status
@@ -29,7 +44,11 @@
 //! - `POST /_mock/fault` with a [`Fault`] in JSON (`{"mode":"status","status":503}`),
 //!   `GET /_mock/fault`, `POST /_mock/continuation` with a [`Continuation`] in JSON
 //!   (`{"mode":"prefill_only"}`), `GET /_mock/continuation`, `GET /_mock/stats`
-//!   ([`MockStats`] as JSON). Control routes are never faulted, counted or recorded.
+//!   ([`MockStats`] as JSON), `GET /_mock/last_request` (`{"method","path",
+//!   "headers":[[name,value],..],"body","body_len"}`, body lossy UTF-8 cut at
+//!   64 KiB; 404 before the first request), `GET /_mock/requests` (the last 32 in
+//!   that form, oldest first). Control routes are never faulted, counted or
+//!   recorded.
 //!
 //! The answer is `"Hello from {name}: w0 w1 ... w{n-1} "` (`n` = `stream_chunks`, at
 //! least 1); streamed, each word is one chunk and the greeting rides in the first.
@@ -50,6 +69,7 @@ mod answer;
 mod anthropic;
 mod azure;
 mod bedrock;
+mod completions;
 mod conn;
 mod control;
 mod dialect;
@@ -60,6 +80,7 @@ mod gemini;
 mod openai;
 mod plan;
 mod request;
+mod responses;
 mod server;
 mod state;
 mod stream;
@@ -77,8 +98,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 
 pub use answer::Continuation;
+pub use completions::after_words as completions_after_words;
 pub use dialect::Dialect;
 pub use fault::{Fault, FaultError};
+pub use responses::after_words as responses_after_words;
 
 use server::{Place, ThreadSpec};
 use state::{Settings, Shared};
@@ -151,8 +174,11 @@ pub struct RecordedRequest {
     pub dialect: Option<Dialect>,
     /// Header names lower-cased, in request order.
     pub headers: Vec<(String, String)>,
-    /// The body, de-chunked.
+    /// The body, de-chunked (from [`MockHandle::requests`]: at most the first
+    /// 64 KiB).
     pub body: Vec<u8>,
+    /// The body's full length in bytes.
+    pub body_len: usize,
 }
 
 impl RecordedRequest {
@@ -223,8 +249,15 @@ impl MockHandle {
         self.inner.shared.stats()
     }
 
+    /// The last provider request, body whole (control requests excluded).
     pub fn last_request(&self) -> Option<RecordedRequest> {
         self.inner.shared.last_request()
+    }
+
+    /// The last 32 provider requests, oldest first, each body cut at 64 KiB (the
+    /// same as `GET /_mock/requests`).
+    pub fn requests(&self) -> Vec<RecordedRequest> {
+        self.inner.shared.recent_requests()
     }
 
     /// Stops every thread and joins them; open connections are closed. Takes at

@@ -93,7 +93,7 @@ impl Answer {
         read_chat(body, words, id, mode).map(|chat| chat.answer)
     }
 
-    fn push_usage(&self, out: &mut Vec<u8>) {
+    pub(crate) fn push_usage(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(b"\"usage\":{\"prompt_tokens\":");
         push_u64(out, self.prompt_tokens);
         out.extend_from_slice(b",\"completion_tokens\":");

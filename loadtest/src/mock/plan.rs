@@ -5,11 +5,13 @@ use super::answer::{Answer, Continuation};
 use super::anthropic;
 use super::azure::Refusal;
 use super::bedrock;
+use super::completions;
 use super::dialect::{self, BodyError, Dialect, ErrorHeader};
 use super::gemini;
 use super::openai;
 use super::request::{self, GeminiMethod, Route};
-use super::state::Settings;
+use super::responses;
+use super::state::{Settings, Shared};
 use super::stream::StreamPlan;
 
 /// The fault-free answer to a provider request.
@@ -35,6 +37,9 @@ pub(crate) struct Incoming<'a> {
     pub id: u64,
     /// The mock's continuation mode when the request arrived.
     pub continuation: Continuation,
+    /// The mock's shared state (the Responses API ids it issued); `None` in unit
+    /// tests, where every `previous_response_id` is unknown.
+    pub shared: Option<&'a Shared>,
 }
 
 const OK: Plan = Plan::Whole {
@@ -78,21 +83,121 @@ pub(crate) fn plan(settings: &Settings, req: &Incoming<'_>, out: &mut Vec<u8>) -
             })
         }
         Route::AzureChat => return azure_answer(req, path_model, settings, out),
+        Route::Responses { azure } => return responses_answer(req, azure, settings, out),
+        Route::Completions { azure } => {
+            return completions_answer(req, azure.then_some(path_model), settings, out)
+        }
+        Route::CountTokens => anthropic::write_count_tokens(out, req.body).map(|()| OK),
         Route::MethodNotAllowed => return not_here(out, 405, "method not allowed"),
         _ => return not_here(out, 404, "unknown path"),
     };
-    answered.unwrap_or_else(|e| {
-        out.clear();
-        let dialect = req.route.dialect().unwrap_or(Dialect::OpenAi);
-        let header = match e {
-            BodyError::Prefill => dialect::write_prefill_rejected(dialect, out, name),
-            e => dialect::write_error(dialect, out, 400, Some(&e.to_string()), name),
-        };
-        Plan::Whole {
-            status: 400,
-            header,
+    let dialect = req.route.dialect().unwrap_or(Dialect::OpenAi);
+    answered.unwrap_or_else(|e| body_error(dialect, e, out, name))
+}
+
+/// The 400 a body that cannot be answered gets, in `dialect`'s shape.
+fn body_error(dialect: Dialect, e: BodyError, out: &mut Vec<u8>, name: &str) -> Plan {
+    out.clear();
+    let header = match e {
+        BodyError::Prefill => dialect::write_prefill_rejected(dialect, out, name),
+        e => dialect::write_error(dialect, out, 400, Some(&e.to_string()), name),
+    };
+    Plan::Whole {
+        status: 400,
+        header,
+    }
+}
+
+fn refused(refusal: Refusal, out: &mut Vec<u8>) -> Plan {
+    out.clear();
+    refusal.write(out);
+    Plan::Whole {
+        status: refusal.status(),
+        header: None,
+    }
+}
+
+/// The Responses API: Azure's key and content filter rules (no api-version: the
+/// v1 API needs none), the `previous_response_id` check, then the answer. Only
+/// responses stored (`store` not false) can be named by a later request.
+fn responses_answer(
+    req: &Incoming<'_>,
+    azure: bool,
+    settings: &Settings,
+    out: &mut Vec<u8>,
+) -> Plan {
+    let dialect = if azure {
+        Dialect::Azure
+    } else {
+        Dialect::OpenAi
+    };
+    if let (true, Err(refusal)) = (azure, Refusal::check(req.api_key, Some("v1"))) {
+        return refused(refusal, out);
+    }
+    let tag = req.shared.map_or(0, |s| s.tag);
+    let words = settings.stream_chunks;
+    let reply = match responses::Reply::read(req.body, words, req.id, req.continuation, tag) {
+        Ok(reply) => reply,
+        Err(e) => return body_error(dialect, e, out, &settings.name),
+    };
+    if let (true, Err(refusal)) = (azure, Refusal::filter(reply.last_user.as_deref())) {
+        return refused(refusal, out);
+    }
+    if let Some(previous) = &reply.previous {
+        let issued = responses::Reply::parse_id(previous, tag)
+            .is_some_and(|n| req.shared.is_some_and(|s| s.issued_response(n)));
+        if !issued {
+            responses::write_unknown_previous(out, previous);
+            return Plan::Whole {
+                status: 400,
+                header: None,
+            };
         }
-    })
+    }
+    if let (true, Some(shared)) = (reply.store, req.shared) {
+        shared.issue_response(req.id);
+    }
+    if reply.answer.stream {
+        return Plan::Stream(StreamPlan::Responses(reply));
+    }
+    reply.push_response(out, &settings.name, settings.created, true);
+    OK
+}
+
+/// Legacy completions; for Azure (`deployment` set) the key, api-version and
+/// content filter rules of the chat route, with the deployment as the model.
+fn completions_answer(
+    req: &Incoming<'_>,
+    deployment: Option<&str>,
+    settings: &Settings,
+    out: &mut Vec<u8>,
+) -> Plan {
+    let dialect = if deployment.is_some() {
+        Dialect::Azure
+    } else {
+        Dialect::OpenAi
+    };
+    if deployment.is_some() {
+        let api_version = request::query_param(req.target, "api-version");
+        if let Err(refusal) = Refusal::check(req.api_key, api_version) {
+            return refused(refusal, out);
+        }
+    }
+    let mut completion = match completions::read(req.body, settings.stream_chunks, req.id) {
+        Ok(completion) => completion,
+        Err(e) => return body_error(dialect, e, out, &settings.name),
+    };
+    if let Some(deployment) = deployment {
+        if let Err(refusal) = Refusal::filter(Some(&completion.prompt)) {
+            return refused(refusal, out);
+        }
+        completion.answer.model = deployment.to_string();
+    }
+    if completion.answer.stream {
+        return Plan::Stream(StreamPlan::Completions(completion.answer));
+    }
+    completions::write_whole(out, &completion.answer, &settings.name, settings.created);
+    OK
 }
 
 fn openai_answer(answer: Answer, out: &mut Vec<u8>, settings: &Settings) -> Plan {
@@ -202,6 +307,7 @@ mod tests {
             body: body.as_bytes(),
             id: 1,
             continuation: mode,
+            shared: None,
         };
         let mut out = Vec::new();
         match plan(&settings(), &req, &mut out) {

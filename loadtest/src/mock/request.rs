@@ -26,11 +26,27 @@ pub(crate) enum Route {
     },
     /// Azure OpenAI `{prefix}/openai/deployments/{deployment}/chat/completions`.
     AzureChat,
+    /// The OpenAI Responses API: `/v1/responses`, `/responses`, or (`azure`) any
+    /// path ending in `/openai/v1/responses`.
+    Responses {
+        azure: bool,
+    },
+    /// Legacy text completions: `/v1/completions`, `/completions`, or (`azure`)
+    /// `{prefix}/openai/deployments/{deployment}/completions`.
+    Completions {
+        azure: bool,
+    },
+    /// Anthropic `{prefix}/v1/messages/count_tokens`.
+    CountTokens,
     GetFault,
     SetFault,
     GetContinuation,
     SetContinuation,
     Stats,
+    /// `GET /_mock/last_request`.
+    LastRequest,
+    /// `GET /_mock/requests`.
+    Requests,
     NotFound,
     MethodNotAllowed,
 }
@@ -54,17 +70,25 @@ impl Route {
                 | Route::GetContinuation
                 | Route::SetContinuation
                 | Route::Stats
+                | Route::LastRequest
+                | Route::Requests
         )
     }
 
     /// The dialect a provider route speaks; `None` for control and unknown routes.
     pub(crate) fn dialect(self) -> Option<Dialect> {
         match self {
-            Route::Chat | Route::Embeddings | Route::Models => Some(Dialect::OpenAi),
-            Route::Messages => Some(Dialect::Anthropic),
+            Route::Chat
+            | Route::Embeddings
+            | Route::Models
+            | Route::Responses { azure: false }
+            | Route::Completions { azure: false } => Some(Dialect::OpenAi),
+            Route::Messages | Route::CountTokens => Some(Dialect::Anthropic),
             Route::Gemini(_) => Some(Dialect::Gemini),
             Route::Converse { .. } => Some(Dialect::Bedrock),
-            Route::AzureChat => Some(Dialect::Azure),
+            Route::AzureChat
+            | Route::Responses { azure: true }
+            | Route::Completions { azure: true } => Some(Dialect::Azure),
             _ => None,
         }
     }
@@ -153,7 +177,11 @@ pub(crate) fn route(method: &str, path: &str) -> Route {
         "/v1/chat/completions" | "/chat/completions" => ("POST", Route::Chat),
         "/v1/embeddings" | "/embeddings" => ("POST", Route::Embeddings),
         "/v1/models" | "/models" => ("GET", Route::Models),
+        "/v1/responses" | "/responses" => ("POST", Route::Responses { azure: false }),
+        "/v1/completions" | "/completions" => ("POST", Route::Completions { azure: false }),
         "/_mock/stats" => ("GET", Route::Stats),
+        "/_mock/last_request" => ("GET", Route::LastRequest),
+        "/_mock/requests" => ("GET", Route::Requests),
         "/_mock/fault" if method == "GET" => ("GET", Route::GetFault),
         "/_mock/fault" => ("POST", Route::SetFault),
         "/_mock/continuation" if method == "GET" => ("GET", Route::GetContinuation),
@@ -178,10 +206,20 @@ pub(crate) fn dialect_target(path: &str) -> Option<(Route, &str)> {
     if path.ends_with("/v1/messages") {
         return Some((Route::Messages, ""));
     }
+    if path.ends_with("/v1/messages/count_tokens") {
+        return Some((Route::CountTokens, ""));
+    }
+    if path.ends_with("/openai/v1/responses") {
+        return Some((Route::Responses { azure: true }, ""));
+    }
     if let Some((_, rest)) = path.split_once("/openai/deployments/") {
         let (deployment, tail) = rest.split_once('/')?;
-        return (!deployment.is_empty() && tail == "chat/completions")
-            .then_some((Route::AzureChat, deployment));
+        let route = match tail {
+            "chat/completions" => Route::AzureChat,
+            "completions" => Route::Completions { azure: true },
+            _ => return None,
+        };
+        return (!deployment.is_empty()).then_some((route, deployment));
     }
     if let Some((_, rest)) = path.rsplit_once("/models/") {
         let (model, method) = rest.rsplit_once(':')?;
@@ -404,12 +442,34 @@ mod tests {
                 "/openai/deployments/gpt4o/chat/completions?api-version=2024-06-01",
                 Some((Route::AzureChat, "gpt4o")),
             ),
-            ("/openai/deployments/gpt4o/completions", None),
+            (
+                "/openai/deployments/gpt4o/completions",
+                Some((Route::Completions { azure: true }, "gpt4o")),
+            ),
+            ("/openai/deployments/gpt4o/embeddings", None),
+            (
+                "/az/openai/v1/responses?api-version=preview",
+                Some((Route::Responses { azure: true }, "")),
+            ),
+            (
+                "/anthropic/v1/messages/count_tokens",
+                Some((Route::CountTokens, "")),
+            ),
         ];
         for (path, want) in cases {
             assert_eq!(dialect_target(path), want, "{path}");
         }
         assert_eq!(route("GET", "/v1/messages"), Route::MethodNotAllowed);
+        assert_eq!(
+            route("POST", "/v1/responses"),
+            Route::Responses { azure: false }
+        );
+        assert_eq!(
+            route("POST", "/completions"),
+            Route::Completions { azure: false }
+        );
+        assert_eq!(route("GET", "/_mock/last_request"), Route::LastRequest);
+        assert_eq!(route("POST", "/_mock/requests"), Route::MethodNotAllowed);
         let h = head("POST /openai/deployments/d/chat/completions?api-version=1 HTTP/1.1\r\napi-key: k\r\n\r\n");
         assert_eq!((h.route, h.api_key), (Route::AzureChat, true));
         let raw = b"POST /a/b?alt=sse&key=K HTTP/1.1\r\n\r\n";

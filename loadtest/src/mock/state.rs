@@ -1,7 +1,9 @@
 //! State shared by all threads of one mock: the current fault (published through a
 //! generation counter so each request pays one atomic load), the continuation mode
-//! (one atomic byte), counters, the last recorded request, and the shutdown flag.
+//! (one atomic byte), counters, the recorded requests (the last one whole, a short
+//! ring of recent ones), the Responses API ids it issued, and the shutdown flag.
 
+use std::collections::{HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -33,7 +35,27 @@ pub(crate) struct Shared {
     pub faults_injected: AtomicU64,
     /// `Status` injections since the fault was last set (for `times`).
     status_hits: AtomicU64,
-    last: Mutex<Option<RawRequest>>,
+    /// One lock for both records, so a request pays one lock as before.
+    recorded: Mutex<Recorded>,
+    responses: Mutex<IssuedIds>,
+    /// Random per process: response ids name it, so a mock accepts only its own.
+    pub tag: u32,
+}
+
+/// How many recent requests `GET /_mock/requests` shows.
+pub(crate) const RING: usize = 32;
+/// The body bytes kept per request in the ring (the last request is kept whole).
+pub(crate) const RING_BODY: usize = 64 * 1024;
+/// How many issued Responses API ids the mock remembers for `previous_response_id`.
+pub(crate) const REMEMBERED: usize = 4096;
+
+/// What the mock keeps of the requests it read.
+#[derive(Default)]
+struct Recorded {
+    /// The last request, body whole.
+    last: Option<RawRequest>,
+    /// The last [`RING`] requests, oldest first, bodies cut at [`RING_BODY`].
+    ring: VecDeque<RawRequest>,
 }
 
 /// The raw bytes of a request, parsed only when someone asks for it.
@@ -41,6 +63,50 @@ pub(crate) struct Shared {
 struct RawRequest {
     head: Vec<u8>,
     body: Vec<u8>,
+    /// The body's full length (the ring keeps only a prefix).
+    body_len: usize,
+}
+
+impl RawRequest {
+    fn fill(&mut self, head: &[u8], body: &[u8], cap: usize) {
+        self.head.clear();
+        self.head.extend_from_slice(head);
+        self.body.clear();
+        self.body.extend_from_slice(&body[..body.len().min(cap)]);
+        self.body_len = body.len();
+    }
+
+    fn parse(&self) -> Option<RecordedRequest> {
+        let mut headers = [httparse::EMPTY_HEADER; 64];
+        let mut req = httparse::Request::new(&mut headers);
+        req.parse(&self.head).ok()?;
+        let (method, path) = (req.method?, req.path?);
+        Some(RecordedRequest {
+            method: method.to_string(),
+            path: path.to_string(),
+            dialect: super::request::route(method, path).dialect(),
+            headers: req
+                .headers
+                .iter()
+                .map(|h| {
+                    (
+                        h.name.to_ascii_lowercase(),
+                        String::from_utf8_lossy(h.value).into_owned(),
+                    )
+                })
+                .collect(),
+            body: self.body.clone(),
+            body_len: self.body_len,
+        })
+    }
+}
+
+/// The Responses API ids (their sequence numbers) issued, the newest
+/// [`REMEMBERED`] of them.
+#[derive(Default)]
+struct IssuedIds {
+    set: HashSet<u64>,
+    order: VecDeque<u64>,
 }
 
 impl Shared {
@@ -62,7 +128,12 @@ impl Shared {
             streams: AtomicU64::new(0),
             faults_injected: AtomicU64::new(0),
             status_hits: AtomicU64::new(0),
-            last: Mutex::new(None),
+            recorded: Mutex::new(Recorded {
+                last: None,
+                ring: VecDeque::with_capacity(RING),
+            }),
+            responses: Mutex::new(IssuedIds::default()),
+            tag: fastrand::u32(0x1000_0000..=u32::MAX),
         }
     }
 
@@ -132,40 +203,57 @@ impl Shared {
         }
     }
 
-    /// Counts one provider request and keeps its bytes; returns its sequence number.
+    /// Counts one provider request and keeps its bytes (reusing the buffers of
+    /// the request it replaces); returns its sequence number.
     pub(crate) fn record(&self, head: &[u8], body: &[u8]) -> u64 {
-        let mut last = lock(&self.last);
-        let raw = last.get_or_insert_with(RawRequest::default);
-        raw.head.clear();
-        raw.head.extend_from_slice(head);
-        raw.body.clear();
-        raw.body.extend_from_slice(body);
+        {
+            let mut recorded = lock(&self.recorded);
+            recorded
+                .last
+                .get_or_insert_with(RawRequest::default)
+                .fill(head, body, usize::MAX);
+            let ring = &mut recorded.ring;
+            let mut slot = if ring.len() >= RING {
+                ring.pop_front().unwrap_or_default()
+            } else {
+                RawRequest::default()
+            };
+            slot.fill(head, body, RING_BODY);
+            ring.push_back(slot);
+        }
         self.requests.fetch_add(1, Ordering::Relaxed) + 1
     }
 
     pub(crate) fn last_request(&self) -> Option<RecordedRequest> {
-        let last = lock(&self.last);
-        let raw = last.as_ref()?;
-        let mut headers = [httparse::EMPTY_HEADER; 64];
-        let mut req = httparse::Request::new(&mut headers);
-        req.parse(&raw.head).ok()?;
-        let (method, path) = (req.method?, req.path?);
-        Some(RecordedRequest {
-            method: method.to_string(),
-            path: path.to_string(),
-            dialect: super::request::route(method, path).dialect(),
-            headers: req
-                .headers
-                .iter()
-                .map(|h| {
-                    (
-                        h.name.to_ascii_lowercase(),
-                        String::from_utf8_lossy(h.value).into_owned(),
-                    )
-                })
-                .collect(),
-            body: raw.body.clone(),
-        })
+        lock(&self.recorded).last.as_ref()?.parse()
+    }
+
+    /// The recent requests, oldest first, bodies cut at [`RING_BODY`] bytes.
+    pub(crate) fn recent_requests(&self) -> Vec<RecordedRequest> {
+        lock(&self.recorded)
+            .ring
+            .iter()
+            .filter_map(RawRequest::parse)
+            .collect()
+    }
+
+    /// Remembers that the response with sequence number `id` was issued.
+    pub(crate) fn issue_response(&self, id: u64) {
+        let mut issued = lock(&self.responses);
+        if issued.order.len() >= REMEMBERED {
+            if let Some(old) = issued.order.pop_front() {
+                issued.set.remove(&old);
+            }
+        }
+        if issued.set.insert(id) {
+            issued.order.push_back(id);
+        }
+    }
+
+    /// Whether the response with sequence number `id` was issued (and is still
+    /// remembered).
+    pub(crate) fn issued_response(&self, id: u64) -> bool {
+        lock(&self.responses).set.contains(&id)
     }
 
     /// Takes one `Status` injection if `times` (the limit since the fault was set)

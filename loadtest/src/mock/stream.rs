@@ -21,9 +21,11 @@ use monoio::io::CancelableAsyncReadRent;
 
 use super::anthropic;
 use super::bedrock;
+use super::completions;
 use super::conn::{Conn, Next};
 use super::gemini;
 use super::openai::{self, Answer};
+use super::responses;
 use super::state::Shared;
 use super::wire::{self, Framing, Head};
 use super::Fault;
@@ -35,6 +37,10 @@ pub(crate) enum StreamPlan {
     Anthropic(anthropic::Reply),
     Gemini(gemini::Reply),
     Bedrock(Answer),
+    /// The OpenAI Responses API's typed events.
+    Responses(responses::Reply),
+    /// Legacy text completion chunks.
+    Completions(Answer),
 }
 
 impl StreamPlan {
@@ -51,7 +57,8 @@ impl StreamPlan {
         match self {
             StreamPlan::OpenAi(_) | StreamPlan::Bedrock(_) => 1,
             StreamPlan::Anthropic(_) => 3,
-            StreamPlan::Gemini(_) => 0,
+            StreamPlan::Gemini(_) | StreamPlan::Completions(_) => 0,
+            StreamPlan::Responses(reply) => reply.first_content_event(),
         }
     }
 
@@ -60,7 +67,8 @@ impl StreamPlan {
         match self {
             StreamPlan::OpenAi(answer) => answer.argument_event(k),
             StreamPlan::Anthropic(reply) => reply.argument_event(k),
-            StreamPlan::Gemini(_) | StreamPlan::Bedrock(_) => None,
+            StreamPlan::Responses(reply) => reply.argument_event(k),
+            StreamPlan::Gemini(_) | StreamPlan::Bedrock(_) | StreamPlan::Completions(_) => None,
         }
     }
 
@@ -71,6 +79,8 @@ impl StreamPlan {
             StreamPlan::Anthropic(reply) => reply.event_count(no_done),
             StreamPlan::Gemini(reply) => reply.event_count(),
             StreamPlan::Bedrock(answer) => bedrock::event_count(answer, no_done),
+            StreamPlan::Responses(reply) => reply.event_count(no_done),
+            StreamPlan::Completions(answer) => completions::event_count(answer, no_done),
         }
     }
 
@@ -84,12 +94,19 @@ impl StreamPlan {
             StreamPlan::Anthropic(reply) => reply.write_event(out, n, name),
             StreamPlan::Gemini(reply) => reply.write_event(out, n, name, no_done),
             StreamPlan::Bedrock(answer) => bedrock::write_event(out, answer, n, name),
+            StreamPlan::Responses(reply) => reply.write_event(out, n, name, created),
+            StreamPlan::Completions(answer) => {
+                completions::write_event(out, answer, n, name, created);
+            }
         }
     }
 
     fn write_error_event(&self, out: &mut Vec<u8>, n: usize, name: &str) {
         match self {
-            StreamPlan::OpenAi(_) => openai::write_sse_error(out, name),
+            StreamPlan::OpenAi(_) | StreamPlan::Completions(_) => {
+                openai::write_sse_error(out, name);
+            }
+            StreamPlan::Responses(_) => responses::write_error_event(out, n, name),
             StreamPlan::Anthropic(_) => anthropic::write_error_event(out),
             StreamPlan::Gemini(reply) => reply.write_error_event(out, n),
             StreamPlan::Bedrock(_) => bedrock::write_error_event(out, name),
@@ -98,7 +115,10 @@ impl StreamPlan {
 
     fn write_malformed(&self, out: &mut Vec<u8>, n: usize) {
         match self {
-            StreamPlan::OpenAi(_) => out.extend_from_slice(b"data: {not json\n\n"),
+            StreamPlan::OpenAi(_) | StreamPlan::Completions(_) => {
+                out.extend_from_slice(b"data: {not json\n\n");
+            }
+            StreamPlan::Responses(_) => responses::write_malformed(out),
             StreamPlan::Anthropic(_) => anthropic::write_malformed(out),
             StreamPlan::Gemini(reply) => reply.write_malformed(out, n),
             StreamPlan::Bedrock(_) => bedrock::write_malformed(out),
@@ -131,6 +151,7 @@ impl Conn {
             provider: &settings.name,
             retry_after: None,
             extra: encoding.map(|e| ("content-encoding", e)),
+            limits: self.limits,
         };
         self.out.clear();
         wire::write_head(&mut self.out, &head);

@@ -94,6 +94,33 @@ pub(crate) fn forced_openai(tools: Option<&[Value]>, choice: Option<&Value>) -> 
     Some(name.to_string())
 }
 
+/// The function a Responses API request forces: `tool_choice` `"required"` (the
+/// first function tool's `name`) or `{"type":"function","name":N}`, with
+/// function tools in `tools` (flat `{"type":"function","name":..}` entries; the
+/// chat form `function.name` is read too).
+pub(crate) fn forced_responses(tools: Option<&[Value]>, choice: Option<&Value>) -> Option<String> {
+    let first = tools?
+        .iter()
+        .find(|t| t.get("type").and_then(Value::as_str) == Some("function"))?;
+    let name_of = |v: &Value| {
+        v.get("name")
+            .or_else(|| v.pointer("/function/name"))
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    };
+    match choice? {
+        Value::String(mode) if mode == "required" => {
+            Some(name_of(first).unwrap_or_else(|| String::from("tool")))
+        }
+        named @ Value::Object(_)
+            if named.get("type").and_then(Value::as_str) == Some("function") =>
+        {
+            name_of(named)
+        }
+        _ => None,
+    }
+}
+
 /// The tool an Anthropic request forces (`tool_choice` `{"type":"any"}` or
 /// `{"type":"tool","name":N}`, with non-empty `tools`).
 pub(crate) fn forced_anthropic(tools: Option<&[Value]>, choice: Option<&Value>) -> Option<String> {
@@ -156,6 +183,28 @@ mod tests {
         assert_eq!(forced_openai(Some(&tools), None), None);
         assert_eq!(forced_openai(Some(&[]), Some(&required)), None);
         assert_eq!(forced_openai(None, Some(&required)), None);
+
+        let flat = [
+            json!({"type":"web_search"}),
+            json!({"type":"function","name":"get_weather","parameters":{}}),
+        ];
+        assert_eq!(
+            forced_responses(Some(&flat), Some(&required)).as_deref(),
+            Some("get_weather")
+        );
+        let pick = json!({"type":"function","name":"other"});
+        assert_eq!(
+            forced_responses(Some(&flat), Some(&pick)).as_deref(),
+            Some("other")
+        );
+        for choice in [json!("auto"), json!({"type":"web_search"})] {
+            assert_eq!(
+                forced_responses(Some(&flat), Some(&choice)),
+                None,
+                "{choice}"
+            );
+        }
+        assert_eq!(forced_responses(Some(&flat[..1]), Some(&required)), None);
 
         let tools = [json!({"name":"get_weather","input_schema":{}})];
         let any = json!({"type":"any"});

@@ -1,5 +1,8 @@
-//! Byte-level writers for the mock's HTTP/1.1 responses: status heads, chunked
-//! framing, JSON string escaping and integers, all appended to a reused `Vec<u8>`.
+//! Byte-level writers for the mock's HTTP/1.1 responses: status heads (with the
+//! provider's rate-limit and request-id headers), chunked framing, JSON string
+//! escaping, integers and RFC 3339 times, all appended to a reused `Vec<u8>`.
+
+use std::time::{SystemTime, UNIX_EPOCH};
 
 /// How the response body is framed on the wire.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -20,6 +23,78 @@ pub(crate) struct Head<'a> {
     pub retry_after: Option<u64>,
     /// One more header (e.g. Bedrock's `x-amzn-errortype`).
     pub extra: Option<(&'a str, &'a str)>,
+    pub limits: Limits,
+}
+
+/// The rate-limit and request-id headers of a provider answer, in the style of
+/// the provider; the number is the request's sequence number (`req_mock_{n}`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Limits {
+    /// Control answers and requests the mock could not read.
+    None,
+    /// `x-ratelimit-*` and `x-request-id` (OpenAI, Azure, and every other
+    /// non-Anthropic dialect).
+    OpenAi(u64),
+    /// `anthropic-ratelimit-*` (resets a minute ahead) and `request-id`.
+    Anthropic(u64),
+}
+
+/// Precomputed so the hot path only copies bytes; the id's digits follow.
+const OPENAI_LIMITS: &[u8] = b"\r\nx-ratelimit-limit-requests: 10000\r\nx-ratelimit-remaining-requests: 9999\r\nx-ratelimit-reset-requests: 6ms\r\nx-ratelimit-limit-tokens: 1000000\r\nx-ratelimit-remaining-tokens: 999000\r\nx-ratelimit-reset-tokens: 60ms\r\nx-request-id: req_mock_";
+const ANTHROPIC_REQUESTS: &[u8] = b"\r\nanthropic-ratelimit-requests-limit: 1000\r\nanthropic-ratelimit-requests-remaining: 999\r\nanthropic-ratelimit-requests-reset: ";
+const ANTHROPIC_TOKENS: &[u8] = b"\r\nanthropic-ratelimit-tokens-limit: 100000\r\nanthropic-ratelimit-tokens-remaining: 99000\r\nanthropic-ratelimit-tokens-reset: ";
+/// How far ahead the Anthropic reset times lie.
+const RESET_SECS: u64 = 60;
+
+/// Appends the headers of `limits` (each preceded by CRLF).
+fn push_limits(out: &mut Vec<u8>, limits: Limits) {
+    match limits {
+        Limits::None => {}
+        Limits::OpenAi(id) => {
+            out.extend_from_slice(OPENAI_LIMITS);
+            push_u64(out, id);
+        }
+        Limits::Anthropic(id) => {
+            out.extend_from_slice(b"\r\nrequest-id: req_mock_");
+            push_u64(out, id);
+            let reset = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs())
+                + RESET_SECS;
+            out.extend_from_slice(ANTHROPIC_REQUESTS);
+            push_rfc3339(out, reset);
+            out.extend_from_slice(ANTHROPIC_TOKENS);
+            push_rfc3339(out, reset);
+        }
+    }
+}
+
+/// Appends `secs` since the Unix epoch as `YYYY-MM-DDTHH:MM:SSZ` (UTC), by the
+/// civil-from-days algorithm (no allocation, no time zone database).
+pub(crate) fn push_rfc3339(out: &mut Vec<u8>, secs: u64) {
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + u64::from(month <= 2);
+    push_u64(out, year);
+    for (sep, n) in [
+        (b'-', month),
+        (b'-', day),
+        (b'T', rem / 3600),
+        (b':', rem / 60 % 60),
+        (b':', rem % 60),
+    ] {
+        out.push(sep);
+        out.push(b'0' + (n / 10 % 10) as u8);
+        out.push(b'0' + (n % 10) as u8);
+    }
+    out.push(b'Z');
 }
 
 /// Appends the status line and headers, ending with the blank line.
@@ -52,6 +127,7 @@ pub(crate) fn write_head(out: &mut Vec<u8>, head: &Head<'_>) {
     }
     out.extend_from_slice(b"\r\nx-mock-provider: ");
     out.extend_from_slice(head.provider.as_bytes());
+    push_limits(out, head.limits);
     out.extend_from_slice(b"\r\n\r\n");
 }
 
@@ -170,6 +246,20 @@ mod tests {
         write_last_chunk(&mut out);
         assert_eq!(&out[..4], b"1a\r\n");
         assert!(out.ends_with(b"x\r\n0\r\n\r\n"));
+    }
+
+    #[test]
+    fn rfc3339_times() {
+        for (secs, want) in [
+            (0, "1970-01-01T00:00:00Z"),
+            (951_782_400, "2000-02-29T00:00:00Z"),
+            (1_764_654_245, "2025-12-02T05:44:05Z"),
+            (4_102_444_799, "2099-12-31T23:59:59Z"),
+        ] {
+            let mut out = Vec::new();
+            push_rfc3339(&mut out, secs);
+            assert_eq!(String::from_utf8(out).expect("ascii"), want, "{secs}");
+        }
     }
 
     #[test]

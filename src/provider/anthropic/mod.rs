@@ -13,7 +13,7 @@ pub mod wire;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::{
-    append_query, Adapter, Api, EventSource, Outbound, RequestParts, TranslateError, JSON,
+    append_query, Adapter, Api, EventSource, Outbound, RequestParts, Serves, TranslateError, JSON,
 };
 use crate::outcome::FailureClass;
 
@@ -63,6 +63,13 @@ impl Adapter for Anthropic {
     fn accepts_prefill(&self) -> bool {
         true
     }
+
+    fn serves(&self, _provider: &crate::config::Provider) -> Serves {
+        Serves {
+            count_tokens: true,
+            ..Serves::default()
+        }
+    }
 }
 
 /// The Messages endpoint under `base_path` (a base URL that already ends in
@@ -94,14 +101,26 @@ pub fn headers(api_key: Option<&str>, configured: &[(String, String)]) -> Vec<(S
     headers
 }
 
-/// Builds the Messages request for one attempt (chat completions only).
+/// Builds the Messages request for one attempt: a chat completion translated, or
+/// a count_tokens request (already in Anthropic's shape) with its model rewritten.
 pub fn translate_request(parts: &RequestParts<'_>) -> Result<Outbound<'static>, TranslateError> {
-    if parts.api != Api::ChatCompletions {
-        return Err(TranslateError::Unsupported("embeddings"));
-    }
-    let request = request::translate(parts.body, parts.model)?;
-    let body = serde_json::to_vec(&request).map_err(|e| TranslateError::Request(e.to_string()))?;
-    let mut path = messages_path(&parts.prepared.base_path);
+    let (mut path, body) = match parts.api {
+        Api::ChatCompletions => {
+            let request = request::translate(parts.body, parts.model)?;
+            let body =
+                serde_json::to_vec(&request).map_err(|e| TranslateError::Request(e.to_string()))?;
+            (messages_path(&parts.prepared.base_path), body)
+        }
+        Api::CountTokens => {
+            let mut body = Vec::with_capacity(parts.body.len() + 64);
+            parts
+                .chat
+                .rewrite_for(parts.api, parts.body, parts.model, &mut body);
+            let path = messages_path(&parts.prepared.base_path) + "/count_tokens";
+            (path, body)
+        }
+        api => return Err(TranslateError::Unsupported(api.as_str())),
+    };
     append_query(&mut path, parts.query);
     let headers = headers(parts.provider.api_key.as_deref(), &parts.provider.headers);
     Ok(Outbound {
@@ -111,12 +130,14 @@ pub fn translate_request(parts: &RequestParts<'_>) -> Result<Outbound<'static>, 
     })
 }
 
-/// Translates a non-streaming Messages answer into a `chat.completion`.
+/// Translates a non-streaming Messages answer into a `chat.completion`; a
+/// count_tokens answer is the client's own shape and passes as it is.
 pub fn translate_response(api: Api, body: &[u8]) -> Result<Vec<u8>, TranslateError> {
-    if api != Api::ChatCompletions {
-        return Err(TranslateError::Unsupported("embeddings"));
+    match api {
+        Api::ChatCompletions => response::translate(body, unix_now()),
+        Api::CountTokens => Ok(body.to_vec()),
+        api => Err(TranslateError::Unsupported(api.as_str())),
     }
-    response::translate(body, unix_now())
 }
 
 /// The stream decoder for an answer from `model`.

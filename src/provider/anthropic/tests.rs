@@ -258,6 +258,8 @@ fn provider(base: &str, key: Option<&str>) -> (Provider, PreparedProvider) {
         max_connections: 8,
         pool_idle_timeout: std::time::Duration::from_secs(90),
         api_version: None,
+        responses: false,
+        quota: Default::default(),
         region: None,
         aws: None,
         ca_file: None,
@@ -269,6 +271,9 @@ fn provider(base: &str, key: Option<&str>) -> (Provider, PreparedProvider) {
         base_path: base.into(),
         chat_path: String::new(),
         embeddings_path: String::new(),
+        completions_path: String::new(),
+        responses_path: String::new(),
+        serves: Anthropic.serves(&provider),
         headers: Vec::new(),
     };
     (provider, prepared)

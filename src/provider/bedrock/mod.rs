@@ -77,7 +77,7 @@ const SERVICE: &str = "bedrock";
 /// The signed Converse (or ConverseStream) request for one attempt.
 pub fn translate_request(parts: &RequestParts<'_>) -> Result<Outbound<'static>, TranslateError> {
     if parts.api != Api::ChatCompletions {
-        return Err(TranslateError::Unsupported("embeddings on bedrock"));
+        return Err(TranslateError::Unsupported(parts.api.as_str()));
     }
     let body = convert::request_body(parts.body)?;
     let path = request_path(&parts.prepared.base_path, parts.model, parts.chat.stream);
@@ -168,7 +168,7 @@ fn auth_headers(
 /// An OpenAI `chat.completion` for a Converse answer.
 pub fn translate_response(api: Api, model: &str, body: &[u8]) -> Result<Vec<u8>, TranslateError> {
     if api != Api::ChatCompletions {
-        return Err(TranslateError::Unsupported("embeddings on bedrock"));
+        return Err(TranslateError::Unsupported(api.as_str()));
     }
     response::response_body(model, &completion_id(), unix_now(), body)
 }

@@ -29,6 +29,8 @@ fn provider(session_token: Option<&str>) -> Provider {
         max_connections: 8,
         pool_idle_timeout: Duration::from_secs(30),
         api_version: None,
+        responses: false,
+        quota: Default::default(),
         region: Some("us-east-1".into()),
         aws: Some(AwsCredentials {
             access_key_id: "AKIDEXAMPLE".into(),

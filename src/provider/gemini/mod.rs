@@ -84,6 +84,7 @@ pub fn translate_request(parts: &RequestParts<'_>) -> Result<Outbound<'static>, 
             "batchEmbedContents",
             embeddings::translate_request(parts.body, &resource)?,
         ),
+        api => return Err(TranslateError::Unsupported(api.as_str())),
     };
     let mut path = format!("{base}/{resource}:{method}");
     append_query(&mut path, parts.query);
@@ -99,6 +100,7 @@ pub fn translate_response(api: Api, model: &str, body: &[u8]) -> Result<Vec<u8>,
     match api {
         Api::ChatCompletions => response::translate(body, model, &Stamp::now()),
         Api::Embeddings => embeddings::translate_response(body, model),
+        api => Err(TranslateError::Unsupported(api.as_str())),
     }
 }
 
@@ -179,6 +181,8 @@ mod tests {
             max_connections: 8,
             pool_idle_timeout: Duration::from_secs(90),
             api_version: None,
+            responses: false,
+            quota: Default::default(),
             region: None,
             aws: None,
             ca_file: None,

@@ -20,14 +20,18 @@ impl Reply<'_> {
         res
     }
 
-    /// Sends a whole proxied answer (status, content type, OpenAI-shaped body) in
-    /// the client's dialect; returns the status the client got.
+    /// Sends a whole proxied answer (status, content type, body) in the client's
+    /// dialect (`native`: the body already is); returns the status the client got.
     pub(super) async fn send_whole(
         &mut self,
         (status, content_type, body): (u16, Vec<u8>, Vec<u8>),
+        native: bool,
         extra: &[(&str, &[u8])],
     ) -> std::io::Result<u16> {
-        let (status, content_type, body) = self.meta.shape_answer(status, content_type, body);
+        let (status, content_type, body) = match native {
+            true => (status, content_type, body),
+            false => self.meta.shape_answer(status, content_type, body),
+        };
         self.meta
             .write_full_head(self.out, status, &content_type, body.len(), extra);
         if body.len() <= INLINE_BODY {
@@ -86,7 +90,8 @@ impl Reply<'_> {
         if let Some(retry_after) = &retry_after {
             extra.push(("retry-after", retry_after));
         }
-        self.send_whole((status, content_type, body), &extra).await
+        self.send_whole((status, content_type, body), false, &extra)
+            .await
     }
 
     /// 503 at once: every target's breaker refused, nothing was sent.

@@ -47,15 +47,19 @@ pub(super) struct Failed {
     pub(super) reason: String,
 }
 
+/// What one attempt came to. `native`: the answer is already in the client's
+/// shape (see [`Outgoing`]).
 pub(super) enum AttemptResult {
     Complete {
         content_type: Vec<u8>,
         body: Vec<u8>,
         ttfb: Duration,
+        native: bool,
     },
     Stream {
         held: Box<stream::Held>,
         ttfb: Duration,
+        native: bool,
     },
     Failed(Failed),
     /// This target cannot express the request (no attempt was sent).
@@ -65,6 +69,8 @@ pub(super) enum AttemptResult {
 /// What reading one answer needs to know about its attempt.
 struct Answering<'t> {
     adapter: &'static dyn provider::Adapter,
+    api: provider::Api,
+    native: bool,
     model: &'t str,
     secrets: &'t Secrets,
     stall: Duration,
@@ -211,6 +217,8 @@ pub(super) async fn attempt(
     };
     let answering = Answering {
         adapter: entry.prepared.adapter,
+        api: outgoing.api,
+        native: outgoing.native,
         model: &target.model,
         secrets: &entry.secrets,
         stall: timeouts.between_chunks,
@@ -294,6 +302,7 @@ async fn held_stream(
             AttemptResult::Stream {
                 held: Box::new(held),
                 ttfb: ttft,
+                native: at.native,
             }
         }
         Err(mut failure) => {
@@ -332,12 +341,13 @@ async fn whole_answer(
     response.finish();
     match at
         .adapter
-        .whole_answer(req.api, at.model, content_type, body)
+        .whole_answer(at.api, at.model, content_type, body)
     {
         Ok((content_type, body)) => AttemptResult::Complete {
             content_type,
             body: at.secrets.scrub(body),
             ttfb: at.ttfb,
+            native: at.native,
         },
         // Translation errors may quote the body.
         Err(e) => failed(
@@ -413,7 +423,7 @@ fn encode_request(
     let parts = provider::RequestParts {
         provider,
         prepared,
-        api: req.api,
+        api: outgoing.api,
         model: &target.model,
         body: outgoing.body,
         chat: outgoing.chat,
@@ -529,13 +539,17 @@ pub(super) fn hold_failed(adapter: &dyn provider::Adapter, failure: HoldFailure)
     failed(class, None, &failure.reason)
 }
 
+/// The usage a whole answer reports, in either naming (see `ReportedUsage`).
 pub(super) fn usage_of(body: &[u8]) -> Option<Usage> {
     #[derive(serde::Deserialize)]
     struct WithUsage {
         #[serde(default)]
-        usage: Option<Usage>,
+        usage: Option<crate::wire::usage::ReportedUsage>,
     }
-    serde_json::from_slice::<WithUsage>(body).ok()?.usage
+    serde_json::from_slice::<WithUsage>(body)
+        .ok()?
+        .usage
+        .map(Usage::from)
 }
 
 #[cfg(test)]

@@ -99,7 +99,14 @@ async fn run_route(
     reply: &mut Reply<'_>,
     trail: &mut Trail,
 ) -> std::io::Result<RouteEnd> {
-    let order = order(req, route);
+    let pinned = req.pinned().is_some();
+    // Provider state lives with one account: a stateful request always goes to
+    // the first target (in config order) that serves its API, whatever the
+    // strategy would pick.
+    let order = match pinned {
+        true => (0..req.routing.table.routes[route].targets.len()).collect(),
+        false => order(req, route),
+    };
     hedge::deposit(req, route);
     for (position, &target) in order.iter().enumerate() {
         if Instant::now() >= req.deadline {
@@ -109,17 +116,24 @@ async fn run_route(
             // Its hedge already failed on this request.
             continue;
         }
-        let others = position + 1 < order.len();
+        if pinned && !req.takes_native_at(route, target) {
+            continue;
+        }
+        // A pinned request never moves on, so its plan retries as on a last target.
+        let others = position + 1 < order.len() && !pinned;
         let Some(mut pick) = admit(req, route, target, others, trail) else {
             continue;
         };
-        pick.fallback_ready = any_admits(req, route, &order[position + 1..]);
+        pick.fallback_ready = others && any_admits(req, route, &order[position + 1..]);
         if position > 0 || req.policy(&pick).fallback_tier {
             reply.meta.fallback = true;
         }
-        let spare = hedge::spare(req, &pick, reply, &order[position + 1..]);
+        let spare = hedge::spare(req, &pick, reply, &order[position + 1..]).filter(|_| !pinned);
+        let reroutes_left = reroutes_left && !pinned;
         match try_target(req, &mut pick, spare, reroutes_left, reply, trail).await? {
             TargetEnd::Answered { status } => return Ok(RouteEnd::Answered { status }),
+            // The provider state it relies on lives with this target only.
+            TargetEnd::Next if pinned => return Ok(RouteEnd::Ended { returned: true }),
             TargetEnd::Next => req.routing.routes[route].counters.borrow_mut().fallbacks += 1,
             TargetEnd::Reroute(next) => return Ok(RouteEnd::Reroute(next)),
             TargetEnd::Return => return Ok(RouteEnd::Ended { returned: true }),
@@ -273,7 +287,7 @@ pub(super) async fn send(
     record::started(req, pick, tries == 1);
     reply.meta.attempts += 1;
     let started = Instant::now();
-    let result = attempt::for_client(req, pick, req.original(), reply.client, started)
+    let result = attempt::for_client(req, pick, req.original(pick), reply.client, started)
         .await
         .ok_or_else(client_gone)?;
     serve(req, pick, result, reply, trail).await
@@ -298,16 +312,19 @@ pub(super) async fn serve(
             content_type,
             body,
             ttfb,
+            native,
         } => {
             let usage = attempt::usage_of(&body);
             record::outcome(req, pick, Outcome::Success, Some(ttfb), usage);
             reply.meta.target = Some(req.label(pick.slot).to_string());
-            let status = reply.send_whole((200, content_type, body), &[]).await?;
+            let answer = (200, content_type, body);
+            let status = reply.send_whole(answer, native, &[]).await?;
             TargetEnd::Answered { status }
         }
-        AttemptResult::Stream { held, ttfb } => {
+        AttemptResult::Stream { held, ttfb, native } => {
             reply.meta.target = Some(req.label(pick.slot).to_string());
-            relay::relay(req, pick, *held, ttfb, None, reply).await?
+            let opening = relay::Opening::New { native };
+            relay::relay(req, pick, *held, ttfb, opening, reply).await?
         }
     };
     Ok(Sent::Ended(end))

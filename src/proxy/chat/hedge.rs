@@ -160,7 +160,7 @@ async fn race(
     (started, after): (Instant, Duration),
     client: &ClientStream,
 ) -> Option<Raced> {
-    let mut primary = pin!(attempt::attempt(req, pick, req.original(), started));
+    let mut primary = pin!(attempt::attempt(req, pick, req.original(pick), started));
     monoio::select! {
         result = &mut primary => return Some(Raced::Alone(result)),
         _ = monoio::time::sleep(after) => {}
@@ -195,7 +195,7 @@ async fn both<F: Future<Output = AttemptResult>>(
     sent: Instant,
     client: &ClientStream,
 ) -> Option<(Lane, AttemptResult, Option<AttemptResult>)> {
-    let mut hedged = pin!(attempt::attempt(req, extra, req.original(), sent));
+    let mut hedged = pin!(attempt::attempt(req, extra, req.original(extra), sent));
     let (lane, first) = monoio::select! {
         result = &mut primary => (Lane::Primary, result),
         result = &mut hedged => (Lane::Hedge, result),

@@ -45,11 +45,26 @@ pub struct Incoming<'a> {
     pub head: &'a RequestHead,
     pub body: &'a [u8],
     pub request_id: String,
-    pub key_name: Option<&'a str>,
+    /// The caller's key (none on an open gateway).
+    pub key: Option<&'a crate::config::ClientKey>,
     pub started: Instant,
     pub keep_alive: bool,
     /// The API shape the client speaks; the body above is always OpenAI's.
     pub dialect: Dialect,
+    /// The client's own body when `body` translates it and some targets take the
+    /// original as it is (a Responses request: see [`Native`]).
+    pub native: Option<NativeBody<'a>>,
+}
+
+/// A client body in its own API's shape, for the targets that serve that API.
+#[derive(Clone, Copy)]
+pub struct NativeBody<'a> {
+    pub api: Api,
+    pub body: &'a [u8],
+    /// The feature by which it relies on state kept by the provider (e.g.
+    /// `previous_response_id`): only a target serving `api` may take it, and only
+    /// one target (never another on failure).
+    pub stateful: Option<&'static str>,
 }
 
 /// What the client asked, by when, and the routing generation it is served with.
@@ -62,8 +77,21 @@ struct Request<'a> {
     /// The client's body (OpenAI's shape) and its parsed view.
     body: &'a [u8],
     chat: ChatBody,
+    /// Whether an answer to `body` is already in the client's shape (nothing for
+    /// the dialect to translate): OpenAI clients, and Anthropic's count_tokens.
+    body_answers_natively: bool,
+    /// The client's own body for targets that serve its API (see [`NativeBody`]).
+    native: Option<Native<'a>>,
     started: Instant,
     deadline: Instant,
+}
+
+/// A [`NativeBody`] with its parsed view.
+struct Native<'a> {
+    api: Api,
+    body: &'a [u8],
+    chat: ChatBody,
+    stateful: Option<&'static str>,
 }
 
 impl Request<'_> {
@@ -79,20 +107,59 @@ impl Request<'_> {
         &self.routing.table.slots[slot].label
     }
 
-    /// The body an attempt sends when it is not a continuation.
-    fn original(&self) -> Outgoing<'_> {
-        Outgoing {
-            body: self.body,
-            chat: &self.chat,
+    /// Whether the provider of `pick` takes the client's own body as it is.
+    fn takes_native(&self, pick: &Pick) -> bool {
+        self.takes_native_at(pick.route, pick.target)
+    }
+
+    /// [`Self::takes_native`] for the route's `target`.
+    fn takes_native_at(&self, route: usize, target: usize) -> bool {
+        let Some(native) = &self.native else {
+            return false;
+        };
+        let provider = self.routing.table.routes[route].targets[target].provider;
+        self.routing
+            .table
+            .providers
+            .get(provider)
+            .is_some_and(|entry| entry.prepared.serves.serves(native.api))
+    }
+
+    /// The stateful feature the request relies on: it is pinned to one target that
+    /// serves its API natively.
+    fn pinned(&self) -> Option<&'static str> {
+        self.native.as_ref().and_then(|native| native.stateful)
+    }
+
+    /// The body an attempt on `pick` sends when it is not a continuation: the
+    /// client's own where the target serves its API, else the translation.
+    fn original(&self, pick: &Pick) -> Outgoing<'_> {
+        match &self.native {
+            Some(native) if self.takes_native(pick) => Outgoing {
+                api: native.api,
+                body: native.body,
+                chat: &native.chat,
+                native: true,
+            },
+            _ => Outgoing {
+                api: self.api,
+                body: self.body,
+                chat: &self.chat,
+                native: self.body_answers_natively,
+            },
         }
     }
 }
 
-/// The OpenAI-shaped body one attempt sends: the client's, or a continuation's.
+/// The body one attempt sends (the client's, its translation, or a
+/// continuation's), the API it calls, and whether the answer is already in the
+/// client's shape.
 #[derive(Clone, Copy)]
 struct Outgoing<'a> {
+    api: Api,
     body: &'a [u8],
     chat: &'a ChatBody,
+    native: bool,
 }
 
 /// The client's side: its socket, the reused output buffer, and the headers and
@@ -178,22 +245,21 @@ pub async fn handle(
         ..Meta::default()
     };
     let mut reply = Reply { client, out, meta };
-    let chat = match ChatBody::parse(req.body) {
-        Ok(mut chat) => {
-            // Embeddings never stream, whatever the body says.
-            chat.stream &= req.api == Api::ChatCompletions;
-            chat
-        }
+    let (chat, native) = match parse_bodies(req) {
+        Ok(parsed) => parsed,
         Err(e) => return reject(shard, &mut reply, &ApiError::bad_request(e.to_string())).await,
     };
     let routing = shard.routing();
     let header = |name: &str| req.head.header(name);
     let table = &routing.table;
-    let Some(route) = table.match_route(&chat.model, req.key_name, header) else {
-        let error = model_not_found(&chat.model, &table.models_for(req.key_name));
+    let Some(route) = table.match_route(&chat.model, req.key, header) else {
+        let error = model_not_found(&chat.model, &table.models_for(req.key));
         return reject(shard, &mut reply, &error).await;
     };
     let deadline = deadline_for(req, &table.config.routes[route]);
+    if let Some(error) = unservable(req, table, route) {
+        return reject(shard, &mut reply, &error).await;
+    }
     let request = Request {
         api: req.api,
         request_id: &req.request_id,
@@ -201,10 +267,77 @@ pub async fn handle(
         routing: routing.clone(),
         body: req.body,
         chat,
+        body_answers_natively: req.dialect == Dialect::OpenAi || req.api == Api::CountTokens,
+        native,
         started: req.started,
         deadline,
     };
     executor::run(&request, route, &mut reply).await
+}
+
+/// The body's parsed view, and the client's own body's when there is one. Only
+/// the APIs that stream may ask to (embeddings never do, whatever the body says).
+fn parse_bodies<'a>(
+    req: &Incoming<'a>,
+) -> Result<(ChatBody, Option<Native<'a>>), crate::wire::body::BodyError> {
+    let mut chat = ChatBody::parse(req.body)?;
+    chat.stream &= req.api.streams();
+    let Some(native) = req.native else {
+        return Ok((chat, None));
+    };
+    let mut native_chat = ChatBody::parse(native.body)?;
+    native_chat.stream &= native.api.streams();
+    let native = Native {
+        api: native.api,
+        body: native.body,
+        chat: native_chat,
+        stateful: native.stateful,
+    };
+    Ok((chat, Some(native)))
+}
+
+/// A request only targets serving its API natively can take, on a route with no
+/// such target: legacy completions and token counting (nothing translates
+/// them), and a stateful request (translated targets keep no state, so the
+/// answer would silently ignore it). Refused as the client's mistake.
+fn unservable(
+    req: &Incoming<'_>,
+    table: &crate::route::table::Table,
+    route: usize,
+) -> Option<ApiError> {
+    let stateful = req
+        .native
+        .and_then(|n| n.stateful.map(|feature| (n.api, feature)));
+    let api = match (stateful, req.api) {
+        (Some((api, _)), _) => api,
+        (None, api @ (Api::Completions | Api::CountTokens)) => api,
+        _ => return None,
+    };
+    let serves = table.routes[route].targets.iter().any(|target| {
+        table
+            .providers
+            .get(target.provider)
+            .is_some_and(|entry| entry.prepared.serves.serves(api))
+    });
+    if serves {
+        return None;
+    }
+    let route_name = &table.config.routes[route].name;
+    let message = match (stateful, api) {
+        (Some((_, feature)), _) => format!(
+            "`{feature}` needs provider-side state, and no target of route `{route_name}` serves {} natively (set `responses: true` on a provider that does); translated targets keep no state, so the request is refused rather than answered without it",
+            api.as_str()
+        ),
+        (None, Api::CountTokens) => format!(
+            "route `{route_name}` has no Anthropic-kind target: {} is served only by Anthropic",
+            api.as_str()
+        ),
+        (None, _) => format!(
+            "route `{route_name}` has no target that serves {} (openai, openai-compatible and azure providers do; it is not translated for other kinds)",
+            api.as_str()
+        ),
+    };
+    Some(ApiError::bad_request(message))
 }
 
 fn model_not_found(model: &str, known: &[&str]) -> ApiError {

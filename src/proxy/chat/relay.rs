@@ -11,21 +11,28 @@ use crate::proxy::continuation::{self, Aligner, Style};
 use crate::proxy::stream::{self, RelayPolicy, StreamEnd, StreamStats};
 use crate::wire::Usage;
 
-/// Relays a committed stream from `pick`. `carried` is set when this stream
-/// continues one the client already holds: its stats so far, how to rewrite
-/// chunks, and the aligner its text passes first.
+/// How a relayed stream starts for the client.
+pub(super) enum Opening {
+    /// A new client stream; `native`: its events are already in the client's shape.
+    New { native: bool },
+    /// It continues one the client already holds: its stats so far, how to
+    /// rewrite chunks, and the aligner its text passes first.
+    Continues(Box<Carried>),
+}
+
+/// Relays a committed stream from `pick`.
 pub(super) async fn relay(
     req: &Request<'_>,
     pick: &mut Pick,
     held: stream::Held,
     ttfb: Duration,
-    carried: Option<Carried>,
+    opening: Opening,
     reply: &mut Reply<'_>,
 ) -> std::io::Result<TargetEnd> {
     record::probe_committed(req, pick);
-    let (mut stats, rewrite, aligner) = match carried {
-        Some(c) => (c.stats, Some(c.rewrite), Some(c.aligner)),
-        None => (open_stream(req, pick.route, reply), None, None),
+    let (mut stats, rewrite, aligner) = match opening {
+        Opening::Continues(c) => (c.stats, Some(c.rewrite), Some(c.aligner)),
+        Opening::New { native } => (open_stream(req, pick.route, native, reply), None, None),
     };
     let policy = req.policy(pick);
     let relay_policy = RelayPolicy {
@@ -67,15 +74,28 @@ pub(super) struct Carried {
     aligner: Aligner,
 }
 
-/// The response head of a new stream, and its time to first token.
-fn open_stream(req: &Request<'_>, route: usize, reply: &mut Reply<'_>) -> StreamStats {
+/// The response head of a new stream, and its time to first token. A stream in
+/// a shape other than chat chunks (`native` for a dialect with its own) can be
+/// relayed but not continued.
+fn open_stream(
+    req: &Request<'_>,
+    route: usize,
+    native: bool,
+    reply: &mut Reply<'_>,
+) -> StreamStats {
     reply
         .meta
         .write_stream_head(reply.out, 200, b"text/event-stream");
     let counters = &req.routing.routes[route].counters;
     counters.borrow_mut().ttft.observe(req.started.elapsed());
+    let output = match native {
+        true if reply.meta.dialect != Dialect::OpenAi => stream::Output::Native,
+        _ => stream::Output::for_dialect(reply.meta.dialect),
+    };
+    let chat_chunks = req.api == Api::ChatCompletions && !matches!(output, stream::Output::Native);
     StreamStats {
-        output: stream::Output::for_dialect(reply.meta.dialect),
+        output,
+        unrepeatable: !chat_chunks,
         ..StreamStats::default()
     }
 }
@@ -179,8 +199,10 @@ pub(super) async fn continue_stream(
                 continue 'targets;
             };
             let outgoing = Outgoing {
+                api: req.api,
                 body: &body,
                 chat: &chat,
+                native: req.body_answers_natively,
             };
             let tried = continue_on(
                 req,
@@ -262,10 +284,18 @@ async fn continue_on(
         AttemptResult::Untranslatable(reason) => {
             record::untranslatable(req, pick, &reason, &mut reply.meta, &mut ignored);
         }
-        AttemptResult::Stream { held, ttfb } => {
+        AttemptResult::Stream { held, ttfb, .. } => {
             let from = reply.meta.target.as_deref().unwrap_or("-");
             let carried = carry(req, pick, &mut stats, (style, from), original_reason);
-            let end = relay(req, pick, *held, ttfb, Some(carried), reply).await?;
+            let end = relay(
+                req,
+                pick,
+                *held,
+                ttfb,
+                Opening::Continues(Box::new(carried)),
+                reply,
+            )
+            .await?;
             let (continued, known) = continued_by(end);
             if let Some(known) = known {
                 learn(known);

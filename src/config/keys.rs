@@ -1,0 +1,141 @@
+//! Client keys from the config: their secrets (kept only as SHA-256 digests),
+//! access (routes, models, expiry), limits and labels; and the `rpm`/`tpm` quota a
+//! key, provider or target may carry.
+
+use std::time::SystemTime;
+
+use super::error::Report;
+use super::locate::YamlPath;
+use super::raw::RawKey;
+use super::types::{ClientKey, Quota};
+
+/// The configured keys, each checked; duplicates (by name or by secret) refused.
+pub(super) fn keys(raw: Vec<RawKey>, path: &YamlPath, r: &mut Report<'_>) -> Vec<ClientKey> {
+    let mut keys: Vec<ClientKey> = Vec::with_capacity(raw.len());
+    for (i, entry) in raw.into_iter().enumerate() {
+        let here = path.index(i);
+        let Some(key) = key(entry, &here, r) else {
+            continue;
+        };
+        if keys.iter().any(|k| k.name == key.name) {
+            let message = format!("duplicate client key name `{}`", key.name);
+            r.error(&here.key("name"), message);
+        }
+        if let Some(first) = keys.iter().find(|k| k.digest == key.digest) {
+            let message = format!(
+                "uses the same key value as client key `{}`; each client needs its own key",
+                first.name
+            );
+            r.error(&here.key("key"), message);
+        }
+        keys.push(key);
+    }
+    keys
+}
+
+fn key(entry: RawKey, path: &YamlPath, r: &mut Report<'_>) -> Option<ClientKey> {
+    let name = r.required(entry.name.as_deref(), &path.key("name"));
+    let digest = secret_digest(&entry, path, r)?;
+    Some(ClientKey {
+        name,
+        digest,
+        limits: quota(entry.rpm, entry.tpm, path, r),
+        max_concurrency: entry
+            .max_concurrency
+            .map(|n| r.at_least_one(Some(n), &path.key("max_concurrency"), 1)),
+        routes: entry.routes.unwrap_or_default(),
+        models: entry.models.unwrap_or_default(),
+        metadata: r.headers(entry.metadata.as_ref(), &path.key("metadata"), false),
+        expires: entry
+            .expires
+            .as_deref()
+            .and_then(|text| expiry(text, &path.key("expires"), r)),
+    })
+}
+
+/// The digest of `key`, or the configured `key_sha256`: exactly one of them.
+fn secret_digest(entry: &RawKey, path: &YamlPath, r: &mut Report<'_>) -> Option<[u8; 32]> {
+    match (entry.key.as_deref(), entry.key_sha256.as_deref()) {
+        (Some(_), Some(_)) => {
+            r.error(&path.key("key_sha256"), "give either `key` or `key_sha256`, not both");
+            None
+        }
+        (None, None) => {
+            r.error(&path.key("key"), "is required but missing (or give `key_sha256`)");
+            None
+        }
+        (Some(key), None) if key.trim().is_empty() => {
+            r.error(&path.key("key"), "must not be empty");
+            None
+        }
+        (Some(key), None) => Some(digest(key.as_bytes())),
+        (None, Some(hex)) => parse_digest(hex).or_else(|| {
+            r.error(
+                &path.key("key_sha256"),
+                "must be 64 hex digits (the SHA-256 of the key, e.g. from `printf %s KEY | sha256sum`)",
+            );
+            None
+        }),
+    }
+}
+
+/// SHA-256 of a presented or configured secret.
+pub fn digest(secret: &[u8]) -> [u8; 32] {
+    let hash = ring::digest::digest(&ring::digest::SHA256, secret);
+    let mut out = [0u8; 32];
+    out.copy_from_slice(hash.as_ref());
+    out
+}
+
+fn parse_digest(hex: &str) -> Option<[u8; 32]> {
+    let hex = hex.trim();
+    if hex.len() != 64 || !hex.is_ascii() {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok()?;
+    }
+    Some(out)
+}
+
+fn expiry(text: &str, path: &YamlPath, r: &mut Report<'_>) -> Option<SystemTime> {
+    match humantime::parse_rfc3339_weak(text.trim()) {
+        Ok(at) => Some(at),
+        Err(e) => {
+            r.error(
+                path,
+                format!("`{text}` is not a date and time ({e}); use RFC 3339, like 2027-01-31T00:00:00Z"),
+            );
+            None
+        }
+    }
+}
+
+/// `rpm` and `tpm` of a key, provider or target: each at least 1 when given.
+pub(super) fn quota(
+    rpm: Option<u64>,
+    tpm: Option<u64>,
+    path: &YamlPath,
+    r: &mut Report<'_>,
+) -> Quota {
+    Quota {
+        rpm: rpm.map(|n| r.at_least_one(Some(n), &path.key("rpm"), 1)),
+        tpm: tpm.map(|n| r.at_least_one(Some(n), &path.key("tpm"), 1)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn digests_parse_from_hex() {
+        let key = digest(b"sk-test");
+        let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(parse_digest(&hex), Some(key));
+        assert_eq!(parse_digest(&hex.to_uppercase()), Some(key));
+        assert_eq!(parse_digest(&hex[..62]), None);
+        assert_eq!(parse_digest(&format!("{}zz", &hex[..62])), None);
+    }
+}
