@@ -16,8 +16,9 @@ sdk_setup() {
     if [ "$PROFILE" = release ]; then flag=--release; fi
 
     echo "== building ($PROFILE)"
-    cargo build $flag -p loadtest --bin mock-provider
-    cargo build $flag --bin switchyard
+    # One invocation: the workspace's features unify as in `cargo test --workspace`,
+    # so nothing is rebuilt (two separate builds each recompile serde & co.).
+    cargo build $flag -p loadtest -p switchyard --bin mock-provider --bin switchyard
     bin="target/$PROFILE"
 
     sdk_venv

@@ -182,6 +182,7 @@ def error_checks(c, client, models, stateless):
             client.responses.create(model="no-such-model", input=PROMPT)
         except openai.NotFoundError as e:
             assert e.status_code == 404, e.status_code
+            assert "no-such-model" in e.message, f"not about the model: {e.message!r}"
             return f"NotFoundError: {e.message}"
         raise AssertionError("no error for an unknown model")
 
@@ -191,6 +192,7 @@ def error_checks(c, client, models, stateless):
                 for _ in stream:
                     pass
         except openai.NotFoundError as e:
+            assert "no-such-model" in e.message, f"not about the model: {e.message!r}"
             return f"NotFoundError: {e.message}"
         raise AssertionError("no error for an unknown model")
 

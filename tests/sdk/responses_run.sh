@@ -58,7 +58,7 @@ echo "== Responses API clients against switchyard on 127.0.0.1:$gw_port"
 run_checks \
     "$sdk_py" tests/sdk/responses_check.py --base-url "$base" --api-key "$key" --models "$models" \
     --tool-models via-anthropic,via-openai-chat,via-passthrough --stateless-model via-anthropic \
-    --kinds "$kinds" --ratelimit-models via-openai,via-azure,via-openai-chat,via-passthrough \
+    --kinds "$kinds" --ratelimit-models via-openai,via-azure,via-gemini,via-bedrock,via-openai-chat,via-passthrough \
     --mock "127.0.0.1:$control_port" \
     --- "$sdk_py" tests/sdk/agents_check.py --base-url "$base" --api-key "$key" \
     --models via-anthropic,via-passthrough \
