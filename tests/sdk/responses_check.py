@@ -14,7 +14,8 @@ For --tool-models: a forced function call (tool_choice "required") whole and
 streamed, then its `function_call_output` sent back, answered with text.
 Errors: an unknown model is `openai.NotFoundError`; `previous_response_id` on a
 translated route (--stateless-model) is `openai.BadRequestError`.
-Headers (--header-models, with --mock for the mock's GET /_mock/last_request):
+Headers (the routes in --kinds, with --mock for the mock's GET /_mock/last_request),
+on /v1/responses and /v1/chat/completions alike:
 `anthropic-beta` reaches anthropic kinds, `openai-beta` OpenAI-shaped ones,
 `traceparent` every provider, the client's gateway key none; the client's answer
 carries x-switchyard-upstream-request-id, x-switchyard-overhead-ms and (on
@@ -211,7 +212,7 @@ def error_checks(c, client, models, stateless):
         c.check(f"[{stateless}] previous_response_id -> openai.BadRequestError", stateful)
 
 
-def header_checks(c, client, mock, model, kind, key, ratelimit):
+def header_checks(c, client, mock, model, kind, key, ratelimit, api):
     sent = {
         "anthropic-beta": ANTHROPIC_BETA,
         "openai-beta": OPENAI_BETA,
@@ -220,11 +221,18 @@ def header_checks(c, client, mock, model, kind, key, ratelimit):
     }
 
     def round_trip():
-        raw = client.responses.with_raw_response.create(model=model, input=PROMPT, extra_headers=sent)
-        assert raw.parse().output_text.startswith("Hello from"), "no answer"
+        if api == "responses":
+            raw = client.responses.with_raw_response.create(model=model, input=PROMPT, extra_headers=sent)
+            text = raw.parse().output_text
+        else:
+            raw = client.chat.completions.with_raw_response.create(
+                model=model, messages=[{"role": "user", "content": PROMPT}], extra_headers=sent
+            )
+            text = raw.parse().choices[0].message.content
+        assert text.startswith("Hello from"), f"answer {text!r}"
         upstream = header_map(last_request(mock))
         notes = []
-        assert upstream.get("traceparent") == TRACEPARENT, f"traceparent at the provider: {upstream.get('traceparent')!r}"
+        assert upstream.get("traceparent") == TRACEPARENT, f"traceparent at the provider: {upstream.get('traceparent')!r} (it got {sorted(upstream)})"
         if kind in ANTHROPIC_KINDS:
             assert upstream.get("anthropic-beta") == ANTHROPIC_BETA, f"anthropic-beta: {upstream.get('anthropic-beta')!r}"
         if kind in OPENAI_KINDS:
@@ -247,7 +255,7 @@ def header_checks(c, client, mock, model, kind, key, ratelimit):
         notes.append(f"request id {request_id!r}, overhead {overhead} ms, {len(limits)} rate-limit headers")
         return "; ".join(notes)
 
-    c.check(f"[{model}] headers ({kind}): beta/trace forwarded, key kept, x-switchyard-* back", round_trip)
+    c.check(f"[{model}] {api} headers ({kind}): beta/trace forwarded, key kept, x-switchyard-* back", round_trip)
 
 
 def main() -> int:
@@ -274,8 +282,9 @@ def main() -> int:
     kinds = dict(pair.split("=", 1) for pair in split(args.kinds))
     ratelimit = set(split(args.ratelimit_models))
     if args.mock:
-        for model, kind in kinds.items():
-            header_checks(c, client, args.mock, model, kind, args.api_key, model in ratelimit)
+        for api in ("responses", "chat"):
+            for model, kind in kinds.items():
+                header_checks(c, client, args.mock, model, kind, args.api_key, model in ratelimit, api)
     else:
         c.skip("headers", "no --mock")
     return c.finish(f"{len(models)} routes: {', '.join(models)}")
