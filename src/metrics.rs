@@ -70,6 +70,8 @@ pub struct TargetCounters {
     /// Streams that passed `limits.max_stream_buffer_bytes` (held events before the
     /// first content, or the text kept for continuation).
     pub stream_buffer_overflows: u64,
+    /// Times the target was skipped at its (or its provider's) rpm/tpm quota.
+    pub at_quota: u64,
 }
 
 impl TargetCounters {
@@ -87,6 +89,8 @@ impl TargetCounters {
 pub struct TargetSnapshot {
     pub label: String,
     pub counters: TargetCounters,
+    /// No quota left now (its own or its provider's): skipped until the window frees.
+    pub at_quota: bool,
     pub breaker: BreakerState,
     pub retry_in: Option<Duration>,
     pub window_requests: u32,
@@ -287,7 +291,7 @@ fn render_targets(out: &mut String, snapshots: &[ShardSnapshot]) {
             }
         }
     }
-    let gauges: [TargetGauge; 7] = [
+    let gauges: [TargetGauge; 9] = [
         (
             "switchyard_target_in_flight",
             "gauge",
@@ -329,6 +333,18 @@ fn render_targets(out: &mut String, snapshots: &[ShardSnapshot]) {
             "counter",
             "Streams past limits.max_stream_buffer_bytes (held events or continuation text).",
             |t| t.counters.stream_buffer_overflows as f64,
+        ),
+        (
+            "switchyard_target_at_quota_total",
+            "counter",
+            "Times the target was skipped at its own or its provider's rpm/tpm quota (never a failure).",
+            |t| t.counters.at_quota as f64,
+        ),
+        (
+            "switchyard_target_at_quota",
+            "gauge",
+            "1 while the target (or its provider) has no quota left in the current window.",
+            |t| f64::from(u8::from(t.at_quota)),
         ),
     ];
     for (name, kind, help, get) in gauges {

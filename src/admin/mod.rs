@@ -1,5 +1,6 @@
 //! The admin listener: `/metrics`, `/healthz`, `/readyz`, `/admin/targets`,
-//! `/admin/config` and `POST /admin/reload`, on its own address and threads.
+//! `/admin/keys`, `/admin/config` and `POST /admin/reload`, on its own address
+//! and threads.
 //!
 //! It never touches shard state: every answer is built from snapshots the shards
 //! send back over their inboxes, so the request path stays lock-free.
@@ -10,6 +11,7 @@
 //! slow or silent peer costs one slot for a few seconds and never the listener.
 
 mod conn;
+mod keys;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -217,12 +219,17 @@ fn route(method: Method, path: &str, shared: &Shared) -> Reply {
     match (method, path) {
         (Method::Get, "/healthz") => json(200, serde_json::json!({"status": "ok"})),
         (Method::Get, "/readyz") => readyz(control),
-        (Method::Get, "/metrics") => Reply {
-            status: 200,
-            content_type: b"text/plain; version=0.0.4; charset=utf-8",
-            body: render_prometheus(&control.snapshots()).into_bytes(),
-        },
+        (Method::Get, "/metrics") => {
+            let mut text = render_prometheus(&control.snapshots());
+            keys::keys_prometheus(&control.current(), &mut text);
+            Reply {
+                status: 200,
+                content_type: b"text/plain; version=0.0.4; charset=utf-8",
+                body: text.into_bytes(),
+            }
+        }
         (Method::Get, "/admin/targets") => json(200, targets_json(&control.snapshots())),
+        (Method::Get, "/admin/keys") => json(200, keys::keys_json(&control.current())),
         (Method::Get, "/admin/config") => {
             json(200, crate::config::redacted_json(&control.current().config))
         }
@@ -238,8 +245,8 @@ fn route(method: Method, path: &str, shared: &Shared) -> Reply {
         },
         (
             _,
-            "/healthz" | "/readyz" | "/metrics" | "/admin/targets" | "/admin/config"
-            | "/admin/reload",
+            "/healthz" | "/readyz" | "/metrics" | "/admin/targets" | "/admin/keys"
+            | "/admin/config" | "/admin/reload",
         ) => json(405, serde_json::json!({"error": "method not allowed"})),
         _ => json(404, serde_json::json!({"error": "unknown admin path"})),
     }
@@ -277,6 +284,9 @@ pub fn targets_json(snapshots: &[ShardSnapshot]) -> serde_json::Value {
                 "upstream_connections": t.pool_open,
                 "idle_connections": t.pool_idle,
                 "successes": t.counters.successes,
+                // Skipped at its rpm/tpm quota: distinct from the breaker, never a failure.
+                "at_quota": t.at_quota,
+                "skipped_at_quota": t.counters.at_quota,
                 // Learned gateway-wide (one shared cell): the same on every shard.
                 "prefill": t.prefill.as_str(),
             });
@@ -294,7 +304,8 @@ pub fn targets_json(snapshots: &[ShardSnapshot]) -> serde_json::Value {
             let breaker = first.map_or(serde_json::Value::Null, |s| s["breaker"].clone());
             let reason = first.map_or(serde_json::Value::Null, |s| s["breaker_reason"].clone());
             let prefill = first.map_or(serde_json::Value::Null, |s| s["prefill"].clone());
-            serde_json::json!({"target": label, "available": !open, "breaker": breaker, "breaker_reason": reason, "prefill": prefill, "shards": shards})
+            let at_quota = shards.iter().any(|s| s["at_quota"] == true);
+            serde_json::json!({"target": label, "available": !open && !at_quota, "breaker": breaker, "breaker_reason": reason, "at_quota": at_quota, "prefill": prefill, "shards": shards})
         })
         .collect();
     serde_json::json!({ "targets": list })

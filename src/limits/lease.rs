@@ -184,6 +184,12 @@ impl Lease {
         }
     }
 
+    /// Drops what is left of the lease (its window's capacity was overspent by
+    /// usage charged after the fact: nothing more should pass on it).
+    pub fn forfeit(&mut self) {
+        self.left = 0;
+    }
+
     /// Returns what is left of the lease to `ledger` (a shard that stops serving
     /// the limit, e.g. on reload).
     pub fn release(&mut self, ledger: &Ledger) {

@@ -27,6 +27,9 @@ pub struct Meta {
     pub fallback: bool,
     pub keep_alive: bool,
     pub dialect: Dialect,
+    /// Headers of the gateway's own for this response (the caller's key's
+    /// `x-ratelimit-*`).
+    pub gateway_headers: Vec<(&'static str, String)>,
 }
 
 impl Meta {
@@ -46,6 +49,11 @@ impl Meta {
         if self.fallback {
             headers.push(("x-switchyard-fallback", b"true".as_slice()));
         }
+        headers.extend(
+            self.gateway_headers
+                .iter()
+                .map(|(name, value)| (*name, value.as_bytes())),
+        );
         headers.extend_from_slice(extra);
         headers
     }

@@ -8,10 +8,11 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
 
 use crate::config::{
-    ClientKey, Config, FallbackPolicy, HedgePolicy, Prefill, RetryPolicy, Route, Strategy,
+    ClientKey, Config, FallbackPolicy, HedgePolicy, Prefill, Quota, RetryPolicy, Route, Strategy,
     StreamPolicy, Timeouts,
 };
 use crate::health::{PrefillMemory, SharedBreaker};
+use crate::limits::gate::{Limits, Names};
 use crate::provider::{self, PreparedProvider};
 
 /// A provider ready for the request path.
@@ -83,6 +84,9 @@ pub struct Table {
     pub routes: Vec<RoutePolicy>,
     /// Model names clients may ask for, each with the route it comes from.
     pub known_models: Vec<(String, usize)>,
+    /// Every key's, provider's and slot's limits, shared by every shard (carried
+    /// like breakers).
+    pub limits: Arc<Limits>,
 }
 
 /// Resolves a host name to socket addresses; called only off the shards.
@@ -119,6 +123,7 @@ impl Table {
             .map(|_| Arc::new(SharedBreaker::new(epoch)))
             .collect();
         let prefill = slots.iter().map(|_| Arc::default()).collect();
+        let limits = Arc::new(Limits::build(&config, &slot_quotas(&config, &slots)));
         Table {
             generation,
             config,
@@ -128,6 +133,7 @@ impl Table {
             prefill,
             routes,
             known_models,
+            limits,
         }
     }
 
@@ -177,7 +183,8 @@ impl Table {
 
     /// Takes over the breakers (and learned prefill) of `old`'s slots that still
     /// exist (same label), so a reload neither forgets a trip nor hands a dead
-    /// target fresh traffic.
+    /// target fresh traffic; and the limit counts of keys, providers and slots
+    /// that still exist with the same limits, so it refills no spent window.
     pub fn carry_breakers(&mut self, old: &Table) {
         for (index, slot) in self.slots.iter().enumerate() {
             let Some(i) = old.slots.iter().position(|s| s.label == slot.label) else {
@@ -186,6 +193,25 @@ impl Table {
             self.breakers[index] = old.breakers[i].clone();
             self.prefill[index] = old.prefill[i].clone();
         }
+        let (new_names, old_names) = (self.names(), old.names());
+        let names = Names {
+            keys: (&new_names.0, &old_names.0),
+            providers: (&new_names.1, &old_names.1),
+            slots: (&new_names.2, &old_names.2),
+        };
+        let mut limits = Limits::build(&self.config, &slot_quotas(&self.config, &self.slots));
+        limits.carry(&old.limits, &names);
+        self.limits = Arc::new(limits);
+    }
+
+    /// The names of keys, providers and slots, by index (what limits carry by).
+    fn names(&self) -> (Vec<&str>, Vec<&str>, Vec<&str>) {
+        let config = &self.config;
+        (
+            config.keys.iter().map(|k| k.name.as_str()).collect(),
+            config.providers.iter().map(|p| p.name.as_str()).collect(),
+            self.slots.iter().map(|s| s.label.as_str()).collect(),
+        )
     }
 
     /// Whether the addresses of any provider differ from `other`'s.
@@ -234,6 +260,24 @@ fn number_slots(config: &Config) -> (Vec<TargetSlot>, Vec<Vec<usize>>) {
         route_slots.push(indices);
     }
     (slots, route_slots)
+}
+
+/// Each slot's own quota: that of the first target entry (in any route) for the
+/// slot that sets one.
+fn slot_quotas(config: &Config, slots: &[TargetSlot]) -> Vec<Quota> {
+    slots
+        .iter()
+        .map(|slot| {
+            config
+                .routes
+                .iter()
+                .flat_map(|route| &route.targets)
+                .filter(|t| t.provider == slot.provider && t.model == slot.model)
+                .map(|t| t.quota)
+                .find(Quota::is_limited)
+                .unwrap_or_default()
+        })
+        .collect()
 }
 
 /// Resolves every (route, target) once: its slot, provider and policies.

@@ -204,10 +204,13 @@ pub async fn dispatch(
         mut meta,
     } = admitted;
     meta.keep_alive = keep_alive;
-    let key = key.and_then(|i| table.config.keys.get(i));
+    let key = key.and_then(|index| {
+        let key = table.config.keys.get(index)?;
+        Some(chat::Caller { index, key })
+    });
     match endpoint {
         Endpoint::Models => {
-            let body = models_body(&table, key);
+            let body = models_body(&table, key.map(|caller| caller.key));
             meta.write_full(out, 200, b"application/json", &body, &[]);
             write_out(client, out).await
         }

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use super::messages::{Inbox, ShardMsg};
 use crate::health::{RetryBudget, TargetHealth, TargetSummary};
+use crate::limits::gate::ShardLeases;
 use crate::metrics::{RouteCounters, ShardSnapshot, TargetCounters, TargetSnapshot};
 use crate::route::{Balancer, Table};
 use crate::upstream::stream::TlsConnector;
@@ -52,6 +53,8 @@ pub struct Routing {
     pub pools: Vec<Pool>,
     pub targets: Vec<Rc<TargetCell>>,
     pub routes: Vec<RouteCell>,
+    /// This shard's leases on the generation's limits.
+    pub leases: ShardLeases,
 }
 
 pub struct Shard {
@@ -208,12 +211,14 @@ impl Shard {
             .iter()
             .zip(&routing.targets)
             .zip(&table.prefill)
-            .map(|((slot, cell), prefill)| {
+            .enumerate()
+            .map(|(index, ((slot, cell), prefill))| {
                 let h = cell.health.borrow();
                 let pool = routing.pools.get(slot.provider);
                 TargetSnapshot {
                     label: slot.label.clone(),
                     counters: cell.counters.borrow().clone(),
+                    at_quota: routing.leases.at_quota(index, slot.provider, now),
                     breaker: h.state(now),
                     retry_in: h.retry_after(now),
                     window_requests: h.totals(now).requests,
@@ -259,11 +264,13 @@ impl Routing {
         let pools = build_pools(&table, tls, old);
         let targets = build_targets(&table, old, shards, me);
         let routes = build_routes(&table, old);
+        let leases = ShardLeases::new(table.limits.clone(), shards);
         Routing {
             table,
             pools,
             targets,
             routes,
+            leases,
         }
     }
 }

@@ -52,6 +52,12 @@ struct Fields<'a> {
     stream: Option<bool>,
     #[serde(borrow, default)]
     stream_options: Option<&'a RawValue>,
+    #[serde(default)]
+    max_tokens: Option<u64>,
+    #[serde(default)]
+    max_completion_tokens: Option<u64>,
+    #[serde(default)]
+    max_output_tokens: Option<u64>,
 }
 
 #[derive(Deserialize, Default)]
@@ -67,6 +73,9 @@ pub struct ChatBody {
     pub stream: bool,
     /// The client asked for a usage chunk at the end of the stream.
     pub client_wants_usage: bool,
+    /// The most output tokens the client allows (`max_tokens`,
+    /// `max_completion_tokens` or the Responses API's `max_output_tokens`).
+    pub max_output_tokens: Option<u64>,
     model_span: Range<usize>,
     stream_options_span: Option<Range<usize>>,
 }
@@ -95,9 +104,20 @@ impl ChatBody {
             model,
             stream: fields.stream.unwrap_or(false),
             client_wants_usage: options.include_usage.unwrap_or(false),
+            max_output_tokens: fields
+                .max_completion_tokens
+                .or(fields.max_tokens)
+                .or(fields.max_output_tokens),
             model_span: span_of(raw_model, body),
             stream_options_span: fields.stream_options.map(|raw| span_of(raw, body)),
         })
+    }
+
+    /// A rough count of the tokens a request of `body_len` bytes uses before its
+    /// answer is known (for token limits): a token per 4 bytes of body, plus the
+    /// output it allows.
+    pub fn token_estimate(&self, body_len: usize) -> u64 {
+        (body_len as u64).div_ceil(4) + self.max_output_tokens.unwrap_or(0)
     }
 
     /// Writes `body` with `model` replaced by `target_model`; for streams it also

@@ -115,14 +115,19 @@ async fn connection_loop(shared: Rc<Shared>) {
         .ok()
         .and_then(Result::ok);
     while let Some(slot) = shared.schedule.claim(Instant::now()) {
-        let intended = match slot {
+        let (intended, scheduled) = match slot {
             Slot::At(t) => {
                 wait_until(t).await;
-                t
+                (t, true)
             }
-            Slot::Now => Instant::now(),
+            Slot::Now => (Instant::now(), false),
         };
-        let outcome = attempt(&shared, &mut conn, intended).await;
+        let mut outcome = attempt(&shared, &mut conn, intended).await;
+        // A closed loop sends when it is ready: its intended time is its send
+        // time (a preemption between the two clock reads is not a late start).
+        if !scheduled {
+            outcome.intended = outcome.sent;
+        }
         let unreachable = outcome.status == 0;
         if shared.timeline.measures(intended) {
             shared.recorder.borrow_mut().record(&outcome);

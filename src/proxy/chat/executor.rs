@@ -188,7 +188,8 @@ pub(super) fn admit(
     others: bool,
     trail: &mut Trail,
 ) -> Option<Pick> {
-    let slot = req.routing.table.routes[route].targets[target].slot;
+    let policy = &req.routing.table.routes[route].targets[target];
+    let (slot, provider) = (policy.slot, policy.provider);
     let now = Instant::now();
     let breaker = &req.routing.table.breakers[slot];
     let probe = match breaker.admit(now) {
@@ -205,6 +206,17 @@ pub(super) fn admit(
             })
         }
     };
+    // At its quota the target is skipped until its window frees, like a
+    // sideline: never a failure (a probe's token goes back unused).
+    let quota = match super::admission::charge_target(req, slot, provider) {
+        Ok(quota) => quota,
+        Err(refusal) => {
+            record::at_quota(req, slot);
+            let until = refusal.until;
+            trail.refused_until = Some(trail.refused_until.map_or(until, |r| r.min(until)));
+            return None;
+        }
+    };
     Some(Pick {
         route,
         target,
@@ -212,6 +224,7 @@ pub(super) fn admit(
         others,
         fallback_ready: others,
         probe,
+        quota,
     })
 }
 

@@ -79,7 +79,7 @@ enum Raced {
     /// of `winner` or, when both failed, the primary's failure; `other` is the
     /// other lane's failure, or `None` when it was still running (dropped).
     Hedged {
-        extra: Pick,
+        extra: Box<Pick>,
         sent: Instant,
         winner: Lane,
         won: AttemptResult,
@@ -178,7 +178,7 @@ async fn race(
         return None;
     };
     Some(Raced::Hedged {
-        extra,
+        extra: Box::new(extra),
         sent,
         winner,
         won,

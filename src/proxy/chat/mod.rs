@@ -9,6 +9,7 @@
 //! [`Reply`] (the client's socket and the response being written) and the
 //! [`Trail`] (what this request has tried so far).
 
+mod admission;
 mod answer;
 mod attempt;
 mod executor;
@@ -46,7 +47,7 @@ pub struct Incoming<'a> {
     pub body: &'a [u8],
     pub request_id: String,
     /// The caller's key (none on an open gateway).
-    pub key: Option<&'a crate::config::ClientKey>,
+    pub key: Option<Caller<'a>>,
     pub started: Instant,
     pub keep_alive: bool,
     /// The API shape the client speaks; the body above is always OpenAI's.
@@ -54,6 +55,13 @@ pub struct Incoming<'a> {
     /// The client's own body when `body` translates it and some targets take the
     /// original as it is (a Responses request: see [`Native`]).
     pub native: Option<NativeBody<'a>>,
+}
+
+/// The key a request came with: its index in the config and its settings.
+#[derive(Clone, Copy)]
+pub struct Caller<'a> {
+    pub index: usize,
+    pub key: &'a crate::config::ClientKey,
 }
 
 /// A client body in its own API's shape, for the targets that serve that API.
@@ -72,6 +80,8 @@ pub struct NativeBody<'a> {
 struct Request<'a> {
     api: Api,
     request_id: &'a str,
+    /// The caller's key's name, for logs.
+    key_name: Option<&'a str>,
     shard: &'a Shard,
     routing: Rc<Routing>,
     /// The client's body (OpenAI's shape) and its parsed view.
@@ -82,6 +92,11 @@ struct Request<'a> {
     body_answers_natively: bool,
     /// The client's own body for targets that serve its API (see [`NativeBody`]).
     native: Option<Native<'a>>,
+    /// The tokens the request is charged against token limits before its usage
+    /// is known.
+    estimate: u64,
+    /// The usage every attempt reported so far (what the key is charged).
+    used: std::cell::Cell<crate::wire::Usage>,
     started: Instant,
     deadline: Instant,
 }
@@ -206,6 +221,9 @@ struct Pick {
     fallback_ready: bool,
     /// The breaker's half-open probe token, when this attempt is the probe.
     probe: Option<ProbeToken>,
+    /// What the attempt is charged against the target's and its provider's
+    /// quotas (corrected by its usage when recorded).
+    quota: [Option<crate::limits::gate::Charge>; 2],
 }
 
 /// The gateway's one half-open probe token for a target, held by this request. A
@@ -252,27 +270,60 @@ pub async fn handle(
     let routing = shard.routing();
     let header = |name: &str| req.head.header(name);
     let table = &routing.table;
-    let Some(route) = table.match_route(&chat.model, req.key, header) else {
-        let error = model_not_found(&chat.model, &table.models_for(req.key));
+    let key = req.key.map(|caller| caller.key);
+    let Some(route) = table.match_route(&chat.model, key, header) else {
+        let error = model_not_found(&chat.model, &table.models_for(key));
         return reject(shard, &mut reply, &error).await;
     };
     let deadline = deadline_for(req, &table.config.routes[route]);
     if let Some(error) = unservable(req, table, route) {
         return reject(shard, &mut reply, &error).await;
     }
+    let estimate = chat.token_estimate(req.body.len());
+    let admitted = match admission::admit_key(&routing, req.key, estimate) {
+        Ok(admitted) => admitted,
+        Err(limited) => return refuse(shard, &routing, req, &limited, &mut reply).await,
+    };
+    if let Some(standing) = admission::standing(&routing, req.key) {
+        reply.meta.gateway_headers = admission::rate_headers(&standing, req.dialect);
+    }
     let request = Request {
         api: req.api,
         request_id: &req.request_id,
+        key_name: req.key.map(|caller| caller.key.name.as_str()),
         shard,
         routing: routing.clone(),
         body: req.body,
         chat,
         body_answers_natively: req.dialect == Dialect::OpenAi || req.api == Api::CountTokens,
         native,
+        estimate,
+        used: Default::default(),
         started: req.started,
         deadline,
     };
-    executor::run(&request, route, &mut reply).await
+    let served = executor::run(&request, route, &mut reply).await;
+    if let Some(admitted) = admitted {
+        admitted.settle(&routing, request.used.get());
+    }
+    served
+}
+
+/// A key's request refused by its limits: 429 with `Retry-After` and its standing.
+async fn refuse(
+    shard: &Shard,
+    routing: &Routing,
+    req: &Incoming<'_>,
+    limited: &admission::Limited,
+    reply: &mut Reply<'_>,
+) -> std::io::Result<()> {
+    let name = req.key.map_or("", |caller| caller.key.name.as_str());
+    let standing = admission::standing(routing, req.key);
+    let (error, headers) = admission::refusal_answer(limited, name, standing, req.dialect);
+    let extra: Vec<(&str, &[u8])> = headers.iter().map(|(n, v)| (*n, v.as_bytes())).collect();
+    shard.record_bad_request(error.status);
+    reply.meta.write_error(reply.out, &error, &extra);
+    reply.flush().await
 }
 
 /// The body's parsed view, and the client's own body's when there is one. Only

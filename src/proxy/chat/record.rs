@@ -44,6 +44,13 @@ pub(super) fn outcome(
 ) {
     let now = Instant::now();
     let tokens = usage.map_or(0, |u| u.prompt_tokens + u.completion_tokens);
+    settle_quota(req, pick, tokens);
+    if let Some(u) = usage {
+        let mut used = req.used.get();
+        used.prompt_tokens = used.prompt_tokens.saturating_add(u.prompt_tokens);
+        used.completion_tokens = used.completion_tokens.saturating_add(u.completion_tokens);
+        req.used.set(used);
+    }
     let probe = pick.probe.take().map(ProbeToken::settle).is_some();
     let cell = &req.routing.targets[pick.slot];
     let transition = {
@@ -97,6 +104,18 @@ pub(super) fn failed(
     });
 }
 
+/// The target was skipped at its quota (or its provider's).
+pub(super) fn at_quota(req: &Request<'_>, slot: usize) {
+    req.routing.targets[slot].counters.borrow_mut().at_quota += 1;
+}
+
+/// Corrects the quota charges of the attempt on `pick` by the tokens it used.
+fn settle_quota(req: &Request<'_>, pick: &mut Pick, tokens: u64) {
+    for charge in pick.quota.iter_mut().filter_map(Option::take) {
+        req.routing.leases.settle(charge, tokens);
+    }
+}
+
 /// A target that cannot express the request was never sent anything: no health
 /// outcome, not counted as an attempt (a probe's token goes back), but listed for
 /// the client.
@@ -108,6 +127,9 @@ pub(super) fn untranslatable(
     trail: &mut Trail,
 ) {
     abandoned(req, pick);
+    for charge in pick.quota.iter_mut().filter_map(Option::take) {
+        req.routing.leases.refund(charge);
+    }
     meta.attempts = meta.attempts.saturating_sub(1);
     trail.attempts.push(AttemptLog {
         target: req.label(pick.slot).to_string(),
@@ -197,6 +219,7 @@ pub(super) fn finished(
         crate::log::Level::Info,
         "request",
         id = meta.request_id,
+        key = req.key_name.unwrap_or("-"),
         route = config.routes.get(route).map_or("", |r| r.name.as_str()),
         target = meta.target.as_deref().unwrap_or("-"),
         attempts = meta.attempts,

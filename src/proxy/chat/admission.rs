@@ -1,0 +1,250 @@
+//! Limits as a request meets them: the caller's key (rpm, tpm, concurrency)
+//! before anything is sent, each target's and provider's quota as a target is
+//! picked, and the corrections once the usage is known. The counting itself is
+//! `limits::gate`'s; this says when, and what the client is told.
+
+use std::sync::atomic::Ordering;
+
+use super::*;
+use crate::limits::gate::{self, Charge, InFlight, LimitKind, Refusal, Standing, Subject};
+use crate::wire::Usage;
+
+/// What a key's admission holds for its whole request: its place among the
+/// key's requests in flight and the charge to correct at the end.
+pub(super) struct KeyAdmission {
+    key: usize,
+    _in_flight: Option<InFlight>,
+    charge: Option<Charge>,
+}
+
+/// Why a key's request was refused.
+pub(super) enum Limited {
+    Rate(Refusal),
+    Concurrency(u32),
+}
+
+/// Admits the caller's request against its key's limits (nothing for an open
+/// gateway or an unlimited key), counting it in the key's stats.
+pub(super) fn admit_key(
+    routing: &Routing,
+    caller: Option<Caller<'_>>,
+    estimate: u64,
+) -> Result<Option<KeyAdmission>, Limited> {
+    let Some(caller) = caller else {
+        return Ok(None);
+    };
+    let Some(state) = routing.table.limits.keys.get(caller.index) else {
+        return Ok(None);
+    };
+    state.stats.requests.fetch_add(1, Ordering::Relaxed);
+    let refused = |limited| {
+        state.stats.limited.fetch_add(1, Ordering::Relaxed);
+        Err(limited)
+    };
+    let in_flight = match state.max_concurrency {
+        None => None,
+        Some(_) => match gate::enter(state) {
+            Ok(guard) => Some(guard),
+            Err(max) => return refused(Limited::Concurrency(max)),
+        },
+    };
+    let subject = Subject::Key(caller.index);
+    let charge = match routing.leases.charge(subject, estimate, Instant::now()) {
+        Ok(charge) => charge,
+        Err(refusal) => return refused(Limited::Rate(refusal)),
+    };
+    Ok(Some(KeyAdmission {
+        key: caller.index,
+        _in_flight: in_flight,
+        charge,
+    }))
+}
+
+impl KeyAdmission {
+    /// Corrects the key's token charge by what the request really used (every
+    /// attempt's reported usage).
+    pub(super) fn settle(self, routing: &Routing, used: Usage) {
+        if let Some(state) = routing.table.limits.keys.get(self.key) {
+            let stats = &state.stats;
+            stats
+                .tokens_in
+                .fetch_add(used.prompt_tokens, Ordering::Relaxed);
+            stats
+                .tokens_out
+                .fetch_add(used.completion_tokens, Ordering::Relaxed);
+        }
+        if let Some(charge) = self.charge {
+            let tokens = used.prompt_tokens.saturating_add(used.completion_tokens);
+            routing.leases.settle(charge, tokens);
+        }
+    }
+}
+
+/// The caller's key's standing, for the `x-ratelimit-*` headers of its answers
+/// (`None`: an open gateway, or a key without rpm and tpm).
+pub(super) fn standing(routing: &Routing, caller: Option<Caller<'_>>) -> Option<Standing> {
+    let caller = caller?;
+    let limited = caller.key.limits.is_limited();
+    limited.then(|| {
+        routing
+            .leases
+            .standing(Subject::Key(caller.index), Instant::now())
+    })
+}
+
+/// Charges one attempt against the target's own quota and its provider's; a
+/// refusal (either at its limit) skips the target until the window frees, like a
+/// sideline, and is never a failure of the target.
+pub(super) fn charge_target(
+    req: &Request<'_>,
+    slot: usize,
+    provider: usize,
+) -> Result<[Option<Charge>; 2], Refusal> {
+    let leases = &req.routing.leases;
+    let now = Instant::now();
+    let own = leases.charge(Subject::Slot(slot), req.estimate, now)?;
+    match leases.charge(Subject::Provider(provider), req.estimate, now) {
+        Ok(shared) => Ok([own, shared]),
+        Err(refusal) => {
+            if let Some(own) = own {
+                leases.refund(own);
+            }
+            Err(refusal)
+        }
+    }
+}
+
+/// The error a key's refused request gets, with its headers: OpenAI's
+/// `rate_limit_exceeded` 429 (Anthropic's `rate_limit_error` on /v1/messages,
+/// by the dialect), `Retry-After` and the key's standing.
+pub(super) fn refusal_answer(
+    limited: &Limited,
+    key_name: &str,
+    standing: Option<Standing>,
+    dialect: Dialect,
+) -> (ApiError, Vec<(&'static str, String)>) {
+    let (message, retry_after, kind) = match limited {
+        Limited::Concurrency(max) => (
+            format!("key `{key_name}` has {max} requests in flight, its max_concurrency; retry when one finishes"),
+            Duration::from_secs(1),
+            "requests",
+        ),
+        Limited::Rate(refusal) => {
+            let (what, kind) = match refusal.kind {
+                LimitKind::Tokens => ("tokens per window (tpm)", "tokens"),
+                _ => ("requests per window (rpm)", "requests"),
+            };
+            let wait = refusal.reset.as_secs_f64();
+            let message = format!(
+                "Rate limit reached for key `{key_name}` on {what}: limit {}. Please try again in {wait:.3}s.",
+                refusal.limit
+            );
+            (message, refusal.reset, kind)
+        }
+    };
+    let mut headers = retry_headers(retry_after);
+    headers.extend(
+        standing
+            .map(|s| rate_headers(&s, dialect))
+            .unwrap_or_default(),
+    );
+    (
+        ApiError::new(429, kind, "rate_limit_exceeded", message),
+        headers,
+    )
+}
+
+/// `Retry-After` in whole seconds (rounded up, at least 1) and OpenAI's
+/// `retry-after-ms`, which its SDKs read first.
+fn retry_headers(wait: Duration) -> Vec<(&'static str, String)> {
+    let ms = wait.as_millis().max(1);
+    vec![
+        ("retry-after", ms.div_ceil(1000).to_string()),
+        ("retry-after-ms", ms.to_string()),
+    ]
+}
+
+/// The headers that describe a key's standing: OpenAI's `x-ratelimit-*` (reset
+/// as a wait), or on Anthropic's API `anthropic-ratelimit-*` (reset as a time).
+pub(super) fn rate_headers(standing: &Standing, dialect: Dialect) -> Vec<(&'static str, String)> {
+    let names: [&'static str; 6] = match dialect {
+        Dialect::Anthropic => [
+            "anthropic-ratelimit-requests-limit",
+            "anthropic-ratelimit-requests-remaining",
+            "anthropic-ratelimit-requests-reset",
+            "anthropic-ratelimit-tokens-limit",
+            "anthropic-ratelimit-tokens-remaining",
+            "anthropic-ratelimit-tokens-reset",
+        ],
+        _ => [
+            "x-ratelimit-limit-requests",
+            "x-ratelimit-remaining-requests",
+            "x-ratelimit-reset-requests",
+            "x-ratelimit-limit-tokens",
+            "x-ratelimit-remaining-tokens",
+            "x-ratelimit-reset-tokens",
+        ],
+    };
+    let reset = match dialect {
+        Dialect::Anthropic => {
+            let at = std::time::SystemTime::now() + standing.reset;
+            humantime::format_rfc3339_seconds(at).to_string()
+        }
+        _ => format_reset(standing.reset),
+    };
+    let mut headers = Vec::with_capacity(6);
+    for (counted, names) in [standing.requests, standing.tokens]
+        .iter()
+        .zip(names.chunks(3))
+    {
+        if let Some((limit, remaining)) = counted {
+            headers.push((names[0], limit.to_string()));
+            headers.push((names[1], remaining.to_string()));
+            headers.push((names[2], reset.clone()));
+        }
+    }
+    headers
+}
+
+/// A wait as OpenAI writes it in `x-ratelimit-reset-*`: `850ms`, `12s`.
+fn format_reset(wait: Duration) -> String {
+    let ms = wait.as_millis();
+    if ms < 1000 {
+        format!("{ms}ms")
+    } else {
+        format!("{}s", ms.div_ceil(1000))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resets_are_written_as_openai_does() {
+        assert_eq!(format_reset(Duration::from_millis(850)), "850ms");
+        assert_eq!(format_reset(Duration::from_millis(11_001)), "12s");
+        assert_eq!(format_reset(Duration::ZERO), "0ms");
+        let headers = retry_headers(Duration::from_millis(1_200));
+        assert_eq!(headers[0], ("retry-after", "2".to_string()));
+        assert_eq!(headers[1], ("retry-after-ms", "1200".to_string()));
+        let standing = Standing {
+            requests: Some((60, 0)),
+            tokens: None,
+            reset: Duration::from_secs(3),
+        };
+        let headers = rate_headers(&standing, Dialect::OpenAi);
+        let names: Vec<&str> = headers.iter().map(|(n, _)| *n).collect();
+        assert_eq!(
+            names,
+            [
+                "x-ratelimit-limit-requests",
+                "x-ratelimit-remaining-requests",
+                "x-ratelimit-reset-requests"
+            ]
+        );
+        let anthropic = rate_headers(&standing, Dialect::Anthropic);
+        assert_eq!(anthropic[0].0, "anthropic-ratelimit-requests-limit");
+        assert!(anthropic[2].1.ends_with('Z'), "{anthropic:?}");
+    }
+}
