@@ -250,6 +250,8 @@ def header_checks(c, client, mock, model, kind, key, ratelimit, api):
         limits = sorted(n for n in got if n.startswith("x-switchyard-upstream-ratelimit-"))
         if ratelimit:
             assert limits, f"no x-switchyard-upstream-ratelimit-* in {sorted(got)}"
+        # The check's key has no rpm/tpm, so the gateway describes no standing of
+        # its own: any x-ratelimit-* here would be the provider's, unrenamed.
         leaked_back = [n for n in got if n.startswith("x-ratelimit-")]
         assert not leaked_back, f"provider rate-limit headers passed through unrenamed: {leaked_back}"
         notes.append(f"request id {request_id!r}, overhead {overhead} ms, {len(limits)} rate-limit headers")
