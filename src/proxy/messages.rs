@@ -46,6 +46,7 @@ pub async fn handle(
         body: &body,
         request_id: req.request_id.clone(),
         dialect: Dialect::Anthropic,
+        echo: None,
         ..*req
     };
     chat::handle(shard, &translated, client, out).await

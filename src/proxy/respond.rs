@@ -4,7 +4,10 @@
 //! (`x-switchyard-target`), after how many upstream attempts, and whether the
 //! request had to fall back. Bodies are written in the client's [`Dialect`].
 
+use std::rc::Rc;
+
 use super::anthropic;
+use super::responses::{self, Echo};
 use crate::http::response::{write_response_head, BodyLen};
 use crate::http::ApiError;
 
@@ -16,6 +19,9 @@ pub enum Dialect {
     OpenAi,
     /// Anthropic's Messages API shapes (see [`super::anthropic`]).
     Anthropic,
+    /// OpenAI's Responses API shapes (see [`super::responses`]); errors are
+    /// OpenAI's.
+    Responses,
 }
 
 /// The gateway's view of one response, for its headers and body shape.
@@ -30,6 +36,9 @@ pub struct Meta {
     /// Headers of the gateway's own for this response (the caller's key's
     /// `x-ratelimit-*`).
     pub gateway_headers: Vec<(&'static str, String)>,
+    /// What a Responses answer echoes of its request (`Dialect::Responses`
+    /// only: shared, so other dialects pay nothing).
+    pub echo: Option<Rc<Echo>>,
 }
 
 impl Meta {
@@ -110,6 +119,10 @@ impl Meta {
                 let (status, body) = anthropic::shape_answer(status, body);
                 self.write_full(out, status, b"application/json", &body, extra)
             }
+            Dialect::Responses => {
+                let (status, body) = responses::shape_answer(status, body, &self.echo());
+                self.write_full(out, status, b"application/json", &body, extra)
+            }
         }
     }
 
@@ -128,13 +141,22 @@ impl Meta {
                 let (status, body) = anthropic::shape_answer(status, &body);
                 (status, b"application/json".to_vec(), body)
             }
+            Dialect::Responses => {
+                let (status, body) = responses::shape_answer(status, &body, &self.echo());
+                (status, b"application/json".to_vec(), body)
+            }
         }
+    }
+
+    /// The echoed request fields of a Responses answer (none known: defaults).
+    pub fn echo(&self) -> Rc<Echo> {
+        self.echo.clone().unwrap_or_default()
     }
 
     /// One of the gateway's own errors, in the client's dialect.
     pub fn write_error(&self, out: &mut Vec<u8>, error: &ApiError, extra: &[(&str, &[u8])]) {
         let body = match self.dialect {
-            Dialect::OpenAi => error.body(),
+            Dialect::OpenAi | Dialect::Responses => error.body(),
             Dialect::Anthropic => anthropic::error_body(error),
         };
         self.write_full(out, error.status, b"application/json", &body, extra);

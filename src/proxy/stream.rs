@@ -23,6 +23,7 @@ use crate::provider::EventSource;
 use crate::proxy::anthropic::EventTranslator;
 use crate::proxy::continuation::{Aligned, Aligner};
 use crate::proxy::respond::Dialect;
+use crate::proxy::responses;
 use crate::upstream::{BodyError, Response};
 use crate::wire::Usage;
 
@@ -396,17 +397,22 @@ pub enum Output {
     #[default]
     OpenAi,
     Anthropic(Box<EventTranslator>),
+    Responses(Box<responses::EventTranslator>),
     /// Events already in the client's dialect (a Responses stream passed through):
     /// relayed as they are, names included, with no end marker of ours.
     Native,
 }
 
 impl Output {
-    /// The output for a new client stream in `dialect`.
-    pub fn for_dialect(dialect: Dialect) -> Output {
+    /// The output for a new client stream in `dialect` (`echo`: what a
+    /// Responses stream's response object repeats of the request).
+    pub fn for_dialect(dialect: Dialect, echo: Option<&responses::Echo>) -> Output {
         match dialect {
             Dialect::OpenAi => Output::OpenAi,
             Dialect::Anthropic => Output::Anthropic(Box::default()),
+            Dialect::Responses => Output::Responses(Box::new(responses::EventTranslator::new(
+                echo.cloned().unwrap_or_default(),
+            ))),
         }
     }
 
@@ -415,6 +421,13 @@ impl Output {
         match self {
             Output::OpenAi | Output::Native => push_event(out, frame, name, data),
             Output::Anthropic(translator) => {
+                frame.clear();
+                translator.chunk(data, frame);
+                if !frame.is_empty() {
+                    encode_chunk(frame, out);
+                }
+            }
+            Output::Responses(translator) => {
                 frame.clear();
                 translator.chunk(data, frame);
                 if !frame.is_empty() {
@@ -430,6 +443,13 @@ impl Output {
             Output::OpenAi => push_event(out, frame, None, "[DONE]"),
             Output::Native => {}
             Output::Anthropic(translator) => {
+                frame.clear();
+                translator.done(usage, frame);
+                if !frame.is_empty() {
+                    encode_chunk(frame, out);
+                }
+            }
+            Output::Responses(translator) => {
                 frame.clear();
                 translator.done(usage, frame);
                 if !frame.is_empty() {
@@ -908,24 +928,45 @@ fn truncate(text: &str, max: usize) -> &str {
 }
 
 /// Ends a committed stream after an upstream failure: one error event the SDKs
-/// raise (OpenAI: the error chunk then `data: [DONE]`; Anthropic: `event: error`),
-/// and the last chunk.
+/// raise (OpenAI: the error chunk then `data: [DONE]`; Anthropic: `event: error`;
+/// Responses: `response.failed` then `error`, numbered on from the stream's
+/// events), and the last chunk.
 pub async fn end_with_error(
     client: &mut ClientStream,
     out: Vec<u8>,
     reason: &str,
-    dialect: Dialect,
+    output: &mut Output,
 ) -> (std::io::Result<()>, Vec<u8>) {
     let mut out = out;
     let mut frame = Vec::with_capacity(256);
-    match dialect {
-        Dialect::OpenAi => {
+    match output {
+        Output::OpenAi => {
             push_event(&mut out, &mut frame, None, &error_event_data(reason));
             push_event(&mut out, &mut frame, None, "[DONE]");
         }
-        Dialect::Anthropic => {
+        Output::Anthropic(_) => {
             crate::proxy::anthropic::stream::error_event(reason, &mut frame);
             encode_chunk(&frame, &mut out);
+        }
+        Output::Responses(translator) => {
+            let message =
+                format!("the upstream stream failed after the response started: {reason}");
+            translator.error("upstream_stream_interrupted", &message, &mut frame);
+            encode_chunk(&frame, &mut out);
+        }
+        // A stream passed through as it came (the Responses API's): its error
+        // event, with the nested `error` the openai SDK raises on.
+        Output::Native => {
+            let message =
+                format!("the upstream stream failed after the response started: {reason}");
+            let data = serde_json::json!({
+                "type": "error",
+                "code": "upstream_stream_interrupted",
+                "message": message,
+                "param": null,
+                "error": {"type": "server_error", "code": "upstream_stream_interrupted", "message": message},
+            });
+            push_event(&mut out, &mut frame, Some("error"), &data.to_string());
         }
     }
     out.extend_from_slice(LAST_CHUNK);

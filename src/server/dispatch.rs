@@ -1,7 +1,8 @@
 //! Which handler answers a request: path and method, client authentication, the
 //! request id, and the gateway's own small endpoints (`/v1/models`, and the
 //! unauthenticated `/healthz` and `/readyz` for load balancers). Anthropic's
-//! `/v1/messages` is answered in Anthropic's shapes from the first error on.
+//! `/v1/messages` is answered in Anthropic's shapes from the first error on;
+//! OpenAI's `/v1/responses` in the Responses API's (its errors are OpenAI's).
 
 use std::rc::Rc;
 use std::sync::Arc;
@@ -13,8 +14,8 @@ use subtle::ConstantTimeEq;
 use crate::http::request::{Method, RequestHead};
 use crate::http::ApiError;
 use crate::proxy::chat::{self, Api, Incoming};
-use crate::proxy::messages;
 use crate::proxy::respond::{Dialect, Meta};
+use crate::proxy::{messages, responses_endpoint};
 use crate::route::Table;
 use crate::shard::Shard;
 
@@ -44,6 +45,9 @@ enum Proxied {
     Messages,
     /// Anthropic's token counting (pass-through to Anthropic-kind targets).
     CountTokens,
+    /// OpenAI's Responses API (natively where a target serves it, else
+    /// translated onto chat completions).
+    Responses,
 }
 
 impl Proxied {
@@ -54,6 +58,8 @@ impl Proxied {
             Proxied::Embeddings => Api::Embeddings,
             Proxied::Completions => Api::Completions,
             Proxied::CountTokens => Api::CountTokens,
+            // The body the chat path gets is its chat translation.
+            Proxied::Responses => Api::ChatCompletions,
         }
     }
 }
@@ -65,6 +71,7 @@ fn endpoint(path: &str) -> Option<Endpoint> {
         "/v1/completions" | "/completions" => Proxied::Completions,
         "/v1/messages" | "/messages" => Proxied::Messages,
         "/v1/messages/count_tokens" | "/messages/count_tokens" => Proxied::CountTokens,
+        "/v1/responses" | "/responses" => Proxied::Responses,
         _ => return own_endpoint(path),
     };
     Some(Endpoint::Proxied(proxied))
@@ -132,7 +139,7 @@ pub fn admit(shard: &Shard, head: &RequestHead) -> Result<Admitted, Box<Rejected
     });
     let Some(endpoint) = served else {
         let error = ApiError::not_found(format!(
-            "Unknown path `{}`. switchyard serves /v1/chat/completions, /v1/completions, /v1/embeddings, /v1/messages, /v1/messages/count_tokens and /v1/models.",
+            "Unknown path `{}`. switchyard serves /v1/chat/completions, /v1/responses, /v1/completions, /v1/embeddings, /v1/messages, /v1/messages/count_tokens and /v1/models.",
             head.path()
         ));
         return reject(error, None, meta);
@@ -237,9 +244,13 @@ pub async fn dispatch(
                 keep_alive,
                 dialect: meta.dialect,
                 native: None,
+                echo: None,
             };
             match proxied {
                 Proxied::Messages => messages::handle(shard, &incoming, client, out).await,
+                Proxied::Responses => {
+                    responses_endpoint::handle(shard, &incoming, client, out).await
+                }
                 _ => chat::handle(shard, &incoming, client, out).await,
             }
         }

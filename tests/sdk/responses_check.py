@@ -10,6 +10,8 @@ chat completions, and routes whose provider serves the Responses API natively):
   last, every delta inside its item and content part (what `responses.stream`
   needs), the deltas concatenate to the same text, increasing sequence numbers;
 - `responses.stream`: the same text event by event and from `get_final_response()`.
+--failover-model: a 503 first target is invisible; --broken-model: a stream reset
+after its first words ends in `response.failed`, raised as `openai.APIError`.
 For --tool-models: a forced function call (tool_choice "required") whole and
 streamed, then its `function_call_output` sent back, answered with text.
 Errors: an unknown model is `openai.NotFoundError`; `previous_response_id` on a
@@ -57,7 +59,7 @@ OPENAI_KINDS = {"openai", "azure", "openai-compatible"}
 def event_order(kinds):
     """Asserts the stream's shape; returns a short summary."""
     assert kinds, "no events"
-    assert kinds[0] == "response.created", f"first event {kinds[0]!r}"
+    assert kinds[:2] == ["response.created", "response.in_progress"], f"first events {kinds[:2]}"
     assert kinds[-1] == "response.completed", f"last event {kinds[-1]!r}"
     assert kinds.count("response.completed") == 1, "more than one response.completed"
     assert "error" not in kinds and "response.failed" not in kinds, kinds
@@ -67,9 +69,7 @@ def event_order(kinds):
 
 
 def check_sequence(numbers):
-    present = [n for n in numbers if n is not None]
-    if present:
-        assert present == sorted(set(present)), f"sequence numbers not increasing: {present}"
+    assert numbers == list(range(len(numbers))), f"sequence numbers not 0, 1, ...: {numbers}"
 
 
 def text_checks(c, client, expected, model):
@@ -77,6 +77,7 @@ def text_checks(c, client, expected, model):
         r = client.responses.create(model=model, input=PROMPT)
         want = expected(model)
         assert r.object == "response", r.object
+        assert r.id.startswith("resp_"), f"id {r.id!r}"
         assert r.status == "completed", r.status
         assert r.output_text == want, f"output_text {r.output_text!r} != chat text {want!r}"
         u = r.usage
@@ -177,6 +178,40 @@ def tool_checks(c, client, model):
     c.check(f"[{model}] function_call_output -> text", round_trip)
 
 
+def failure_checks(c, client, failover, broken):
+    """A failed first target is invisible (--failover-model); a stream broken after
+    it started (--broken-model) ends in response.failed, which the SDK raises."""
+
+    def failed_over():
+        r = client.responses.create(model=failover, input=PROMPT)
+        assert r.status == "completed" and r.output_text.startswith("Hello from"), r
+        text = []
+        with client.responses.stream(model=failover, input=PROMPT) as stream:
+            for event in stream:
+                if event.type == "response.output_text.delta":
+                    text.append(event.delta)
+            final = stream.get_final_response()
+        assert "".join(text) == final.output_text == r.output_text, (text, final.output_text, r.output_text)
+        return f"{r.output_text!r} whole and streamed"
+
+    def mid_stream():
+        seen = []
+        try:
+            for event in client.responses.create(model=broken, input=PROMPT, stream=True):
+                seen.append(event.type)
+        except openai.APIError as e:
+            assert "response.output_text.delta" in seen, f"failed before any text: {seen}"
+            assert seen[-1] == "response.failed", f"last event {seen[-1] if seen else None!r}: {seen}"
+            assert "response.completed" not in seen, seen
+            return f"APIError after {len(seen)} events: {e.message}"
+        raise AssertionError(f"no error raised: {seen}")
+
+    if failover:
+        c.check(f"[{failover}] a 503 first target fails over", failed_over)
+    if broken:
+        c.check(f"[{broken}] a mid-stream reset -> response.failed -> openai.APIError", mid_stream)
+
+
 def error_checks(c, client, models, stateless):
     def unknown_model():
         try:
@@ -267,6 +302,8 @@ def main() -> int:
     parser.add_argument("--models", required=True, help="comma-separated routes")
     parser.add_argument("--tool-models", default="via-anthropic")
     parser.add_argument("--stateless-model", default="via-anthropic", help="a translated route ('' skips)")
+    parser.add_argument("--failover-model", default="", help="a route whose first target answers 503")
+    parser.add_argument("--broken-model", default="", help="a route whose target resets mid-stream")
     parser.add_argument("--kinds", default="", help="MODEL=KIND,... for the header checks")
     parser.add_argument("--ratelimit-models", default="", help="routes whose provider sends x-ratelimit-*")
     parser.add_argument("--mock", default="", help="host:port serving GET /_mock/last_request ('' skips headers)")
@@ -280,6 +317,7 @@ def main() -> int:
         text_checks(c, client, expected, model)
     for model in split(args.tool_models):
         tool_checks(c, client, model)
+    failure_checks(c, client, args.failover_model, args.broken_model)
     error_checks(c, client, models, args.stateless_model)
     kinds = dict(pair.split("=", 1) for pair in split(args.kinds))
     ratelimit = set(split(args.ratelimit_models))

@@ -116,9 +116,6 @@ async fn run_route(
             // Its hedge already failed on this request.
             continue;
         }
-        if pinned && !req.takes_native_at(route, target) {
-            continue;
-        }
         // A pinned request never moves on, so its plan retries as on a last target.
         let others = position + 1 < order.len() && !pinned;
         let Some(mut pick) = admit(req, route, target, others, trail) else {
@@ -190,6 +187,19 @@ pub(super) fn admit(
 ) -> Option<Pick> {
     let policy = &req.routing.table.routes[route].targets[target];
     let (slot, provider) = (policy.slot, policy.provider);
+    if let Some(why) = req.refused_by(route, target) {
+        // Stateful requests skip translated targets silently; others say why.
+        if req.pinned().is_none() {
+            trail.attempts.push(AttemptLog {
+                target: req.label(slot).to_string(),
+                class: FailureClass::Client,
+                status: None,
+                elapsed: Duration::ZERO,
+                detail: why.to_string(),
+            });
+        }
+        return None;
+    }
     let now = Instant::now();
     let breaker = &req.routing.table.breakers[slot];
     let probe = match breaker.admit(now) {

@@ -55,6 +55,8 @@ pub struct Incoming<'a> {
     /// The client's own body when `body` translates it and some targets take the
     /// original as it is (a Responses request: see [`Native`]).
     pub native: Option<NativeBody<'a>>,
+    /// What a Responses answer echoes of the client's request.
+    pub echo: Option<Rc<crate::proxy::responses::Echo>>,
 }
 
 /// The key a request came with: its index in the config and its settings.
@@ -69,10 +71,13 @@ pub struct Caller<'a> {
 pub struct NativeBody<'a> {
     pub api: Api,
     pub body: &'a [u8],
-    /// The feature by which it relies on state kept by the provider (e.g.
-    /// `previous_response_id`): only a target serving `api` may take it, and only
-    /// one target (never another on failure).
-    pub stateful: Option<&'static str>,
+    /// Set when it relies on state kept by the provider (e.g.
+    /// `previous_response_id`), saying so: only a target serving `api` may take
+    /// it, and only one target (never another on failure).
+    pub stateful: Option<&'a str>,
+    /// Why `body` could not be translated, when it could not (then only targets
+    /// serving `api` may take the request, and `Incoming::body` is this one).
+    pub untranslatable: Option<&'a str>,
 }
 
 /// What the client asked, by when, and the routing generation it is served with.
@@ -106,7 +111,8 @@ struct Native<'a> {
     api: Api,
     body: &'a [u8],
     chat: ChatBody,
-    stateful: Option<&'static str>,
+    stateful: Option<&'a str>,
+    untranslatable: Option<&'a str>,
 }
 
 impl Request<'_> {
@@ -142,8 +148,19 @@ impl Request<'_> {
 
     /// The stateful feature the request relies on: it is pinned to one target that
     /// serves its API natively.
-    fn pinned(&self) -> Option<&'static str> {
+    fn pinned(&self) -> Option<&str> {
         self.native.as_ref().and_then(|native| native.stateful)
+    }
+
+    /// Why the route's `target` cannot take this request, when it cannot: the
+    /// request has no translation (or relies on provider state) and the target
+    /// does not serve the client's API itself.
+    fn refused_by(&self, route: usize, target: usize) -> Option<&str> {
+        let native = self.native.as_ref()?;
+        if self.takes_native_at(route, target) {
+            return None;
+        }
+        native.untranslatable.or(native.stateful)
     }
 
     /// The body an attempt on `pick` sends when it is not a continuation: the
@@ -260,6 +277,7 @@ pub async fn handle(
         request_id: req.request_id.clone(),
         keep_alive: req.keep_alive,
         dialect: req.dialect,
+        echo: req.echo.clone(),
         ..Meta::default()
     };
     let mut reply = Reply { client, out, meta };
@@ -343,6 +361,7 @@ fn parse_bodies<'a>(
         body: native.body,
         chat: native_chat,
         stateful: native.stateful,
+        untranslatable: native.untranslatable,
     };
     Ok((chat, Some(native)))
 }
@@ -356,12 +375,10 @@ fn unservable(
     table: &crate::route::table::Table,
     route: usize,
 ) -> Option<ApiError> {
-    let stateful = req
-        .native
-        .and_then(|n| n.stateful.map(|feature| (n.api, feature)));
-    let api = match (stateful, req.api) {
-        (Some((api, _)), _) => api,
-        (None, api @ (Api::Completions | Api::CountTokens)) => api,
+    let native = req.native;
+    let api = match (native, req.api) {
+        (Some(n), _) if n.stateful.is_some() || n.untranslatable.is_some() => n.api,
+        (_, api @ (Api::Completions | Api::CountTokens)) => api,
         _ => return None,
     };
     let serves = table.routes[route].targets.iter().any(|target| {
@@ -374,18 +391,19 @@ fn unservable(
         return None;
     }
     let route_name = &table.config.routes[route].name;
-    let message = match (stateful, api) {
-        (Some((_, feature)), _) => format!(
-            "`{feature}` needs provider-side state, and no target of route `{route_name}` serves {} natively (set `responses: true` on a provider that does); translated targets keep no state, so the request is refused rather than answered without it",
-            api.as_str()
+    let api_name = api.as_str();
+    let message = match (native.and_then(|n| n.stateful), native.and_then(|n| n.untranslatable), api) {
+        (Some(stateful), _, _) => format!(
+            "{stateful} (route `{route_name}` has no target serving {api_name} natively: set `responses: true` on a provider that does)"
         ),
-        (None, Api::CountTokens) => format!(
-            "route `{route_name}` has no Anthropic-kind target: {} is served only by Anthropic",
-            api.as_str()
+        (None, Some(why), _) => format!(
+            "{why} (and no target of route `{route_name}` serves {api_name} natively)"
         ),
-        (None, _) => format!(
-            "route `{route_name}` has no target that serves {} (openai, openai-compatible and azure providers do; it is not translated for other kinds)",
-            api.as_str()
+        (None, None, Api::CountTokens) => format!(
+            "route `{route_name}` has no Anthropic-kind target: {api_name} is served only by Anthropic"
+        ),
+        (None, None, _) => format!(
+            "route `{route_name}` has no target that serves {api_name} (openai, openai-compatible and azure providers do; it is not translated for other kinds)"
         ),
     };
     Some(ApiError::bad_request(message))

@@ -90,7 +90,7 @@ fn open_stream(
     counters.borrow_mut().ttft.observe(req.started.elapsed());
     let output = match native {
         true if reply.meta.dialect != Dialect::OpenAi => stream::Output::Native,
-        _ => stream::Output::for_dialect(reply.meta.dialect),
+        _ => stream::Output::for_dialect(reply.meta.dialect, reply.meta.echo.as_deref()),
     };
     let chat_chunks = req.api == Api::ChatCompletions && !matches!(output, stream::Output::Native);
     StreamStats {
@@ -155,14 +155,20 @@ async fn broke(
     if continuable {
         return Ok(TargetEnd::StreamBroken { stats, reason });
     }
-    end_stream_with_error(&reason, reply).await?;
+    let mut stats = stats;
+    end_stream_with_error(&reason, &mut stats, reply).await?;
     Ok(TargetEnd::Answered { status: 200 })
 }
 
-async fn end_stream_with_error(reason: &str, reply: &mut Reply<'_>) -> std::io::Result<()> {
+/// Ends the client's stream with its dialect's error event, written by the
+/// stream's own output (a translator numbers it on from the events it wrote).
+async fn end_stream_with_error(
+    reason: &str,
+    stats: &mut StreamStats,
+    reply: &mut Reply<'_>,
+) -> std::io::Result<()> {
     let out = std::mem::take(reply.out);
-    let (written, buf) =
-        stream::end_with_error(reply.client, out, reason, reply.meta.dialect).await;
+    let (written, buf) = stream::end_with_error(reply.client, out, reason, &mut stats.output).await;
     *reply.out = buf;
     written
 }
@@ -223,7 +229,7 @@ pub(super) async fn continue_stream(
             }
         }
     }
-    end_stream_with_error(original_reason, reply).await
+    end_stream_with_error(original_reason, &mut stats, reply).await
 }
 
 /// The styles a continuation on `target` tries, in order: prefill first unless
