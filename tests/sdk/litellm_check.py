@@ -29,6 +29,16 @@ except ImportError as e:
 from checklib import PROMPT, Checker, ExpectedTexts, last_request, mock_body, split
 
 
+def asked_to_stream(record):
+    """Whether the provider request streams: `"stream": true` in an OpenAI or
+    Anthropic body, or Gemini's and Bedrock's streaming paths."""
+    path = record.get("path", "")
+    if ":streamGenerateContent" in path or path.endswith("/converse-stream"):
+        return True
+    body = mock_body(record)
+    return isinstance(body, dict) and body.get("stream") is True
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--base-url", required=True)
@@ -84,8 +94,8 @@ def main() -> int:
             assert kinds[-1] == "response.completed", f"last event {kinds[-1]!r}"
             note = ""
             if args.mock:
-                body = mock_body(last_request(args.mock))
-                assert isinstance(body, dict) and body.get("stream") is True, f"the provider was not asked to stream: {body}"
+                record = last_request(args.mock)
+                assert asked_to_stream(record), f"the provider was not asked to stream: {record.get('path')} {mock_body(record)}"
                 note = ", the provider streamed"
             return f"{len(pieces)} deltas in {len(kinds)} events{note}"
 

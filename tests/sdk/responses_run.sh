@@ -96,4 +96,4 @@ run_checks \
     --- "$sdk_py" tests/sdk/langchain_check.py --base-url "$base" --api-key "$key" \
     --models via-anthropic,via-openai,via-passthrough --tool-models via-anthropic \
     --- "$sdk_py" tests/sdk/litellm_check.py --base-url "$base" --api-key "$key" \
-    --models via-anthropic,via-gemini,via-passthrough --mock "127.0.0.1:$control_port"
+    --models via-anthropic,via-gemini,via-bedrock,via-passthrough --mock "127.0.0.1:$control_port"
