@@ -5,7 +5,8 @@ with one `@function_tool` on `OpenAIResponsesModel` over
 `tool_choice="required"` makes the mock call the tool (with {"text": "w0 ... "});
 the SDK runs it, sends its output back (the SDK resets tool_choice after a tool
 ran), and the mock's text answer is the final output. Run whole (`Runner.run`) and
-streamed (`Runner.run_streamed`). Exits 1 on any failure, 2 without the SDK."""
+streamed (`Runner.run_streamed`); on --broken-model a stream reset mid-answer is
+raised and the tool never runs. Exits 1 on any failure, 2 without the SDK."""
 
 import argparse
 import asyncio
@@ -64,6 +65,7 @@ def main() -> int:
     parser.add_argument("--base-url", required=True)
     parser.add_argument("--api-key", required=True)
     parser.add_argument("--models", default="via-anthropic")
+    parser.add_argument("--broken-model", default="", help="a route whose target resets mid-stream")
     args = parser.parse_args()
     set_tracing_disabled(True)
     c = Checker(f"openai-agents {version('openai-agents')}")
@@ -95,6 +97,25 @@ def main() -> int:
 
         c.check(f"[{model}] Runner.run: tool call -> tool -> answer", run)
         c.check(f"[{model}] Runner.run_streamed: tool call -> tool -> answer", run_streamed)
+    if args.broken_model:
+
+        def broken():
+            async def go():
+                agent = agent_for(args.base_url, args.api_key, args.broken_model)
+                result = Runner.run_streamed(agent, TOOL_PROMPT, max_turns=2)
+                async for _ in result.stream_events():
+                    pass
+                return result.final_output
+
+            before = len(CALLS)
+            try:
+                final = asyncio.run(go())
+            except Exception as e:  # noqa: BLE001 - the SDK raises its own or openai's error
+                assert len(CALLS) == before, "the tool ran on a broken call"
+                return f"{type(e).__module__}.{type(e).__name__}: {e}"
+            raise AssertionError(f"no error, final_output {final!r}")
+
+        c.check(f"[{args.broken_model}] Runner.run_streamed: a broken stream is raised", broken)
     return c.finish(f"{len(models)} routes: {', '.join(models)}")
 
 

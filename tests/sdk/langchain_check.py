@@ -4,7 +4,9 @@ for every model in --models, `invoke` answers the route's chat completion text
 (the mock's deterministic answer) with usage, and `stream` yields more than one
 chunk that add up to the same text; for --tool-models, `bind_tools(...,
 tool_choice="required")` makes the mock call the tool, whole and streamed (the
-call's name and id come from the stream's output_item events). Exits 1 on any
+call's name and id come from the stream's output_item events); on --broken-model
+a stream reset mid-answer raises rather than returning the partial text (LangChain
+returns it silently when a stream just ends). Exits 1 on any
 failure, 2 without the package."""
 
 import argparse
@@ -42,6 +44,7 @@ def main() -> int:
     parser.add_argument("--api-key", required=True)
     parser.add_argument("--models", default="via-anthropic")
     parser.add_argument("--tool-models", default="via-anthropic")
+    parser.add_argument("--broken-model", default="", help="a route whose target resets mid-stream")
     args = parser.parse_args()
     c = Checker(f"langchain-openai {version('langchain-openai')}")
     expected = ExpectedTexts(openai.OpenAI(base_url=args.base_url, api_key=args.api_key, timeout=20.0, max_retries=0))
@@ -97,6 +100,20 @@ def main() -> int:
 
         c.check(f"[{model}] bind_tools(tool_choice=required).invoke", tools)
         c.check(f"[{model}] bind_tools(tool_choice=required).stream", tools_stream)
+    if args.broken_model:
+
+        def broken():
+            pieces = []
+            try:
+                for chunk in llm(args.broken_model).stream(PROMPT):
+                    pieces.append(text_of(chunk))
+            except (openai.APIError, ValueError) as e:
+                # LangChain raises the response.failed event's error as a ValueError.
+                assert "".join(pieces).startswith("Hello from"), f"failed before any text: {pieces}"
+                return f"{type(e).__name__} after {''.join(pieces)!r}: {e}"
+            raise AssertionError(f"no error: a silently short answer {''.join(pieces)!r}")
+
+        c.check(f"[{args.broken_model}] a mid-stream reset is raised (not a short answer)", broken)
     return c.finish(f"{len(models)} routes: {', '.join(models)}")
 
 

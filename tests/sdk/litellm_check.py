@@ -7,7 +7,8 @@ one text delta adding up to the same text, ending in response.completed.
 litellm fakes streaming for models missing from its cost map (one non-streaming
 request, events synthesized from it): each route is registered with
 `supports_native_streaming`, and with --mock the check confirms from the mock's
-GET /_mock/last_request that the provider was asked to stream. Exits 1 on any
+GET /_mock/last_request that the provider was asked to stream. On --broken-model
+a stream reset mid-answer raises. Exits 1 on any
 failure, 2 without the package."""
 
 import argparse
@@ -45,13 +46,17 @@ def main() -> int:
     parser.add_argument("--api-key", required=True)
     parser.add_argument("--models", default="via-anthropic")
     parser.add_argument("--mock", default="", help="host:port serving GET /_mock/last_request")
+    parser.add_argument("--broken-model", default="", help="a route whose target resets mid-stream")
     args = parser.parse_args()
     litellm.suppress_debug_info = True
     c = Checker(f"litellm {version('litellm')}")
     expected = ExpectedTexts(openai.OpenAI(base_url=args.base_url, api_key=args.api_key, timeout=20.0, max_retries=0))
     models = split(args.models)
     litellm.register_model(
-        {m: {"litellm_provider": "openai", "mode": "responses", "supports_native_streaming": True} for m in models}
+        {
+            m: {"litellm_provider": "openai", "mode": "responses", "supports_native_streaming": True}
+            for m in models + split(args.broken_model)
+        }
     )
 
     def call(model, **extra):
@@ -101,6 +106,20 @@ def main() -> int:
 
         c.check(f"[{model}] litellm.responses", plain)
         c.check(f"[{model}] litellm.responses(stream=True)", streamed)
+    if args.broken_model:
+
+        def broken():
+            kinds = []
+            try:
+                for event in call(args.broken_model, stream=True):
+                    kinds.append(getattr(event.type, "value", event.type))
+            except Exception as e:  # noqa: BLE001 - litellm wraps the failure in its own classes
+                assert "response.output_text.delta" in kinds, f"failed before any text: {kinds}"
+                assert "response.completed" not in kinds, kinds
+                return f"{type(e).__name__} after {len(kinds)} events"
+            raise AssertionError(f"no error: {kinds}")
+
+        c.check(f"[{args.broken_model}] a mid-stream reset is raised", broken)
     return c.finish(f"{len(models)} routes: {', '.join(models)}")
 
 

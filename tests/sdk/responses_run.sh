@@ -92,8 +92,9 @@ run_checks \
     --kinds "$kinds" --ratelimit-models via-openai,via-azure,via-gemini,via-bedrock,via-openai-chat,via-passthrough \
     --mock "127.0.0.1:$control_port" \
     --- "$sdk_py" tests/sdk/agents_check.py --base-url "$base" --api-key "$key" \
-    --models via-anthropic,via-passthrough \
+    --models via-anthropic,via-passthrough --broken-model chat-broken \
     --- "$sdk_py" tests/sdk/langchain_check.py --base-url "$base" --api-key "$key" \
-    --models via-anthropic,via-openai,via-passthrough --tool-models via-anthropic \
+    --models via-anthropic,via-openai,via-passthrough --tool-models via-anthropic --broken-model chat-broken \
     --- "$sdk_py" tests/sdk/litellm_check.py --base-url "$base" --api-key "$key" \
-    --models via-anthropic,via-gemini,via-bedrock,via-passthrough --mock "127.0.0.1:$control_port"
+    --models via-anthropic,via-gemini,via-bedrock,via-passthrough --broken-model chat-broken \
+    --mock "127.0.0.1:$control_port"
