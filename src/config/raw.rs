@@ -109,6 +109,15 @@ pub struct RawRoute {
     pub timeouts: Option<RawTimeouts>,
     pub stream: Option<RawStream>,
     pub hedge: Option<RawHedge>,
+    pub forward_headers: Option<RawForwardHeaders>,
+}
+
+/// `forward_headers:` of a route.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawForwardHeaders {
+    pub allow: Option<Vec<String>>,
+    pub deny: Option<Vec<String>>,
 }
 
 /// `hedge:` of a route.

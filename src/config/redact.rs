@@ -114,6 +114,10 @@ fn route(route: &Route, providers: &[Provider]) -> Value {
             "hold_until_content": route.stream.hold_until_content,
         },
         "hedge": route.hedge.map(hedge),
+        "forward_headers": {
+            "allow": route.forward_headers.allow,
+            "deny": route.forward_headers.deny,
+        },
     })
 }
 

@@ -9,10 +9,11 @@ use super::duration::parse_duration;
 use super::error::Report;
 use super::locate::YamlPath;
 use super::raw::{
-    AutoWord, DurationText, OrderedMap, RawFallback, RawHedge, RawMatch, RawRetry, RawRoute,
-    RawStream, RawSwitch, RawTarget, RawTimeouts,
+    AutoWord, DurationText, OrderedMap, RawFallback, RawForwardHeaders, RawHedge, RawMatch,
+    RawRetry, RawRoute, RawStream, RawSwitch, RawTarget, RawTimeouts,
 };
 use super::types::*;
+use crate::proxy::headers;
 
 const STRATEGIES: &[(&str, Strategy)] = &[
     ("priority", Strategy::Priority),
@@ -109,6 +110,11 @@ fn route(raw: RawRoute, refs: &Refs<'_>, path: &YamlPath, r: &mut Report<'_>) ->
         timeouts,
         stream: stream(raw.stream.unwrap_or_default()),
         hedge: raw.hedge.map(|h| hedge(h, &path.key("hedge"), r)),
+        forward_headers: forward_headers(
+            raw.forward_headers.unwrap_or_default(),
+            &path.key("forward_headers"),
+            r,
+        ),
     }
 }
 
@@ -430,6 +436,37 @@ fn hedge(raw: RawHedge, path: &YamlPath, r: &mut Report<'_>) -> HedgePolicy {
         ),
         budget_min_per_sec: raw.budget_min_per_sec.unwrap_or(1),
     }
+}
+
+/// `forward_headers:`: `allow` and `deny` list header names (a trailing `*`
+/// makes a prefix); an `allow` entry naming a header the gateway never forwards
+/// is an error (it would be configured but never enforced).
+fn forward_headers(raw: RawForwardHeaders, path: &YamlPath, r: &mut Report<'_>) -> ForwardHeaders {
+    let mut names = |list: Option<Vec<String>>, key: &str, allow: bool| -> Vec<String> {
+        let list_path = path.key(key);
+        let mut out = Vec::new();
+        for (i, entry) in list.unwrap_or_default().into_iter().enumerate() {
+            let here = list_path.index(i);
+            let entry = entry.trim().to_ascii_lowercase();
+            if !headers::valid_entry(&entry) {
+                let message = format!("`{entry}` is not a header name (letters, digits and -_.!#$%&'+^`|~, optionally ending in `*`)");
+                r.error(&here, message);
+                continue;
+            }
+            if let Some(why) = headers::never_allowed(&entry).filter(|_| allow) {
+                r.error(
+                    &here,
+                    format!("`{entry}` is never forwarded to a provider: {why}"),
+                );
+                continue;
+            }
+            out.push(entry);
+        }
+        out
+    };
+    let allow = names(raw.allow, "allow", true);
+    let deny = names(raw.deny, "deny", false);
+    ForwardHeaders { allow, deny }
 }
 
 /// Hedges allowed per request of the route when `budget_ratio` is absent.

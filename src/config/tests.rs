@@ -556,7 +556,7 @@ fn shape_and_syntax_errors_have_lines() {
         &text,
         &[
             "t.yaml:7: routes[0].targets[0].wieght: unknown key `wieght`; expected one of: provider, model, priority, weight, prefill, retry, headers, query, timeouts, rpm, tpm",
-            "t.yaml:8: routes[0].retries: unknown key `retries`; expected one of: name, match, strategy, targets, retry, fallback, timeouts, stream, hedge",
+            "t.yaml:8: routes[0].retries: unknown key `retries`; expected one of: name, match, strategy, targets, retry, fallback, timeouts, stream, hedge, forward_headers",
         ],
     );
     let syntax = errors("providers:\n  a: { kind: openai\nroutes: []\n");
@@ -853,6 +853,72 @@ fn hedge_errors_are_placed() {
             "t.yaml:9: routes[0].hedge.max_extra: must be 1 (one extra attempt per request), got 2",
             "t.yaml:10: routes[0].hedge.budget_ratio: must be a number from 0 to 1, got 1.5",
             "t.yaml:13: routes[1].hedge.after: must be greater than zero (or `p95`)",
+        ],
+    );
+}
+
+/// `forward_headers:` is empty when absent; names are lower-cased and kept in
+/// order, a trailing `*` kept as the prefix marker.
+#[test]
+fn forward_headers_parse_and_default() {
+    let text = with_routes(
+        "  - name: plain
+    targets: [{ provider: openai, model: a }]
+  - name: acme
+    targets: [{ provider: openai, model: b }]
+    forward_headers:
+      allow: [X-Acme-Team, x-trace-*]
+      deny: [traceparent, User-Agent]
+",
+    );
+    let config = load(&text).expect("valid");
+    assert_eq!(config.routes[0].forward_headers, ForwardHeaders::default());
+    let acme = &config.routes[1].forward_headers;
+    assert_eq!(acme.allow, ["x-acme-team", "x-trace-*"]);
+    assert_eq!(acme.deny, ["traceparent", "user-agent"]);
+    let json = redacted_json(&config);
+    assert_eq!(
+        json["routes"][1]["forward_headers"]["allow"][0],
+        "x-acme-team"
+    );
+    assert_eq!(
+        json["routes"][1]["forward_headers"]["deny"][1],
+        "user-agent"
+    );
+}
+
+/// An allow entry the gateway would never honour is refused at its line, with
+/// why; so is anything that is not a header name. Denying one is harmless.
+#[test]
+fn forward_headers_errors_are_placed() {
+    let text = with_routes(
+        "  - name: chat
+    targets: [{ provider: openai, model: a }]
+    forward_headers:
+      allow:
+        - authorization
+        - x-amz-*
+        - x-switchyard-target
+        - \"x acme\"
+      deny: [cookie, \"bad:name\"]
+      keep: [x]
+",
+    );
+    assert_errors(
+        &text,
+        &[
+            "t.yaml:14: routes[0].forward_headers.keep: unknown key `keep`; expected one of: allow or deny",
+        ],
+    );
+    let text = text.replace("      keep: [x]\n", "");
+    assert_errors(
+        &text,
+        &[
+            "t.yaml:9: routes[0].forward_headers.allow[0]: `authorization` is never forwarded to a provider: it carries credentials; the provider gets its own",
+            "t.yaml:10: routes[0].forward_headers.allow[1]: `x-amz-*` is never forwarded to a provider: AWS signing headers are the gateway's to sign",
+            "t.yaml:11: routes[0].forward_headers.allow[2]: `x-switchyard-target` is never forwarded to a provider: the gateway's own headers are never forwarded",
+            "t.yaml:12: routes[0].forward_headers.allow[3]: `x acme` is not a header name (letters, digits and -_.!#$%&'+^`|~, optionally ending in `*`)",
+            "t.yaml:13: routes[0].forward_headers.deny[1]: `bad:name` is not a header name (letters, digits and -_.!#$%&'+^`|~, optionally ending in `*`)",
         ],
     );
 }

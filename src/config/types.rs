@@ -225,6 +225,18 @@ pub struct Route {
     pub stream: StreamPolicy,
     /// Hedged requests; `None` (no `hedge:` key) is off.
     pub hedge: Option<HedgePolicy>,
+    /// Which client headers reach this route's providers beyond the kind's
+    /// defaults (see `proxy::headers`).
+    pub forward_headers: ForwardHeaders,
+}
+
+/// `forward_headers:` of a route: header names (lower-cased; a trailing `*` is a
+/// prefix) forwarded from the client, and names never forwarded by this route
+/// (`deny` wins over `allow` and the kind's defaults).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ForwardHeaders {
+    pub allow: Vec<String>,
+    pub deny: Vec<String>,
 }
 
 /// `hedge:` of a route: when the first attempt has no first content `after` this,

@@ -8,6 +8,7 @@
 pub mod anthropic;
 pub mod chat;
 pub mod continuation;
+pub mod headers;
 pub mod messages;
 pub mod respond;
 pub mod responses;

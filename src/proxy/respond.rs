@@ -2,11 +2,16 @@
 //!
 //! Every response carries `x-request-id`; proxied ones also say who served them
 //! (`x-switchyard-target`), after how many upstream attempts, and whether the
-//! request had to fall back. Bodies are written in the client's [`Dialect`].
+//! request had to fall back, the gateway's own time on it
+//! (`x-switchyard-overhead-ms`) and the served provider answer's returned
+//! headers (`x-switchyard-upstream-*`). Bodies are written in the client's [`Dialect`].
+
+use std::time::{Duration, Instant};
 
 use std::rc::Rc;
 
 use super::anthropic;
+use super::headers;
 use super::responses::{self, Echo};
 use crate::http::response::{write_response_head, BodyLen};
 use crate::http::ApiError;
@@ -39,15 +44,39 @@ pub struct Meta {
     /// What a Responses answer echoes of its request (`Dialect::Responses`
     /// only: shared, so other dialects pay nothing).
     pub echo: Option<Rc<Echo>>,
+    /// The served provider answer's returned headers (renamed rate limits and
+    /// request id, see `proxy::headers::returned`); empty on the gateway's own.
+    pub upstream_headers: Vec<(String, Vec<u8>)>,
+    /// When the request was read: proxied answers carry
+    /// `x-switchyard-overhead-ms` from it, less `waited`.
+    pub started: Option<Instant>,
+    /// Time spent waiting on providers (attempts until commit) and retry backoff.
+    pub waited: Duration,
+}
+
+/// Header values [`Meta`] formats for one response head.
+struct Formatted {
+    attempts: String,
+    overhead: Option<String>,
 }
 
 impl Meta {
+    fn formatted(&self) -> Formatted {
+        Formatted {
+            attempts: self.attempts.to_string(),
+            overhead: self
+                .started
+                .map(|started| headers::overhead_ms(started, self.waited, Instant::now())),
+        }
+    }
+
     fn headers<'a>(
         &'a self,
-        attempts: &'a str,
+        formatted: &'a Formatted,
         extra: &[(&'a str, &'a [u8])],
     ) -> Vec<(&'a str, &'a [u8])> {
-        let mut headers = Vec::with_capacity(6 + extra.len());
+        let attempts = &formatted.attempts;
+        let mut headers = Vec::with_capacity(7 + self.upstream_headers.len() + extra.len());
         headers.push(("x-request-id", self.request_id.as_bytes()));
         if let Some(target) = &self.target {
             headers.push(("x-switchyard-target", target.as_bytes()));
@@ -58,6 +87,14 @@ impl Meta {
         if self.fallback {
             headers.push(("x-switchyard-fallback", b"true".as_slice()));
         }
+        if let Some(overhead) = &formatted.overhead {
+            headers.push(("x-switchyard-overhead-ms", overhead.as_bytes()));
+        }
+        headers.extend(
+            self.upstream_headers
+                .iter()
+                .map(|(name, value)| (name.as_str(), value.as_slice())),
+        );
         headers.extend(
             self.gateway_headers
                 .iter()
@@ -89,16 +126,16 @@ impl Meta {
         len: usize,
         extra: &[(&str, &[u8])],
     ) {
-        let attempts = self.attempts.to_string();
-        let mut headers = self.headers(&attempts, extra);
+        let formatted = self.formatted();
+        let mut headers = self.headers(&formatted, extra);
         headers.push(("content-type", content_type));
         write_response_head(out, status, &headers, BodyLen::Fixed(len), self.keep_alive);
     }
 
     /// The head of a chunked response (an event stream).
     pub fn write_stream_head(&self, out: &mut Vec<u8>, status: u16, content_type: &[u8]) {
-        let attempts = self.attempts.to_string();
-        let mut headers = self.headers(&attempts, &[("cache-control", b"no-cache")]);
+        let formatted = self.formatted();
+        let mut headers = self.headers(&formatted, &[("cache-control", b"no-cache")]);
         headers.push(("content-type", content_type));
         write_response_head(out, status, &headers, BodyLen::Chunked, self.keep_alive);
     }

@@ -50,6 +50,7 @@ pub(crate) mod tests_support {
                 hold_until_content: true,
             },
             hedge: None,
+            forward_headers: ForwardHeaders::default(),
         }
     }
 }

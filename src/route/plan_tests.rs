@@ -17,6 +17,7 @@ fn policy() -> TargetPolicy {
         reroute: None,
         prefill: crate::config::Prefill::Auto,
         fallback_tier: false,
+        headers: crate::proxy::headers::Forwarding::default(),
     }
 }
 

@@ -14,6 +14,7 @@ use crate::config::{
 use crate::health::{PrefillMemory, SharedBreaker};
 use crate::limits::gate::{Limits, Names};
 use crate::provider::{self, PreparedProvider};
+use crate::proxy::headers::Forwarding;
 
 /// A provider ready for the request path.
 #[derive(Debug, Clone)]
@@ -59,6 +60,9 @@ pub struct TargetPolicy {
     /// Outside the route's best priority tier: serving from it is a fallback even
     /// when better targets were skipped rather than tried.
     pub fallback_tier: bool,
+    /// Which client headers this target gets (the kind's defaults and the
+    /// route's `forward_headers`).
+    pub headers: Forwarding,
 }
 
 /// A route's targets, resolved (same order as the config's).
@@ -307,6 +311,11 @@ fn resolve_policies(config: &Config, route_slots: &[Vec<usize>]) -> Vec<RoutePol
                     reroute,
                     prefill: target.prefill,
                     fallback_tier: route.strategy == Strategy::Priority && target.priority > best,
+                    headers: config
+                        .providers
+                        .get(target.provider)
+                        .map(|p| Forwarding::resolve(p.kind, &route.forward_headers))
+                        .unwrap_or_default(),
                 })
                 .collect();
             RoutePolicy {

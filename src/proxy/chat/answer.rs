@@ -67,6 +67,8 @@ impl Reply<'_> {
             Ending::Failed => (502, "upstream_failed", failed_message(route_name, trail)),
         };
         let body = error_with_attempts(&message, code, &trail.attempts);
+        // The gateway's own answer: no provider's headers describe it.
+        self.meta.upstream_headers.clear();
         self.meta
             .write_answer(self.out, status, b"application/json", &body, &[]);
         self.flush().await?;
@@ -85,7 +87,9 @@ impl Reply<'_> {
             content_type,
             body,
             retry_after,
+            upstream,
         } = answer;
+        self.meta.upstream_headers = upstream;
         let mut extra: Vec<(&str, &[u8])> = Vec::new();
         if let Some(retry_after) = &retry_after {
             extra.push(("retry-after", retry_after));
@@ -101,6 +105,7 @@ impl Reply<'_> {
         let message = format!("route `{route_name}`: every target is unavailable (circuit open); retry in {retry_after}s");
         let body = error_with_attempts(&message, "all_targets_unavailable", &[]);
         let retry_after = retry_after.to_string();
+        self.meta.upstream_headers.clear();
         self.meta.write_answer(
             self.out,
             503,

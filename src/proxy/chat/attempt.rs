@@ -20,6 +20,7 @@ use crate::http::encoding::{Coding, DecodeError};
 use crate::http::response::{parse_retry_after, write_request_head};
 use crate::outcome::Failure;
 use crate::provider::{self, Secrets};
+use crate::proxy::headers;
 use crate::proxy::stream::{self, HoldFailure};
 use crate::upstream::{
     exchange, BodyError, ConnectError, ExchangeDeadlines, ExchangeError, Response,
@@ -37,13 +38,16 @@ pub(super) struct ProviderAnswer {
     pub(super) content_type: Vec<u8>,
     pub(super) body: Vec<u8>,
     pub(super) retry_after: Option<Vec<u8>>,
+    /// Its returned headers (see `proxy::headers::returned`).
+    pub(super) upstream: Vec<(String, Vec<u8>)>,
 }
 
 /// A failed attempt: its classified failure, the provider's answer when it gave
 /// one, and why, in words.
 pub(super) struct Failed {
     pub(super) failure: Failure,
-    pub(super) answer: Option<ProviderAnswer>,
+    /// Boxed: most failures have none, and a result is moved through races.
+    pub(super) answer: Option<Box<ProviderAnswer>>,
     pub(super) reason: String,
 }
 
@@ -55,6 +59,8 @@ pub(super) enum AttemptResult {
         body: Vec<u8>,
         ttfb: Duration,
         native: bool,
+        /// Its returned headers (see `proxy::headers::returned`).
+        upstream: Vec<(String, Vec<u8>)>,
     },
     Stream {
         held: Box<stream::Held>,
@@ -188,7 +194,7 @@ pub(super) async fn attempt(
             "provider has no pool on this shard",
         );
     };
-    let request = match encode_request(req, outgoing, provider, &entry.prepared, target) {
+    let request = match encode_request(req, outgoing, provider, &entry.prepared, target, policy) {
         Ok(request) => request,
         Err(e) => return AttemptResult::Untranslatable(e.to_string()),
     };
@@ -338,6 +344,7 @@ async fn whole_answer(
         }
         Err(e) => return failed(FailureClass::Server, None, &e.to_string()),
     };
+    let upstream = headers::returned(&response.head);
     response.finish();
     match at
         .adapter
@@ -348,6 +355,7 @@ async fn whole_answer(
             body: at.secrets.scrub(body),
             ttfb: at.ttfb,
             native: at.native,
+            upstream,
         },
         // Translation errors may quote the body.
         Err(e) => failed(
@@ -369,6 +377,7 @@ async fn error_answer(
 ) -> AttemptResult {
     let status = response.status();
     let retry_after_raw = response.head.header("retry-after").map(<[u8]>::to_vec);
+    let upstream = headers::returned(&response.head);
     let limit = MAX_ERROR_BODY.min(req.routing.table.config.limits.max_response_bytes);
     let identity = Coding::Identity;
     let read = whole::read(&mut response, identity, limit, at.stall, req.deadline).await;
@@ -401,12 +410,13 @@ async fn error_answer(
             status: Some(status),
             retry_after,
         },
-        answer: Some(ProviderAnswer {
+        answer: Some(Box::new(ProviderAnswer {
             status,
             content_type,
             body: at.secrets.scrub(body),
             retry_after: retry_after_raw,
-        }),
+            upstream,
+        })),
         reason: format!("HTTP {status}"),
     })
 }
@@ -419,6 +429,7 @@ fn encode_request(
     provider: &crate::config::Provider,
     prepared: &provider::PreparedProvider,
     target: &crate::config::Target,
+    policy: &TargetPolicy,
 ) -> Result<Vec<u8>, provider::TranslateError> {
     let parts = provider::RequestParts {
         provider,
@@ -432,12 +443,17 @@ fn encode_request(
     };
     let outbound = prepared.adapter.encode(&parts)?;
     let mut request = Vec::with_capacity(outbound.body.len() + 512);
-    let headers = request_headers(
+    let client = &req.head.headers;
+    let user_agent = policy.headers.user_agent(req.head.header("user-agent"));
+    let forwarded = policy.headers.select(client);
+    let merged = headers::merge(
         &outbound.headers,
+        &provider.headers,
         &target.headers,
-        req.request_id,
-        outgoing.chat.stream,
+        &forwarded,
+        &user_agent,
     );
+    let headers = request_headers(merged, req.request_id, outgoing.chat.stream);
     write_request_head(
         &mut request,
         "POST",
@@ -450,20 +466,14 @@ fn encode_request(
     Ok(request)
 }
 
-/// The headers of one upstream request: the kind's own (auth), the target's, then
-/// the gateway's.
+/// The headers of one upstream request: the kind's own (auth), the target's and
+/// the forwarded client headers (`merged`, see `proxy::headers::merge`), then the
+/// gateway's.
 fn request_headers<'a>(
-    own: &'a [(String, String)],
-    target: &'a [(String, String)],
+    mut headers: Vec<(&'a str, &'a [u8])>,
     request_id: &'a str,
     stream: bool,
 ) -> Vec<(&'a str, &'a [u8])> {
-    let mut headers: Vec<(&str, &[u8])> = Vec::with_capacity(own.len() + target.len() + 4);
-    headers.extend(
-        own.iter()
-            .chain(target)
-            .map(|(k, v)| (k.as_str(), v.as_bytes())),
-    );
     headers.push(("content-type", b"application/json"));
     headers.push(("x-request-id", request_id.as_bytes()));
     // Without it any coding is acceptable (RFC 9110), and streams are not decoded.

@@ -278,11 +278,17 @@ async fn try_target(
             req.deadline,
         );
         record::sideline(req, pick.slot, now, decision.sideline_until);
-        trail.keep(failed.answer, req.label(pick.slot), decision.step);
+        trail.keep(
+            failed.answer.map(|a| *a),
+            req.label(pick.slot),
+            decision.step,
+        );
         match decision.step {
             Step::Retry(wait) => {
                 record::retry(req, pick, now);
                 monoio::time::sleep(wait).await;
+                // Backoff is waiting, not the gateway's own time.
+                reply.meta.waited += now.elapsed();
             }
             Step::Next => return Ok(TargetEnd::Next),
             Step::Reroute(next) => return Ok(TargetEnd::Reroute(next)),
@@ -313,6 +319,8 @@ pub(super) async fn send(
     let result = attempt::for_client(req, pick, req.original(pick), reply.client, started)
         .await
         .ok_or_else(client_gone)?;
+    // Until the answer (a whole body read, a stream's commit): the provider's time.
+    reply.meta.waited += started.elapsed();
     serve(req, pick, result, reply, trail).await
 }
 
@@ -336,16 +344,19 @@ pub(super) async fn serve(
             body,
             ttfb,
             native,
+            upstream,
         } => {
             let usage = attempt::usage_of(&body);
             record::outcome(req, pick, Outcome::Success, Some(ttfb), usage);
             reply.meta.target = Some(req.label(pick.slot).to_string());
+            reply.meta.upstream_headers = upstream;
             let answer = (200, content_type, body);
             let status = reply.send_whole(answer, native, &[]).await?;
             TargetEnd::Answered { status }
         }
         AttemptResult::Stream { held, ttfb, native } => {
             reply.meta.target = Some(req.label(pick.slot).to_string());
+            reply.meta.upstream_headers = crate::proxy::headers::returned(&held.response.head);
             let opening = relay::Opening::New { native };
             relay::relay(req, pick, *held, ttfb, opening, reply).await?
         }

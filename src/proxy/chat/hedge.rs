@@ -105,6 +105,8 @@ pub(super) async fn send(
         record::abandoned(req, pick);
         return Err(client_gone());
     };
+    // Both lanes ran while the gateway waited: the race is the providers' time.
+    reply.meta.waited += started.elapsed();
     let (mut extra, sent, winner, won, other) = match raced {
         Raced::Alone(result) => return executor::serve(req, pick, result, reply, trail).await,
         Raced::Hedged {

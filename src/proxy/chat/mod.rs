@@ -87,6 +87,8 @@ struct Request<'a> {
     request_id: &'a str,
     /// The caller's key's name, for logs.
     key_name: Option<&'a str>,
+    /// The client's request head (its headers are forwarded by policy).
+    head: &'a RequestHead,
     shard: &'a Shard,
     routing: Rc<Routing>,
     /// The client's body (OpenAI's shape) and its parsed view.
@@ -278,6 +280,7 @@ pub async fn handle(
         keep_alive: req.keep_alive,
         dialect: req.dialect,
         echo: req.echo.clone(),
+        started: Some(req.started),
         ..Meta::default()
     };
     let mut reply = Reply { client, out, meta };
@@ -309,6 +312,7 @@ pub async fn handle(
         api: req.api,
         request_id: &req.request_id,
         key_name: req.key.map(|caller| caller.key.name.as_str()),
+        head: req.head,
         shard,
         routing: routing.clone(),
         body: req.body,
