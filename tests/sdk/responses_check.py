@@ -17,9 +17,9 @@ streamed, then its `function_call_output` sent back, answered with text.
 Errors: an unknown model is `openai.NotFoundError`; `previous_response_id` on a
 translated route (--stateless-model) is `openai.BadRequestError`.
 Headers (the routes in --kinds, with --mock for the mock's GET /_mock/last_request),
-on /v1/responses and /v1/chat/completions alike:
-`anthropic-beta` reaches anthropic kinds, `openai-beta` OpenAI-shaped ones,
-`traceparent` every provider, the client's gateway key none; the client's answer
+on /v1/responses (whole and streamed) and /v1/chat/completions alike:
+`anthropic-beta` reaches anthropic kinds only, `openai-beta` OpenAI-shaped ones
+only, `traceparent` and `tracestate` every provider, the client's gateway key none; the client's answer
 carries x-switchyard-upstream-request-id, x-switchyard-overhead-ms and (on
 --ratelimit-models) x-switchyard-upstream-ratelimit-*.
 Exits 1 on any failure, 2 without the SDK."""
@@ -259,6 +259,11 @@ def header_checks(c, client, mock, model, kind, key, ratelimit, api):
         if api == "responses":
             raw = client.responses.with_raw_response.create(model=model, input=PROMPT, extra_headers=sent)
             text = raw.parse().output_text
+        elif api == "responses stream":
+            raw = client.responses.with_raw_response.create(
+                model=model, input=PROMPT, stream=True, extra_headers=sent
+            )
+            text = "".join(e.delta for e in raw.parse() if e.type == "response.output_text.delta")
         else:
             raw = client.chat.completions.with_raw_response.create(
                 model=model, messages=[{"role": "user", "content": PROMPT}], extra_headers=sent
@@ -268,17 +273,23 @@ def header_checks(c, client, mock, model, kind, key, ratelimit, api):
         upstream = header_map(last_request(mock))
         notes = []
         assert upstream.get("traceparent") == TRACEPARENT, f"traceparent at the provider: {upstream.get('traceparent')!r} (it got {sorted(upstream)})"
-        if kind in ANTHROPIC_KINDS:
-            assert upstream.get("anthropic-beta") == ANTHROPIC_BETA, f"anthropic-beta: {upstream.get('anthropic-beta')!r}"
-        if kind in OPENAI_KINDS:
-            assert upstream.get("openai-beta") == OPENAI_BETA, f"openai-beta: {upstream.get('openai-beta')!r}"
+        # Each beta header is the kind's own: it reaches that kind, and only it.
+        for name, value, owners in (
+            ("anthropic-beta", ANTHROPIC_BETA, ANTHROPIC_KINDS),
+            ("openai-beta", OPENAI_BETA, OPENAI_KINDS),
+        ):
+            if kind in owners:
+                assert upstream.get(name) == value, f"{name} at the provider: {upstream.get(name)!r}"
+            else:
+                assert name not in upstream, f"{name} reached a {kind} provider"
+        assert upstream.get("tracestate") == TRACESTATE, f"tracestate at the provider: {upstream.get('tracestate')!r}"
         leaked = [name for name, value in upstream.items() if key in value]
         assert not leaked, f"the gateway key reached the provider in {leaked}"
-        for name in ("anthropic-beta", "openai-beta", "tracestate"):
-            notes.append(f"{name} {'forwarded' if name in upstream else 'not forwarded'}")
+        notes.append(f"{sorted(n for n in sent if n in upstream)} forwarded")
         got = {name.lower(): value for name, value in raw.headers.items()}
         request_id = got.get("x-switchyard-upstream-request-id")
         assert request_id, f"no x-switchyard-upstream-request-id in {sorted(got)}"
+        assert request_id.startswith("req_mock_"), f"not the provider's request id: {request_id!r}"
         overhead = got.get("x-switchyard-overhead-ms")
         assert overhead is not None, f"no x-switchyard-overhead-ms in {sorted(got)}"
         assert float(overhead) >= 0, f"x-switchyard-overhead-ms {overhead!r}"
@@ -322,7 +333,7 @@ def main() -> int:
     kinds = dict(pair.split("=", 1) for pair in split(args.kinds))
     ratelimit = set(split(args.ratelimit_models))
     if args.mock:
-        for api in ("responses", "chat"):
+        for api in ("responses", "responses stream", "chat"):
             for model, kind in kinds.items():
                 header_checks(c, client, args.mock, model, kind, args.api_key, model in ratelimit, api)
     else:

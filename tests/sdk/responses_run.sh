@@ -89,7 +89,7 @@ run_checks \
     "$sdk_py" tests/sdk/responses_check.py --base-url "$base" --api-key "$key" --models "$models" \
     --tool-models chat,via-anthropic,via-openai-chat,via-passthrough --stateless-model via-anthropic \
     --failover-model chat-failover --broken-model chat-broken \
-    --kinds "$kinds" --ratelimit-models via-openai,via-azure,via-gemini,via-bedrock,via-openai-chat,via-passthrough \
+    --kinds "$kinds" --ratelimit-models "$(sdk_kind_models),via-openai-chat,via-passthrough" \
     --mock "127.0.0.1:$control_port" \
     --- "$sdk_py" tests/sdk/agents_check.py --base-url "$base" --api-key "$key" \
     --models via-anthropic,via-passthrough --broken-model chat-broken \
