@@ -7,7 +7,6 @@ and the canned tool. Stdlib and the `openai` SDK only."""
 import json
 import sys
 import traceback
-import urllib.error
 import urllib.request
 
 # A function tool in the Responses API's flat shape. The mock, when forced
@@ -109,8 +108,3 @@ def mock_body(record):
             return body
     return body
 
-
-def describe_http_error(e):
-    if isinstance(e, urllib.error.HTTPError):
-        return f"HTTP {e.code}: {e.read()[:200]!r}"
-    return str(e)

@@ -14,7 +14,6 @@ import os
 import sys
 import threading
 import traceback
-import urllib.request
 
 os.environ.setdefault("OPENAI_AGENTS_DISABLE_TRACING", "1")
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
@@ -166,7 +165,6 @@ def openai_probes(base):
 
 
 def agents_probes(base):
-    import agents
     from agents import Agent, OpenAIResponsesModel, Runner, function_tool, set_tracing_disabled
     from openai import AsyncOpenAI
 
@@ -452,7 +450,6 @@ def main():
     }
     for name in args.only.split(","):
         table[name](base)
-    urllib.request.urlopen  # noqa: B018 - keeps the import used for debugging
     return 0
 
 
