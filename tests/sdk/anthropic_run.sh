@@ -71,4 +71,4 @@ start_switchyard "$gw_port" "$key"
 
 echo "== anthropic SDK against switchyard on 127.0.0.1:$gw_port"
 run_check "$sdk_py" tests/sdk/anthropic_check.py --base-url "http://127.0.0.1:$gw_port" --api-key "$key" \
-    --models "$(sdk_kind_models)"
+    --models "$(sdk_kind_models)" --count-tokens-models via-anthropic --no-count-tokens-model via-openai

@@ -40,4 +40,5 @@ start_switchyard "$gw_port" "$key"
 
 echo "== openai SDK against switchyard on 127.0.0.1:$gw_port"
 run_check "$sdk_py" tests/sdk/openai_check.py --base-url "http://127.0.0.1:$gw_port/v1" --api-key "$key" \
-    --models "chat,$(sdk_kind_models)"
+    --models "chat,$(sdk_kind_models)" --completions-models chat,via-openai,via-azure \
+    --no-completions-model via-anthropic
