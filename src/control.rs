@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use crate::config::{self, Config, ConfigErrors};
 use crate::launch::StartError;
+use crate::limits::spend::SpendKeeper;
 use crate::log::Level;
 use crate::metrics::ShardSnapshot;
 use crate::route::table::resolve_host;
@@ -34,6 +35,8 @@ pub enum GatewayError {
     NoSource,
     #[error("`{0}` changed; it takes effect only after a restart")]
     NeedsRestart(&'static str),
+    #[error(transparent)]
+    State(#[from] crate::limits::state::StateError),
 }
 
 /// State the control plane shares with the admin thread (never with shards).
@@ -44,6 +47,8 @@ pub struct Control {
     pub(crate) inboxes: Vec<shard::Inbox>,
     pub addr: SocketAddr,
     pub drivers: Vec<&'static str>,
+    /// Prices and spend of the current generation, and their state file.
+    pub spend: Arc<SpendKeeper>,
 }
 
 impl Control {
@@ -76,6 +81,7 @@ impl Control {
         for (key, changed) in [
             ("shards", config.shards != current.config.shards),
             ("driver", config.driver != current.config.driver),
+            ("state_dir", config.state.dir != current.config.state.dir),
         ] {
             if changed {
                 crate::event!(
@@ -86,6 +92,9 @@ impl Control {
             }
         }
         crate::log::set_format(config.log.format);
+        // Spend carried by key name (keys_file reloads with the config); the
+        // ledger's Arcs are what the new table's shards charge.
+        let _ledger = self.spend.install(&config, std::time::SystemTime::now());
         let generation = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
         let mut table = Table::build(Arc::new(config), generation, &resolve_host);
         table.carry_breakers(&current);

@@ -6,10 +6,13 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
 
 use crate::config::{Config, ShardCount};
 use crate::control::{Control, GatewayError};
 use crate::launch::{self, ShardOptions, Shards};
+use crate::limits::budget::SpendBook;
+use crate::limits::spend::{Flusher, SpendKeeper};
 use crate::log::Level;
 use crate::route::table::resolve_host;
 use crate::route::Table;
@@ -26,6 +29,7 @@ pub struct Gateway {
     pub control: Arc<Control>,
     shards: Shards,
     admin: Option<crate::admin::AdminServer>,
+    flusher: Option<Flusher>,
 }
 
 impl Gateway {
@@ -36,6 +40,8 @@ impl Gateway {
         overrides: &Overrides,
     ) -> Result<Gateway, GatewayError> {
         let config = Arc::new(config);
+        // Before any shard: an unusable state_dir or state file stops the start.
+        let spend = Arc::new(SpendKeeper::start(&config, SystemTime::now())?);
         let table = Arc::new(Table::build(config.clone(), 1, &resolve_host));
         let budget = cpus::detect();
         let count = overrides.shards.unwrap_or(match config.shards {
@@ -84,7 +90,9 @@ impl Gateway {
             inboxes: shards.inboxes.clone(),
             addr,
             drivers: shards.drivers.clone(),
+            spend: spend.clone(),
         });
+        let flusher = Flusher::start(spend);
         let admin = match &config.admin {
             Some(admin) => Some(
                 crate::admin::AdminServer::start(admin, control.clone()).map_err(|source| {
@@ -107,11 +115,17 @@ impl Gateway {
             control,
             shards,
             admin,
+            flusher,
         })
     }
 
     pub fn addr(&self) -> SocketAddr {
         self.control.addr
+    }
+
+    /// The live spend book (per key, by `Config::keys` index).
+    pub fn spend(&self) -> Arc<SpendBook> {
+        self.control.spend.book()
     }
 
     pub fn admin_addr(&self) -> Option<SocketAddr> {
@@ -129,6 +143,11 @@ impl Gateway {
         );
         self.shards.broadcast(|| ShardMsg::Shutdown { grace });
         self.shards.join();
+        // After the drain, so the last requests' spend is in the file.
+        if let Some(flusher) = self.flusher {
+            flusher.stop();
+        }
+        self.control.spend.flush_logged(SystemTime::now());
         if let Some(admin) = self.admin {
             admin.stop();
         }

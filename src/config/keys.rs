@@ -6,31 +6,88 @@ use std::time::SystemTime;
 
 use super::error::Report;
 use super::locate::YamlPath;
-use super::raw::RawKey;
-use super::types::{ClientKey, Quota};
+use super::raw::{RawBudget, RawKey};
+use super::types::{Budget, BudgetPeriod, ClientKey, Quota};
 
-/// The configured keys, each checked; duplicates (by name or by secret) refused.
-pub(super) fn keys(raw: Vec<RawKey>, path: &YamlPath, r: &mut Report<'_>) -> Vec<ClientKey> {
-    let mut keys: Vec<ClientKey> = Vec::with_capacity(raw.len());
+/// The most a budget may be, in USD: spend is counted in 44 bits of
+/// micro-dollars (about $17.59 million) per key and period.
+const MAX_BUDGET_USD: f64 = 17_000_000.0;
+
+/// The configured keys, each checked and appended to `keys`; duplicates (by name
+/// or by secret, with each other or with keys already there) refused. `elsewhere`
+/// says where the keys already in `keys` came from, for the message.
+pub(super) fn keys(
+    raw: Vec<RawKey>,
+    path: &YamlPath,
+    keys: &mut Vec<ClientKey>,
+    elsewhere: &str,
+    r: &mut Report<'_>,
+) {
+    let before = keys.len();
     for (i, entry) in raw.into_iter().enumerate() {
         let here = path.index(i);
         let Some(key) = key(entry, &here, r) else {
             continue;
         };
-        if keys.iter().any(|k| k.name == key.name) {
-            let message = format!("duplicate client key name `{}`", key.name);
+        let origin = |at: usize| if at < before { elsewhere } else { "" };
+        if let Some(at) = keys.iter().position(|k| k.name == key.name) {
+            let message = format!("duplicate client key name `{}`{}", key.name, origin(at));
             r.error(&here.key("name"), message);
         }
-        if let Some(first) = keys.iter().find(|k| k.digest == key.digest) {
+        if let Some(at) = keys.iter().position(|k| k.digest == key.digest) {
             let message = format!(
-                "uses the same key value as client key `{}`; each client needs its own key",
-                first.name
+                "uses the same key value as client key `{}`{}; each client needs its own key",
+                keys[at].name,
+                origin(at)
             );
             r.error(&here.key("key"), message);
         }
         keys.push(key);
     }
-    keys
+}
+
+/// `budget: { usd, period }`: both required, usd from 0 (a frozen key) up.
+fn budget(raw: &RawBudget, path: &YamlPath, r: &mut Report<'_>) -> Option<Budget> {
+    let usd_path = path.key("usd");
+    let usd = match raw.usd {
+        None => {
+            r.error(
+                &usd_path,
+                "is required (the most this key may spend per period, in USD)",
+            );
+            return None;
+        }
+        Some(usd) if !usd.is_finite() || !(0.0..=MAX_BUDGET_USD).contains(&usd) => {
+            r.error(
+                &usd_path,
+                format!("must be from 0 to {MAX_BUDGET_USD} USD, got {usd}"),
+            );
+            return None;
+        }
+        Some(usd) => usd,
+    };
+    let period_path = path.key("period");
+    let expected = "1d (resets 00:00 UTC), 7d (Monday 00:00 UTC), 30d (the 1st of each month, 00:00 UTC) or total (never)";
+    let period = match raw.period.as_deref().map(str::trim) {
+        None => {
+            r.error(&period_path, format!("is required: {expected}"));
+            return None;
+        }
+        Some(text) => match BudgetPeriod::parse(text) {
+            Some(period) => period,
+            None => {
+                r.error(
+                    &period_path,
+                    format!("unknown period `{text}`; expected {expected}"),
+                );
+                return None;
+            }
+        },
+    };
+    Some(Budget {
+        limit_micros: (usd * 1e6).round() as u64,
+        period,
+    })
 }
 
 fn key(entry: RawKey, path: &YamlPath, r: &mut Report<'_>) -> Option<ClientKey> {
@@ -50,6 +107,10 @@ fn key(entry: RawKey, path: &YamlPath, r: &mut Report<'_>) -> Option<ClientKey> 
             .expires
             .as_deref()
             .and_then(|text| expiry(text, &path.key("expires"), r)),
+        budget: entry
+            .budget
+            .as_ref()
+            .and_then(|raw| budget(raw, &path.key("budget"), r)),
     })
 }
 

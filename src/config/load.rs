@@ -58,19 +58,71 @@ pub fn load_str(
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Config, ConfigErrors> {
     let mut report = Report::new(text, origin);
-    let Some(raw) = read(text, env, &mut report) else {
+    let empty = Value::Mapping(serde_yaml::Mapping::new());
+    let Some(raw) = read::<RawConfig>(text, env, &mut report, empty) else {
         return Err(report.into_errors());
     };
-    let config = build(raw, &mut report);
-    report.finish(config)
+    let mut side = SideFiles {
+        env,
+        errors: Vec::new(),
+    };
+    let config = build(raw, &mut report, &mut side);
+    match report.finish(config) {
+        Ok(config) if side.errors.is_empty() => Ok(config),
+        Ok(_) => Err(ConfigErrors(side.errors)),
+        Err(mut errors) => {
+            errors.0.extend(side.errors);
+            Err(errors)
+        }
+    }
 }
 
-/// Parses, shape-checks and expands; `None` once any of that failed.
-fn read(
+/// Files the config names that hold part of it (`keys_file`, `prices_file`):
+/// each is read with its own report, so its errors carry its own name and lines.
+struct SideFiles<'e> {
+    env: &'e dyn Fn(&str) -> Option<String>,
+    errors: Vec<ConfigError>,
+}
+
+impl SideFiles<'_> {
+    /// Reads `file` (named at `at` in the main file) as a `T` and hands it to
+    /// `check` with the file's own report. A relative path is relative to the
+    /// working directory, like `ca_file`.
+    fn read<T: serde::de::DeserializeOwned, R>(
+        &mut self,
+        file: &str,
+        at: &YamlPath,
+        empty: Value,
+        r: &mut Report<'_>,
+        check: impl FnOnce(T, &mut Report<'_>) -> R,
+    ) -> Option<R> {
+        if file.trim().is_empty() {
+            r.error(at, "is empty; omit it for none");
+            return None;
+        }
+        let text = match std::fs::read_to_string(file) {
+            Ok(text) => text,
+            Err(error) => {
+                r.error(at, format!("cannot read `{file}`: {error}"));
+                return None;
+            }
+        };
+        let mut report = Report::new(&text, file);
+        let raw = read::<T>(&text, self.env, &mut report, empty);
+        let out = raw.map(|raw| check(raw, &mut report));
+        self.errors.extend(report.into_errors().0);
+        out
+    }
+}
+
+/// Parses, shape-checks and expands; `None` once any of that failed. An empty
+/// document reads as `empty`.
+fn read<T: serde::de::DeserializeOwned>(
     text: &str,
     env: &dyn Fn(&str) -> Option<String>,
     report: &mut Report<'_>,
-) -> Option<RawConfig> {
+    empty: Value,
+) -> Option<T> {
     let doc: Value = match serde_yaml::from_str(text) {
         Ok(doc) => doc,
         Err(error) => {
@@ -82,7 +134,7 @@ fn read(
             return None;
         }
     };
-    let shape = raw::read_raw(&doc);
+    let shape = raw::read_shape::<T>(&doc, empty.clone());
     if let Err(errors) = &shape {
         for error in errors {
             report.error(&error.path, error.message.clone());
@@ -100,7 +152,7 @@ fn read(
     if shape.is_err() {
         return None;
     }
-    match raw::read_raw(&expanded) {
+    match raw::read_shape::<T>(&expanded, empty) {
         Ok(raw) => Some(raw),
         Err(errors) => {
             for error in errors {
@@ -111,14 +163,27 @@ fn read(
     }
 }
 
-fn build(raw: RawConfig, r: &mut Report<'_>) -> Config {
+fn build(raw: RawConfig, r: &mut Report<'_>, side: &mut SideFiles<'_>) -> Config {
     let root = YamlPath::default();
-    let keys = super::keys::keys(raw.keys.unwrap_or_default(), &root.key("keys"), r);
+    let keys = all_keys(
+        raw.keys.unwrap_or_default(),
+        raw.keys_file.as_deref(),
+        r,
+        side,
+    );
     let providers = providers(
         raw.providers.map(|p| p.0).unwrap_or_default(),
         &root.key("providers"),
         r,
     );
+    let prices = all_prices(
+        raw.prices.map(|p| p.0).unwrap_or_default(),
+        raw.prices_file.as_deref(),
+        &providers,
+        r,
+        side,
+    );
+    let state = state(raw.state_dir.as_deref(), raw.state_flush.as_ref(), r);
     let refs = routes::Refs {
         providers: &providers,
         keys: &keys,
@@ -159,6 +224,74 @@ fn build(raw: RawConfig, r: &mut Report<'_>) -> Config {
             &root.key("rate_window"),
             Duration::from_secs(60),
         ),
+        prices,
+        state,
+    }
+}
+
+/// `keys:` and then the keys of `keys_file:`; a name in both is an error.
+fn all_keys(
+    inline: Vec<raw::RawKey>,
+    file: Option<&str>,
+    r: &mut Report<'_>,
+    side: &mut SideFiles<'_>,
+) -> Vec<ClientKey> {
+    let root = YamlPath::default();
+    let mut keys = Vec::new();
+    super::keys::keys(inline, &root.key("keys"), &mut keys, "", r);
+    if let Some(file) = file {
+        let elsewhere = " (also in `keys:` of the config file)";
+        let empty = Value::Sequence(Vec::new());
+        side.read(
+            file,
+            &root.key("keys_file"),
+            empty,
+            r,
+            |raw: Vec<raw::RawKey>, fr| super::keys::keys(raw, &root, &mut keys, elsewhere, fr),
+        );
+    }
+    keys
+}
+
+/// `prices:` and then those of `prices_file:`; an entry in both is an error.
+fn all_prices(
+    inline: Vec<(String, raw::RawPrice)>,
+    file: Option<&str>,
+    providers: &[Provider],
+    r: &mut Report<'_>,
+    side: &mut SideFiles<'_>,
+) -> Vec<Price> {
+    let root = YamlPath::default();
+    let mut prices = Vec::new();
+    super::prices::prices(inline, providers, &root.key("prices"), &mut prices, r);
+    if let Some(file) = file {
+        let empty = Value::Mapping(serde_yaml::Mapping::new());
+        side.read(
+            file,
+            &root.key("prices_file"),
+            empty,
+            r,
+            |raw: raw::OrderedMap<raw::RawPrice>, fr| {
+                super::prices::prices(raw.0, providers, &root, &mut prices, fr)
+            },
+        );
+    }
+    prices
+}
+
+/// `state_dir:` (default [`DEFAULT_STATE_DIR`]) and `state_flush:` (5 s).
+fn state(dir: Option<&str>, flush: Option<&raw::DurationText>, r: &mut Report<'_>) -> StateConfig {
+    let root = YamlPath::default();
+    if dir.is_some_and(|d| d.trim().is_empty()) {
+        r.error(
+            &root.key("state_dir"),
+            "is empty; omit it for the default, /var/lib/switchyard",
+        );
+    }
+    StateConfig {
+        dir: std::path::PathBuf::from(dir.unwrap_or(DEFAULT_STATE_DIR)),
+        configured: dir.is_some(),
+        flush: r.positive_duration(flush, &root.key("state_flush"), Duration::from_secs(5)),
     }
 }
 

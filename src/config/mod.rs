@@ -8,6 +8,7 @@ mod error;
 pub mod keys;
 mod load;
 mod locate;
+mod prices;
 mod raw;
 mod redact;
 mod routes;

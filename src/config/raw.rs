@@ -24,6 +24,14 @@ pub struct RawConfig {
     pub rate_window: Option<DurationText>,
     pub admin: Option<RawAdmin>,
     pub keys: Option<Vec<RawKey>>,
+    /// A YAML file holding a list of more keys, shaped like `keys:`.
+    pub keys_file: Option<String>,
+    /// `provider/model` → rates in USD per million tokens.
+    pub prices: Option<OrderedMap<RawPrice>>,
+    /// A YAML file holding more prices, shaped like `prices:`.
+    pub prices_file: Option<String>,
+    pub state_dir: Option<String>,
+    pub state_flush: Option<DurationText>,
     pub providers: Option<OrderedMap<RawProvider>>,
     pub routes: Option<Vec<RawRoute>>,
     pub health: Option<RawHealth>,
@@ -54,6 +62,24 @@ pub struct RawKey {
     pub models: Option<Vec<String>>,
     pub metadata: Option<OrderedMap<String>>,
     pub expires: Option<String>,
+    pub budget: Option<RawBudget>,
+}
+
+/// `budget:` of a key.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawBudget {
+    pub usd: Option<f64>,
+    pub period: Option<String>,
+}
+
+/// One `prices:` entry, USD per million tokens.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawPrice {
+    pub input: Option<f64>,
+    pub output: Option<f64>,
+    pub cached_input: Option<f64>,
 }
 
 impl fmt::Debug for RawKey {
@@ -322,14 +348,24 @@ const SECRET_KEYS: &[&str] = &["api_key", "key", "token"];
 
 /// Reads the tree into [`RawConfig`]. On failure, every offending node is reported:
 /// after each error the node is cut out of a scratch copy and reading resumes.
+#[cfg(test)]
 pub fn read_raw(doc: &Value) -> Result<RawConfig, Vec<ShapeError>> {
+    read_shape(doc, Value::Mapping(serde_yaml::Mapping::new()))
+}
+
+/// Reads any tree into `T` like [`read_raw`] (for side files: `keys_file`,
+/// `prices_file`); an empty document reads as `empty`.
+pub fn read_shape<T: serde::de::DeserializeOwned>(
+    doc: &Value,
+    empty: Value,
+) -> Result<T, Vec<ShapeError>> {
     let mut scratch = match doc {
-        Value::Null => Value::Mapping(serde_yaml::Mapping::new()),
+        Value::Null => empty,
         other => other.clone(),
     };
     let mut errors = Vec::new();
     for _ in 0..MAX_SHAPE_ERRORS {
-        let error = match serde_path_to_error::deserialize::<_, RawConfig>(&scratch) {
+        let error = match serde_path_to_error::deserialize::<_, T>(&scratch) {
             Ok(raw) if errors.is_empty() => return Ok(raw),
             Ok(_) => return Err(errors),
             Err(error) => shape_error(&error),

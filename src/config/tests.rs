@@ -922,3 +922,223 @@ fn forward_headers_errors_are_placed() {
         ],
     );
 }
+
+/// A file under the system temp dir holding `text`, removed when dropped.
+struct SideFile(std::path::PathBuf);
+
+impl SideFile {
+    fn new(name: &str, text: &str) -> SideFile {
+        let path = std::env::temp_dir().join(format!("switchyard-{}-{name}", std::process::id()));
+        std::fs::write(&path, text).unwrap();
+        SideFile(path)
+    }
+
+    fn name(&self) -> String {
+        self.0.display().to_string()
+    }
+}
+
+impl Drop for SideFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+#[test]
+fn prices_budgets_and_state_parse() {
+    let file = SideFile::new(
+        "prices.yaml",
+        "# reviewed 2026-12-01\nanthropic/claude: { input: 3, output: 15, cached_input: 0.3 }\n",
+    );
+    let text = format!(
+        "keys:\n  - {{ name: a, key: k1, budget: {{ usd: 12.5, period: 7d }} }}\n  - {{ name: b, key: k2 }}\n{}prices:\n  openai/gpt-4o: {{ input: 2.50, output: 10.00, cached_input: 1.25 }}\n  openai/*: {{ input: 0.15, output: 0.6 }}\nprices_file: {}\nstate_dir: /tmp/sy-state\nstate_flush: 250ms\n",
+        with_routes(ONE_ROUTE),
+        file.name()
+    );
+    let config = load(&text).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        config.keys[0].budget,
+        Some(Budget {
+            limit_micros: 12_500_000,
+            period: BudgetPeriod::Week
+        })
+    );
+    assert_eq!(config.keys[1].budget, None);
+    let prices: Vec<(usize, &str, Rate)> = config
+        .prices
+        .iter()
+        .map(|p| (p.provider, p.model.as_str(), p.rate))
+        .collect();
+    let rate = |input, output, cached_input| Rate {
+        input,
+        output,
+        cached_input,
+    };
+    assert_eq!(
+        prices,
+        [
+            (0, "gpt-4o", rate(2_500_000, 10_000_000, 1_250_000)),
+            (0, "*", rate(150_000, 600_000, 150_000)),
+            (1, "claude", rate(3_000_000, 15_000_000, 300_000)),
+        ]
+    );
+    assert_eq!(
+        config.state,
+        StateConfig {
+            dir: "/tmp/sy-state".into(),
+            configured: true,
+            flush: Duration::from_millis(250),
+        }
+    );
+    let plain = load(&with_routes(ONE_ROUTE)).unwrap();
+    assert_eq!(
+        plain.state,
+        StateConfig {
+            dir: DEFAULT_STATE_DIR.into(),
+            configured: false,
+            flush: Duration::from_secs(5),
+        }
+    );
+    assert!(plain.prices.is_empty());
+}
+
+#[test]
+fn budget_and_price_mistakes_name_their_line() {
+    let text = format!(
+        "keys:\n  - {{ name: a, key: k1, budget: {{ usd: 5, period: 2d }} }}\n  - {{ name: b, key: k2, budget: {{ usd: -1, period: 1d }} }}\n  - {{ name: c, key: k3, budget: {{ period: total }} }}\n  - {{ name: d, key: k4, budget: {{ usd: 1 }} }}\n{}prices:\n  opnai/gpt-4o: {{ input: 1, output: 1 }}\n  openai/x: {{ input: -2, output: 1 }}\n  openai/y: {{ input: 1 }}\n  gpt-4o: {{ input: 1, output: 1 }}\nstate_dir: \"\"\nstate_flush: 0s\n",
+        with_routes(ONE_ROUTE)
+    );
+    let errors = errors(&text);
+    let expected = [
+        "t.yaml:2: keys[0].budget.period: unknown period `2d`; expected 1d (resets 00:00 UTC), 7d (Monday 00:00 UTC), 30d (the 1st of each month, 00:00 UTC) or total (never)",
+        "t.yaml:3: keys[1].budget.usd: must be from 0 to 17000000 USD, got -1",
+        "t.yaml:4: keys[2].budget.usd: is required (the most this key may spend per period, in USD)",
+        "t.yaml:5: keys[3].budget.period: is required: 1d (resets 00:00 UTC), 7d (Monday 00:00 UTC), 30d (the 1st of each month, 00:00 UTC) or total (never)",
+        "t.yaml:13: prices.opnai/gpt-4o: unknown provider `opnai`; configured: openai, anthropic",
+        "t.yaml:14: prices.openai/x.input: must be from 0 to 1000000 (USD per million tokens), got -2",
+        "t.yaml:15: prices.openai/y.output: is required (USD per million tokens; 0 for free)",
+        "t.yaml:16: prices.gpt-4o: `gpt-4o` is not `provider/model` (use `provider/*` for every model of a provider)",
+        "t.yaml:17: state_dir: is empty; omit it for the default, /var/lib/switchyard",
+        "t.yaml:18: state_flush: must be greater than zero",
+    ];
+    assert_eq!(errors, expected, "{errors:#?}");
+}
+
+#[test]
+fn keys_file_adds_keys_with_its_own_file_and_lines() {
+    let file = SideFile::new(
+        "keys-ok.yaml",
+        "- { name: b, key_sha256: \"2bb80d537b1da3e38bd30361aa855686bde0eacd7162fef6a25fe97bf527a25b\" }\n- name: c\n  key: k3\n  budget: { usd: 1, period: total }\n",
+    );
+    let text = format!(
+        "keys:\n  - {{ name: a, key: k1 }}\nkeys_file: {}\n{}",
+        file.name(),
+        with_routes(ONE_ROUTE)
+    );
+    let config = load(&text).unwrap_or_else(|e| panic!("{e}"));
+    let names: Vec<&str> = config.keys.iter().map(|k| k.name.as_str()).collect();
+    assert_eq!(names, ["a", "b", "c"]);
+    assert_eq!(config.keys[2].digest, keys::digest(b"k3"));
+    // An empty keys file adds nothing (every key revoked).
+    std::fs::write(&file.0, "# no keys\n").unwrap();
+    assert_eq!(load(&text).unwrap().keys.len(), 1);
+}
+
+#[test]
+fn keys_file_mistakes_name_that_file() {
+    let file = SideFile::new(
+        "keys-bad.yaml",
+        "- { name: x, key: k9 }\n- { name: a, key: k2 }\n- { name: y, key: k1 }\n- { name: z, key: k5, budget: { usd: 1, period: 1w } }\n",
+    );
+    let text = format!(
+        "keys:\n  - {{ name: a, key: k1 }}\nkeys_file: {}\n{}",
+        file.name(),
+        with_routes(ONE_ROUTE)
+    );
+    let name = file.name();
+    let errors = errors(&text);
+    let expected = [
+        format!("{name}:2: [1].name: duplicate client key name `a` (also in `keys:` of the config file)"),
+        format!("{name}:3: [2].key: uses the same key value as client key `a` (also in `keys:` of the config file); each client needs its own key"),
+        format!("{name}:4: [3].budget.period: unknown period `1w`; expected 1d (resets 00:00 UTC), 7d (Monday 00:00 UTC), 30d (the 1st of each month, 00:00 UTC) or total (never)"),
+    ];
+    assert_eq!(errors, expected, "{errors:#?}");
+    std::fs::write(&file.0, "- { name: x, key: k9, rpm: lots }\n- { nme: y }\n").unwrap();
+    let errors = self::errors(&text);
+    assert_eq!(errors.len(), 2, "{errors:#?}");
+    assert!(
+        errors[0].starts_with(&format!("{name}:1: [0].rpm: invalid type")),
+        "{errors:#?}"
+    );
+    assert!(
+        errors[1].starts_with(&format!("{name}:2: [1].nme: unknown key `nme`")),
+        "{errors:#?}"
+    );
+    std::fs::write(&file.0, "a: b\n").unwrap();
+    let errors = self::errors(&text);
+    assert!(
+        errors[0].starts_with(&format!("{name}:1: invalid type: map, expected a sequence")),
+        "{errors:#?}"
+    );
+}
+
+#[test]
+fn a_missing_side_file_is_an_error_at_its_line() {
+    let text = format!(
+        "{}keys_file: /nonexistent/switchyard-keys.yaml\nprices_file: \"\"\n",
+        with_routes(ONE_ROUTE)
+    );
+    let errors = errors(&text);
+    assert_eq!(errors.len(), 2, "{errors:#?}");
+    assert!(
+        errors[0].starts_with(
+            "t.yaml:7: keys_file: cannot read `/nonexistent/switchyard-keys.yaml`: No such file"
+        ),
+        "{errors:#?}"
+    );
+    assert_eq!(
+        errors[1],
+        "t.yaml:8: prices_file: is empty; omit it for none"
+    );
+}
+
+#[test]
+fn prices_file_mistakes_name_that_file() {
+    let file = SideFile::new(
+        "prices-bad.yaml",
+        "openai/gpt-4o: { input: 1, output: 1 }\nnope/m: { input: 1, output: 1 }\n",
+    );
+    let text = format!(
+        "{}prices:\n  openai/gpt-4o: {{ input: 2, output: 2 }}\nprices_file: {}\n",
+        with_routes(ONE_ROUTE),
+        file.name()
+    );
+    let name = file.name();
+    let errors = errors(&text);
+    let expected = [
+        format!("{name}:1: openai/gpt-4o: `openai/gpt-4o` is priced twice"),
+        format!("{name}:2: nope/m: unknown provider `nope`; configured: openai, anthropic"),
+    ];
+    assert_eq!(errors, expected, "{errors:#?}");
+}
+
+#[test]
+fn example_price_file_validates() {
+    let prices = repo_file("config/prices.example.yaml");
+    let text = format!(
+        "providers:\n  openai: {{ kind: openai, base_url: https://api.openai.com/v1 }}\n  anthropic: {{ kind: anthropic, base_url: https://api.anthropic.com, api_key: x }}\n  gemini: {{ kind: gemini, base_url: https://generativelanguage.googleapis.com, api_key: x }}\n{}prices_file: {}\n",
+        &with_routes(ONE_ROUTE)[PROVIDERS.len()..],
+        prices.display()
+    );
+    let config = load(&text).unwrap_or_else(|e| panic!("{e}"));
+    assert!(config.prices.len() >= 20, "{}", config.prices.len());
+    let gpt4o = config
+        .prices
+        .iter()
+        .find(|p| p.provider == 0 && p.model == "gpt-4o")
+        .expect("gpt-4o priced");
+    assert!(gpt4o.rate.output > gpt4o.rate.input && gpt4o.rate.cached_input < gpt4o.rate.input);
+    for provider in 0..3 {
+        assert!(config.prices.iter().any(|p| p.provider == provider));
+    }
+}

@@ -27,7 +27,92 @@ pub struct Config {
     pub health_endpoints: bool,
     /// The window every rpm and tpm limit counts over.
     pub rate_window: Duration,
+    /// What each (provider, model) costs, from `prices:` and `prices_file:`.
+    pub prices: Vec<Price>,
+    /// Where spend is kept across restarts, and how often it is written.
+    pub state: StateConfig,
 }
+
+/// `prices:` entry: one provider's model (or every model, `*`) and its rates.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Price {
+    /// Index into `Config::providers`.
+    pub provider: usize,
+    /// The model sent to the provider, or `*` for every model without its own.
+    pub model: String,
+    pub rate: Rate,
+}
+
+/// Rates in pico-dollars per token (USD per million tokens × 10⁶), so costs sum
+/// in integers: $2.50 per million tokens is 2 500 000.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Rate {
+    pub input: u64,
+    pub output: u64,
+    /// Input tokens served from the provider's prompt cache.
+    pub cached_input: u64,
+}
+
+/// `budget:` of a key: at most `limit_micros` spent per `period`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Budget {
+    /// The limit in micro-dollars (USD × 10⁶).
+    pub limit_micros: u64,
+    pub period: BudgetPeriod,
+}
+
+/// When a budget's spend starts again at zero; every boundary is UTC.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BudgetPeriod {
+    /// `1d`: every day at 00:00 UTC.
+    Day,
+    /// `7d`: every Monday at 00:00 UTC.
+    Week,
+    /// `30d`: the 1st of every calendar month at 00:00 UTC.
+    Month,
+    /// `total`: never.
+    Total,
+}
+
+impl BudgetPeriod {
+    pub const ALL: [(&'static str, BudgetPeriod); 4] = [
+        ("1d", BudgetPeriod::Day),
+        ("7d", BudgetPeriod::Week),
+        ("30d", BudgetPeriod::Month),
+        ("total", BudgetPeriod::Total),
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BudgetPeriod::Day => "1d",
+            BudgetPeriod::Week => "7d",
+            BudgetPeriod::Month => "30d",
+            BudgetPeriod::Total => "total",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<BudgetPeriod> {
+        Self::ALL
+            .iter()
+            .find(|(name, _)| *name == text)
+            .map(|(_, period)| *period)
+    }
+}
+
+/// `state_dir:` and `state_flush:`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StateConfig {
+    pub dir: std::path::PathBuf,
+    /// Whether `state_dir` was written in the file: only then is an unwritable
+    /// directory a start-up error (the default falls back to memory, with a warning).
+    pub configured: bool,
+    /// How often spend is written; a crash loses at most this much of it.
+    pub flush: Duration,
+}
+
+/// Where spend lives when `state_dir` is not set (the systemd unit's
+/// `StateDirectory=switchyard`).
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/switchyard";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ShardCount {
@@ -70,6 +155,8 @@ pub struct ClientKey {
     pub metadata: Vec<(String, String)>,
     /// After this, the key is refused like a wrong one.
     pub expires: Option<std::time::SystemTime>,
+    /// Most the key may spend per period; `None`: spend is counted, never refused.
+    pub budget: Option<Budget>,
 }
 
 impl std::fmt::Debug for ClientKey {
@@ -79,6 +166,7 @@ impl std::fmt::Debug for ClientKey {
             .field("limits", &self.limits)
             .field("routes", &self.routes)
             .field("models", &self.models)
+            .field("budget", &self.budget)
             .finish_non_exhaustive()
     }
 }

@@ -30,7 +30,14 @@ pub fn config_with_env(yaml: &str, env: &[(&str, &str)]) -> Config {
             .map(|(_, v)| v.to_string())
     };
     match config::load_str(yaml, "test.yaml", &lookup) {
-        Ok(config) => config,
+        Ok(mut config) => {
+            // Tests share no spend: without their own state_dir they keep it in
+            // memory (a path that cannot be created), even when run as root.
+            if !config.state.configured {
+                config.state.dir = "/dev/null/switchyard-test-state".into();
+            }
+            config
+        }
         Err(errors) => panic!("test config invalid:\n{errors}\n---\n{yaml}"),
     }
 }
