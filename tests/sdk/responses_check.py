@@ -14,8 +14,10 @@ chat completions, and routes whose provider serves the Responses API natively):
 after its first words ends in `response.failed`, raised as `openai.APIError`.
 For --tool-models: a forced function call (tool_choice "required") whole and
 streamed, then its `function_call_output` sent back, answered with text.
-Errors: an unknown model is `openai.NotFoundError`; `previous_response_id` on a
-translated route (--stateless-model) is `openai.BadRequestError`.
+Also input items with `instructions`, `max_output_tokens` and `temperature` (the
+instructions must reach the provider, per the mock's last request).
+Errors: an unknown model is `openai.NotFoundError`; `previous_response_id` and
+`store=True` on a translated route (--stateless-model) are `openai.BadRequestError`.
 Headers (the routes in --kinds, with --mock for the mock's GET /_mock/last_request),
 on /v1/responses (whole and streamed) and /v1/chat/completions alike:
 `anthropic-beta` reaches anthropic kinds only, `openai-beta` OpenAI-shaped ones
@@ -34,7 +36,7 @@ except ImportError:
     print("FAIL import openai: not installed (run through tests/sdk/responses_run.sh, which installs the SDK virtualenv)")
     sys.exit(2)
 
-from checklib import PROMPT, TOOL, TOOL_PROMPT, Checker, ExpectedTexts, header_map, last_request, split
+from checklib import PROMPT, TOOL, TOOL_PROMPT, Checker, ExpectedTexts, header_map, last_request, mock_body, split
 
 # The order the official stream keeps; each present event's first occurrence must
 # follow the previous one's.
@@ -72,7 +74,7 @@ def check_sequence(numbers):
     assert numbers == list(range(len(numbers))), f"sequence numbers not 0, 1, ...: {numbers}"
 
 
-def text_checks(c, client, expected, model):
+def text_checks(c, client, expected, model, mock):
     def create():
         r = client.responses.create(model=model, input=PROMPT)
         want = expected(model)
@@ -117,7 +119,26 @@ def text_checks(c, client, expected, model):
         assert final.usage is not None, "final response without usage"
         return f"{final.output_text!r}"
 
+    def create_options():
+        instructions = "Answer tersely, sdk-check-instructions."
+        r = client.responses.create(
+            model=model,
+            input=[{"role": "user", "content": [{"type": "input_text", "text": PROMPT}]}],
+            instructions=instructions,
+            max_output_tokens=64,
+            temperature=0.5,
+        )
+        # Read the mock's record first: expected() may ask the route itself.
+        body = mock_body(last_request(mock)) if mock else None
+        assert r.status == "completed" and r.output_text == expected(model), r.output_text
+        note = ""
+        if mock:
+            assert instructions in json.dumps(body), f"instructions did not reach the provider: {body}"
+            note = ", instructions reached the provider"
+        return f"{r.output_text!r}{note}"
+
     c.check(f"[{model}] responses.create", create)
+    c.check(f"[{model}] responses.create(input items, instructions, max_output_tokens)", create_options)
     c.check(f"[{model}] responses.create(stream=True)", create_stream)
     c.check(f"[{model}] responses.stream", stream_manager)
 
@@ -241,10 +262,19 @@ def error_checks(c, client, models, stateless):
             return f"BadRequestError: {e.message}"
         raise AssertionError("previous_response_id accepted on a translated route")
 
+    def stored():
+        try:
+            client.responses.create(model=stateless, input=PROMPT, store=True)
+        except openai.BadRequestError as e:
+            assert "store" in e.message, f"message {e.message!r}"
+            return f"BadRequestError: {e.message}"
+        raise AssertionError("store: true accepted on a translated route")
+
     c.check("unknown model -> openai.NotFoundError", unknown_model)
     c.check("unknown model (responses.stream) -> openai.NotFoundError", unknown_model_stream)
     if stateless:
         c.check(f"[{stateless}] previous_response_id -> openai.BadRequestError", stateful)
+        c.check(f"[{stateless}] store=True -> openai.BadRequestError", stored)
 
 
 def header_checks(c, client, mock, model, kind, key, ratelimit, api):
@@ -325,7 +355,7 @@ def main() -> int:
     expected = ExpectedTexts(client)
     models = split(args.models)
     for model in models:
-        text_checks(c, client, expected, model)
+        text_checks(c, client, expected, model, args.mock)
     for model in split(args.tool_models):
         tool_checks(c, client, model)
     failure_checks(c, client, args.failover_model, args.broken_model)

@@ -92,9 +92,9 @@ run_checks \
     --kinds "$kinds" --ratelimit-models "$(sdk_kind_models),via-openai-chat,via-passthrough" \
     --mock "127.0.0.1:$control_port" \
     --- "$sdk_py" tests/sdk/agents_check.py --base-url "$base" --api-key "$key" \
-    --models via-anthropic,via-passthrough --broken-model chat-broken \
+    --models via-anthropic,via-openai-chat,via-passthrough --broken-model chat-broken \
     --- "$sdk_py" tests/sdk/langchain_check.py --base-url "$base" --api-key "$key" \
-    --models via-anthropic,via-openai,via-passthrough --tool-models via-anthropic --broken-model chat-broken \
+    --models via-anthropic,via-openai,via-passthrough --tool-models via-anthropic,via-passthrough --broken-model chat-broken \
     --- "$sdk_py" tests/sdk/litellm_check.py --base-url "$base" --api-key "$key" \
     --models via-anthropic,via-gemini,via-bedrock,via-passthrough --broken-model chat-broken \
     --mock "127.0.0.1:$control_port"
