@@ -5,6 +5,7 @@ which the mock makes deterministic), the mock's record of the last request it go
 and the canned tool. Stdlib and the `openai` SDK only."""
 
 import json
+import os
 import sys
 import traceback
 import urllib.request
@@ -58,7 +59,8 @@ class Checker:
         total = self.passes + self.failures
         verdict = "PASS" if self.failures == 0 and total > 0 else "FAIL"
         print(f"{verdict} {self.client_name}: {self.passes}/{total} checks passed ({what})")
-        print(f"{self.client_name}: {self.passes} passed, {self.failures} failed")
+        tag = os.path.splitext(os.path.basename(sys.argv[0]))[0]
+        print(f"{tag}: {self.passes} passed, {self.failures} failed")
         return 0 if verdict == "PASS" else 1
 
 
