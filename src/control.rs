@@ -94,10 +94,11 @@ impl Control {
         crate::log::set_format(config.log.format);
         // Spend carried by key name (keys_file reloads with the config); the
         // ledger's Arcs are what the new table's shards charge.
-        let _ledger = self.spend.install(&config, std::time::SystemTime::now());
+        let ledger = self.spend.install(&config, std::time::SystemTime::now());
         let generation = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
         let mut table = Table::build(Arc::new(config), generation, &resolve_host);
         table.carry_breakers(&current);
+        table.spend = ledger;
         self.publish(Arc::new(table));
         crate::event!(Level::Info, "config reloaded", generation = generation);
         Ok(generation)

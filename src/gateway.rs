@@ -42,7 +42,9 @@ impl Gateway {
         let config = Arc::new(config);
         // Before any shard: an unusable state_dir or state file stops the start.
         let spend = Arc::new(SpendKeeper::start(&config, SystemTime::now())?);
-        let table = Arc::new(Table::build(config.clone(), 1, &resolve_host));
+        let mut table = Table::build(config.clone(), 1, &resolve_host);
+        table.spend = spend.ledger();
+        let table = Arc::new(table);
         let budget = cpus::detect();
         let count = overrides.shards.unwrap_or(match config.shards {
             ShardCount::Auto => budget.shards,

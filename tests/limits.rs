@@ -367,3 +367,53 @@ fn sha256_hex(secret: &str) -> String {
         .map(|b| format!("{b:02x}"))
         .collect()
 }
+
+#[test]
+fn spend_is_what_providers_billed_and_a_spent_budget_refuses_without_retry() {
+    let (primary, fallback) = primary_and_fallback();
+    let keys = "  - { name: team, key: sk-team, budget: { usd: 0.001, period: 1d } }\n";
+    let prices = "prices:\n  primary/*: { input: 1000, output: 1000 }\n  fallback/fallback-model: { input: 2, output: 8 }\n";
+    let mut yaml = format!(
+        "listen: 127.0.0.1:0\nshards: 2\nshutdown_grace: 2s\nkeys:\n{keys}providers:\n{}{}{prices}",
+        provider("primary", &primary),
+        provider("fallback", &fallback)
+    );
+    yaml.push_str("routes:\n  - name: chat\n    match: { model: chat }\n    strategy: priority\n    targets:\n      - { provider: primary, model: primary-model, priority: 0 }\n      - { provider: fallback, model: fallback-model, priority: 1 }\n");
+    let gw = gateway(&yaml);
+    // The primary fails without usage: only the fallback's answer is billed.
+    primary.set_fault(fault_status(503));
+    let served = chat_as(&gw, "sk-team");
+    assert_fell_back(&served);
+    let usage = &served.json()["usage"];
+    let (input, output) = (
+        usage["prompt_tokens"].as_u64().unwrap(),
+        usage["completion_tokens"].as_u64().unwrap(),
+    );
+    // $2 and $8 per million tokens, rounded up to the micro-dollar.
+    let expected = input * 2 + output * 8;
+    let status = gw.spend().status(0, std::time::SystemTime::now()).unwrap();
+    assert_eq!(status.spent_micros, expected, "{input} in, {output} out");
+    assert!(!status.exhausted);
+
+    // A priced primary that answers spends the rest of the budget at once.
+    primary.set_fault(loadtest::mock::Fault::None);
+    assert_served_by(&chat_as(&gw, "sk-team"), "primary/primary-model");
+    let sent = primary.stats().requests;
+    let refused = chat_as(&gw, "sk-team");
+    assert_eq!(refused.status, 429, "{}", refused.text());
+    let error = &refused.json()["error"];
+    assert_eq!(error["code"], "insufficient_quota");
+    assert_eq!(error["type"], "insufficient_quota");
+    let message = error["message"].as_str().unwrap();
+    assert!(
+        message.contains("`team`") && message.contains("resets at"),
+        "{message}"
+    );
+    assert_eq!(refused.header("x-should-retry"), Some("false"));
+    assert!(refused.header("retry-after").is_none());
+    assert_eq!(
+        primary.stats().requests,
+        sent,
+        "a spent budget sends nothing"
+    );
+}

@@ -19,12 +19,14 @@ pub fn keys_json(table: &Table) -> serde_json::Value {
         .windows
         .end(window)
         .saturating_duration_since(Instant::now());
+    let now = SystemTime::now();
     let keys: Vec<serde_json::Value> = table
         .config
         .keys
         .iter()
         .zip(&limits.keys)
-        .map(|(key, state)| {
+        .enumerate()
+        .map(|(index, (key, state))| {
             let used = |ledger: &Option<Ledger>| {
                 ledger
                     .as_ref()
@@ -46,6 +48,7 @@ pub fn keys_json(table: &Table) -> serde_json::Value {
                 "tpm": used(&state.limiter.tpm),
                 "max_concurrency": state.max_concurrency,
                 "in_flight": state.in_flight.load(Ordering::Relaxed),
+                "budget": budget_json(table, index, key, now),
                 "totals": totals(state),
             })
         })
@@ -54,6 +57,26 @@ pub fn keys_json(table: &Table) -> serde_json::Value {
         "rate_window_ms": limits.windows.length().as_millis() as u64,
         "window_resets_in_ms": reset.as_millis() as u64,
         "keys": keys,
+    })
+}
+
+/// The key's spend in its current period, against its budget if it has one.
+fn budget_json(
+    table: &Table,
+    index: usize,
+    key: &crate::config::ClientKey,
+    now: SystemTime,
+) -> serde_json::Value {
+    let Some(status) = table.spend.book.status(index, now) else {
+        return serde_json::Value::Null;
+    };
+    let usd = |micros: u64| micros as f64 / 1e6;
+    serde_json::json!({
+        "period": key.budget.map(|b| b.period.as_str()),
+        "spent_usd": usd(status.spent_micros),
+        "limit_usd": status.limit_micros.map(usd),
+        "resets_at": status.resets_at.map(|at| humantime::format_rfc3339_seconds(at).to_string()),
+        "exhausted": status.exhausted,
     })
 }
 

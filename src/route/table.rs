@@ -12,7 +12,10 @@ use crate::config::{
     StreamPolicy, Timeouts,
 };
 use crate::health::{PrefillMemory, SharedBreaker};
+use crate::limits::budget::SpendBook;
 use crate::limits::gate::{Limits, Names};
+use crate::limits::prices::Prices;
+use crate::limits::spend::Ledger;
 use crate::provider::{self, PreparedProvider};
 use crate::proxy::headers::Forwarding;
 
@@ -91,6 +94,10 @@ pub struct Table {
     /// Every key's, provider's and slot's limits, shared by every shard (carried
     /// like breakers).
     pub limits: Arc<Limits>,
+    /// Prices and the keys' spend, shared by every shard. The control plane sets
+    /// the live one (spend carried by key name and persisted, see
+    /// `limits::spend`); a table built alone has a fresh one.
+    pub spend: Ledger,
 }
 
 /// Resolves a host name to socket addresses; called only off the shards.
@@ -128,6 +135,10 @@ impl Table {
             .collect();
         let prefill = slots.iter().map(|_| Arc::default()).collect();
         let limits = Arc::new(Limits::build(&config, &slot_quotas(&config, &slots)));
+        let spend = Ledger {
+            prices: Arc::new(Prices::build(&config)),
+            book: Arc::new(SpendBook::new(&config.keys, std::time::SystemTime::now())),
+        };
         Table {
             generation,
             config,
@@ -138,6 +149,7 @@ impl Table {
             routes,
             known_models,
             limits,
+            spend,
         }
     }
 
@@ -206,6 +218,9 @@ impl Table {
         let mut limits = Limits::build(&self.config, &slot_quotas(&self.config, &self.slots));
         limits.carry(&old.limits, &names);
         self.limits = Arc::new(limits);
+        // Same config (a DNS refresh): the same prices and spend. A reload sets
+        // its own after this.
+        self.spend = old.spend.clone();
     }
 
     /// The names of keys, providers and slots, by index (what limits carry by).

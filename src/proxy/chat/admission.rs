@@ -6,6 +6,7 @@
 use std::sync::atomic::Ordering;
 
 use super::*;
+use crate::limits::budget::BudgetStatus;
 use crate::limits::gate::{self, Charge, InFlight, LimitKind, Refusal, Standing, Subject};
 use crate::wire::Usage;
 
@@ -21,6 +22,8 @@ pub(super) struct KeyAdmission {
 pub(super) enum Limited {
     Rate(Refusal),
     Concurrency(u32),
+    /// Its budget for the period is spent.
+    Budget(BudgetStatus),
 }
 
 /// Admits the caller's request against its key's limits (nothing for an open
@@ -41,6 +44,12 @@ pub(super) fn admit_key(
         state.stats.limited.fetch_add(1, Ordering::Relaxed);
         Err(limited)
     };
+    let book = &routing.table.spend.book;
+    if let Some(budget) = book.status(caller.index, std::time::SystemTime::now()) {
+        if budget.exhausted {
+            return refused(Limited::Budget(budget));
+        }
+    }
     let in_flight = match state.max_concurrency {
         None => None,
         Some(_) => match gate::enter(state) {
@@ -124,6 +133,7 @@ pub(super) fn refusal_answer(
     dialect: Dialect,
 ) -> (ApiError, Vec<(&'static str, String)>) {
     let (message, retry_after, kind) = match limited {
+        Limited::Budget(budget) => return budget_answer(budget, key_name),
         Limited::Concurrency(max) => (
             format!("key `{key_name}` has {max} requests in flight, its max_concurrency; retry when one finishes"),
             Duration::from_secs(1),
@@ -152,6 +162,25 @@ pub(super) fn refusal_answer(
         ApiError::new(429, kind, "rate_limit_exceeded", message),
         headers,
     )
+}
+
+/// A spent budget: OpenAI's `insufficient_quota` 429 naming the budget and when
+/// it resets, with `x-should-retry: false` so the official SDKs do not retry it
+/// (and no `Retry-After`, which would invite them to).
+fn budget_answer(budget: &BudgetStatus, key_name: &str) -> (ApiError, Vec<(&'static str, String)>) {
+    let usd = |micros: u64| micros as f64 / 1e6;
+    let limit = budget.limit_micros.unwrap_or(0);
+    let resets = match budget.resets_at {
+        Some(at) => format!("it resets at {}", humantime::format_rfc3339_seconds(at)),
+        None => "it is a total budget and does not reset".to_string(),
+    };
+    let message = format!(
+        "Key `{key_name}` has spent its budget: ${:.2} of ${:.2}; {resets}.",
+        usd(budget.spent_micros),
+        usd(limit)
+    );
+    let error = ApiError::new(429, "insufficient_quota", "insufficient_quota", message);
+    (error, vec![("x-should-retry", "false".to_string())])
 }
 
 /// `Retry-After` in whole seconds (rounded up, at least 1) and OpenAI's

@@ -85,8 +85,8 @@ pub struct NativeBody<'a> {
 struct Request<'a> {
     api: Api,
     request_id: &'a str,
-    /// The caller's key's name, for logs.
-    key_name: Option<&'a str>,
+    /// The caller's key (its name for logs, its index for spend).
+    caller: Option<Caller<'a>>,
     /// The client's request head (its headers are forwarded by policy).
     head: &'a RequestHead,
     shard: &'a Shard,
@@ -311,7 +311,7 @@ pub async fn handle(
     let request = Request {
         api: req.api,
         request_id: &req.request_id,
-        key_name: req.key.map(|caller| caller.key.name.as_str()),
+        caller: req.key,
         head: req.head,
         shard,
         routing: routing.clone(),

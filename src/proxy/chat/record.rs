@@ -46,6 +46,7 @@ pub(super) fn outcome(
     let tokens = usage.map_or(0, |u| u.prompt_tokens + u.completion_tokens);
     settle_quota(req, pick, tokens);
     if let Some(u) = usage {
+        charge_spend(req, pick, u);
         let mut used = req.used.get();
         used.prompt_tokens = used.prompt_tokens.saturating_add(u.prompt_tokens);
         used.completion_tokens = used.completion_tokens.saturating_add(u.completion_tokens);
@@ -102,6 +103,23 @@ pub(super) fn failed(
         elapsed: started.elapsed(),
         detail: failed.reason.clone(),
     });
+}
+
+/// Charges the caller's key what the attempt's usage costs on its target (what
+/// the provider bills: every attempt that reported usage, served or not).
+fn charge_spend(req: &Request<'_>, pick: &Pick, usage: Usage) {
+    let slot = &req.routing.table.slots[pick.slot];
+    let tokens = crate::limits::prices::TokenUsage {
+        input: usage.prompt_tokens,
+        output: usage.completion_tokens,
+        cached_input: 0,
+    };
+    let key = req.caller.map(|caller| caller.index);
+    let now = std::time::SystemTime::now();
+    req.routing
+        .table
+        .spend
+        .charge(key, slot.provider, &slot.model, &tokens, now);
 }
 
 /// The target was skipped at its quota (or its provider's).
@@ -219,7 +237,7 @@ pub(super) fn finished(
         crate::log::Level::Info,
         "request",
         id = meta.request_id,
-        key = req.key_name.unwrap_or("-"),
+        key = req.caller.map_or("-", |caller| caller.key.name.as_str()),
         route = config.routes.get(route).map_or("", |r| r.name.as_str()),
         target = meta.target.as_deref().unwrap_or("-"),
         attempts = meta.attempts,

@@ -46,7 +46,12 @@ pub(super) async fn relay(
             .then_some(req.routing.table.config.limits.max_stream_buffer_bytes),
         draining: &req.shard.draining,
     };
-    let before = (stats.dropped_events, stats.usage, stats.text_overflowed);
+    let before = Before {
+        dropped: stats.dropped_events,
+        usage: stats.usage,
+        overflowed: stats.text_overflowed,
+        text: stats.text.len(),
+    };
     // While this upstream is held for the client, no write to it may outlast the
     // request's deadline.
     reply.client.set_cap(req.deadline);
@@ -100,19 +105,28 @@ fn open_stream(
     }
 }
 
+/// The stats of a stream when an attempt began relaying into it.
+struct Before {
+    dropped: u64,
+    usage: Option<Usage>,
+    overflowed: bool,
+    text: usize,
+}
+
 /// Records a stream's outcome against its target: only this attempt's own tokens,
-/// events dropped and buffer overflows. `before`: the stats' (dropped events,
-/// usage, overflowed) when this attempt began relaying.
+/// events dropped and buffer overflows. A stream cut before it reported usage
+/// is charged an estimate (the provider bills what it generated): the prompt
+/// and the text this attempt relayed.
 fn record_stream(
     req: &Request<'_>,
     pick: &mut Pick,
     end: &StreamEnd,
     ttfb: Duration,
     stats: &StreamStats,
-    (dropped_before, usage_before, overflowed_before): (u64, Option<Usage>, bool),
+    before: Before,
     policy: &RelayPolicy<'_>,
 ) {
-    if stats.text_overflowed && !overflowed_before {
+    if stats.text_overflowed && !before.overflowed {
         record::stream_overflow(req, pick.slot);
     }
     // A continuation that restarted answered as a model does: not a failure.
@@ -122,11 +136,29 @@ fn record_stream(
     };
     let own_usage = stats
         .usage
-        .filter(|u| Some(*u) != usage_before)
-        .map(|u| subtract(u, policy.rewrite.as_ref().and_then(|r| r.base_usage)));
+        .filter(|u| Some(*u) != before.usage)
+        .map(|u| subtract(u, policy.rewrite.as_ref().and_then(|r| r.base_usage)))
+        .or_else(|| cut_estimate(req, end, stats, before.text));
     record::outcome(req, pick, outcome, Some(ttfb), own_usage);
     let mut counters = req.routing.targets[pick.slot].counters.borrow_mut();
-    counters.stream_events_dropped += stats.dropped_events - dropped_before;
+    counters.stream_events_dropped += stats.dropped_events - before.dropped;
+}
+
+/// What a stream cut before its usage report is estimated to have used.
+fn cut_estimate(
+    req: &Request<'_>,
+    end: &StreamEnd,
+    stats: &StreamStats,
+    text_before: usize,
+) -> Option<Usage> {
+    if !matches!(end, StreamEnd::Failed { .. }) {
+        return None;
+    }
+    let relayed = stats.text.get(text_before..).unwrap_or("");
+    Some(Usage {
+        prompt_tokens: continuation::estimate_tokens_of_bytes(req.body.len()),
+        completion_tokens: continuation::estimate_tokens(relayed),
+    })
 }
 
 /// A committed stream failed: continue it on the next targets when the route
