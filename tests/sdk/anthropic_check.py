@@ -4,8 +4,9 @@
 behind it: `messages.create`, `messages.stream` (text_stream and the final
 message), raw stream events in order, failover visible in x-switchyard-target,
 tool_use blocks, a mid-stream failure and gateway errors the SDK maps to its
-exception types. Prints one PASS/FAIL line per check; exits 1 on any failure, 2
-when the SDK is missing.
+exception types; `messages.count_tokens` on --count-tokens-models (anthropic
+targets: passed through) and its 400 on --no-count-tokens-model. Prints one
+PASS/FAIL line per check; exits 1 on any failure, 2 when the SDK is missing.
 
 Expects the routes of anthropic_run.sh: `chat` (healthy mock), `chat-failover`
 (503 primary, then the healthy mock), `chat-broken` (reset after two words) and
@@ -25,7 +26,7 @@ import traceback
 try:
     import anthropic
 except ImportError:
-    print("FAIL import anthropic: the SDK is not installed (python3 -m pip install anthropic)")
+    print("FAIL import anthropic: the SDK is not installed (run the check through its tests/sdk/*.sh, which installs tests/sdk/requirements.txt into the SDK virtualenv)")
     sys.exit(2)
 
 MESSAGES = [{"role": "user", "content": "Say hello."}]
@@ -45,6 +46,16 @@ def main() -> int:
         "--tool-models",
         default="via-anthropic",
         help="comma-separated models whose target's mock dialect answers tool calls",
+    )
+    parser.add_argument(
+        "--count-tokens-models",
+        default="",
+        help="routes whose target is kind anthropic: messages.count_tokens passes through",
+    )
+    parser.add_argument(
+        "--no-count-tokens-model",
+        default="",
+        help="a route with no anthropic target: messages.count_tokens is a 400",
     )
     args = parser.parse_args()
     models = [m.strip() for m in args.models.split(",") if m.strip()]
@@ -183,6 +194,31 @@ def main() -> int:
     check("unknown model", not_found)
     check("bad key", bad_key)
 
+    for model in [m.strip() for m in args.count_tokens_models.split(",") if m.strip()]:
+
+        def count_tokens(model=model):
+            short = client.messages.count_tokens(model=model, messages=MESSAGES)
+            long = client.messages.count_tokens(
+                model=model, messages=[{"role": "user", "content": "Say hello. " * 40}]
+            )
+            assert short.input_tokens > 0, short
+            # The provider counts (the mock: body bytes / 4): a longer message counts more.
+            assert long.input_tokens > short.input_tokens, (short, long)
+            return f"input_tokens {short.input_tokens}, {long.input_tokens} for a 40 times longer message"
+
+        check(f"[{model}] messages.count_tokens", count_tokens)
+    if args.no_count_tokens_model:
+
+        def no_count_tokens():
+            try:
+                client.messages.count_tokens(model=args.no_count_tokens_model, messages=MESSAGES)
+            except anthropic.BadRequestError as e:
+                assert e.body["type"] == "error", e.body
+                return f"BadRequestError: {e.body['error']['message'][:120]}"
+            raise AssertionError("count_tokens answered on a route without an anthropic target")
+
+        check(f"[{args.no_count_tokens_model}] messages.count_tokens -> 400", no_count_tokens)
+
     for model in models:
         for name, fn in model_checks(client, model, tool_models):
             check(f"[{model}] {name}", fn)
@@ -193,7 +229,7 @@ def main() -> int:
     print(
         f"{'PASS' if failures == 0 else 'FAIL'} anthropic {anthropic.__version__}: "
         f"{passes}/{total} checks passed"
-        + (f" (8 on the original routes, the rest over {', '.join(models)})" if models else "")
+        + (f" (8 on the original routes, count_tokens, the rest over {', '.join(models)})" if models else "")
     )
     return 1 if failures else 0
 

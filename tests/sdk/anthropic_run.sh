@@ -9,7 +9,7 @@
 set -euo pipefail
 
 source "$(dirname "$0")/lib.sh"
-sdk_setup anthropic
+sdk_setup
 
 start_mock() { # NAME PORT FAULT_JSON
     "$bin/mock-provider" --listen "127.0.0.1:$2" --name "$1" --chunks 6 --fault "$3" \
@@ -70,5 +70,5 @@ YAML
 start_switchyard "$gw_port" "$key"
 
 echo "== anthropic SDK against switchyard on 127.0.0.1:$gw_port"
-run_check python3 tests/sdk/anthropic_check.py --base-url "http://127.0.0.1:$gw_port" --api-key "$key" \
-    --models "$(sdk_kind_models)"
+run_check "$sdk_py" tests/sdk/anthropic_check.py --base-url "http://127.0.0.1:$gw_port" --api-key "$key" \
+    --models "$(sdk_kind_models)" --count-tokens-models via-anthropic --no-count-tokens-model via-openai

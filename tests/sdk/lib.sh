@@ -1,13 +1,14 @@
 # shellcheck shell=bash
 # Shared by the SDK checks (run.sh, anthropic_run.sh, streaming_faults.sh): the
 # build, free ports, background processes with their cleanup, and waiting for a
-# server. Source it after `set -euo pipefail`, then call `sdk_setup MODULE`.
+# server. Source it after `set -euo pipefail`, then call `sdk_setup`.
 
 sdk_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 
-# sdk_setup PYTHON_MODULE: goes to the repository root, builds mock-provider and
-# switchyard (PROFILE=debug, or release), installs the SDK from PyPI when it is
-# missing, and makes $work (removed on exit, with every process in $pids ended).
+# sdk_setup: goes to the repository root, builds mock-provider and switchyard
+# (PROFILE=debug, or release), makes sure the SDK virtualenv has
+# tests/sdk/requirements.txt (see sdk_venv), and makes $work (removed on exit,
+# with every process in $pids ended). The checks run with "$sdk_py".
 sdk_setup() {
     cd "$sdk_root"
     PROFILE="${PROFILE:-debug}"
@@ -15,18 +16,58 @@ sdk_setup() {
     if [ "$PROFILE" = release ]; then flag=--release; fi
 
     echo "== building ($PROFILE)"
-    cargo build $flag -p loadtest --bin mock-provider
-    cargo build $flag --bin switchyard
+    # One invocation: the workspace's features unify as in `cargo test --workspace`,
+    # so nothing is rebuilt (two separate builds each recompile serde & co.).
+    cargo build $flag -p loadtest -p switchyard --bin mock-provider --bin switchyard
     bin="target/$PROFILE"
 
-    if ! python3 -c "import $1" 2>/dev/null; then
-        echo "== installing the $1 SDK"
-        python3 -m pip install --quiet "$1"
-    fi
-
+    sdk_venv
     work="$(mktemp -d)"
     pids=()
     trap cleanup EXIT INT TERM
+}
+
+# sdk_venv: creates the virtualenv ${SDK_VENV:-target/sdk-venv} when missing and
+# installs tests/sdk/requirements.txt into it when the requirements changed since
+# the last install (a stamp holds their hash) or a client is missing, so a
+# rerun costs no pip call. Sets sdk_py, and the environment that keeps every
+# client off the internet (the checks must not hang on a client phoning home).
+sdk_venv() {
+    SDK_VENV="${SDK_VENV:-$sdk_root/target/sdk-venv}"
+    sdk_py="$SDK_VENV/bin/python"
+    local requirements="$sdk_root/tests/sdk/requirements.txt"
+    local stamp="$SDK_VENV/.switchyard-requirements"
+    local want
+    want="$(sha256sum "$requirements" | cut -d' ' -f1)"
+    if [ ! -x "$sdk_py" ]; then
+        echo "== creating the SDK virtualenv $SDK_VENV"
+        python3 -m venv "$SDK_VENV"
+    fi
+    if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ] ||
+        ! "$sdk_py" -c 'import importlib.util as u, sys
+sys.exit(any(u.find_spec(m) is None for m in ("openai", "anthropic", "agents", "langchain_openai", "litellm")))' 2>/dev/null; then
+        echo "== installing the SDKs into $SDK_VENV (tests/sdk/requirements.txt)"
+        local started=$SECONDS
+        "$sdk_py" -m pip install --quiet --disable-pip-version-check -r "$requirements"
+        echo "$want" >"$stamp"
+        echo "== installed in $((SECONDS - started)) s"
+    fi
+    sdk_offline_env
+}
+
+# sdk_offline_env: the settings that stop the clients reaching out on their own:
+# litellm's remote cost map and telemetry, the agents SDK's trace export,
+# LangSmith tracing, Hugging Face downloads (litellm's tokenizers).
+sdk_offline_env() {
+    export OPENAI_AGENTS_DISABLE_TRACING=1
+    export LITELLM_LOCAL_MODEL_COST_MAP=True
+    export LITELLM_LOG=ERROR
+    export LITELLM_TELEMETRY=False
+    export LANGCHAIN_TRACING_V2=false
+    export LANGSMITH_TRACING=false
+    export HF_HUB_OFFLINE=1
+    export DO_NOT_TRACK=1
+    export PYTHONUNBUFFERED=1
 }
 
 cleanup() {
@@ -75,6 +116,30 @@ run_check() {
         tail -n 30 "$work/switchyard.log"
     fi
     exit "$status"
+}
+
+# run_checks COMMAND [--- COMMAND]...: runs every check (commands separated by a
+# `---` word), then exits 1 if any failed, showing the end of switchyard's log.
+run_checks() {
+    local failed=() cmd=()
+    local word
+    for word in "$@" ---; do
+        if [ "$word" != --- ]; then
+            cmd+=("$word")
+            continue
+        fi
+        if [ "${#cmd[@]}" -gt 0 ]; then
+            echo "== ${cmd[*]:0:2}"
+            "${cmd[@]}" || failed+=("${cmd[1]:-${cmd[0]}} (exit $?)")
+        fi
+        cmd=()
+    done
+    if [ "${#failed[@]}" -gt 0 ]; then
+        echo "== FAILED: ${failed[*]}"
+        echo "== switchyard log"
+        tail -n 30 "$work/switchyard.log"
+        exit 1
+    fi
 }
 
 # The provider kinds every SDK check goes through, one route each (`via-KIND`).

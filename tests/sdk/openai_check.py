@@ -5,7 +5,9 @@ provider kind): a completion, a stream whose text equals the completion's, a
 stream with usage and, for the models in --tool-models (routes whose mock dialect
 answers tool calls: the Anthropic dialect's "use a tool" rule), a tool call
 whole and streamed; other models skip tool calls and say so. Once: an unknown
-model, which the SDK maps to openai.NotFoundError. Prints one PASS/FAIL (or SKIP)
+model, which the SDK maps to openai.NotFoundError; for --completions-models the
+legacy `completions.create` whole and streamed (passed through), and on
+--no-completions-model its 400 (no OpenAI-shaped target). Prints one PASS/FAIL (or SKIP)
 line per model and check; exits 1 on any failure, 2 when the SDK is missing."""
 
 import argparse
@@ -16,7 +18,7 @@ import traceback
 try:
     import openai
 except ImportError:
-    print("FAIL import openai: the SDK is not installed (python3 -m pip install openai)")
+    print("FAIL import openai: the SDK is not installed (run the check through its tests/sdk/*.sh, which installs tests/sdk/requirements.txt into the SDK virtualenv)")
     sys.exit(2)
 
 MESSAGES = [
@@ -57,6 +59,16 @@ def main() -> int:
         "--tool-models",
         default="via-anthropic",
         help="comma-separated models whose target's mock dialect answers tool calls",
+    )
+    parser.add_argument(
+        "--completions-models",
+        default="",
+        help="routes with an OpenAI-shaped target: legacy /v1/completions passes through",
+    )
+    parser.add_argument(
+        "--no-completions-model",
+        default="",
+        help="a route with no OpenAI-shaped target: legacy /v1/completions is a 400",
     )
     args = parser.parse_args()
     models = split(args.models)
@@ -198,6 +210,34 @@ def main() -> int:
         raise AssertionError("no error for an unknown model")
 
     check(None, "unknown model -> openai.NotFoundError", unknown_model)
+
+    for model in split(args.completions_models):
+
+        def legacy(model=model):
+            whole = client.completions.create(model=model, prompt="Say hello.", max_tokens=32)
+            text = whole.choices[0].text
+            assert whole.object == "text_completion", whole.object
+            assert text.startswith("Hello from"), f"text {text!r}"
+            pieces = [
+                c.choices[0].text
+                for c in client.completions.create(model=model, prompt="Say hello.", max_tokens=32, stream=True)
+                if c.choices
+            ]
+            assert "".join(pieces) == text, f"streamed {''.join(pieces)!r} != {text!r}"
+            assert len(pieces) > 1, f"{len(pieces)} piece(s): not streamed"
+            return f"{text!r} whole and in {len(pieces)} pieces"
+
+        check(model, "completions.create (legacy), whole and streamed", legacy)
+    if args.no_completions_model:
+
+        def no_legacy():
+            try:
+                client.completions.create(model=args.no_completions_model, prompt="Say hello.")
+            except openai.BadRequestError as e:
+                return f"BadRequestError: {e.message[:120]}"
+            raise AssertionError("legacy completions answered on a route without an OpenAI-shaped target")
+
+        check(args.no_completions_model, "completions.create (legacy) -> openai.BadRequestError", no_legacy)
     total = passes + failures
     print(
         f"{'PASS' if failures == 0 else 'FAIL'} openai {openai.__version__}: "

@@ -8,7 +8,7 @@
 set -euo pipefail
 
 source "$(dirname "$0")/lib.sh"
-sdk_setup openai
+sdk_setup
 
 mock_port="$(free_port)"
 gw_port="$(free_port)"
@@ -39,5 +39,6 @@ YAML
 start_switchyard "$gw_port" "$key"
 
 echo "== openai SDK against switchyard on 127.0.0.1:$gw_port"
-run_check python3 tests/sdk/openai_check.py --base-url "http://127.0.0.1:$gw_port/v1" --api-key "$key" \
-    --models "chat,$(sdk_kind_models)"
+run_check "$sdk_py" tests/sdk/openai_check.py --base-url "http://127.0.0.1:$gw_port/v1" --api-key "$key" \
+    --models "chat,$(sdk_kind_models)" --completions-models chat,via-openai,via-azure \
+    --no-completions-model via-anthropic

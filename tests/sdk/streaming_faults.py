@@ -21,7 +21,7 @@ import urllib.request
 try:
     import openai
 except ImportError:
-    print("FAIL import openai: the SDK is not installed (python3 -m pip install openai)")
+    print("FAIL import openai: the SDK is not installed (run the check through its tests/sdk/*.sh, which installs tests/sdk/requirements.txt into the SDK virtualenv)")
     sys.exit(2)
 
 MESSAGES = [

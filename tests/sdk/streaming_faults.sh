@@ -7,7 +7,7 @@
 set -euo pipefail
 
 source "$(dirname "$0")/lib.sh"
-sdk_setup openai
+sdk_setup
 
 primary_port="$(free_port)"
 control_port="$(free_port)"
@@ -63,8 +63,8 @@ YAML
 
 start_switchyard "$gw_port" "$key"
 
-echo "== openai $(python3 -c 'import openai; print(openai.__version__)') streaming through switchyard on 127.0.0.1:$gw_port"
-run_check python3 tests/sdk/streaming_faults.py --base-url "http://127.0.0.1:$gw_port/v1" --api-key "$key" \
+echo "== openai $("$sdk_py" -c "import openai; print(openai.__version__)") streaming through switchyard on 127.0.0.1:$gw_port"
+run_check "$sdk_py" tests/sdk/streaming_faults.py --base-url "http://127.0.0.1:$gw_port/v1" --api-key "$key" \
     --primary-control "127.0.0.1:$control_port" \
     --primary-url "http://127.0.0.1:$primary_port/v1" \
     --fallback-url "http://127.0.0.1:$fallback_port/v1"
