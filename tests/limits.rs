@@ -417,3 +417,31 @@ fn spend_is_what_providers_billed_and_a_spent_budget_refuses_without_retry() {
         "a spent budget sends nothing"
     );
 }
+
+#[test]
+fn a_hedge_that_lost_is_charged_its_prompt() {
+    let slow = mock_with(MockConfig {
+        name: "primary".into(),
+        latency: Duration::from_millis(800),
+        ..MockConfig::default()
+    });
+    let fallback = mock("fallback");
+    let yaml = format!(
+        "listen: 127.0.0.1:0\nshards: 1\nshutdown_grace: 2s\nkeys:\n  - {{ name: team, key: sk-team }}\nproviders:\n{}{}prices:\n  primary/*: {{ input: 1000000, output: 0 }}\n  fallback/*: {{ input: 0, output: 0 }}\nroutes:\n  - name: chat\n    match: {{ model: chat }}\n    strategy: priority\n    targets:\n      - {{ provider: primary, model: primary-model, priority: 0 }}\n      - {{ provider: fallback, model: fallback-model, priority: 1 }}\n    retry: {{ attempts: 1 }}\n    hedge: {{ after: 50ms }}\n",
+        provider("primary", &slow),
+        provider("fallback", &fallback)
+    );
+    let gw = gateway(&yaml);
+    let served = chat_as(&gw, "sk-team");
+    assert_fell_back(&served);
+    assert_eq!(served.header("x-switchyard-attempts"), Some("2"));
+    // The primary was sent the request and dropped: $1 per prompt token it was
+    // estimated at (a token per 4 bytes of the body); the free fallback adds 0.
+    let body_tokens = (chat_body("chat", false).len() as u64).div_ceil(4);
+    let spent = gw
+        .spend()
+        .status(0, std::time::SystemTime::now())
+        .unwrap()
+        .spent_micros;
+    assert_eq!(spent, body_tokens * 1_000_000);
+}

@@ -269,7 +269,8 @@ fn admit(req: &Request<'_>, pick: &Pick, spare: &[usize], after: Duration) -> Op
 }
 
 /// The lane that did not win: its failure recorded (health, the attempt list), or,
-/// still running when the winner committed, abandoned (not held against it).
+/// still running when the winner committed, abandoned (not held against it) and
+/// its prompt charged as an estimate.
 fn lost(
     req: &Request<'_>,
     pick: &mut Pick,
@@ -283,7 +284,11 @@ fn lost(
         Some(AttemptResult::Untranslatable(reason)) => {
             record::untranslatable(req, pick, &reason, &mut reply.meta, trail);
         }
-        Some(_) | None => record::abandoned(req, pick),
+        // It was sent, and the provider may bill its prompt: charged an estimate.
+        Some(_) | None => {
+            record::abandoned(req, pick);
+            record::charge_unreported(req, pick);
+        }
     }
 }
 

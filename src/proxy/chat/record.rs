@@ -47,10 +47,6 @@ pub(super) fn outcome(
     settle_quota(req, pick, tokens);
     if let Some(u) = usage {
         charge_spend(req, pick, u);
-        let mut used = req.used.get();
-        used.prompt_tokens = used.prompt_tokens.saturating_add(u.prompt_tokens);
-        used.completion_tokens = used.completion_tokens.saturating_add(u.completion_tokens);
-        req.used.set(used);
     }
     let probe = pick.probe.take().map(ProbeToken::settle).is_some();
     let cell = &req.routing.targets[pick.slot];
@@ -106,8 +102,15 @@ pub(super) fn failed(
 }
 
 /// Charges the caller's key what the attempt's usage costs on its target (what
-/// the provider bills: every attempt that reported usage, served or not).
+/// the provider bills: every attempt that reported usage, served or not), and
+/// counts its tokens in the request's total (what the key's tpm is settled by).
 fn charge_spend(req: &Request<'_>, pick: &Pick, usage: Usage) {
+    let mut used = req.used.get();
+    used.prompt_tokens = used.prompt_tokens.saturating_add(usage.prompt_tokens);
+    used.completion_tokens = used
+        .completion_tokens
+        .saturating_add(usage.completion_tokens);
+    req.used.set(used);
     let slot = &req.routing.table.slots[pick.slot];
     let tokens = crate::limits::prices::TokenUsage {
         input: usage.prompt_tokens,
@@ -120,6 +123,17 @@ fn charge_spend(req: &Request<'_>, pick: &Pick, usage: Usage) {
         .table
         .spend
         .charge(key, slot.provider, &slot.model, &tokens, now);
+}
+
+/// An attempt dropped after it was sent, before it reported usage (a hedge that
+/// lost its race): charged its prompt as an estimate, against the key's spend
+/// and tokens.
+pub(super) fn charge_unreported(req: &Request<'_>, pick: &Pick) {
+    let usage = Usage {
+        prompt_tokens: crate::proxy::continuation::estimate_tokens_of_bytes(req.body.len()),
+        completion_tokens: 0,
+    };
+    charge_spend(req, pick, usage);
 }
 
 /// The target was skipped at its quota (or its provider's).
