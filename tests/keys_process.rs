@@ -357,9 +357,19 @@ fn spend_survives_kill_9_within_state_flush() {
         charged,
         "no request came after the last flush: nothing may be lost"
     );
+    // A request charged after the last flush, then kill -9 at once: the next
+    // start has at least what was flushed, and at most everything charged.
     let more = cost(&second.chat_as("sk-team"));
     second.wait_spent("team", charged + more);
-    second.terminate();
+    second.stop_with(libc::SIGKILL);
+    let third = Process::start(dir.path(), make);
+    let found = third.spent("team");
+    assert!(
+        found == charged || found == charged + more,
+        "after kill -9: {found} µ$, flushed {charged} µ$, charged {} µ$",
+        charged + more
+    );
+    third.terminate();
 }
 
 #[test]
