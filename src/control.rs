@@ -100,8 +100,31 @@ impl Control {
         table.carry_breakers(&current);
         table.spend = ledger;
         self.publish(Arc::new(table));
+        self.await_shards(generation);
         crate::event!(Level::Info, "config reloaded", generation = generation);
         Ok(generation)
+    }
+
+    /// Waits (bounded by [`Control::snapshots`]) until every shard routes with
+    /// `generation`, so a reload that is acknowledged or logged is in force:
+    /// a revoked key is refused, and an added one admitted, by the next request.
+    /// A shard drains its inbox in order, so its snapshot answer comes after
+    /// it installed the table published just before.
+    fn await_shards(&self, generation: u64) {
+        let snapshots = self.snapshots();
+        let behind = self.inboxes.len()
+            - snapshots
+                .iter()
+                .filter(|s| s.generation >= generation)
+                .count();
+        if behind > 0 {
+            crate::event!(
+                Level::Warn,
+                "shards not yet on the reloaded config",
+                generation = generation,
+                behind = behind
+            );
+        }
     }
 
     /// Re-resolves provider hosts; shards get a new table only when addresses moved.
