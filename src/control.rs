@@ -130,13 +130,14 @@ impl Control {
     /// Re-resolves provider hosts; shards get a new table only when addresses moved.
     pub fn refresh_dns(&self) {
         let current = self.current();
-        let generation = self.generation.load(Ordering::SeqCst) + 1;
-        let mut fresh = Table::build(current.config.clone(), generation, &resolve_host);
+        let mut fresh = Table::build(current.config.clone(), current.generation, &resolve_host);
         fresh.carry_breakers(&current);
         if fresh.same_addresses(&current) {
             return;
         }
-        self.generation.store(generation, Ordering::SeqCst);
+        // Taken only now, like a reload's: the two never share a generation.
+        let generation = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
+        fresh.generation = generation;
         self.publish(Arc::new(fresh));
         crate::event!(
             Level::Info,
