@@ -138,7 +138,9 @@ impl Control {
         // Taken only now, like a reload's: the two never share a generation.
         let generation = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
         fresh.generation = generation;
-        self.publish(Arc::new(fresh));
+        if !self.publish_over(Arc::new(fresh), Some(current.generation)) {
+            return;
+        }
         crate::event!(
             Level::Info,
             "provider addresses changed",
@@ -147,12 +149,27 @@ impl Control {
     }
 
     fn publish(&self, table: Arc<Table>) {
-        if let Ok(mut current) = self.table.lock() {
-            *current = table.clone();
+        self.publish_over(table, None);
+    }
+
+    /// Makes `table` current and sends it to every shard, under the table lock so
+    /// shards receive generations in the order they were published. With
+    /// `expected`, only while the current table is still that generation (a DNS
+    /// refresh built from it must not undo a reload published meanwhile);
+    /// returns whether it was published.
+    fn publish_over(&self, table: Arc<Table>, expected: Option<u64>) -> bool {
+        let mut current = match self.table.lock() {
+            Ok(current) => current,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if expected.is_some_and(|generation| current.generation != generation) {
+            return false;
         }
+        *current = table.clone();
         for inbox in &self.inboxes {
             shard::deliver(inbox, ShardMsg::Table(table.clone()));
         }
+        true
     }
 
     /// Asks every shard for its counters and health view (answered at its next tick).
