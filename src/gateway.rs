@@ -85,6 +85,12 @@ impl Gateway {
                 listen = addr
             );
         }
+        if config.keys.iter().any(|k| k.budget.is_some()) && table.spend.prices.is_empty() {
+            crate::event!(
+                Level::Warn,
+                "keys have budgets but no prices are configured: nothing is charged, so no budget ever runs out (set prices or prices_file)"
+            );
+        }
         let control = Arc::new(Control {
             table: Mutex::new(table),
             generation: AtomicU64::new(1),

@@ -49,30 +49,12 @@ fn post(gw: &Gateway, body: &Value) -> HttpResponse {
     post_with(gw, body, &[])
 }
 
-/// (event name, data) of every event of an event stream, in order.
 fn events(response: &HttpResponse) -> Vec<(String, Value)> {
-    response
-        .text()
-        .split("\n\n")
-        .filter(|e| !e.trim().is_empty())
-        .map(|e| {
-            let mut name = String::new();
-            let mut data = String::new();
-            for line in e.lines() {
-                if let Some(n) = line.strip_prefix("event: ") {
-                    name = n.to_string();
-                } else if let Some(d) = line.strip_prefix("data: ") {
-                    data.push_str(d);
-                }
-            }
-            let data = serde_json::from_str(&data).unwrap_or(Value::String(data));
-            (name, data)
-        })
-        .collect()
+    sse_events(response)
 }
 
 fn names(events: &[(String, Value)]) -> Vec<&str> {
-    events.iter().map(|(n, _)| n.as_str()).collect()
+    event_names(events)
 }
 
 /// Concatenated `text_delta`s of an Anthropic event stream.

@@ -44,25 +44,10 @@ fn post(gw: &Gateway, body: &Value) -> HttpResponse {
 fn events(response: &HttpResponse) -> Vec<(String, Value)> {
     assert_eq!(response.status, 200, "{}", response.text());
     assert_eq!(response.header("content-type"), Some("text/event-stream"));
-    let events: Vec<(String, Value)> = response
-        .text()
-        .split("\n\n")
-        .filter(|e| !e.trim().is_empty())
-        .map(|e| {
-            let mut name = String::new();
-            let mut data = String::new();
-            for line in e.lines() {
-                if let Some(n) = line.strip_prefix("event: ") {
-                    name = n.to_string();
-                } else if let Some(d) = line.strip_prefix("data: ") {
-                    data.push_str(d);
-                }
-            }
-            let data: Value = serde_json::from_str(&data).expect("JSON event data");
-            assert_eq!(data["type"], name.as_str(), "{data}");
-            (name, data)
-        })
-        .collect();
+    let events = sse_events(response);
+    for (name, data) in &events {
+        assert_eq!(data["type"], name.as_str(), "{data}");
+    }
     for (n, (_, data)) in events.iter().enumerate() {
         assert_eq!(data["sequence_number"], n as u64, "{}", response.text());
     }
@@ -71,7 +56,7 @@ fn events(response: &HttpResponse) -> Vec<(String, Value)> {
 }
 
 fn names(events: &[(String, Value)]) -> Vec<&str> {
-    events.iter().map(|(n, _)| n.as_str()).collect()
+    event_names(events)
 }
 
 fn count(events: &[(String, Value)], name: &str) -> usize {

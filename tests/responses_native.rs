@@ -54,26 +54,8 @@ fn route_yaml(targets: &[(&str, &MockHandle, bool)], route_extra: &str) -> Strin
     yaml
 }
 
-/// (event name, data) of every event, in order.
 fn events(response: &HttpResponse) -> Vec<(String, Value)> {
-    response
-        .text()
-        .split("\n\n")
-        .filter(|e| !e.trim().is_empty())
-        .map(|e| {
-            let mut name = String::new();
-            let mut data = String::new();
-            for line in e.lines() {
-                if let Some(v) = line.strip_prefix("event: ") {
-                    name = v.to_string();
-                } else if let Some(v) = line.strip_prefix("data: ") {
-                    data.push_str(v);
-                }
-            }
-            let value = serde_json::from_str(&data).unwrap_or(Value::String(data));
-            (name, value)
-        })
-        .collect()
+    sse_events(response)
 }
 
 fn deltas(events: &[(String, Value)]) -> String {

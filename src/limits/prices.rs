@@ -71,6 +71,14 @@ impl Prices {
     }
 
     /// The rate of `model` on provider `provider`: its own, else the provider's `*`.
+    /// Whether no price at all is configured (nothing to warn about then: spend
+    /// is simply not priced).
+    pub fn is_empty(&self) -> bool {
+        self.providers
+            .iter()
+            .all(|p| p.models.is_empty() && p.any.is_none())
+    }
+
     pub fn rate(&self, provider: usize, model: &str) -> Option<Rate> {
         let entry = self.providers.get(provider)?;
         entry.models.get(model).copied().or(entry.any)

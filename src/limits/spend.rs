@@ -26,7 +26,7 @@ impl Ledger {
     /// Charges key `key` (an index into `Config::keys`; `None` on an open
     /// gateway) what `usage` on (provider, model) costs, and returns the cost;
     /// `None` when the model has no price (a warning is logged once per provider
-    /// and model, and nothing is charged).
+    /// and model when some prices are configured, and nothing is charged).
     pub fn charge(
         &self,
         key: Option<usize>,
@@ -36,7 +36,7 @@ impl Ledger {
         now: SystemTime,
     ) -> Option<Cost> {
         let Some(cost) = self.prices.cost(provider, model, usage) else {
-            if self.prices.unpriced_once(provider, model) {
+            if !self.prices.is_empty() && self.prices.unpriced_once(provider, model) {
                 crate::event!(
                     Level::Warn,
                     "no price for this model; its tokens are counted, not charged",

@@ -12,8 +12,7 @@ use crate::downstream::ClientStream;
 
 use super::anthropic::to_chat_body;
 use super::chat::{self, Incoming};
-use super::respond::{Dialect, Meta};
-use crate::http::ApiError;
+use super::respond::Dialect;
 use crate::shard::Shard;
 
 /// Serves one Messages API request on `client`: translates the body, then hands it
@@ -28,18 +27,9 @@ pub async fn handle(
     let body = match to_chat_body(req.body) {
         Ok(body) => body,
         Err(e) => {
-            let meta = Meta {
-                request_id: req.request_id.clone(),
-                keep_alive: req.keep_alive,
-                dialect: Dialect::Anthropic,
-                ..Meta::default()
-            };
-            shard.record_bad_request(400);
-            meta.write_error(out, &ApiError::bad_request(e.to_string()), &[]);
-            let (res, buf) = client.write_all(std::mem::take(out)).await;
-            *out = buf;
-            out.clear();
-            return res;
+            let message = e.to_string();
+            return chat::refuse_unreadable(shard, req, Dialect::Anthropic, message, client, out)
+                .await;
         }
     };
     let translated = Incoming {

@@ -16,9 +16,8 @@ use std::rc::Rc;
 use crate::downstream::ClientStream;
 
 use super::chat::{self, Api, Incoming, NativeBody};
-use super::respond::{Dialect, Meta};
+use super::respond::Dialect;
 use super::responses::{stateful, to_chat_body, RequestError, Stateful};
-use crate::http::ApiError;
 use crate::shard::Shard;
 
 /// Serves one Responses API request on `client`. Targets serving the Responses
@@ -36,8 +35,8 @@ pub async fn handle(
 ) -> std::io::Result<()> {
     let stateful = stateful(req.body);
     if let Some(state @ Stateful::PreviousResponse { translated: true }) = &stateful {
-        let error = RequestError::Stateful(state.clone());
-        return refuse(shard, req, &error, client, out).await;
+        let message = RequestError::Stateful(state.clone()).to_string();
+        return chat::refuse_unreadable(shard, req, Dialect::Responses, message, client, out).await;
     }
     let translated = to_chat_body(req.body);
     let untranslatable = translated.as_ref().err().map(ToString::to_string);
@@ -62,26 +61,4 @@ pub async fn handle(
         ..*req
     };
     chat::handle(shard, &incoming, client, out).await
-}
-
-/// A request the gateway cannot serve: a 400 `invalid_request_error` saying why.
-async fn refuse(
-    shard: &Shard,
-    req: &Incoming<'_>,
-    error: &RequestError,
-    client: &mut ClientStream,
-    out: &mut Vec<u8>,
-) -> std::io::Result<()> {
-    let meta = Meta {
-        request_id: req.request_id.clone(),
-        keep_alive: req.keep_alive,
-        dialect: Dialect::Responses,
-        ..Meta::default()
-    };
-    shard.record_bad_request(400);
-    meta.write_error(out, &ApiError::bad_request(error.to_string()), &[]);
-    let (res, buf) = client.write_all(std::mem::take(out)).await;
-    *out = buf;
-    out.clear();
-    res
 }

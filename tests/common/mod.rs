@@ -318,3 +318,31 @@ pub fn connection_per_shard(addr: SocketAddr, shards: usize) -> Vec<Client> {
         .map(|c| c.expect("SO_REUSEPORT spread connections over every shard"))
         .collect()
 }
+
+/// (event name, data) of every event of an event stream, in order; data that is
+/// not JSON (`[DONE]`) comes as a JSON string.
+pub fn sse_events(response: &HttpResponse) -> Vec<(String, serde_json::Value)> {
+    response
+        .text()
+        .split("\n\n")
+        .filter(|e| !e.trim().is_empty())
+        .map(|e| {
+            let mut name = String::new();
+            let mut data = String::new();
+            for line in e.lines() {
+                if let Some(n) = line.strip_prefix("event: ") {
+                    name = n.to_string();
+                } else if let Some(d) = line.strip_prefix("data: ") {
+                    data.push_str(d);
+                }
+            }
+            let data = serde_json::from_str(&data).unwrap_or(serde_json::Value::String(data));
+            (name, data)
+        })
+        .collect()
+}
+
+/// The names of `events`, in order.
+pub fn event_names(events: &[(String, serde_json::Value)]) -> Vec<&str> {
+    events.iter().map(|(n, _)| n.as_str()).collect()
+}

@@ -324,6 +324,26 @@ pub async fn handle(
     served
 }
 
+/// Answers a request its dialect's endpoint could not read with a 400 in that
+/// dialect's shape (before any routing). An `Err` means the client is gone.
+pub async fn refuse_unreadable(
+    shard: &Shard,
+    req: &Incoming<'_>,
+    dialect: Dialect,
+    message: String,
+    client: &mut ClientStream,
+    out: &mut Vec<u8>,
+) -> std::io::Result<()> {
+    let meta = Meta {
+        request_id: req.request_id.clone(),
+        keep_alive: req.keep_alive,
+        dialect,
+        ..Meta::default()
+    };
+    let mut reply = Reply { client, out, meta };
+    reject(shard, &mut reply, &ApiError::bad_request(message)).await
+}
+
 /// The first route matching the request that can serve it: a 404 when none
 /// matches (the model does not exist for the caller), a 400 when the match has
 /// no target for what the request needs (see [`unservable`]).
