@@ -228,6 +228,27 @@ pub(crate) struct JsonSchemaFormat {
     pub schema: Option<Value>,
 }
 
+impl ResponseFormat {
+    /// The instruction that asks for the format, for kinds with no field for it
+    /// (Anthropic, Bedrock's Converse): `None` for plain text.
+    pub(crate) fn instruction(&self) -> Option<String> {
+        match self.kind.as_str() {
+            "json_object" => {
+                Some("Respond only with a single valid JSON object, without any other text.".into())
+            }
+            "json_schema" => {
+                let schema = self
+                    .json_schema
+                    .as_ref()
+                    .and_then(|s| s.schema.as_ref())
+                    .map_or_else(|| "{}".into(), Value::to_string);
+                Some(format!("Respond only with a single JSON value that conforms to this JSON schema, without any other text:\n{schema}"))
+            }
+            _ => None,
+        }
+    }
+}
+
 /// `data:<media type>;base64,<data>` as (media type, base64 data); `None` for
 /// other URLs and data URLs that are not base64.
 pub(crate) fn base64_data_url(url: &str) -> Option<(&str, &str)> {

@@ -239,20 +239,8 @@ fn tool_choice(
 
 /// JSON output modes become an instruction at the end of the system prompt.
 fn with_format_instruction(mut system: String, format: Option<&ResponseFormat>) -> String {
-    let instruction = match format {
-        Some(f) if f.kind == "json_object" => {
-            "Respond only with a single valid JSON object, without any other text.".to_string()
-        }
-        Some(f) if f.kind == "json_schema" => {
-            let schema = f
-                .json_schema
-                .as_ref()
-                .and_then(|s| s.schema.as_ref())
-                .map(Value::to_string)
-                .unwrap_or_else(|| "{}".into());
-            format!("Respond only with a single JSON value that conforms to this JSON schema, without any other text:\n{schema}")
-        }
-        _ => return system,
+    let Some(instruction) = format.and_then(ResponseFormat::instruction) else {
+        return system;
     };
     if !system.is_empty() {
         system.push_str("\n\n");

@@ -36,6 +36,14 @@ pub fn request_body(body: &[u8]) -> Result<Vec<u8>, TranslateError> {
         push_turn(&mut messages, role, blocks);
     }
     trim_prefill(&mut messages);
+    // Converse has no field for a response format: asked for in the system prompt.
+    if let Some(instruction) = request
+        .response_format
+        .as_ref()
+        .and_then(|f| f.instruction())
+    {
+        system.push(json!({ "text": instruction }));
+    }
     let mut out = Map::new();
     let messages: Vec<Value> = messages
         .into_iter()

@@ -503,3 +503,25 @@ fn errors_become_openai_shaped() {
     assert_eq!(out["error"]["message"], "upstream down");
     assert_eq!(out["error"]["code"], "ServiceUnavailableException");
 }
+
+/// Converse has no response-format field: the format is asked for in the
+/// system prompt, after the client's own system text.
+#[test]
+fn response_format_becomes_a_system_instruction() {
+    let body = json!({
+        "model": "m",
+        "messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "hi"}],
+        "response_format": {"type": "json_schema", "json_schema": {"name": "r", "schema": {"type": "object"}}},
+    });
+    let sent = json_of(&convert::request_body(body.to_string().as_bytes()).unwrap());
+    let system = sent["system"].as_array().unwrap();
+    assert_eq!(system[0]["text"], "Be brief.");
+    let instruction = system[1]["text"].as_str().unwrap();
+    assert!(
+        instruction.contains("JSON schema") && instruction.contains(r#"{"type":"object"}"#),
+        "{instruction}"
+    );
+    let plain = json!({"model": "m", "messages": [{"role": "user", "content": "hi"}], "response_format": {"type": "text"}});
+    let sent = json_of(&convert::request_body(plain.to_string().as_bytes()).unwrap());
+    assert!(sent.get("system").is_none(), "{sent}");
+}
