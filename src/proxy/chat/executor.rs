@@ -100,11 +100,14 @@ async fn run_route(
     trail: &mut Trail,
 ) -> std::io::Result<RouteEnd> {
     let pinned = req.pinned().is_some();
-    // Provider state lives with one account: a stateful request always goes to
-    // the first target (in config order) that serves its API, whatever the
-    // strategy would pick.
+    // Provider state lives with one account: a stateful request goes to the
+    // first target (in config order) that serves its API, whatever the strategy
+    // would pick, and to no other (a closed breaker there fails it fast).
     let order = match pinned {
-        true => (0..req.routing.table.routes[route].targets.len()).collect(),
+        true => (0..req.routing.table.routes[route].targets.len())
+            .find(|&target| req.takes_native_at(route, target))
+            .into_iter()
+            .collect(),
         false => order(req, route),
     };
     hedge::deposit(req, route);
