@@ -45,6 +45,10 @@ pub struct Scenario {
     /// Makes this a comparison scenario (direct vs through the gateway).
     #[serde(default)]
     pub compare: Option<Compare>,
+    /// Makes this a neighbour scenario: `traffic` runs in alternating quiet and
+    /// loaded slices, and in every loaded slice these streams run beside it.
+    #[serde(default)]
+    pub extra_traffic: Option<ExtraTraffic>,
     /// Pass criteria: metric → bound. These decide the verdict, so they must be
     /// counts and ratios measured within the run (see loadtest/README.md).
     #[serde(default)]
@@ -105,6 +109,36 @@ pub struct Traffic {
     pub model: String,
     #[serde(default = "default_timeout")]
     pub timeout: Dur,
+    /// Sent as `authorization: Bearer {key}`; none by default.
+    #[serde(default)]
+    pub key: Option<String>,
+}
+
+/// Streams that run beside `traffic`, each with its own key, rate and report.
+/// `traffic.duration` is cut into `2 × rounds` slices of equal length, quiet
+/// (`traffic` alone) and loaded (`traffic` + every stream) alternating, so a
+/// noisy stretch of the machine's time hits both sides alike.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExtraTraffic {
+    #[serde(default = "default_rounds")]
+    pub rounds: usize,
+    pub streams: Vec<ExtraStream>,
+}
+
+/// One extra stream: open loop at `rate`, its own connections and key.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExtraStream {
+    pub name: String,
+    #[serde(default)]
+    pub key: Option<String>,
+    pub rate: f64,
+    #[serde(default = "default_extra_connections")]
+    pub connections: usize,
+    /// Default: `traffic.model`.
+    #[serde(default)]
+    pub model: Option<String>,
 }
 
 /// Overrides for `--smoke`.
@@ -181,6 +215,11 @@ pub enum Metric {
     BadSuccessStreams,
     ContinuedStreams,
     TtftP99S,
+    TrafficErrors,
+    LoadedP99Ratio,
+    ExtraAdmittedPerS,
+    ExtraRefused,
+    UpstreamExcess,
     UpstreamCallsPerRequest,
     FailFastP99Ms,
     FailFastRatioP50,
@@ -207,6 +246,11 @@ impl Metric {
             Metric::BadSuccessStreams => "bad_success_streams",
             Metric::ContinuedStreams => "continued_streams",
             Metric::TtftP99S => "ttft_p99_s",
+            Metric::TrafficErrors => "traffic_errors",
+            Metric::LoadedP99Ratio => "loaded_p99_ratio",
+            Metric::ExtraAdmittedPerS => "extra_admitted_per_s",
+            Metric::ExtraRefused => "extra_refused",
+            Metric::UpstreamExcess => "upstream_excess",
             Metric::UpstreamCallsPerRequest => "upstream_calls_per_request",
             Metric::FailFastP99Ms => "fail_fast_p99_ms",
             Metric::FailFastRatioP50 => "fail_fast_ratio_p50",
@@ -247,6 +291,17 @@ impl Metric {
                 | Metric::GatewayMaxRps
                 | Metric::DownThroughputRatio
                 | Metric::DownRetriedRatio
+        )
+    }
+
+    fn needs_extra_traffic(self) -> bool {
+        matches!(
+            self,
+            Metric::TrafficErrors
+                | Metric::LoadedP99Ratio
+                | Metric::ExtraAdmittedPerS
+                | Metric::ExtraRefused
+                | Metric::UpstreamExcess
         )
     }
 }
@@ -344,6 +399,9 @@ fn default_max_connections() -> usize {
 }
 fn default_rounds() -> usize {
     3
+}
+fn default_extra_connections() -> usize {
+    16
 }
 
 /// Reads every `*.yaml` in `dir`, sorted by file name.
@@ -506,7 +564,50 @@ fn validate(s: &Scenario) -> Result<(), String> {
             return Err("compare: traffic.rate is required (the fixed-rate overhead run)".into());
         }
     }
+    if let Some(x) = &s.extra_traffic {
+        validate_extra(s, x)?;
+    }
     validate_criteria(s)
+}
+
+fn validate_extra(s: &Scenario, x: &ExtraTraffic) -> Result<(), String> {
+    if s.compare.is_some() || !s.faults.is_empty() || s.probe.is_some() {
+        return Err("extra_traffic: a neighbour scenario has no compare, faults or probe".into());
+    }
+    if !(1..=MAX_ROUNDS).contains(&x.rounds) {
+        return Err(format!("extra_traffic.rounds must be 1..={MAX_ROUNDS}"));
+    }
+    if s.traffic.rate.is_none() {
+        return Err("extra_traffic: traffic.rate is required (open loop on both sides)".into());
+    }
+    if x.streams.is_empty() {
+        return Err("extra_traffic.streams: at least one stream is needed".into());
+    }
+    let mut names = BTreeSet::new();
+    for st in &x.streams {
+        if st.name.is_empty() || !names.insert(st.name.as_str()) {
+            return Err(format!(
+                "extra_traffic.streams: name '{}' is empty or used twice",
+                st.name
+            ));
+        }
+        if !(st.rate.is_finite() && st.rate > 0.0) || st.connections == 0 {
+            return Err(format!(
+                "extra_traffic.streams.{}: rate must be positive and connections ≥ 1",
+                st.name
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Shortest loaded slice `extra_admitted_per_s` can judge: three whole seconds.
+pub const MIN_ADMITTED_SLICE: Duration = Duration::from_secs(3);
+
+/// Length of one quiet or loaded slice of a neighbour scenario.
+pub fn slice_duration(s: &Scenario) -> Option<Duration> {
+    let rounds = u32::try_from(s.extra_traffic.as_ref()?.rounds).ok()?;
+    Some(s.traffic.duration.0 / (2 * rounds.max(1)))
 }
 
 fn validate_traffic(t: &Traffic, smoke: &SmokeOverride) -> Result<(), String> {
@@ -574,6 +675,22 @@ fn validate_metric(
     }
     if metric.needs_compare() && s.compare.is_none() {
         return Err(format!("{name}: needs a `compare:` section"));
+    }
+    if metric.needs_extra_traffic() && s.extra_traffic.is_none() {
+        return Err(format!("{name}: needs an `extra_traffic:` section"));
+    }
+    if metric == Metric::ExtraAdmittedPerS {
+        // The median is taken over the whole seconds of a loaded slice but its
+        // first and last (partly warm, partly cut): at least one must be left.
+        let slice = slice_duration(s).unwrap_or_default();
+        if slice < MIN_ADMITTED_SLICE {
+            return Err(format!(
+                "{name}: slices are {} s (traffic.duration / (2 × rounds)); per-second \
+                 counts need at least {} s",
+                slice.as_secs_f64(),
+                MIN_ADMITTED_SLICE.as_secs()
+            ));
+        }
     }
     let needs_down = matches!(
         metric,
@@ -668,6 +785,11 @@ pub fn smoke(s: &Scenario) -> Scenario {
     }
     if let Some(c) = &mut out.compare {
         c.max_duration = Dur(c.max_duration.0.min(Duration::from_secs(1)));
+    }
+    if let Some(x) = &mut out.extra_traffic {
+        // Two rounds are enough to see a quiet and a loaded slice twice each;
+        // the extra streams keep their rates (a flood is a flood).
+        x.rounds = x.rounds.min(2);
     }
     out
 }
