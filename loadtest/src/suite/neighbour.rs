@@ -240,3 +240,121 @@ fn median(mut values: Vec<u64>) -> Option<f64> {
         _ => Some((values[n / 2 - 1] + values[n / 2]) as f64 / 2.0),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::loadgen::SecondStats;
+    use crate::suite::runner::empty_report;
+
+    /// A report with `ok` answers, `refused` 429s and the given p99, spread
+    /// evenly over `seconds` seconds of intended send time.
+    fn report(ok: u64, refused: u64, p99: u64, seconds: u32) -> LoadReport {
+        let mut r = empty_report();
+        r.open_loop = true;
+        r.requests = ok + refused;
+        r.ok = ok;
+        r.errors = refused;
+        r.statuses.insert(200, ok);
+        if refused > 0 {
+            r.statuses.insert(429, refused);
+        }
+        r.latency_us.p99 = p99;
+        let per = |n: u64| n / u64::from(seconds);
+        r.series = (0..seconds)
+            .map(|second| SecondStats {
+                second,
+                sent: per(ok + refused),
+                sent_ok: per(ok),
+                ..Default::default()
+            })
+            .collect();
+        r
+    }
+
+    fn slice(loaded: bool, round: usize, p99: u64) -> NeighbourSlice {
+        let mut extra = BTreeMap::new();
+        if loaded {
+            extra.insert("noisy".to_string(), report(250, 2250, 300, 5));
+        }
+        let upstream = 1000 + if loaded { 250 } else { 0 };
+        NeighbourSlice {
+            loaded,
+            round,
+            main: report(1000, 0, p99, 5),
+            extra,
+            mock_requests: upstream,
+        }
+    }
+
+    fn clean() -> NeighbourRun {
+        NeighbourRun {
+            slice_s: 5.0,
+            slices: vec![
+                slice(false, 0, 2000),
+                slice(true, 0, 2600),
+                slice(false, 1, 1500),
+                slice(true, 1, 1875),
+            ],
+        }
+    }
+
+    fn v(metric: Metric, run: &NeighbourRun) -> Result<f64, String> {
+        value(metric, Some(run))
+    }
+
+    #[test]
+    fn a_clean_run_gives_counts_and_the_best_slice_ratio() {
+        let run = clean();
+        assert_eq!(v(Metric::TrafficErrors, &run), Ok(0.0));
+        // Lowest p99 of each side: 1875 / 1500.
+        assert_eq!(v(Metric::LoadedP99Ratio, &run), Ok(1.25));
+        assert_eq!(v(Metric::ExtraAdmittedPerS, &run), Ok(50.0));
+        assert_eq!(v(Metric::ExtraRefused, &run), Ok(4500.0));
+        assert_eq!(v(Metric::UpstreamExcess, &run), Ok(0.0));
+        assert_eq!(run.best_loaded().map(|r| r.latency_us.p99), Some(1875));
+        // Seconds 1..=3 of the two loaded slices: first and last are left out.
+        assert_eq!(admitted_per_second(&run), vec![50; 6]);
+    }
+
+    #[test]
+    fn broken_runs_show_in_the_values() {
+        // A steady request failed, a refused noisy request reached the mock.
+        let mut run = clean();
+        run.slices[1].main.errors = 3;
+        run.slices[3].mock_requests += 7;
+        assert_eq!(v(Metric::TrafficErrors, &run), Ok(3.0));
+        assert_eq!(v(Metric::UpstreamExcess, &run), Ok(7.0));
+        // No limit: every noisy request admitted, none refused.
+        let mut run = clean();
+        for s in run.slices.iter_mut().filter(|s| s.loaded) {
+            s.extra.insert("noisy".into(), report(2500, 0, 300, 5));
+        }
+        assert_eq!(v(Metric::ExtraAdmittedPerS, &run), Ok(500.0));
+        assert_eq!(v(Metric::ExtraRefused, &run), Ok(0.0));
+        // The flood slows the steady key down on every loaded slice.
+        let mut run = clean();
+        for s in run.slices.iter_mut().filter(|s| s.loaded) {
+            s.main.latency_us.p99 = 6000;
+        }
+        assert_eq!(v(Metric::LoadedP99Ratio, &run), Ok(4.0));
+    }
+
+    #[test]
+    fn a_missing_side_is_not_measured() {
+        assert!(value(Metric::TrafficErrors, None).is_err());
+        let mut run = clean();
+        run.slices.retain(|s| !s.loaded);
+        assert!(v(Metric::ExtraRefused, &run).is_err());
+        let mut run = clean();
+        for s in &mut run.slices {
+            s.main.latency_us.p99 = 0;
+        }
+        assert!(v(Metric::LoadedP99Ratio, &run).is_err());
+        // 2 s slices have no inner whole second.
+        let mut run = clean();
+        run.slice_s = 2.0;
+        assert!(v(Metric::ExtraAdmittedPerS, &run).is_err());
+        assert!(v(Metric::ErrorRate, &clean()).is_err());
+    }
+}

@@ -937,4 +937,69 @@ criteria:
             "{e}"
         );
     }
+
+    const NEIGHBOUR: &str = r#"
+name: neighbour
+mocks: [{ name: upstream }]
+gateway: "routes: []"
+traffic: { rate: 100, duration: 30s, key: sk-steady }
+extra_traffic:
+  rounds: 3
+  streams:
+    - { name: noisy, key: sk-noisy, rate: 500 }
+criteria:
+  traffic_errors: { max: 0 }
+  extra_admitted_per_s: { min: 40, max: 55 }
+"#;
+
+    #[test]
+    fn extra_traffic_parses_with_defaults_and_smoke_keeps_two_rounds() {
+        let s = parse(NEIGHBOUR, Path::new("x.yaml")).unwrap();
+        assert_eq!(s.traffic.key.as_deref(), Some("sk-steady"));
+        let x = s.extra_traffic.as_ref().unwrap();
+        assert_eq!((x.rounds, x.streams.len()), (3, 1));
+        let noisy = &x.streams[0];
+        assert_eq!(
+            (noisy.key.as_deref(), noisy.rate),
+            (Some("sk-noisy"), 500.0)
+        );
+        assert_eq!((noisy.connections, noisy.model.as_deref()), (16, None));
+        assert_eq!(slice_duration(&s), Some(Duration::from_secs(5)));
+        let short = smoke(&s);
+        assert_eq!(short.extra_traffic.as_ref().unwrap().rounds, 2);
+        assert_eq!(short.extra_traffic.unwrap().streams[0].rate, 500.0);
+        // Without extra_traffic there are no slices and no key.
+        let plain = parse(GOOD, Path::new("x.yaml")).unwrap();
+        assert_eq!((slice_duration(&plain), plain.traffic.key), (None, None));
+    }
+
+    #[test]
+    fn extra_traffic_mistakes_are_explained() {
+        let e = err(&NEIGHBOUR.replace("rate: 500", "rate: 0"));
+        assert!(e.contains("streams.noisy: rate must be positive"), "{e}");
+        let twice = "- { name: noisy, key: sk-noisy, rate: 500 }\n    - { name: noisy, rate: 5 }";
+        let e = err(&NEIGHBOUR.replace("- { name: noisy, key: sk-noisy, rate: 500 }", twice));
+        assert!(e.contains("used twice"), "{e}");
+        let e = err(&NEIGHBOUR.replace("rounds: 3", "rounds: 0"));
+        assert!(e.contains("extra_traffic.rounds"), "{e}");
+        let e = err(&NEIGHBOUR.replace("rate: 100, ", ""));
+        assert!(e.contains("traffic.rate is required"), "{e}");
+        let faulted = NEIGHBOUR.replace(
+            "criteria:",
+            "faults: [{ at: 1s, mock: upstream, fault: { mode: refuse } }]\ncriteria:",
+        );
+        assert!(err(&faulted).contains("no compare, faults or probe"));
+        // 12 s / (2 × 3) = 2 s slices leave no whole second inside a slice.
+        let e = err(&NEIGHBOUR.replace("duration: 30s", "duration: 12s"));
+        assert!(e.contains("per-second counts need at least 3 s"), "{e}");
+        // A neighbour metric on a scenario without extra streams.
+        let e = err(&GOOD.replace(
+            "recovery_s: { max: 3 }",
+            "recovery_s: { max: 3 }\n  loaded_p99_ratio: { max: 2 }",
+        ));
+        assert!(
+            e.contains("loaded_p99_ratio: needs an `extra_traffic:`"),
+            "{e}"
+        );
+    }
 }
