@@ -148,6 +148,8 @@ pub struct SmokeOverride {
     pub rate: Option<f64>,
     pub duration: Option<Dur>,
     pub connections: Option<usize>,
+    /// Neighbour scenarios: `extra_traffic.rounds` in smoke mode (default: the same).
+    pub rounds: Option<usize>,
 }
 
 /// At `at`, set mock `mock` to `fault` (`POST /_mock/fault`), or its
@@ -574,8 +576,11 @@ fn validate_extra(s: &Scenario, x: &ExtraTraffic) -> Result<(), String> {
     if s.compare.is_some() || !s.faults.is_empty() || s.probe.is_some() {
         return Err("extra_traffic: a neighbour scenario has no compare, faults or probe".into());
     }
-    if !(1..=MAX_ROUNDS).contains(&x.rounds) {
-        return Err(format!("extra_traffic.rounds must be 1..={MAX_ROUNDS}"));
+    let smoke_rounds = s.smoke.rounds.unwrap_or(x.rounds);
+    if !(1..=MAX_ROUNDS).contains(&x.rounds) || !(1..=MAX_ROUNDS).contains(&smoke_rounds) {
+        return Err(format!(
+            "extra_traffic.rounds and smoke.rounds must be 1..={MAX_ROUNDS}"
+        ));
     }
     if s.traffic.rate.is_none() {
         return Err("extra_traffic: traffic.rate is required (open loop on both sides)".into());
@@ -681,8 +686,11 @@ fn validate_metric(
     }
     if metric == Metric::ExtraAdmittedPerS {
         // The median is taken over the whole seconds of a loaded slice but its
-        // first and last (partly warm, partly cut): at least one must be left.
-        let slice = slice_duration(s).unwrap_or_default();
+        // first and last (partly warm, partly cut): at least one must be left,
+        // in the full run and the smoke run alike.
+        let slice = slice_duration(s)
+            .unwrap_or_default()
+            .min(slice_duration(&smoke(s)).unwrap_or_default());
         if slice < MIN_ADMITTED_SLICE {
             return Err(format!(
                 "{name}: slices are {} s (traffic.duration / (2 × rounds)); per-second \
@@ -786,9 +794,12 @@ pub fn smoke(s: &Scenario) -> Scenario {
     if let Some(c) = &mut out.compare {
         c.max_duration = Dur(c.max_duration.0.min(Duration::from_secs(1)));
     }
-    // A neighbour scenario keeps its rounds (the best-of-N slice is what makes
-    // its p99 ratio robust) and its extra streams their rates (a flood is a
-    // flood); only the slices shorten with the duration.
+    // A neighbour scenario keeps its extra streams' rates (a flood is a flood);
+    // its slices shorten with the duration, and `smoke.rounds` may take fewer
+    // of them (best-of-N is what makes its p99 ratio robust, so not too few).
+    if let (Some(x), Some(rounds)) = (&mut out.extra_traffic, s.smoke.rounds) {
+        x.rounds = rounds;
+    }
     out
 }
 
@@ -945,6 +956,7 @@ extra_traffic:
   rounds: 3
   streams:
     - { name: noisy, key: sk-noisy, rate: 500 }
+smoke: { duration: 18s }
 criteria:
   traffic_errors: { max: 0 }
   extra_admitted_per_s: { min: 40, max: 55 }
@@ -965,6 +977,13 @@ criteria:
         assert_eq!(slice_duration(&s), Some(Duration::from_secs(5)));
         let short = smoke(&s);
         assert_eq!(short.extra_traffic.as_ref().unwrap().rounds, 3);
+        let fewer = NEIGHBOUR.replace(
+            "smoke: { duration: 18s }",
+            "smoke: { duration: 12s, rounds: 2 }",
+        );
+        let fewer = smoke(&parse(&fewer, Path::new("x.yaml")).unwrap());
+        assert_eq!(fewer.extra_traffic.as_ref().unwrap().rounds, 2);
+        assert_eq!(slice_duration(&fewer), Some(Duration::from_secs(3)));
         assert_eq!(short.extra_traffic.unwrap().streams[0].rate, 500.0);
         // Without extra_traffic there are no slices and no key.
         let plain = parse(GOOD, Path::new("x.yaml")).unwrap();
@@ -990,6 +1009,11 @@ criteria:
         // 12 s / (2 × 3) = 2 s slices leave no whole second inside a slice.
         let e = err(&NEIGHBOUR.replace("duration: 30s", "duration: 12s"));
         assert!(e.contains("per-second counts need at least 3 s"), "{e}");
+        // The smoke run's slices count too: 3 s smoke (the default) / 6.
+        let e = err(&NEIGHBOUR.replace("smoke: { duration: 18s }\n", ""));
+        assert!(e.contains("per-second counts need at least 3 s"), "{e}");
+        let e = err(&NEIGHBOUR.replace("smoke: { duration: 18s }", "smoke: { rounds: 11 }"));
+        assert!(e.contains("smoke.rounds must be"), "{e}");
         // A neighbour metric on a scenario without extra streams.
         let e = err(&GOOD.replace(
             "recovery_s: { max: 3 }",
