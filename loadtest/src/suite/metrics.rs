@@ -189,6 +189,11 @@ fn value(metric: Metric, sc: &Scenario, run: &ScenarioRun) -> Result<Measure, St
             }
             ttft.p99 as f64 / 1e6
         }
+        Metric::TrafficErrors
+        | Metric::LoadedP99Ratio
+        | Metric::ExtraAdmittedPerS
+        | Metric::ExtraRefused
+        | Metric::UpstreamExcess => super::neighbour::value(metric, run.neighbour.as_ref())?,
         Metric::UpstreamCallsPerRequest => {
             let calls = upstream_calls(&run.timeline.samples)
                 .ok_or("no mock counter sample before and after the measured window")?;
@@ -732,6 +737,7 @@ budgets:
             planned_fault_start_s: Some(2.0),
             planned_heal_s: Some(4.0),
             settle_s: 0.5,
+            neighbour: None,
         }
     }
 

@@ -12,6 +12,7 @@ pub mod chart;
 pub mod gateway;
 pub mod metrics;
 pub mod mocks;
+pub mod neighbour;
 pub mod report;
 pub mod runner;
 pub mod scenario;

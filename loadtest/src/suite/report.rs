@@ -279,7 +279,9 @@ fn markdown(report: &SuiteReport) -> String {
                 run.settle_s
             );
         }
-        if run.phases.is_empty() {
+        if let Some(n) = &run.neighbour {
+            neighbour_slices(&mut md, n);
+        } else if run.phases.is_empty() {
             summary(&mut md, "run", &run.load);
         } else {
             md.push_str(
@@ -343,6 +345,49 @@ fn markdown(report: &SuiteReport) -> String {
         let _ = writeln!(md, "\n![{0}]({0}.svg)", s.name);
     }
     md
+}
+
+/// A neighbour scenario's slices, in the order run: the main stream's figures,
+/// each extra stream's admitted and refused counts, the mocks' requests.
+fn neighbour_slices(md: &mut String, n: &super::neighbour::NeighbourRun) {
+    let _ = writeln!(
+        md,
+        "Slices of {:.1} s, quiet (main traffic alone) and loaded (with the extra streams) alternating; the ratio takes the lowest p99 of each side.\n",
+        n.slice_s
+    );
+    md.push_str("| slice | main ok | main errors | main p50 µs | main p99 µs | extra streams (ok / 429 / other) | mock requests | upstream excess |\n|---|---|---|---|---|---|---|---|\n");
+    for s in &n.slices {
+        let extra: Vec<String> = s
+            .extra
+            .iter()
+            .map(|(name, r)| {
+                let refused = r.statuses.get(&429).copied().unwrap_or(0);
+                format!("{name}: {} / {refused} / {}", r.ok, r.errors - refused)
+            })
+            .collect();
+        let _ = writeln!(
+            md,
+            "| {} {} | {} | {} | {} | {} | {} | {} | {} |",
+            if s.loaded { "loaded" } else { "quiet" },
+            s.round + 1,
+            s.main.ok,
+            s.main.errors,
+            s.main.latency_us.p50,
+            s.main.latency_us.p99,
+            if extra.is_empty() {
+                "-".into()
+            } else {
+                extra.join("; ")
+            },
+            s.mock_requests,
+            super::neighbour::upstream_excess(s)
+        );
+    }
+    let per_s = super::neighbour::admitted_per_second(n);
+    let _ = writeln!(
+        md,
+        "\nExtra streams' admitted requests per whole second inside the loaded slices (by intended send time): {per_s:?}.\n"
+    );
 }
 
 fn summary(md: &mut String, label: &str, r: &crate::loadgen::LoadReport) {

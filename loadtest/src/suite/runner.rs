@@ -11,6 +11,7 @@ use serde::Serialize;
 
 use super::gateway::{free_port, render_config, GatewayProcess};
 use super::mocks::MockSet;
+use super::neighbour::{self, NeighbourRun};
 use super::scenario::{self, Scenario, Traffic};
 use super::timeline::{
     ProbePlan, Timeline, TimelineLog, TimelinePlan, PROBE_BATCHES, PROBE_BATCH_GAP,
@@ -81,6 +82,9 @@ pub struct ScenarioRun {
     pub planned_fault_start_s: Option<f64>,
     pub planned_heal_s: Option<f64>,
     pub settle_s: f64,
+    /// Neighbour scenarios only: the quiet and loaded slices.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub neighbour: Option<NeighbourRun>,
 }
 
 /// The counts and figures of one compare slice.
@@ -138,10 +142,10 @@ pub fn run(sc: &Scenario, file: &Path, ctx: &Context) -> Result<ScenarioRun, Sui
     let mut out = ScenarioRun {
         name: sc.name.clone(),
         description: sc.description.trim().to_string(),
-        kind: if sc.compare.is_some() {
-            "compare"
-        } else {
-            "timeline"
+        kind: match (&sc.compare, &sc.extra_traffic) {
+            (Some(_), _) => "compare",
+            (None, Some(_)) => "neighbour",
+            (None, None) => "timeline",
         },
         rate: sc.traffic.rate,
         duration_s: sc.traffic.duration.secs(),
@@ -156,8 +160,16 @@ pub fn run(sc: &Scenario, file: &Path, ctx: &Context) -> Result<ScenarioRun, Sui
         planned_fault_start_s: scenario::fault_start(sc).map(|d| d.secs()),
         planned_heal_s: scenario::heal_at(sc).map(|d| d.secs()),
         settle_s: sc.settle.secs(),
+        neighbour: None,
     };
     match &sc.compare {
+        None if sc.extra_traffic.is_some() => {
+            let run = neighbour::run(sc, &mocks, gateway.addr, ctx.placement.load)?;
+            if let Some(best) = run.best_loaded() {
+                out.load = best.clone();
+            }
+            out.neighbour = Some(run);
+        }
         None => {
             let mut spec = load_spec(&sc.traffic, gateway.addr, ctx.placement.load);
             if sc.traffic.stream {
@@ -313,12 +325,12 @@ pub fn applied_times(
     (fault, heal)
 }
 
-fn load_spec(t: &Traffic, target: SocketAddr, core: Option<usize>) -> LoadSpec {
+pub(crate) fn load_spec(t: &Traffic, target: SocketAddr, core: Option<usize>) -> LoadSpec {
     LoadSpec {
         target,
         path: "/v1/chat/completions".to_string(),
         model: t.model.clone(),
-        api_key: None,
+        api_key: t.key.clone(),
         rate: t.rate,
         duration: t.duration.0,
         warmup: t.warmup.0,

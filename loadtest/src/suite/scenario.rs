@@ -45,6 +45,10 @@ pub struct Scenario {
     /// Makes this a comparison scenario (direct vs through the gateway).
     #[serde(default)]
     pub compare: Option<Compare>,
+    /// Makes this a neighbour scenario: `traffic` runs in alternating quiet and
+    /// loaded slices, and in every loaded slice these streams run beside it.
+    #[serde(default)]
+    pub extra_traffic: Option<ExtraTraffic>,
     /// Pass criteria: metric → bound. These decide the verdict, so they must be
     /// counts and ratios measured within the run (see loadtest/README.md).
     #[serde(default)]
@@ -105,6 +109,36 @@ pub struct Traffic {
     pub model: String,
     #[serde(default = "default_timeout")]
     pub timeout: Dur,
+    /// Sent as `authorization: Bearer {key}`; none by default.
+    #[serde(default)]
+    pub key: Option<String>,
+}
+
+/// Streams that run beside `traffic`, each with its own key, rate and report.
+/// `traffic.duration` is cut into `2 × rounds` slices of equal length, quiet
+/// (`traffic` alone) and loaded (`traffic` + every stream) alternating, so a
+/// noisy stretch of the machine's time hits both sides alike.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExtraTraffic {
+    #[serde(default = "default_rounds")]
+    pub rounds: usize,
+    pub streams: Vec<ExtraStream>,
+}
+
+/// One extra stream: open loop at `rate`, its own connections and key.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExtraStream {
+    pub name: String,
+    #[serde(default)]
+    pub key: Option<String>,
+    pub rate: f64,
+    #[serde(default = "default_extra_connections")]
+    pub connections: usize,
+    /// Default: `traffic.model`.
+    #[serde(default)]
+    pub model: Option<String>,
 }
 
 /// Overrides for `--smoke`.
@@ -114,6 +148,8 @@ pub struct SmokeOverride {
     pub rate: Option<f64>,
     pub duration: Option<Dur>,
     pub connections: Option<usize>,
+    /// Neighbour scenarios: `extra_traffic.rounds` in smoke mode (default: the same).
+    pub rounds: Option<usize>,
 }
 
 /// At `at`, set mock `mock` to `fault` (`POST /_mock/fault`), or its
@@ -181,6 +217,11 @@ pub enum Metric {
     BadSuccessStreams,
     ContinuedStreams,
     TtftP99S,
+    TrafficErrors,
+    LoadedP99Ratio,
+    ExtraAdmittedPerS,
+    ExtraRefused,
+    UpstreamExcess,
     UpstreamCallsPerRequest,
     FailFastP99Ms,
     FailFastRatioP50,
@@ -207,6 +248,11 @@ impl Metric {
             Metric::BadSuccessStreams => "bad_success_streams",
             Metric::ContinuedStreams => "continued_streams",
             Metric::TtftP99S => "ttft_p99_s",
+            Metric::TrafficErrors => "traffic_errors",
+            Metric::LoadedP99Ratio => "loaded_p99_ratio",
+            Metric::ExtraAdmittedPerS => "extra_admitted_per_s",
+            Metric::ExtraRefused => "extra_refused",
+            Metric::UpstreamExcess => "upstream_excess",
             Metric::UpstreamCallsPerRequest => "upstream_calls_per_request",
             Metric::FailFastP99Ms => "fail_fast_p99_ms",
             Metric::FailFastRatioP50 => "fail_fast_ratio_p50",
@@ -247,6 +293,17 @@ impl Metric {
                 | Metric::GatewayMaxRps
                 | Metric::DownThroughputRatio
                 | Metric::DownRetriedRatio
+        )
+    }
+
+    fn needs_extra_traffic(self) -> bool {
+        matches!(
+            self,
+            Metric::TrafficErrors
+                | Metric::LoadedP99Ratio
+                | Metric::ExtraAdmittedPerS
+                | Metric::ExtraRefused
+                | Metric::UpstreamExcess
         )
     }
 }
@@ -344,6 +401,9 @@ fn default_max_connections() -> usize {
 }
 fn default_rounds() -> usize {
     3
+}
+fn default_extra_connections() -> usize {
+    16
 }
 
 /// Reads every `*.yaml` in `dir`, sorted by file name.
@@ -506,7 +566,53 @@ fn validate(s: &Scenario) -> Result<(), String> {
             return Err("compare: traffic.rate is required (the fixed-rate overhead run)".into());
         }
     }
+    if let Some(x) = &s.extra_traffic {
+        validate_extra(s, x)?;
+    }
     validate_criteria(s)
+}
+
+fn validate_extra(s: &Scenario, x: &ExtraTraffic) -> Result<(), String> {
+    if s.compare.is_some() || !s.faults.is_empty() || s.probe.is_some() {
+        return Err("extra_traffic: a neighbour scenario has no compare, faults or probe".into());
+    }
+    let smoke_rounds = s.smoke.rounds.unwrap_or(x.rounds);
+    if !(1..=MAX_ROUNDS).contains(&x.rounds) || !(1..=MAX_ROUNDS).contains(&smoke_rounds) {
+        return Err(format!(
+            "extra_traffic.rounds and smoke.rounds must be 1..={MAX_ROUNDS}"
+        ));
+    }
+    if s.traffic.rate.is_none() {
+        return Err("extra_traffic: traffic.rate is required (open loop on both sides)".into());
+    }
+    if x.streams.is_empty() {
+        return Err("extra_traffic.streams: at least one stream is needed".into());
+    }
+    let mut names = BTreeSet::new();
+    for st in &x.streams {
+        if st.name.is_empty() || !names.insert(st.name.as_str()) {
+            return Err(format!(
+                "extra_traffic.streams: name '{}' is empty or used twice",
+                st.name
+            ));
+        }
+        if !(st.rate.is_finite() && st.rate > 0.0) || st.connections == 0 {
+            return Err(format!(
+                "extra_traffic.streams.{}: rate must be positive and connections ≥ 1",
+                st.name
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Shortest loaded slice `extra_admitted_per_s` can judge: three whole seconds.
+pub const MIN_ADMITTED_SLICE: Duration = Duration::from_secs(3);
+
+/// Length of one quiet or loaded slice of a neighbour scenario.
+pub fn slice_duration(s: &Scenario) -> Option<Duration> {
+    let rounds = u32::try_from(s.extra_traffic.as_ref()?.rounds).ok()?;
+    Some(s.traffic.duration.0 / (2 * rounds.max(1)))
 }
 
 fn validate_traffic(t: &Traffic, smoke: &SmokeOverride) -> Result<(), String> {
@@ -574,6 +680,25 @@ fn validate_metric(
     }
     if metric.needs_compare() && s.compare.is_none() {
         return Err(format!("{name}: needs a `compare:` section"));
+    }
+    if metric.needs_extra_traffic() && s.extra_traffic.is_none() {
+        return Err(format!("{name}: needs an `extra_traffic:` section"));
+    }
+    if metric == Metric::ExtraAdmittedPerS {
+        // The median is taken over the whole seconds of a loaded slice but its
+        // first and last (partly warm, partly cut): at least one must be left,
+        // in the full run and the smoke run alike.
+        let slice = slice_duration(s)
+            .unwrap_or_default()
+            .min(slice_duration(&smoke(s)).unwrap_or_default());
+        if slice < MIN_ADMITTED_SLICE {
+            return Err(format!(
+                "{name}: slices are {} s (traffic.duration / (2 × rounds)); per-second \
+                 counts need at least {} s",
+                slice.as_secs_f64(),
+                MIN_ADMITTED_SLICE.as_secs()
+            ));
+        }
     }
     let needs_down = matches!(
         metric,
@@ -668,6 +793,12 @@ pub fn smoke(s: &Scenario) -> Scenario {
     }
     if let Some(c) = &mut out.compare {
         c.max_duration = Dur(c.max_duration.0.min(Duration::from_secs(1)));
+    }
+    // A neighbour scenario keeps its extra streams' rates (a flood is a flood);
+    // its slices shorten with the duration, and `smoke.rounds` may take fewer
+    // of them (best-of-N is what makes its p99 ratio robust, so not too few).
+    if let (Some(x), Some(rounds)) = (&mut out.extra_traffic, s.smoke.rounds) {
+        x.rounds = rounds;
     }
     out
 }
@@ -812,6 +943,84 @@ criteria:
         ));
         assert!(
             e.contains("budgets.stream_completion: needs traffic.stream"),
+            "{e}"
+        );
+    }
+
+    const NEIGHBOUR: &str = r#"
+name: neighbour
+mocks: [{ name: upstream }]
+gateway: "routes: []"
+traffic: { rate: 100, duration: 30s, key: sk-steady }
+extra_traffic:
+  rounds: 3
+  streams:
+    - { name: noisy, key: sk-noisy, rate: 500 }
+smoke: { duration: 18s }
+criteria:
+  traffic_errors: { max: 0 }
+  extra_admitted_per_s: { min: 40, max: 55 }
+"#;
+
+    #[test]
+    fn extra_traffic_parses_with_defaults_and_smoke_keeps_rounds_and_rates() {
+        let s = parse(NEIGHBOUR, Path::new("x.yaml")).unwrap();
+        assert_eq!(s.traffic.key.as_deref(), Some("sk-steady"));
+        let x = s.extra_traffic.as_ref().unwrap();
+        assert_eq!((x.rounds, x.streams.len()), (3, 1));
+        let noisy = &x.streams[0];
+        assert_eq!(
+            (noisy.key.as_deref(), noisy.rate),
+            (Some("sk-noisy"), 500.0)
+        );
+        assert_eq!((noisy.connections, noisy.model.as_deref()), (16, None));
+        assert_eq!(slice_duration(&s), Some(Duration::from_secs(5)));
+        let short = smoke(&s);
+        assert_eq!(short.extra_traffic.as_ref().unwrap().rounds, 3);
+        let fewer = NEIGHBOUR.replace(
+            "smoke: { duration: 18s }",
+            "smoke: { duration: 12s, rounds: 2 }",
+        );
+        let fewer = smoke(&parse(&fewer, Path::new("x.yaml")).unwrap());
+        assert_eq!(fewer.extra_traffic.as_ref().unwrap().rounds, 2);
+        assert_eq!(slice_duration(&fewer), Some(Duration::from_secs(3)));
+        assert_eq!(short.extra_traffic.unwrap().streams[0].rate, 500.0);
+        // Without extra_traffic there are no slices and no key.
+        let plain = parse(GOOD, Path::new("x.yaml")).unwrap();
+        assert_eq!((slice_duration(&plain), plain.traffic.key), (None, None));
+    }
+
+    #[test]
+    fn extra_traffic_mistakes_are_explained() {
+        let e = err(&NEIGHBOUR.replace("rate: 500", "rate: 0"));
+        assert!(e.contains("streams.noisy: rate must be positive"), "{e}");
+        let twice = "- { name: noisy, key: sk-noisy, rate: 500 }\n    - { name: noisy, rate: 5 }";
+        let e = err(&NEIGHBOUR.replace("- { name: noisy, key: sk-noisy, rate: 500 }", twice));
+        assert!(e.contains("used twice"), "{e}");
+        let e = err(&NEIGHBOUR.replace("rounds: 3", "rounds: 0"));
+        assert!(e.contains("extra_traffic.rounds"), "{e}");
+        let e = err(&NEIGHBOUR.replace("rate: 100, ", ""));
+        assert!(e.contains("traffic.rate is required"), "{e}");
+        let faulted = NEIGHBOUR.replace(
+            "criteria:",
+            "faults: [{ at: 1s, mock: upstream, fault: { mode: refuse } }]\ncriteria:",
+        );
+        assert!(err(&faulted).contains("no compare, faults or probe"));
+        // 12 s / (2 × 3) = 2 s slices leave no whole second inside a slice.
+        let e = err(&NEIGHBOUR.replace("duration: 30s", "duration: 12s"));
+        assert!(e.contains("per-second counts need at least 3 s"), "{e}");
+        // The smoke run's slices count too: 3 s smoke (the default) / 6.
+        let e = err(&NEIGHBOUR.replace("smoke: { duration: 18s }\n", ""));
+        assert!(e.contains("per-second counts need at least 3 s"), "{e}");
+        let e = err(&NEIGHBOUR.replace("smoke: { duration: 18s }", "smoke: { rounds: 11 }"));
+        assert!(e.contains("smoke.rounds must be"), "{e}");
+        // A neighbour metric on a scenario without extra streams.
+        let e = err(&GOOD.replace(
+            "recovery_s: { max: 3 }",
+            "recovery_s: { max: 3 }\n  loaded_p99_ratio: { max: 2 }",
+        ));
+        assert!(
+            e.contains("loaded_p99_ratio: needs an `extra_traffic:`"),
             "{e}"
         );
     }
