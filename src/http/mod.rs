@@ -185,7 +185,9 @@ pub(crate) fn push_hex(out: &mut Vec<u8>, mut n: u64) {
 /// Appends a head field (header name/value, method, path), turning CR and LF into
 /// spaces so that no caller-supplied value can inject lines into a head.
 pub(crate) fn push_field(out: &mut Vec<u8>, bytes: &[u8]) {
-    if !bytes.iter().any(|&b| b == b'\r' || b == b'\n') {
+    // memchr's vectorised scan: a byte-by-byte one was the largest single cost of
+    // writing a head (callgrind).
+    if memchr::memchr2(b'\r', b'\n', bytes).is_none() {
         out.extend_from_slice(bytes);
         return;
     }

@@ -238,13 +238,15 @@ impl Forwarding {
     /// Whether a client header `name` is forwarded (`user-agent` never is as
     /// such: [`Forwarding::user_agent`] appends it).
     pub fn forwards(&self, name: &str) -> bool {
-        if name.eq_ignore_ascii_case("user-agent") || never_forwarded(name).is_some() {
+        // The allow list is short and most client headers are on none of the
+        // lists: asking it first spares them the longer checks.
+        if !self.allow.iter().any(|a| a.matches(name)) {
             return false;
         }
         if self.deny.iter().any(|d| d.matches(name)) {
             return false;
         }
-        self.allow.iter().any(|a| a.matches(name))
+        !name.eq_ignore_ascii_case("user-agent") && never_forwarded(name).is_none()
     }
 
     /// The client's headers this policy forwards, in the client's order, within
@@ -352,39 +354,99 @@ const RETURNED_RATELIMIT: &str = "x-switchyard-upstream-ratelimit-";
 /// The returned name of a provider's request id.
 pub const RETURNED_REQUEST_ID: &str = "x-switchyard-upstream-request-id";
 
+/// The provider's answer headers the client gets back, renamed, held in one
+/// buffer (a request path that returns eight rate-limit headers should not make
+/// sixteen allocations for them).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Returned {
+    text: Vec<u8>,
+    /// (name, value) ranges into `text`.
+    fields: Vec<(std::ops::Range<usize>, std::ops::Range<usize>)>,
+}
+
+impl Returned {
+    pub fn len(&self) -> usize {
+        self.fields.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.fields.is_empty()
+    }
+
+    /// The headers, in order (names are token characters, so always UTF-8).
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &[u8])> {
+        self.fields.iter().map(|(name, value)| {
+            let name = std::str::from_utf8(&self.text[name.clone()]).unwrap_or("");
+            (name, &self.text[value.clone()])
+        })
+    }
+
+    /// The headers as owned pairs (for comparisons).
+    pub fn to_pairs(&self) -> Vec<(String, Vec<u8>)> {
+        self.iter()
+            .map(|(name, value)| (name.to_string(), value.to_vec()))
+            .collect()
+    }
+
+    fn has(&self, name: &[&str]) -> bool {
+        let wanted: usize = name.iter().map(|part| part.len()).sum();
+        self.fields.iter().any(|(range, _)| {
+            range.len() == wanted && {
+                let mut at = range.start;
+                name.iter().all(|part| {
+                    let same = &self.text[at..at + part.len()] == part.as_bytes();
+                    at += part.len();
+                    same
+                })
+            }
+        })
+    }
+
+    fn push(&mut self, name: &[&str], value: &[u8]) {
+        let start = self.text.len();
+        for part in name {
+            self.text.extend_from_slice(part.as_bytes());
+        }
+        let middle = self.text.len();
+        self.text.extend_from_slice(value);
+        self.fields.push((start..middle, middle..self.text.len()));
+    }
+}
+
 /// The provider's answer headers the client gets back, renamed: rate limits and
 /// the (first) request id, within [`MAX_RETURNED`] headers; a value longer than
 /// [`MAX_RETURNED_VALUE`] or with bytes no header may carry is dropped.
-pub fn returned(head: &ResponseHead) -> Vec<(String, Vec<u8>)> {
-    let mut out: Vec<(String, Vec<u8>)> = Vec::new();
+pub fn returned(head: &ResponseHead) -> Returned {
+    let mut out = Returned::default();
     for (name, value) in &head.headers {
         if out.len() == MAX_RETURNED {
             break;
         }
-        if value.len() > MAX_RETURNED_VALUE || !value.iter().all(|&b| valid_value_byte(b)) {
-            continue;
-        }
         let Some(renamed) = returned_name(name) else {
             continue;
         };
-        if out.iter().any(|(n, _)| *n == renamed) {
+        if value.len() > MAX_RETURNED_VALUE || !value.iter().all(|&b| valid_value_byte(b)) {
             continue;
         }
-        out.push((renamed, value.clone()));
+        if out.has(&renamed) {
+            continue;
+        }
+        out.push(&renamed, value);
     }
     out
 }
 
-/// What a provider header `name` (lower-case) is returned as, if it is.
-fn returned_name(name: &str) -> Option<String> {
+/// What a provider header `name` (lower-case) is returned as, if it is: the
+/// parts of the new name.
+fn returned_name(name: &str) -> Option<[&str; 2]> {
     if REQUEST_IDS.contains(&name) {
-        return Some(RETURNED_REQUEST_ID.to_string());
+        return Some([RETURNED_REQUEST_ID, ""]);
     }
     let suffix = RATELIMIT_PREFIXES
         .iter()
         .find_map(|prefix| name.strip_prefix(prefix))?;
     let valid = !suffix.is_empty() && suffix.len() <= 64 && suffix.bytes().all(is_token_byte);
-    valid.then(|| format!("{RETURNED_RATELIMIT}{suffix}"))
+    valid.then_some([RETURNED_RATELIMIT, suffix])
 }
 
 /// `x-switchyard-overhead-ms`: the gateway's own time on a request, in ms with

@@ -46,7 +46,7 @@ pub struct Meta {
     pub echo: Option<Rc<Echo>>,
     /// The served provider answer's returned headers (renamed rate limits and
     /// request id, see `proxy::headers::returned`); empty on the gateway's own.
-    pub upstream_headers: Vec<(String, Vec<u8>)>,
+    pub upstream_headers: super::headers::Returned,
     /// When the request was read: proxied answers carry
     /// `x-switchyard-overhead-ms` from it, less `waited`.
     pub started: Option<Instant>,
@@ -90,11 +90,7 @@ impl Meta {
         if let Some(overhead) = &formatted.overhead {
             headers.push(("x-switchyard-overhead-ms", overhead.as_bytes()));
         }
-        headers.extend(
-            self.upstream_headers
-                .iter()
-                .map(|(name, value)| (name.as_str(), value.as_slice())),
-        );
+        headers.extend(self.upstream_headers.iter());
         headers.extend(
             self.gateway_headers
                 .iter()

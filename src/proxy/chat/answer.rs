@@ -68,7 +68,7 @@ impl Reply<'_> {
         };
         let body = error_with_attempts(&message, code, &trail.attempts);
         // The gateway's own answer: no provider's headers describe it.
-        self.meta.upstream_headers.clear();
+        self.meta.upstream_headers = Default::default();
         self.meta
             .write_answer(self.out, status, b"application/json", &body, &[]);
         self.flush().await?;
@@ -105,7 +105,7 @@ impl Reply<'_> {
         let message = format!("route `{route_name}`: every target is unavailable (circuit open); retry in {retry_after}s");
         let body = error_with_attempts(&message, "all_targets_unavailable", &[]);
         let retry_after = retry_after.to_string();
-        self.meta.upstream_headers.clear();
+        self.meta.upstream_headers = Default::default();
         self.meta.write_answer(
             self.out,
             503,

@@ -39,7 +39,7 @@ pub(super) struct ProviderAnswer {
     pub(super) body: Vec<u8>,
     pub(super) retry_after: Option<Vec<u8>>,
     /// Its returned headers (see `proxy::headers::returned`).
-    pub(super) upstream: Vec<(String, Vec<u8>)>,
+    pub(super) upstream: crate::proxy::headers::Returned,
 }
 
 /// A failed attempt: its classified failure, the provider's answer when it gave
@@ -60,7 +60,7 @@ pub(super) enum AttemptResult {
         ttfb: Duration,
         native: bool,
         /// Its returned headers (see `proxy::headers::returned`).
-        upstream: Vec<(String, Vec<u8>)>,
+        upstream: crate::proxy::headers::Returned,
     },
     Stream {
         held: Box<stream::Held>,
