@@ -173,6 +173,10 @@ async fn linger_close(stream: &mut ClientStream) {
     }
 }
 
+/// Bodies up to this size that arrived with their head are copied out of the
+/// connection's buffer rather than taking it over.
+const SMALL_BODY: usize = 64 * 1024;
+
 /// Reads the next request head. Waiting for its first byte is bounded by the idle
 /// timeout (then the connection just closes); a started head must complete within
 /// the request timeout (else 408).
@@ -235,6 +239,14 @@ async fn read_body(
         RequestBody::ContentLength(n) if n > max as u64 => Err(too_large(max)),
         RequestBody::ContentLength(n) => {
             let n = n as usize;
+            // A body already in the connection's buffer (the usual small request)
+            // is copied out, so the buffer keeps its capacity for the next request:
+            // handing the buffer itself over cost every request a fresh one.
+            if buf.len() >= n && n <= SMALL_BODY {
+                let body = buf[..n].to_vec();
+                consume(buf, n);
+                return Ok(body);
+            }
             // The length is known (and within the limit): one allocation with room
             // for the last read, instead of doubling up to twice the body.
             buf.reserve_exact(n.saturating_sub(buf.len()) + crate::bufio::READ_CHUNK);
