@@ -46,26 +46,7 @@ impl Gateway {
         table.spend = spend.ledger();
         let table = Arc::new(table);
         let budget = cpus::detect();
-        let count = overrides.shards.unwrap_or(match config.shards {
-            ShardCount::Auto => budget.shards,
-            ShardCount::Fixed(n) => n,
-        });
-        crate::event!(
-            Level::Info,
-            "shard count",
-            shards = count,
-            usable_cores = budget.cores.len(),
-            cgroup_quota = budget
-                .quota
-                .map_or("none".to_string(), |q| format!("{q:.2}")),
-            source = if overrides.shards.is_some() {
-                "--shards"
-            } else if config.shards == ShardCount::Auto {
-                "auto"
-            } else {
-                "config"
-            },
-        );
+        let count = shard_count(&config, overrides, &budget);
         let (listeners, addr) =
             crate::server::bind_listeners(config.listen, count).map_err(|source| {
                 GatewayError::Listen {
@@ -78,19 +59,7 @@ impl Gateway {
             cores: budget.cores.clone(),
         };
         let shards = launch::start(table.clone(), listeners, &options)?;
-        if config.keys.is_empty() {
-            crate::event!(
-                Level::Warn,
-                "no client keys configured: this gateway is OPEN to anyone who can reach it",
-                listen = addr
-            );
-        }
-        if config.keys.iter().any(|k| k.budget.is_some()) && table.spend.prices.is_empty() {
-            crate::event!(
-                Level::Warn,
-                "keys have budgets but no prices are configured: nothing is charged, so no budget ever runs out (set prices or prices_file)"
-            );
-        }
+        warn_at_start(&config, &table, addr);
         let control = Arc::new(Control {
             table: Mutex::new(table),
             generation: AtomicU64::new(1),
@@ -160,5 +129,48 @@ impl Gateway {
             admin.stop();
         }
         crate::event!(Level::Info, "stopped");
+    }
+}
+
+/// How many shards to run (`--shards`, else the config, `auto` = the CPUs this
+/// process may use), logged with where the number came from.
+fn shard_count(config: &Config, overrides: &Overrides, budget: &cpus::CpuBudget) -> usize {
+    let count = overrides.shards.unwrap_or(match config.shards {
+        ShardCount::Auto => budget.shards,
+        ShardCount::Fixed(n) => n,
+    });
+    crate::event!(
+        Level::Info,
+        "shard count",
+        shards = count,
+        usable_cores = budget.cores.len(),
+        cgroup_quota = budget
+            .quota
+            .map_or("none".to_string(), |q| format!("{q:.2}")),
+        source = if overrides.shards.is_some() {
+            "--shards"
+        } else if config.shards == ShardCount::Auto {
+            "auto"
+        } else {
+            "config"
+        },
+    );
+    count
+}
+
+/// The configurations that work but probably not as meant, said once at start.
+fn warn_at_start(config: &Config, table: &Table, addr: SocketAddr) {
+    if config.keys.is_empty() {
+        crate::event!(
+            Level::Warn,
+            "no client keys configured: this gateway is OPEN to anyone who can reach it",
+            listen = addr
+        );
+    }
+    if config.keys.iter().any(|k| k.budget.is_some()) && table.spend.prices.is_empty() {
+        crate::event!(
+            Level::Warn,
+            "keys have budgets but no prices are configured: nothing is charged, so no budget ever runs out (set prices or prices_file)"
+        );
     }
 }
