@@ -282,3 +282,56 @@ fn rediss_to_a_plain_server_is_an_error_not_a_hang_or_panic() {
     );
     assert!(!link.state().connected);
 }
+
+#[test]
+fn rediss_with_a_private_ca_works_and_without_it_is_refused() {
+    let dir = std::env::temp_dir().join(format!("switchyard-redis-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let (ca_pem, cert, key) = tls_files(&dir);
+    let Some(server) = RedisServer::start_tls(&cert, &key) else {
+        return;
+    };
+    let url = format!("rediss://127.0.0.1:{}/1", server.port());
+    let mut trusted = link(&url);
+    trusted.set_ca_pem(ca_pem);
+    trusted
+        .call(redis::cmd("SET").arg("over-tls").arg(7))
+        .expect("SET over TLS");
+    assert_eq!(trusted.get_u64("over-tls"), Ok(Some(7)));
+    let end = unix_ms_in(Duration::from_secs(60));
+    assert_eq!(trusted.eval_lease("fleet:tls", 5, 8, end), Ok(5));
+    // The webpki roots do not know the test CA: the handshake fails.
+    let mut untrusted = link(&url);
+    let refused = untrusted.ping();
+    assert!(
+        matches!(refused, Err(LinkError::Io(_) | LinkError::Protocol(_))),
+        "{refused:?}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A test CA (returned as PEM) and a certificate it signed for 127.0.0.1 and
+/// localhost, written with its key under `dir`.
+fn tls_files(dir: &std::path::Path) -> (Vec<u8>, std::path::PathBuf, std::path::PathBuf) {
+    let ca_key = rcgen::KeyPair::generate().expect("CA key");
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("CA params");
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "switchyard redis test CA");
+    ca_params.key_usages = vec![
+        rcgen::KeyUsagePurpose::KeyCertSign,
+        rcgen::KeyUsagePurpose::DigitalSignature,
+    ];
+    let ca = ca_params.self_signed(&ca_key).expect("CA certificate");
+    let server_key = rcgen::KeyPair::generate().expect("server key");
+    let names = vec!["127.0.0.1".to_string(), "localhost".to_string()];
+    let server_params = rcgen::CertificateParams::new(names).expect("server params");
+    let server_cert = server_params
+        .signed_by(&server_key, &ca, &ca_key)
+        .expect("server certificate");
+    let (cert, key) = (dir.join("redis.crt"), dir.join("redis.key"));
+    std::fs::write(&cert, server_cert.pem()).expect("write cert");
+    std::fs::write(&key, server_key.serialize_pem()).expect("write key");
+    (ca.pem().into_bytes(), cert, key)
+}

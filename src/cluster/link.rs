@@ -303,6 +303,8 @@ pub struct RedisLink {
     /// The scripts' hashes as loaded into this Redis.
     shas: [Option<String>; 2],
     ever_connected: bool,
+    /// A CA (PEM) trusted for `rediss://` instead of the webpki roots.
+    ca_pem: Option<Vec<u8>>,
 }
 
 impl fmt::Debug for RedisLink {
@@ -343,7 +345,16 @@ impl RedisLink {
             },
             shas: [None, None],
             ever_connected: false,
+            ca_pem: None,
         })
+    }
+
+    /// Trusts the CA certificates in `pem` for `rediss://` instead of the
+    /// webpki roots (a Redis with a private CA); from the next connect.
+    pub fn set_ca_pem(&mut self, pem: Vec<u8>) {
+        self.ca_pem = Some(pem);
+        self.conn = None;
+        self.state.connected = false;
     }
 
     pub fn url(&self) -> &LinkUrl {
@@ -447,7 +458,8 @@ impl RedisLink {
     fn connect(&mut self) -> Result<(), LinkError> {
         self.state.connect_attempts += 1;
         let timeout = self.config.connect_timeout;
-        let conn = redis::Client::open(self.info.clone())
+        let conn = self
+            .client()
             .and_then(|client| client.get_connection_with_timeout(timeout))
             .and_then(|conn| {
                 conn.set_read_timeout(Some(self.config.io_timeout))?;
@@ -468,6 +480,19 @@ impl RedisLink {
                 let error = classify(&err, timeout);
                 Err(self.failed(error))
             }
+        }
+    }
+
+    fn client(&self) -> redis::RedisResult<redis::Client> {
+        match (&self.ca_pem, self.url.tls) {
+            (Some(pem), true) => {
+                let certificates = redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(pem.clone()),
+                };
+                redis::Client::build_with_tls(self.info.clone(), certificates)
+            }
+            _ => redis::Client::open(self.info.clone()),
         }
     }
 

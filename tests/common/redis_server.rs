@@ -8,11 +8,14 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 pub struct RedisServer {
     port: u16,
+    /// Serves TLS only (on `port`): readiness is then a TCP connect.
+    tls: bool,
     args: Vec<String>,
     child: Option<Child>,
 }
@@ -28,6 +31,25 @@ impl RedisServer {
 
     /// A server started with `args` added (e.g. `--requirepass x`).
     pub fn start_with(args: &[&str]) -> Option<RedisServer> {
+        RedisServer::launch(args, false)
+    }
+
+    /// A server that speaks TLS only, with this certificate and key (PEM files);
+    /// clients are not asked for certificates.
+    pub fn start_tls(cert: &Path, key: &Path) -> Option<RedisServer> {
+        let (cert, key) = (cert.to_string_lossy(), key.to_string_lossy());
+        let args = [
+            "--tls-cert-file",
+            &cert,
+            "--tls-key-file",
+            &key,
+            "--tls-auth-clients",
+            "no",
+        ];
+        RedisServer::launch(&args, true)
+    }
+
+    fn launch(args: &[&str], tls: bool) -> Option<RedisServer> {
         if !binary_present() {
             let msg = "redis-server is not installed (apt-get install redis-server)";
             if std::env::var_os("SWITCHYARD_REQUIRE_REDIS").is_some() {
@@ -41,6 +63,7 @@ impl RedisServer {
         }
         let mut server = RedisServer {
             port: free_port(),
+            tls,
             args: args.iter().map(|a| a.to_string()).collect(),
             child: None,
         };
@@ -94,8 +117,14 @@ impl RedisServer {
 
     fn spawn(&mut self) {
         let deadline = Instant::now() + READY_WITHIN;
+        let port = self.port.to_string();
+        let ports = match self.tls {
+            true => ["--port", "0", "--tls-port", &port],
+            false => ["--port", &port, "--tls-port", "0"],
+        };
         let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(ports)
+            .args(["--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
             .args(&self.args)
             .stdin(Stdio::null())
@@ -105,7 +134,7 @@ impl RedisServer {
             .expect("redis-server starts");
         self.child = Some(child);
         while Instant::now() < deadline {
-            if answers_ping(self.addr()) {
+            if self.ready() {
                 return;
             }
             let exited = self.child.as_mut().map(|c| c.try_wait());
@@ -118,6 +147,15 @@ impl RedisServer {
             "redis-server on port {} did not answer PING within {READY_WITHIN:?}",
             self.port
         );
+    }
+}
+
+impl RedisServer {
+    fn ready(&self) -> bool {
+        match self.tls {
+            true => TcpStream::connect_timeout(&self.addr(), Duration::from_millis(200)).is_ok(),
+            false => answers_ping(self.addr()),
+        }
     }
 }
 
