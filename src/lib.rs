@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod bufio;
+pub mod cluster;
 pub mod config;
 pub mod control;
 pub mod demo;

@@ -2,6 +2,9 @@
 //! 127.0.0.1, built from a YAML config string exactly as a user would write it.
 #![allow(dead_code)]
 
+/// A real redis-server for the cluster tests.
+pub mod redis_server;
+
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
