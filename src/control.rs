@@ -49,6 +49,8 @@ pub struct Control {
     pub drivers: Vec<&'static str>,
     /// Prices and spend of the current generation, and their state file.
     pub spend: Arc<SpendKeeper>,
+    /// Cluster mode's status (`/admin/cluster`); `None` without `cluster:`.
+    pub cluster: Option<Arc<crate::cluster::health::FleetView>>,
 }
 
 impl Control {
@@ -82,6 +84,10 @@ impl Control {
             ("shards", config.shards != current.config.shards),
             ("driver", config.driver != current.config.driver),
             ("state_dir", config.state.dir != current.config.state.dir),
+            (
+                "cluster",
+                cluster_key(&config) != cluster_key(&current.config),
+            ),
         ] {
             if changed {
                 crate::event!(
@@ -200,4 +206,12 @@ impl Control {
     pub fn shard_count(&self) -> usize {
         self.inboxes.len()
     }
+}
+
+/// What of `cluster:` a reload cannot change (the thread keeps its link).
+fn cluster_key(config: &Config) -> Option<(String, String, Duration)> {
+    config
+        .cluster
+        .as_ref()
+        .map(|c| (c.redis.clone(), c.node_id.clone(), c.sync_interval))
 }

@@ -8,6 +8,7 @@ use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
+use crate::cluster::health::FleetHealth;
 use crate::config::{Config, ShardCount};
 use crate::control::{Control, GatewayError};
 use crate::launch::{self, ShardOptions, Shards};
@@ -30,6 +31,7 @@ pub struct Gateway {
     shards: Shards,
     admin: Option<crate::admin::AdminServer>,
     flusher: Option<Flusher>,
+    fleet: Option<FleetHealth>,
 }
 
 impl Gateway {
@@ -60,6 +62,7 @@ impl Gateway {
         };
         let shards = launch::start(table.clone(), listeners, &options)?;
         warn_at_start(&config, &table, addr);
+        let view = config.cluster.as_ref().map(FleetHealth::view);
         let control = Arc::new(Control {
             table: Mutex::new(table),
             generation: AtomicU64::new(1),
@@ -68,8 +71,10 @@ impl Gateway {
             addr,
             drivers: shards.drivers.clone(),
             spend: spend.clone(),
+            cluster: view.clone(),
         });
         let flusher = Flusher::start(spend);
+        let fleet = start_fleet(&config, &control, view);
         let admin = match &config.admin {
             Some(admin) => Some(
                 crate::admin::AdminServer::start(admin, control.clone()).map_err(|source| {
@@ -93,6 +98,7 @@ impl Gateway {
             shards,
             admin,
             flusher,
+            fleet,
         })
     }
 
@@ -125,10 +131,38 @@ impl Gateway {
             flusher.stop();
         }
         self.control.spend.flush_logged(SystemTime::now());
+        if let Some(fleet) = self.fleet {
+            fleet.stop();
+        }
         if let Some(admin) = self.admin {
             admin.stop();
         }
         crate::event!(Level::Info, "stopped");
+    }
+}
+
+/// The fleet-health thread, with `cluster:`; the URL was checked at load, so
+/// a failure here is only a thread that could not be spawned (logged).
+fn start_fleet(
+    config: &Config,
+    control: &Arc<Control>,
+    view: Option<Arc<crate::cluster::health::FleetView>>,
+) -> Option<FleetHealth> {
+    let (cluster, view) = (config.cluster.as_ref()?, view?);
+    match FleetHealth::start(cluster, control.clone(), view) {
+        Ok(fleet) => {
+            crate::event!(
+                Level::Info,
+                "cluster mode: provider health shared through redis (limits and spend stay per node)",
+                node = cluster.node_id,
+                sync_interval = crate::config::format_duration(cluster.sync_interval)
+            );
+            Some(fleet)
+        }
+        Err(e) => {
+            crate::event!(Level::Error, "cluster mode not started", error = e);
+            None
+        }
     }
 }
 

@@ -1,5 +1,5 @@
 //! The admin listener: `/metrics`, `/healthz`, `/readyz`, `/admin/targets`,
-//! `/admin/keys`, `/admin/config` and `POST /admin/reload`, on its own address
+//! `/admin/keys`, `/admin/config`, `/admin/cluster` and `POST /admin/reload`, on its own address
 //! and threads.
 //!
 //! It never touches shard state: every answer is built from snapshots the shards
@@ -222,6 +222,9 @@ fn route(method: Method, path: &str, shared: &Shared) -> Reply {
         (Method::Get, "/metrics") => {
             let mut text = render_prometheus(&control.snapshots());
             keys::keys_prometheus(&control.current(), &mut text);
+            if let Some(fleet) = &control.cluster {
+                fleet.prometheus(&mut text);
+            }
             Reply {
                 status: 200,
                 content_type: b"text/plain; version=0.0.4; charset=utf-8",
@@ -229,6 +232,13 @@ fn route(method: Method, path: &str, shared: &Shared) -> Reply {
             }
         }
         (Method::Get, "/admin/targets") => json(200, targets_json(&control.snapshots())),
+        (Method::Get, "/admin/cluster") => match &control.cluster {
+            Some(fleet) => json(200, fleet.json()),
+            None => json(
+                404,
+                serde_json::json!({"error": "cluster mode is off (no `cluster:` in the config)"}),
+            ),
+        },
         (Method::Get, "/admin/keys") => json(200, keys::keys_json(&control.current())),
         (Method::Get, "/admin/config") => {
             json(200, crate::config::redacted_json(&control.current().config))
@@ -246,7 +256,7 @@ fn route(method: Method, path: &str, shared: &Shared) -> Reply {
         (
             _,
             "/healthz" | "/readyz" | "/metrics" | "/admin/targets" | "/admin/keys"
-            | "/admin/config" | "/admin/reload",
+            | "/admin/config" | "/admin/reload" | "/admin/cluster",
         ) => json(405, serde_json::json!({"error": "method not allowed"})),
         _ => json(404, serde_json::json!({"error": "unknown admin path"})),
     }

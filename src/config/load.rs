@@ -226,7 +226,52 @@ fn build(raw: RawConfig, r: &mut Report<'_>, side: &mut SideFiles<'_>) -> Config
         ),
         prices,
         state,
+        cluster: raw.cluster.map(|c| cluster(c, &root.key("cluster"), r)),
     }
+}
+
+/// `cluster:`: `redis` is required and must parse; `node_id: auto` (or left
+/// out) names the node hostname-pid.
+fn cluster(raw: raw::RawCluster, path: &YamlPath, r: &mut Report<'_>) -> ClusterConfig {
+    let redis = raw.redis.unwrap_or_default();
+    if redis.trim().is_empty() {
+        r.error(
+            &path.key("redis"),
+            "is required: redis://host:port/db or rediss://...",
+        );
+    } else if let Err(e) = crate::cluster::link::LinkUrl::parse(&redis) {
+        r.error(&path.key("redis"), e.to_string());
+    }
+    let node_id = match raw.node_id.as_deref().map(str::trim) {
+        None | Some("auto") => auto_node_id(),
+        Some("") => {
+            r.error(
+                &path.key("node_id"),
+                "is empty; omit it (or `auto`) for hostname-pid",
+            );
+            String::new()
+        }
+        Some(name) => name.to_string(),
+    };
+    ClusterConfig {
+        redis,
+        node_id,
+        sync_interval: r.positive_duration(
+            raw.sync_interval.as_ref(),
+            &path.key("sync_interval"),
+            Duration::from_millis(50),
+        ),
+    }
+}
+
+/// hostname-pid, or a random id when the host has no readable name.
+fn auto_node_id() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| format!("node{:08x}", fastrand::u32(..)));
+    format!("{host}-{}", std::process::id())
 }
 
 /// `keys:` and then the keys of `keys_file:`; a name in both is an error.

@@ -37,6 +37,17 @@ pub struct RawConfig {
     pub health: Option<RawHealth>,
     pub limits: Option<RawLimits>,
     pub log: Option<RawLog>,
+    pub cluster: Option<RawCluster>,
+}
+
+/// `cluster:`: several nodes sharing provider health through Redis.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawCluster {
+    pub redis: Option<String>,
+    /// `auto` or a name.
+    pub node_id: Option<String>,
+    pub sync_interval: Option<DurationText>,
 }
 
 #[derive(Debug, Default, serde::Deserialize)]

@@ -37,6 +37,13 @@ pub fn redacted_json(config: &Config) -> Value {
             "format": match config.log.format { LogFormat::Json => "json", LogFormat::Logfmt => "logfmt" },
             "request_sample": config.log.request_sample,
         },
+        "cluster": config.cluster.as_ref().map(|c| json!({
+            // The link's Display hides the password.
+            "redis": crate::cluster::link::LinkUrl::parse(&c.redis)
+                .map_or_else(|_| REDACTED.to_string(), |u| u.to_string()),
+            "node_id": c.node_id,
+            "sync_interval": format_duration(c.sync_interval),
+        })),
     })
 }
 

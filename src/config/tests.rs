@@ -1142,3 +1142,64 @@ fn example_price_file_validates() {
         assert!(config.prices.iter().any(|p| p.provider == provider));
     }
 }
+
+#[test]
+fn cluster_section_parses_with_defaults_and_a_secret_password() {
+    let text = format!(
+        "{}cluster:\n  redis: \"redis://:${{REDIS_PASSWORD}}@10.0.0.5:6380/2\"\n",
+        with_routes(ONE_ROUTE)
+    );
+    let env = |name: &str| (name == "REDIS_PASSWORD").then(|| "s3cret".to_string());
+    let config = load_str(&text, "t.yaml", &env).unwrap_or_else(|e| panic!("{e}"));
+    let cluster = config.cluster.as_ref().expect("cluster section");
+    assert_eq!(cluster.redis, "redis://:s3cret@10.0.0.5:6380/2");
+    assert_eq!(cluster.sync_interval, Duration::from_millis(50));
+    assert!(
+        cluster
+            .node_id
+            .ends_with(&format!("-{}", std::process::id())),
+        "auto is hostname-pid: {}",
+        cluster.node_id
+    );
+    let shown = redacted_json(&config)["cluster"]["redis"].to_string();
+    assert!(!shown.contains("s3cret"), "{shown}");
+    let named = format!(
+        "{}cluster: {{ redis: \"rediss://r:6379/0\", node_id: east-1, sync_interval: 20ms }}\n",
+        with_routes(ONE_ROUTE)
+    );
+    let cluster = load(&named).unwrap().cluster.unwrap();
+    assert_eq!(
+        (cluster.node_id.as_str(), cluster.sync_interval),
+        ("east-1", Duration::from_millis(20))
+    );
+    assert!(load(&with_routes(ONE_ROUTE)).unwrap().cluster.is_none());
+}
+
+#[test]
+fn cluster_section_errors_have_lines() {
+    let base = with_routes(ONE_ROUTE);
+    let line = base.lines().count() + 2;
+    assert_errors(
+        &format!(
+            "{base}cluster:\n  redis: \"http://r:6379\"\n  node_id: \"\"\n  sync_interval: 0s\n"
+        ),
+        &[
+            &format!("t.yaml:{line}: cluster.redis: a redis URL starts with redis:// or rediss://"),
+            &format!(
+                "t.yaml:{}: cluster.node_id: is empty; omit it (or `auto`) for hostname-pid",
+                line + 1
+            ),
+            &format!(
+                "t.yaml:{}: cluster.sync_interval: must be greater than zero",
+                line + 2
+            ),
+        ],
+    );
+    assert_errors(
+        &format!("{base}cluster:\n  node_id: a\n"),
+        &[&format!(
+            "t.yaml:{}: cluster.redis: is required: redis://host:port/db or rediss://...",
+            line - 1
+        )],
+    );
+}

@@ -31,6 +31,19 @@ pub struct Config {
     pub prices: Vec<Price>,
     /// Where spend is kept across restarts, and how often it is written.
     pub state: StateConfig,
+    /// Cluster mode (shared provider health through Redis); `None`: a lone node.
+    pub cluster: Option<ClusterConfig>,
+}
+
+/// `cluster:`: the Redis the fleet shares and this node's name in it.
+#[derive(Debug, Clone)]
+pub struct ClusterConfig {
+    /// `redis://` or `rediss://`, already checked by `LinkUrl::parse`.
+    pub redis: String,
+    /// This node's name in the fleet's messages (`auto`: hostname-pid).
+    pub node_id: String,
+    /// How often local breaker transitions are published and the fleet's read.
+    pub sync_interval: Duration,
 }
 
 /// `prices:` entry: one provider's model (or every model, `*`) and its rates.

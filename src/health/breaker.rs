@@ -512,6 +512,23 @@ impl SharedBreaker {
         })
     }
 
+    /// Until when the breaker itself is open (its cooldown's end; half-open
+    /// from then on), sideline left out; `None` while closed. Pure read: the
+    /// fleet's health thread compares it between ticks to see local trips.
+    pub fn open_until(&self) -> Option<Instant> {
+        self.load().open.map(|(until, _)| self.instant(until))
+    }
+
+    /// Lifts the sideline if it still ends at `until` (the one a caller set and
+    /// read back with [`SharedBreaker::sidelined_until`]); a sideline extended
+    /// since (a `Retry-After` past it) stays, and the trip word is never
+    /// touched, so a local trip is not weakened. Returns whether it lifted.
+    pub fn lift_sideline(&self, until: Instant) -> bool {
+        self.sidelined
+            .compare_exchange(self.ms(until), 0, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    }
+
     /// The state at `now`, sideline included.
     pub fn state(&self, now: Instant) -> BreakerState {
         let now_ms = self.ms(now);

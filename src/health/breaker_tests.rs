@@ -163,6 +163,48 @@ fn close_table() {
 }
 
 #[test]
+fn lift_sideline_lifts_only_the_sideline_it_was_given() {
+    let t0 = Instant::now();
+    let b = SharedBreaker::new(t0);
+    b.sideline(t0, at(t0, 5_000));
+    let until = b.sidelined_until(t0).expect("sidelined");
+    assert!(!b.lift_sideline(at(t0, 4_000)), "another deadline: stays");
+    assert!(!b.would_admit(t0));
+    assert!(b.lift_sideline(until));
+    assert_eq!(b.state(at(t0, 10)), BreakerState::Closed);
+    assert!(b.would_admit(at(t0, 10)));
+    // Extended since (a Retry-After past it): the extension stays.
+    b.sideline(t0, at(t0, 1_000));
+    let first = b.sidelined_until(t0).expect("sidelined");
+    b.sideline(t0, at(t0, 3_000));
+    assert!(!b.lift_sideline(first));
+    assert_eq!(b.sidelined_until(t0), Some(at(t0, 3_000)));
+}
+
+#[test]
+fn lift_sideline_never_weakens_a_trip() {
+    let t0 = Instant::now();
+    let b = SharedBreaker::new(t0);
+    let q = WindowTotals::default();
+    assert_eq!(b.open_until(), None);
+    for _ in 0..3 {
+        b.on_failure(&cfg(), t0, false, &q);
+    }
+    assert_eq!(b.open_until(), Some(at(t0, 1_000)));
+    b.sideline(t0, at(t0, 500));
+    let until = b.sidelined_until(t0).expect("sidelined");
+    assert!(b.lift_sideline(until));
+    assert!(b.tripped());
+    assert_eq!(
+        b.admit(at(t0, 600)),
+        Admission::Reject {
+            until: at(t0, 1_000)
+        }
+    );
+    assert_eq!(b.open_until(), Some(at(t0, 1_000)), "sideline left out");
+}
+
+#[test]
 fn trips_on_consecutive_failures_from_any_caller() {
     let t0 = Instant::now();
     let b = SharedBreaker::new(t0);
