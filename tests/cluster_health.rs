@@ -1,0 +1,282 @@
+//! Cluster mode v1 (fleet-wide provider health) end to end: two in-process
+//! gateways share a real redis-server and one primary mock. A trip on node A
+//! sidelines the primary on node B (which then sends it nothing); A's probe
+//! closing it lifts B's sideline; Redis killed or hung (SIGSTOP) leaves both
+//! nodes serving on node-local health, and a restarted Redis carries trips
+//! again. Every wait is bounded in time and count; timings are printed (the
+//! propagation delay), never asserted.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::redis_server::RedisServer;
+use common::*;
+use loadtest::client::{Client, HttpResponse};
+use loadtest::mock::{Fault, MockHandle};
+use switchyard::gateway::Gateway;
+
+const PRIMARY: &str = "primary/primary-model";
+const FALLBACK: &str = "fallback/fallback-model";
+/// Far above every deadline in play (link 250 ms, ticks 20 ms), far below a hang.
+const BOUND: Duration = Duration::from_secs(10);
+
+/// A node named `name` of the fleet on `redis`: primary then fallback, the
+/// primary tripping after 2 consecutive failures for `cooldown`.
+fn node(
+    name: &str,
+    redis: &str,
+    primary: &MockHandle,
+    fallback: &MockHandle,
+    cooldown: &str,
+) -> Gateway {
+    let yaml = chain_yaml(
+        &[("primary", primary), ("fallback", fallback)],
+        "retry: { attempts: 3, backoff: 1ms, max_backoff: 2ms }",
+        &format!(
+            "health: {{ consecutive_failures: 2, min_requests: 100000, cooldown: {cooldown}, max_cooldown: {cooldown} }}\n\
+             admin: {{ listen: 127.0.0.1:0 }}\n\
+             cluster: {{ redis: \"{redis}\", node_id: {name}, sync_interval: 20ms }}\n"
+        ),
+    );
+    gateway(&yaml)
+}
+
+fn admin_get(gw: &Gateway, path: &str) -> HttpResponse {
+    let addr = gw.admin_addr().expect("admin listener configured");
+    let mut client = Client::connect(addr).expect("connect to admin");
+    client.request("GET", path, &[], b"").expect("admin answer")
+}
+
+fn cluster(gw: &Gateway) -> serde_json::Value {
+    let reply = admin_get(gw, "/admin/cluster");
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    reply.json()
+}
+
+/// Whether `gw` holds the primary sidelined by the fleet.
+fn fleet_sidelined(gw: &Gateway) -> bool {
+    cluster(gw)["sidelined"]
+        .as_array()
+        .is_some_and(|list| list.iter().any(|s| s["target"] == PRIMARY))
+}
+
+fn redis_up(gw: &Gateway) -> bool {
+    cluster(gw)["redis"]["up"] == true
+}
+
+fn target_of(response: &HttpResponse) -> String {
+    response
+        .header("x-switchyard-target")
+        .unwrap_or("-")
+        .to_string()
+}
+
+/// One request through `gw`, which must succeed; returns who served it.
+fn served(gw: &Gateway) -> String {
+    let response = chat(gw.addr());
+    assert_eq!(response.status, 200, "{}", response.text());
+    target_of(&response)
+}
+
+/// Trips the primary on `a` (failing 503): requests through `a` until its
+/// breaker is open (bounded); every one is still served (by the fallback).
+/// Returns when the trip was first seen on A's admin listener.
+fn trip_on(a: &Gateway, primary: &MockHandle) -> Instant {
+    primary.set_fault(fault_status(503));
+    for _ in 0..20 {
+        served(a);
+        if a_tripped(a) {
+            return Instant::now();
+        }
+    }
+    panic!("the primary never tripped on node A");
+}
+
+fn a_tripped(a: &Gateway) -> bool {
+    let targets = admin_get(a, "/admin/targets").json();
+    targets["targets"]
+        .as_array()
+        .and_then(|list| list.iter().find(|t| t["target"] == PRIMARY))
+        .and_then(|t| t["shards"][0]["breaker"].as_str().map(|s| s == "open"))
+        .unwrap_or(false)
+}
+
+/// Waits (bounded) until `b` sidelines the primary; returns how long it took.
+fn await_sideline(b: &Gateway, since: Instant) -> Duration {
+    assert!(
+        wait_until(BOUND, || fleet_sidelined(b)),
+        "node B never sidelined the primary: {}",
+        cluster(b)
+    );
+    since.elapsed()
+}
+
+#[test]
+fn a_trip_on_one_node_is_avoided_by_the_other_and_its_close_lifts_it() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let (primary, fallback) = (mock("primary"), mock("fallback"));
+    let a = node("a", &redis.url(), &primary, &fallback, "3s");
+    let b = node("b", &redis.url(), &primary, &fallback, "3s");
+    assert_eq!(served(&b), PRIMARY, "healthy: B uses the primary");
+
+    let tripped = trip_on(&a, &primary);
+    let delay = await_sideline(&b, tripped);
+    eprintln!("propagation: A's trip seen as B's sideline after {delay:?} (sync_interval 20ms)");
+    let status = cluster(&b);
+    assert_eq!(status["sidelined"][0]["by"], "a", "{status}");
+    assert!(
+        status["peers"]
+            .as_array()
+            .is_some_and(|p| p.iter().any(|n| n["node"] == "a")),
+        "{status}"
+    );
+
+    let before = primary.stats().requests;
+    for _ in 0..10 {
+        assert_eq!(served(&b), FALLBACK);
+    }
+    let sent = primary.stats().requests - before;
+    assert_eq!(sent, 0, "B sent {sent} requests to the primary A tripped");
+    assert!(
+        cluster(&a)["sidelined"]
+            .as_array()
+            .is_some_and(Vec::is_empty),
+        "A does not sideline its own trip"
+    );
+
+    // Healed: A's probe (after its cooldown) closes it; B lifts its sideline.
+    primary.set_fault(Fault::None);
+    assert!(
+        wait_until(BOUND, || served(&a) == PRIMARY),
+        "A's probe never closed the breaker"
+    );
+    assert!(
+        wait_until(BOUND, || !fleet_sidelined(&b)),
+        "B kept the sideline after A closed: {}",
+        cluster(&b)
+    );
+    assert_eq!(served(&b), PRIMARY, "B serves from the primary again");
+    let applied = cluster(&b)["messages_applied"].as_u64().unwrap_or(0);
+    assert!(applied >= 2, "a trip and a close applied on B: {applied}");
+    let metrics = admin_get(&b, "/metrics").text();
+    assert!(
+        metrics.contains("switchyard_cluster_redis_up 1"),
+        "{metrics}"
+    );
+    a.shutdown();
+    b.shutdown();
+}
+
+/// Requests through both nodes while `during` lasts; all must succeed.
+fn serve_both(a: &Gateway, b: &Gateway, count: usize) -> usize {
+    let mut ok = 0;
+    for i in 0..count {
+        let gw = if i % 2 == 0 { a } else { b };
+        let response = chat(gw.addr());
+        assert_eq!(response.status, 200, "request {i}: {}", response.text());
+        ok += 1;
+    }
+    ok
+}
+
+#[test]
+fn redis_killed_leaves_nodes_serving_and_a_restart_resyncs() {
+    let Some(mut redis) = RedisServer::start() else {
+        return;
+    };
+    let (primary, fallback) = (mock("primary"), mock("fallback"));
+    let a = node("a", &redis.url(), &primary, &fallback, "1s");
+    let b = node("b", &redis.url(), &primary, &fallback, "1s");
+    assert!(wait_until(BOUND, || redis_up(&a)
+        && cluster(&a)["last_receive_unix_ms"].is_u64()));
+
+    redis.kill();
+    assert_eq!(serve_both(&a, &b, 20), 20);
+    assert!(
+        wait_until(BOUND, || !redis_up(&a) && !redis_up(&b)),
+        "down not reported: {}",
+        cluster(&a)
+    );
+    assert_eq!(cluster(&a)["health"], "node_local");
+    assert!(admin_get(&a, "/metrics")
+        .text()
+        .contains("switchyard_cluster_redis_up 0"));
+    assert_eq!(serve_both(&a, &b, 20), 20, "still serving with Redis down");
+
+    redis.restart();
+    assert!(
+        wait_until(BOUND, || redis_up(&a) && redis_up(&b)),
+        "not back up: {}",
+        cluster(&a)
+    );
+    let tripped = trip_on(&a, &primary);
+    let delay = await_sideline(&b, tripped);
+    eprintln!("propagation after a Redis restart: {delay:?}");
+    a.shutdown();
+    b.shutdown();
+}
+
+#[test]
+fn redis_hung_never_hangs_a_request_or_the_shutdown() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let (primary, fallback) = (mock("primary"), mock("fallback"));
+    let a = node("a", &redis.url(), &primary, &fallback, "1s");
+    let b = node("b", &redis.url(), &primary, &fallback, "1s");
+    assert!(wait_until(BOUND, || redis_up(&a) && redis_up(&b)));
+
+    redis.pause();
+    let started = Instant::now();
+    assert_eq!(serve_both(&a, &b, 40), 40);
+    eprintln!("40 requests with Redis hung: {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < BOUND * 3,
+        "requests waited on a hung Redis"
+    );
+    assert!(
+        wait_until(BOUND, || !redis_up(&a)),
+        "a hung Redis not reported down: {}",
+        cluster(&a)
+    );
+    // A trip while Redis hangs stays node-local, and serving goes on.
+    trip_on(&a, &primary);
+    assert!(!fleet_sidelined(&b));
+    assert_eq!(serve_both(&a, &b, 10), 10);
+
+    // Shutdown with Redis still hung ends (the link's deadlines bound it).
+    let (done, finished) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        a.shutdown();
+        let _ = done.send(());
+    });
+    assert!(
+        finished.recv_timeout(BOUND * 3).is_ok(),
+        "shutdown hung on a hung Redis"
+    );
+    redis.resume();
+    assert!(
+        wait_until(BOUND, || redis_up(&b)),
+        "B not back: {}",
+        cluster(&b)
+    );
+    b.shutdown();
+}
+
+#[test]
+fn without_cluster_the_admin_route_says_so() {
+    let (primary, fallback) = (mock("primary"), mock("fallback"));
+    let yaml = chain_yaml(
+        &[("primary", &primary), ("fallback", &fallback)],
+        "",
+        "admin: { listen: 127.0.0.1:0 }\n",
+    );
+    let gw = gateway(&yaml);
+    let reply = admin_get(&gw, "/admin/cluster");
+    assert_eq!(reply.status, 404);
+    assert!(reply.text().contains("cluster mode is off"));
+    gw.shutdown();
+}
