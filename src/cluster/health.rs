@@ -38,6 +38,15 @@ use crate::route::Table;
 
 use super::link::{LinkConfig, LinkState, RedisLink, UrlError};
 
+/// Why the fleet-health thread did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cluster.redis: {0}")]
+    Url(#[from] UrlError),
+    #[error("cannot spawn the cluster-health thread: {0}")]
+    Spawn(#[from] std::io::Error),
+}
+
 /// A sideline taken from another node's trip.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FleetSideline {
@@ -196,7 +205,7 @@ impl FleetHealth {
         config: &ClusterConfig,
         control: Arc<Control>,
         view: Arc<FleetView>,
-    ) -> Result<FleetHealth, UrlError> {
+    ) -> Result<FleetHealth, StartError> {
         let link = RedisLink::new(&config.redis, LinkConfig::default())?;
         let prefix = format!("switchyard:{}:health", link.url().db);
         view.update(|s| s.channel = prefix.clone());
@@ -217,8 +226,7 @@ impl FleetHealth {
                 while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(interval) {
                     sync.tick(&control.current());
                 }
-            })
-            .map_err(|_| UrlError::Host)?;
+            })?;
         Ok(FleetHealth { stop, thread })
     }
 
@@ -254,6 +262,7 @@ struct Sync {
 
 impl Sync {
     fn tick(&mut self, table: &Table) {
+        self.forget(table);
         let in_sync = self.publish_local(table);
         self.apply_remote(table);
         self.watch_link();
@@ -261,6 +270,20 @@ impl Sync {
         self.view.update(|s| {
             s.link = link;
             s.in_sync = in_sync;
+        });
+    }
+
+    /// Drops what no longer applies: targets a reload removed, and fleet
+    /// sidelines that ran out on their own (Redis down, so no key was read).
+    fn forget(&mut self, table: &Table) {
+        let now = Instant::now();
+        let live: std::collections::HashSet<&str> =
+            table.slots.iter().map(|s| s.label.as_str()).collect();
+        self.published
+            .retain(|label, _| live.contains(label.as_str()));
+        self.view.update(|s| {
+            s.sidelined
+                .retain(|label, side| live.contains(label.as_str()) && side.lift > now)
         });
     }
 

@@ -67,7 +67,7 @@ pub enum LinkError {
     Auth(String),
 }
 
-/// What `/admin/cluster` will show of a link.
+/// What `/admin/cluster` shows of a link.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LinkState {
     /// The breaker is closed (fewer than `trip_after` consecutive failures).
