@@ -14,6 +14,7 @@ use common::redis_server::RedisServer;
 use common::*;
 use loadtest::client::{Client, HttpResponse};
 use loadtest::mock::{Fault, MockHandle};
+use switchyard::cluster::link::{LinkConfig, RedisLink};
 use switchyard::gateway::Gateway;
 
 const PRIMARY: &str = "primary/primary-model";
@@ -30,13 +31,25 @@ fn node(
     fallback: &MockHandle,
     cooldown: &str,
 ) -> Gateway {
+    node_every(name, redis, primary, fallback, cooldown, "20ms")
+}
+
+/// [`node`] reading the fleet's keys every `sync_interval`.
+fn node_every(
+    name: &str,
+    redis: &str,
+    primary: &MockHandle,
+    fallback: &MockHandle,
+    cooldown: &str,
+    sync_interval: &str,
+) -> Gateway {
     let yaml = chain_yaml(
         &[("primary", primary), ("fallback", fallback)],
         "retry: { attempts: 3, backoff: 1ms, max_backoff: 2ms }",
         &format!(
             "health: {{ consecutive_failures: 2, min_requests: 100000, cooldown: {cooldown}, max_cooldown: {cooldown} }}\n\
              admin: {{ listen: 127.0.0.1:0 }}\n\
-             cluster: {{ redis: \"{redis}\", node_id: {name}, sync_interval: 20ms }}\n"
+             cluster: {{ redis: \"{redis}\", node_id: {name}, sync_interval: {sync_interval} }}\n"
         ),
     );
     gateway(&yaml)
@@ -165,6 +178,60 @@ fn a_trip_on_one_node_is_avoided_by_the_other_and_its_close_lifts_it() {
     assert!(
         metrics.contains("switchyard_cluster_redis_up 1"),
         "{metrics}"
+    );
+    a.shutdown();
+    b.shutdown();
+}
+
+/// Subscribers on the health channel of db 0, as Redis counts them.
+fn subscribers(redis: &RedisServer) -> i64 {
+    let mut link = RedisLink::new(&redis.url(), LinkConfig::default()).expect("url");
+    let reply = link.call(
+        redis::cmd("PUBSUB")
+            .arg("NUMSUB")
+            .arg("switchyard:0:health"),
+    );
+    let pair: Vec<redis::Value> = reply
+        .ok()
+        .and_then(|v| redis::from_redis_value(&v).ok())
+        .unwrap_or_default();
+    pair.get(1)
+        .and_then(|n| redis::from_redis_value(n).ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn published_trips_and_closes_apply_before_the_next_poll() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let (primary, fallback) = (mock("primary"), mock("fallback"));
+    let a = node("a", &redis.url(), &primary, &fallback, "1s");
+    // B reads the keys every 30 s: within this test only its subscriber acts.
+    let b = node_every("b", &redis.url(), &primary, &fallback, "1s", "30s");
+    assert!(
+        wait_until(BOUND, || subscribers(&redis) >= 2),
+        "both nodes subscribe"
+    );
+    let tripped = trip_on(&a, &primary);
+    let delay = await_sideline(&b, tripped);
+    eprintln!("propagation by pub/sub: {delay:?}");
+    let before = primary.stats().requests;
+    for _ in 0..5 {
+        assert_eq!(served(&b), FALLBACK);
+    }
+    assert_eq!(primary.stats().requests, before, "B avoided the primary");
+    primary.set_fault(Fault::None);
+    assert!(wait_until(BOUND, || served(&a) == PRIMARY), "A closed it");
+    assert!(
+        wait_until(BOUND, || !fleet_sidelined(&b)),
+        "the published close lifted B's sideline: {}",
+        cluster(&b)
+    );
+    assert!(
+        cluster(&b)["last_receive_unix_ms"].is_null(),
+        "B's poll has not run yet, so the subscriber did it: {}",
+        cluster(&b)
     );
     a.shutdown();
     b.shutdown();

@@ -80,6 +80,8 @@ pub struct FleetView {
     status: Mutex<FleetStatus>,
     pub published: AtomicU64,
     pub applied: AtomicU64,
+    /// Serialises [`apply`] between the tick and the subscriber.
+    applying: Mutex<()>,
 }
 
 impl FleetView {
@@ -172,6 +174,7 @@ pub struct Message {
 pub struct FleetHealth {
     stop: mpsc::Sender<()>,
     thread: JoinHandle<()>,
+    subscriber: super::subscriber::Subscriber,
 }
 
 impl FleetHealth {
@@ -198,6 +201,7 @@ impl FleetHealth {
             }),
             published: AtomicU64::new(0),
             applied: AtomicU64::new(0),
+            applying: Mutex::new(()),
         })
     }
 
@@ -207,8 +211,23 @@ impl FleetHealth {
         view: Arc<FleetView>,
     ) -> Result<FleetHealth, StartError> {
         let link = RedisLink::new(&config.redis, LinkConfig::default())?;
+        let sub_link = RedisLink::new(&config.redis, LinkConfig::default())?;
         let prefix = format!("switchyard:{}:health", link.url().db);
         view.update(|s| s.channel = prefix.clone());
+        let subscriber = super::subscriber::Subscriber::start(
+            super::subscriber::Setup {
+                link: sub_link,
+                channel: prefix.clone(),
+                node: config.node_id.clone(),
+                margin: margin(config.sync_interval),
+                // Wakes to see a stop within 200 ms whatever the interval.
+                read_timeout: config
+                    .sync_interval
+                    .clamp(Duration::from_millis(10), Duration::from_millis(200)),
+            },
+            control.clone(),
+            view.clone(),
+        )?;
         let mut sync = Sync {
             node: config.node_id.clone(),
             margin: margin(config.sync_interval),
@@ -227,12 +246,17 @@ impl FleetHealth {
                     sync.tick(&control.current());
                 }
             })?;
-        Ok(FleetHealth { stop, thread })
+        Ok(FleetHealth {
+            stop,
+            thread,
+            subscriber,
+        })
     }
 
     pub fn stop(self) {
         let _ = self.stop.send(());
         let _ = self.thread.join();
+        self.subscriber.stop();
     }
 }
 
@@ -397,63 +421,8 @@ impl Sync {
             let msg = raw
                 .and_then(|r| serde_json::from_str::<Message>(&r).ok())
                 .filter(|m| m.node != self.node && !m.closed);
-            self.apply(label, breaker, msg, now, wall);
+            apply(&self.view, self.margin, label, breaker, msg, now, wall);
         }
-    }
-
-    fn apply(
-        &self,
-        label: &str,
-        breaker: &SharedBreaker,
-        msg: Option<Message>,
-        now: Instant,
-        wall: SystemTime,
-    ) {
-        let held = self.view.status().sidelined.get(label).cloned();
-        let Some(msg) = msg else {
-            if let Some(side) = held {
-                breaker.lift_sideline(side.lift);
-                self.view.applied.fetch_add(1, Ordering::Relaxed);
-                self.view.update(|s| {
-                    s.sidelined.remove(label);
-                });
-                crate::event!(
-                    Level::Info,
-                    "cluster: fleet sideline lifted",
-                    target = label,
-                    by = side.node
-                );
-            }
-            return;
-        };
-        let until = msg.open_until_unix_ms.unwrap_or(0);
-        self.view.update(|s| {
-            s.peers.insert(msg.node.clone(), wall);
-        });
-        if held.is_some_and(|h| h.open_until_unix_ms == until && h.node == msg.node) {
-            return;
-        }
-        let ahead = Duration::from_millis(until.saturating_sub(unix_ms(wall)));
-        breaker.sideline(now, now + ahead + self.margin);
-        let Some(lift) = breaker.sidelined_until(now) else {
-            return;
-        };
-        self.view.applied.fetch_add(1, Ordering::Relaxed);
-        crate::event!(
-            Level::Info,
-            "cluster: target sidelined by the fleet",
-            target = label,
-            by = msg.node,
-            open_until_unix_ms = until
-        );
-        let side = FleetSideline {
-            node: msg.node,
-            open_until_unix_ms: until,
-            lift,
-        };
-        self.view.update(|s| {
-            s.sidelined.insert(label.to_string(), side);
-        });
     }
 
     /// Says once per outage that health is node-local, and once when Redis is
@@ -480,6 +449,66 @@ impl Sync {
             );
         }
     }
+}
+
+/// Applies another node's trip (`Some`) or the absence of one (`None`: closed,
+/// or the key gone) to `label`'s breaker: a sideline set, extended or lifted.
+/// Called by the tick and by the subscriber, one at a time (`view.applying`).
+pub(crate) fn apply(
+    view: &FleetView,
+    margin: Duration,
+    label: &str,
+    breaker: &SharedBreaker,
+    msg: Option<Message>,
+    now: Instant,
+    wall: SystemTime,
+) {
+    let _one = view.applying.lock().unwrap_or_else(|p| p.into_inner());
+    let held = view.status().sidelined.get(label).cloned();
+    let Some(msg) = msg else {
+        if let Some(side) = held {
+            breaker.lift_sideline(side.lift);
+            view.applied.fetch_add(1, Ordering::Relaxed);
+            view.update(|s| {
+                s.sidelined.remove(label);
+            });
+            crate::event!(
+                Level::Info,
+                "cluster: fleet sideline lifted",
+                target = label,
+                by = side.node
+            );
+        }
+        return;
+    };
+    let until = msg.open_until_unix_ms.unwrap_or(0);
+    view.update(|s| {
+        s.peers.insert(msg.node.clone(), wall);
+    });
+    if held.is_some_and(|h| h.open_until_unix_ms == until && h.node == msg.node) {
+        return;
+    }
+    let ahead = Duration::from_millis(until.saturating_sub(unix_ms(wall)));
+    breaker.sideline(now, now + ahead + margin);
+    let Some(lift) = breaker.sidelined_until(now) else {
+        return;
+    };
+    view.applied.fetch_add(1, Ordering::Relaxed);
+    crate::event!(
+        Level::Info,
+        "cluster: target sidelined by the fleet",
+        target = label,
+        by = msg.node,
+        open_until_unix_ms = until
+    );
+    let side = FleetSideline {
+        node: msg.node,
+        open_until_unix_ms: until,
+        lift,
+    };
+    view.update(|s| {
+        s.sidelined.insert(label.to_string(), side);
+    });
 }
 
 #[cfg(test)]

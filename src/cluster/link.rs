@@ -381,6 +381,32 @@ impl RedisLink {
         }
     }
 
+    /// Hands over a connection of its own (connecting first, within the
+    /// backoff and breaker like a call), for a caller that keeps it in a mode
+    /// the link's calls cannot share (SUBSCRIBE). Report its fate with
+    /// [`RedisLink::confirmed`] and [`RedisLink::lost`], so the backoff and
+    /// the breaker keep counting.
+    pub fn dedicated(&mut self) -> Result<redis::Connection, LinkError> {
+        self.ready(Instant::now())?;
+        self.state.connected = false;
+        match self.conn.take() {
+            Some(conn) => Ok(conn),
+            None => Err(self.failed(LinkError::Io("not connected".into()))),
+        }
+    }
+
+    /// A dedicated connection answered (its SUBSCRIBE was confirmed).
+    pub fn confirmed(&mut self) {
+        self.state.connected = true;
+        self.succeeded();
+    }
+
+    /// A dedicated connection failed: counted like a failed call.
+    pub fn lost(&mut self, err: &redis::RedisError) -> LinkError {
+        let error = classify(err, self.config.io_timeout);
+        self.failed(error)
+    }
+
     /// PING, answered.
     pub fn ping(&mut self) -> Result<(), LinkError> {
         self.call(&redis::cmd("PING")).map(|_| ())

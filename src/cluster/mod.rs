@@ -13,3 +13,4 @@
 
 pub mod health;
 pub mod link;
+pub mod subscriber;
