@@ -16,11 +16,12 @@
 //!   or expired) lifts that sideline at once. What was applied from others is
 //!   a sideline, never a trip, so it is never published again (no echo).
 //!
-//! The fleet's state is read from the keys rather than from a SUBSCRIBE
-//! connection: a reconnect then needs no resubscribe, and a message missed in
-//! an outage cannot leave a sideline behind. Redis down or hung costs a tick
-//! the link's deadlines, then nothing (the link answers `Down` at once); the
-//! node runs on node-local health meanwhile, said once per outage and once on
+//! The published messages are applied as they come by [`super::subscriber`];
+//! the keys are the source of truth and the resync: a node that starts or
+//! reconnects learns the current trips from them, and a message missed in an
+//! outage cannot leave a sideline behind. Redis down or hung costs a tick the
+//! link's deadlines, then nothing (the link answers `Down` at once); the node
+//! runs on node-local health meanwhile, said once per outage and once on
 //! recovery, when its own open trips are written again (a restarted Redis has
 //! lost them).
 
