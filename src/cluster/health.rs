@@ -66,7 +66,10 @@ pub struct FleetStatus {
     pub channel: String,
     pub link: LinkState,
     pub last_publish: Option<SystemTime>,
-    pub last_receive: Option<SystemTime>,
+    /// The last read of the fleet's keys (the tick's MGET).
+    pub last_sync: Option<SystemTime>,
+    /// The last message another node published, as the subscriber got it.
+    pub last_message: Option<SystemTime>,
     /// Other nodes, by id: when a message of theirs was last seen.
     pub peers: BTreeMap<String, SystemTime>,
     /// Targets sidelined here by another node's trip, by label.
@@ -93,7 +96,7 @@ impl FleetView {
         }
     }
 
-    fn update(&self, f: impl FnOnce(&mut FleetStatus)) {
+    pub(crate) fn update(&self, f: impl FnOnce(&mut FleetStatus)) {
         match self.status.lock() {
             Ok(mut s) => f(&mut s),
             Err(poisoned) => f(&mut poisoned.into_inner()),
@@ -132,7 +135,8 @@ impl FleetView {
             "health": if s.link.up { "fleet" } else { "node_local" },
             "in_sync": s.in_sync,
             "last_publish_unix_ms": unix(s.last_publish),
-            "last_receive_unix_ms": unix(s.last_receive),
+            "last_sync_unix_ms": unix(s.last_sync),
+            "last_message_unix_ms": unix(s.last_message),
             "messages_published": self.published.load(Ordering::Relaxed),
             "messages_applied": self.applied.load(Ordering::Relaxed),
             "peers": peers,
@@ -195,7 +199,8 @@ impl FleetHealth {
                     connect_attempts: 0,
                 },
                 last_publish: None,
-                last_receive: None,
+                last_sync: None,
+                last_message: None,
                 peers: BTreeMap::new(),
                 sidelined: BTreeMap::new(),
                 in_sync: false,
@@ -414,7 +419,7 @@ impl Sync {
         };
         let values: Vec<Option<String>> = redis::from_redis_value(&value).unwrap_or_default();
         let (now, wall) = (Instant::now(), SystemTime::now());
-        self.view.update(|s| s.last_receive = Some(wall));
+        self.view.update(|s| s.last_sync = Some(wall));
         for (slot, (label, raw)) in labels.iter().zip(values).enumerate() {
             let Some(breaker) = table.breakers.get(slot) else {
                 continue;

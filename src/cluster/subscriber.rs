@@ -93,6 +93,7 @@ fn on_message(setup: &Setup, control: &Control, view: &FleetView, payload: &[u8]
     if msg.node == setup.node {
         return;
     }
+    view.update(|s| s.last_message = Some(SystemTime::now()));
     let table = control.current();
     let Some(slot) = table.slots.iter().position(|s| s.label == msg.target) else {
         return;
