@@ -237,6 +237,38 @@ fn published_trips_and_closes_apply_before_the_next_poll() {
     b.shutdown();
 }
 
+#[test]
+fn a_node_that_starts_later_learns_current_trips_even_after_a_redis_restart() {
+    let Some(mut redis) = RedisServer::start() else {
+        return;
+    };
+    let (primary, fallback) = (mock("primary"), mock("fallback"));
+    // Open far longer than the test: only A's rewrite can tell the late node.
+    let a = node("a", &redis.url(), &primary, &fallback, "60s");
+    trip_on(&a, &primary);
+    assert!(wait_until(BOUND, || cluster(&a)["in_sync"] == true));
+    // The restarted Redis has no keys: A writes its open trip again.
+    redis.restart();
+    let late = node("late", &redis.url(), &primary, &fallback, "60s");
+    assert!(
+        wait_until(BOUND, || fleet_sidelined(&late)),
+        "a node started after the trip (and after a Redis restart) never learnt it: A {} / late {}",
+        cluster(&a),
+        cluster(&late)
+    );
+    let before = primary.stats().requests;
+    for _ in 0..5 {
+        assert_eq!(served(&late), FALLBACK);
+    }
+    assert_eq!(
+        primary.stats().requests,
+        before,
+        "the late node avoided the primary"
+    );
+    a.shutdown();
+    late.shutdown();
+}
+
 /// Requests through both nodes while `during` lasts; all must succeed.
 fn serve_both(a: &Gateway, b: &Gateway, count: usize) -> usize {
     let mut ok = 0;

@@ -242,6 +242,7 @@ impl FleetHealth {
             published: HashMap::new(),
             view,
             was_up: true,
+            reconnects: 0,
         };
         let (stop, stopped) = mpsc::channel();
         let interval = config.sync_interval;
@@ -273,6 +274,9 @@ fn margin(sync_interval: Duration) -> Duration {
     (sync_interval * 10).clamp(Duration::from_secs(1), Duration::from_secs(10))
 }
 
+/// The longest another node's trip is taken to last here.
+const MAX_REMOTE_OPEN: Duration = Duration::from_secs(600);
+
 fn unix_ms(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
@@ -288,6 +292,8 @@ struct Sync {
     published: HashMap<String, u64>,
     view: Arc<FleetView>,
     was_up: bool,
+    /// The link's reconnect count when last looked at.
+    reconnects: u64,
 }
 
 impl Sync {
@@ -433,8 +439,22 @@ impl Sync {
 
     /// Says once per outage that health is node-local, and once when Redis is
     /// back, when every local trip is written again.
+    /// Marks every published trip unwritten (0 is no deadline), so the next
+    /// tick writes it again, or deletes its key if it closed meanwhile.
+    fn republish_all(&mut self) {
+        for until in self.published.values_mut() {
+            *until = 0;
+        }
+    }
+
     fn watch_link(&mut self) {
-        let state = self.link.state();
+        let state = self.link.state().clone();
+        // A reconnect may be to a restarted Redis that lost the keys, even when
+        // too short an outage to open the link's breaker: write them again.
+        if state.reconnects != self.reconnects {
+            self.reconnects = state.reconnects;
+            self.republish_all();
+        }
         if state.up == self.was_up {
             return;
         }
@@ -445,7 +465,7 @@ impl Sync {
                 "cluster: redis is back; provider health is fleet-wide again, resyncing",
                 redis = self.link.url()
             );
-            self.published.clear();
+            self.republish_all();
         } else {
             crate::event!(
                 Level::Error,
@@ -494,7 +514,9 @@ pub(crate) fn apply(
     if held.is_some_and(|h| h.open_until_unix_ms == until && h.node == msg.node) {
         return;
     }
-    let ahead = Duration::from_millis(until.saturating_sub(unix_ms(wall)));
+    // Capped: a skewed clock or a stray key must not hold a target off for
+    // long while Redis is down (when no key read can lift it).
+    let ahead = Duration::from_millis(until.saturating_sub(unix_ms(wall))).min(MAX_REMOTE_OPEN);
     breaker.sideline(now, now + ahead + margin);
     let Some(lift) = breaker.sidelined_until(now) else {
         return;
