@@ -246,13 +246,20 @@ impl FleetHealth {
         };
         let (stop, stopped) = mpsc::channel();
         let interval = config.sync_interval;
-        let thread = std::thread::Builder::new()
+        let spawned = std::thread::Builder::new()
             .name("cluster-health".into())
             .spawn(move || {
                 while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(interval) {
                     sync.tick(&control.current());
                 }
-            })?;
+            });
+        let thread = match spawned {
+            Ok(thread) => thread,
+            Err(e) => {
+                subscriber.stop();
+                return Err(e.into());
+            }
+        };
         Ok(FleetHealth {
             stop,
             thread,
