@@ -160,12 +160,7 @@ pub fn rejects_prefill(status: u16, body: &[u8]) -> bool {
 
 /// Roughly how many tokens `text` is (for the continuation's `max_tokens`).
 pub fn estimate_tokens(text: &str) -> u64 {
-    estimate_tokens_of_bytes(text.len())
-}
-
-/// [`estimate_tokens`] for `len` bytes of text.
-pub fn estimate_tokens_of_bytes(len: usize) -> u64 {
-    (len as u64).div_ceil(4)
+    crate::wire::usage::estimate_tokens_of_bytes(text.len())
 }
 
 /// What to do with a continuation's text so far.

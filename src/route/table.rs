@@ -209,28 +209,28 @@ impl Table {
             self.breakers[index] = old.breakers[i].clone();
             self.prefill[index] = old.prefill[i].clone();
         }
-        let (new_names, old_names) = (self.names(), old.names());
+        let (new_names, old_names) = (
+            names(&self.config, &self.slots),
+            names(&old.config, &old.slots),
+        );
         let names = Names {
             keys: (&new_names.0, &old_names.0),
             providers: (&new_names.1, &old_names.1),
             slots: (&new_names.2, &old_names.2),
         };
-        let mut limits = Limits::build(&self.config, &slot_quotas(&self.config, &self.slots));
-        limits.carry(&old.limits, &names);
-        self.limits = Arc::new(limits);
+        match Arc::get_mut(&mut self.limits) {
+            // Built by `Table::build` and not shared yet: carried in place.
+            Some(limits) => limits.carry(&old.limits, &names),
+            None => {
+                let mut limits =
+                    Limits::build(&self.config, &slot_quotas(&self.config, &self.slots));
+                limits.carry(&old.limits, &names);
+                self.limits = Arc::new(limits);
+            }
+        }
         // Same config (a DNS refresh): the same prices and spend. A reload sets
         // its own after this.
         self.spend = old.spend.clone();
-    }
-
-    /// The names of keys, providers and slots, by index (what limits carry by).
-    fn names(&self) -> (Vec<&str>, Vec<&str>, Vec<&str>) {
-        let config = &self.config;
-        (
-            config.keys.iter().map(|k| k.name.as_str()).collect(),
-            config.providers.iter().map(|p| p.name.as_str()).collect(),
-            self.slots.iter().map(|s| s.label.as_str()).collect(),
-        )
     }
 
     /// Whether the addresses of any provider differ from `other`'s.
@@ -279,6 +279,18 @@ fn number_slots(config: &Config) -> (Vec<TargetSlot>, Vec<Vec<usize>>) {
         route_slots.push(indices);
     }
     (slots, route_slots)
+}
+
+/// The names of keys, providers and slots, by index (what limits carry by).
+fn names<'a>(
+    config: &'a Config,
+    slots: &'a [TargetSlot],
+) -> (Vec<&'a str>, Vec<&'a str>, Vec<&'a str>) {
+    (
+        config.keys.iter().map(|k| k.name.as_str()).collect(),
+        config.providers.iter().map(|p| p.name.as_str()).collect(),
+        slots.iter().map(|s| s.label.as_str()).collect(),
+    )
 }
 
 /// Each slot's own quota: that of the first target entry (in any route) for the

@@ -117,7 +117,7 @@ impl ChatBody {
     /// answer is known (for token limits): a token per 4 bytes of body, plus the
     /// output it allows.
     pub fn token_estimate(&self, body_len: usize) -> u64 {
-        (body_len as u64).div_ceil(4) + self.max_output_tokens.unwrap_or(0)
+        super::usage::estimate_tokens_of_bytes(body_len) + self.max_output_tokens.unwrap_or(0)
     }
 
     /// Writes `body` with `model` replaced by `target_model`; for streams it also

@@ -2,6 +2,12 @@
 
 use serde::Deserialize;
 
+/// A rough count of the tokens `len` bytes of text are: one per 4 bytes (what
+/// limits charge before the usage is known, and what a cut stream is charged).
+pub fn estimate_tokens_of_bytes(len: usize) -> u64 {
+    (len as u64).div_ceil(4)
+}
+
 /// Token counts reported by a provider.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 pub struct Usage {

@@ -44,10 +44,14 @@ pub(super) fn admit_key(
         state.stats.limited.fetch_add(1, Ordering::Relaxed);
         Err(limited)
     };
-    let book = &routing.table.spend.book;
-    if let Some(budget) = book.status(caller.index, std::time::SystemTime::now()) {
-        if budget.exhausted {
-            return refused(Limited::Budget(budget));
+    // Only a key with a budget can run out (the clock and period math are
+    // skipped for the others).
+    if caller.key.budget.is_some() {
+        let book = &routing.table.spend.book;
+        if let Some(budget) = book.status(caller.index, std::time::SystemTime::now()) {
+            if budget.exhausted {
+                return refused(Limited::Budget(budget));
+            }
         }
     }
     let in_flight = match state.max_concurrency {

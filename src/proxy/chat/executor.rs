@@ -193,13 +193,7 @@ pub(super) fn admit(
     if let Some(why) = req.refused_by(route, target) {
         // Stateful requests skip translated targets silently; others say why.
         if req.pinned().is_none() {
-            trail.attempts.push(AttemptLog {
-                target: req.label(slot).to_string(),
-                class: FailureClass::Client,
-                status: None,
-                elapsed: Duration::ZERO,
-                detail: why.to_string(),
-            });
+            trail.skipped(req.label(slot), why);
         }
         return None;
     }
@@ -382,6 +376,18 @@ fn reading(req: &Request<'_>, pick: &Pick, now: Instant) -> Reading {
 }
 
 impl Trail {
+    /// A target that could not take the request, listed with why (nothing was
+    /// sent, nothing counts against it).
+    pub(super) fn skipped(&mut self, label: &str, why: &str) {
+        self.attempts.push(AttemptLog {
+            target: label.to_string(),
+            class: FailureClass::Client,
+            status: None,
+            elapsed: Duration::ZERO,
+            detail: why.to_string(),
+        });
+    }
+
     /// Keeps a provider answer in case nothing better comes. The plan's `Return`
     /// gives the client this attempt's answer or, without one, the attempt list.
     fn keep(&mut self, answer: Option<attempt::ProviderAnswer>, label: &str, step: Step) {

@@ -130,7 +130,7 @@ fn charge_spend(req: &Request<'_>, pick: &Pick, usage: Usage) {
 /// and tokens.
 pub(super) fn charge_unreported(req: &Request<'_>, pick: &Pick) {
     let usage = Usage {
-        prompt_tokens: crate::proxy::continuation::estimate_tokens_of_bytes(req.body.len()),
+        prompt_tokens: crate::wire::usage::estimate_tokens_of_bytes(req.body.len()),
         completion_tokens: 0,
     };
     charge_spend(req, pick, usage);
@@ -163,13 +163,7 @@ pub(super) fn untranslatable(
         req.routing.leases.refund(charge);
     }
     meta.attempts = meta.attempts.saturating_sub(1);
-    trail.attempts.push(AttemptLog {
-        target: req.label(pick.slot).to_string(),
-        class: FailureClass::Client,
-        status: None,
-        elapsed: Duration::ZERO,
-        detail: reason.to_string(),
-    });
+    trail.skipped(req.label(pick.slot), reason);
 }
 
 /// A probe whose stream committed (a 200 with content) has shown the target

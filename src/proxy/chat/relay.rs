@@ -156,7 +156,7 @@ fn cut_estimate(
     }
     let relayed = stats.text.get(text_before..).unwrap_or("");
     Some(Usage {
-        prompt_tokens: continuation::estimate_tokens_of_bytes(req.body.len()),
+        prompt_tokens: crate::wire::usage::estimate_tokens_of_bytes(req.body.len()),
         completion_tokens: continuation::estimate_tokens(relayed),
     })
 }
