@@ -13,4 +13,5 @@
 
 pub mod health;
 pub mod link;
+pub mod presence;
 pub mod subscriber;
