@@ -51,6 +51,8 @@ pub struct Control {
     pub spend: Arc<SpendKeeper>,
     /// Cluster mode's status (`/admin/cluster`); `None` without `cluster:`.
     pub cluster: Option<Arc<crate::cluster::health::FleetView>>,
+    /// Cluster mode's fleet limits (`/admin/cluster`'s `limits`).
+    pub fleet_limits: Option<Arc<crate::cluster::limits::LimitsView>>,
 }
 
 impl Control {

@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use crate::cluster::health::FleetHealth;
+use crate::cluster::limits::{FleetLimits, LimitsView};
 use crate::config::{Config, ShardCount};
 use crate::control::{Control, GatewayError};
 use crate::launch::{self, ShardOptions, Shards};
@@ -32,6 +33,7 @@ pub struct Gateway {
     admin: Option<crate::admin::AdminServer>,
     flusher: Option<Flusher>,
     fleet: Option<FleetHealth>,
+    fleet_limits: Option<FleetLimits>,
 }
 
 impl Gateway {
@@ -72,9 +74,11 @@ impl Gateway {
             drivers: shards.drivers.clone(),
             spend: spend.clone(),
             cluster: view.clone(),
+            fleet_limits: config.cluster.as_ref().map(|_| LimitsView::new()),
         });
         let flusher = Flusher::start(spend);
         let fleet = start_fleet(&config, &control, view);
+        let fleet_limits = start_fleet_limits(&config, &control);
         let admin = match &config.admin {
             Some(admin) => Some(
                 crate::admin::AdminServer::start(admin, control.clone()).map_err(|source| {
@@ -99,6 +103,7 @@ impl Gateway {
             admin,
             flusher,
             fleet,
+            fleet_limits,
         })
     }
 
@@ -134,6 +139,9 @@ impl Gateway {
         if let Some(fleet) = self.fleet {
             fleet.stop();
         }
+        if let Some(limits) = self.fleet_limits {
+            limits.stop();
+        }
         if let Some(admin) = self.admin {
             admin.stop();
         }
@@ -153,7 +161,7 @@ fn start_fleet(
         Ok(fleet) => {
             crate::event!(
                 Level::Info,
-                "cluster mode: provider health shared through redis (limits and spend stay per node)",
+                "cluster mode: provider health shared through redis",
                 node = cluster.node_id,
                 sync_interval = crate::config::format_duration(cluster.sync_interval)
             );
@@ -161,6 +169,25 @@ fn start_fleet(
         }
         Err(e) => {
             crate::event!(Level::Error, "cluster mode not started", error = e);
+            None
+        }
+    }
+}
+
+/// The fleet-limits thread, with `cluster:` (logged when it cannot start).
+fn start_fleet_limits(config: &Config, control: &Arc<Control>) -> Option<FleetLimits> {
+    let (cluster, view) = (config.cluster.as_ref()?, control.fleet_limits.clone()?);
+    match FleetLimits::start(cluster, control.clone(), view) {
+        Ok(limits) => {
+            crate::event!(
+                Level::Info,
+                "cluster mode: key limits and quotas leased fleet-wide through redis",
+                on_redis_down = cluster.on_redis_down.as_str()
+            );
+            Some(limits)
+        }
+        Err(e) => {
+            crate::event!(Level::Error, "cluster limits not started", error = e);
             None
         }
     }

@@ -225,6 +225,9 @@ fn route(method: Method, path: &str, shared: &Shared) -> Reply {
             if let Some(fleet) = &control.cluster {
                 fleet.prometheus(&mut text);
             }
+            if let Some(limits) = &control.fleet_limits {
+                limits.prometheus(&mut text);
+            }
             Reply {
                 status: 200,
                 content_type: b"text/plain; version=0.0.4; charset=utf-8",
@@ -233,7 +236,13 @@ fn route(method: Method, path: &str, shared: &Shared) -> Reply {
         }
         (Method::Get, "/admin/targets") => json(200, targets_json(&control.snapshots())),
         (Method::Get, "/admin/cluster") => match &control.cluster {
-            Some(fleet) => json(200, fleet.json()),
+            Some(fleet) => {
+                let mut body = fleet.json();
+                if let Some(limits) = &control.fleet_limits {
+                    body["limits"] = limits.json();
+                }
+                json(200, body)
+            }
             None => json(
                 404,
                 serde_json::json!({"error": "cluster mode is off (no `cluster:` in the config)"}),

@@ -19,7 +19,7 @@
 //! has forgotten them (NOSCRIPT).
 
 use std::fmt;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use redis::{Cmd, ConnectionAddr, ConnectionInfo, ConnectionLike, RedisConnectionInfo, Value};
 
@@ -283,13 +283,44 @@ redis.call('PEXPIREAT', KEYS[1], ARGV[2])
 return used
 ";
 
+/// Holds ARGV[2] of a fleet-wide concurrency cap ARGV[3] for node ARGV[1]:
+/// KEYS[1] maps each node to the slots it holds, KEYS[2] to when it last
+/// asked (unix ms, ARGV[4]); a node silent for ARGV[5] ms is dropped, its
+/// slots freed. Grants what the other nodes leave, at most ARGV[2]; returns
+/// it. Both keys expire when the whole fleet has been silent a while.
+const CONCURRENCY_SCRIPT: &str = r"
+local node, want, cap = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+local now, stale = tonumber(ARGV[4]), tonumber(ARGV[5])
+local held = redis.call('HGETALL', KEYS[1])
+local others = 0
+for i = 1, #held, 2 do
+  local other = held[i]
+  if other ~= node then
+    local seen = tonumber(redis.call('HGET', KEYS[2], other) or '0')
+    if now - seen > stale then
+      redis.call('HDEL', KEYS[1], other)
+      redis.call('HDEL', KEYS[2], other)
+    else
+      others = others + tonumber(held[i + 1])
+    end
+  end
+end
+local give = math.max(0, math.min(want, cap - others))
+redis.call('HSET', KEYS[1], node, give)
+redis.call('HSET', KEYS[2], node, now)
+redis.call('PEXPIRE', KEYS[1], stale * 4)
+redis.call('PEXPIRE', KEYS[2], stale * 4)
+return give
+";
+
 #[derive(Clone, Copy)]
 enum Script {
     Lease = 0,
     Force = 1,
+    Concurrency = 2,
 }
 
-const SCRIPTS: [&str; 2] = [LEASE_SCRIPT, FORCE_SCRIPT];
+const SCRIPTS: [&str; 3] = [LEASE_SCRIPT, FORCE_SCRIPT, CONCURRENCY_SCRIPT];
 
 /// A Redis link for one control thread: see the module doc.
 pub struct RedisLink {
@@ -301,7 +332,7 @@ pub struct RedisLink {
     retry_at: Option<Instant>,
     state: LinkState,
     /// The scripts' hashes as loaded into this Redis.
-    shas: [Option<String>; 2],
+    shas: [Option<String>; 3],
     ever_connected: bool,
     /// A CA (PEM) trusted for `rediss://` instead of the webpki roots.
     ca_pem: Option<Vec<u8>>,
@@ -343,7 +374,7 @@ impl RedisLink {
                 reconnects: 0,
                 connect_attempts: 0,
             },
-            shas: [None, None],
+            shas: [None, None, None],
             ever_connected: false,
             ca_pem: None,
         })
@@ -429,27 +460,55 @@ impl RedisLink {
         limit: u64,
         window_end_ms: u64,
     ) -> Result<u64, LinkError> {
-        let args = [want, limit, window_end_ms];
-        let value = self.eval(Script::Lease, key, &args)?;
+        let args = [want, limit, window_end_ms].map(|a| a.to_string());
+        let value = self.eval(Script::Lease, &[key], &args)?;
         redis::from_redis_value(&value).map_err(|e| LinkError::Protocol(e.to_string()))
     }
 
     /// The Redis side of [`crate::limits::lease::Ledger::force`]: counts `units`
     /// in `key` whatever the limit; returns the count after.
     pub fn force(&mut self, key: &str, units: u64, window_end_ms: u64) -> Result<u64, LinkError> {
-        let value = self.eval(Script::Force, key, &[units, window_end_ms])?;
+        let args = [units, window_end_ms].map(|a| a.to_string());
+        let value = self.eval(Script::Force, &[key], &args)?;
+        redis::from_redis_value(&value).map_err(|e| LinkError::Protocol(e.to_string()))
+    }
+
+    /// Asks to hold `want` slots of the fleet-wide concurrency cap `cap`
+    /// counted in `key` (with `key:seen`), for `node`; a node silent for
+    /// `stale` loses its slots. Returns the slots held now (what the others
+    /// leave, at most `want`).
+    pub fn hold_concurrency(
+        &mut self,
+        key: &str,
+        node: &str,
+        want: u32,
+        cap: u32,
+        stale: Duration,
+    ) -> Result<u32, LinkError> {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let args = [
+            node.to_string(),
+            want.to_string(),
+            cap.to_string(),
+            now.to_string(),
+            (stale.as_millis() as u64).max(1).to_string(),
+        ];
+        let seen = format!("{key}:seen");
+        let value = self.eval(Script::Concurrency, &[key, &seen], &args)?;
         redis::from_redis_value(&value).map_err(|e| LinkError::Protocol(e.to_string()))
     }
 
     /// EVALSHA of `script`, loading it first when this link has not, and once
     /// more when Redis answers NOSCRIPT (restarted, or SCRIPT FLUSH).
-    fn eval(&mut self, script: Script, key: &str, args: &[u64]) -> Result<Value, LinkError> {
+    fn eval(&mut self, script: Script, keys: &[&str], args: &[String]) -> Result<Value, LinkError> {
         let sha = self.sha(script)?;
-        match self.call(&evalsha(&sha, key, args)) {
+        match self.call(&evalsha(&sha, keys, args)) {
             Err(LinkError::Protocol(msg)) if msg.starts_with("NOSCRIPT") => {
                 self.shas[script as usize] = None;
                 let sha = self.sha(script)?;
-                self.call(&evalsha(&sha, key, args))
+                self.call(&evalsha(&sha, keys, args))
             }
             other => other,
         }
@@ -556,12 +615,9 @@ impl RedisLink {
     }
 }
 
-fn evalsha(sha: &str, key: &str, args: &[u64]) -> Cmd {
+fn evalsha(sha: &str, keys: &[&str], args: &[String]) -> Cmd {
     let mut cmd = redis::cmd("EVALSHA");
-    cmd.arg(sha).arg(1).arg(key);
-    for arg in args {
-        cmd.arg(*arg);
-    }
+    cmd.arg(sha).arg(keys.len()).arg(keys).arg(args);
     cmd
 }
 

@@ -12,6 +12,7 @@
 //! docs/cluster.md has the details.
 
 pub mod health;
+pub mod limits;
 pub mod link;
 pub mod presence;
 pub mod subscriber;

@@ -195,7 +195,7 @@ fn build(raw: RawConfig, r: &mut Report<'_>, side: &mut SideFiles<'_>) -> Config
         r,
     );
     let listen = r.socket_addr(raw.listen.as_deref(), &root.key("listen"), DEFAULT_LISTEN);
-    Config {
+    let config = Config {
         listen,
         shards: shards(raw.shards.as_ref(), &root.key("shards"), r),
         driver: r.choice(
@@ -227,7 +227,9 @@ fn build(raw: RawConfig, r: &mut Report<'_>, side: &mut SideFiles<'_>) -> Config
         prices,
         state,
         cluster: raw.cluster.map(|c| cluster(c, &root.key("cluster"), r)),
-    }
+    };
+    check_fleet_window(&config, &root.key("rate_window"), r);
+    config
 }
 
 /// `cluster:`: `redis` is required and must parse; `node_id: auto` (or left
@@ -261,6 +263,30 @@ fn cluster(raw: raw::RawCluster, path: &YamlPath, r: &mut Report<'_>) -> Cluster
             &path.key("sync_interval"),
             Duration::from_millis(50),
         ),
+        on_redis_down: r.choice(
+            raw.on_redis_down.as_deref(),
+            &path.key("on_redis_down"),
+            &[
+                ("local", OnRedisDown::Local),
+                ("closed", OnRedisDown::Closed),
+            ],
+            OnRedisDown::Local,
+        ),
+    }
+}
+
+/// In cluster mode every node must start its rate windows at the same
+/// moments: they count from the hour, so a window must divide it.
+fn check_fleet_window(config: &Config, path: &YamlPath, r: &mut Report<'_>) {
+    let window = config.rate_window.as_millis();
+    if config.cluster.is_some() && window > 0 && 3_600_000 % window != 0 {
+        r.error(
+            path,
+            format!(
+                "is {}; in cluster mode it must divide an hour (e.g. 1s, 10s, 1m, 5m) so every node's windows start together",
+                crate::config::format_duration(config.rate_window)
+            ),
+        );
     }
 }
 

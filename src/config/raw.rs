@@ -48,6 +48,8 @@ pub struct RawCluster {
     /// `auto` or a name.
     pub node_id: Option<String>,
     pub sync_interval: Option<DurationText>,
+    /// `local` or `closed`.
+    pub on_redis_down: Option<String>,
 }
 
 #[derive(Debug, Default, serde::Deserialize)]

@@ -43,6 +43,7 @@ pub fn redacted_json(config: &Config) -> Value {
                 .map_or_else(|_| REDACTED.to_string(), |u| u.to_string()),
             "node_id": c.node_id,
             "sync_interval": format_duration(c.sync_interval),
+            "on_redis_down": c.on_redis_down.as_str(),
         })),
     })
 }

@@ -44,6 +44,29 @@ pub struct ClusterConfig {
     pub node_id: String,
     /// How often local breaker transitions are published and the fleet's read.
     pub sync_interval: Duration,
+    /// What limited keys get while Redis is unreachable.
+    pub on_redis_down: OnRedisDown,
+}
+
+/// `cluster.on_redis_down`: how a node enforces fleet-wide limits while it
+/// cannot reach Redis.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnRedisDown {
+    /// Each node enforces its share of every limit (the limit over the nodes
+    /// last seen) and keeps serving.
+    Local,
+    /// Keys with any limit or budget are refused (503) until Redis is back;
+    /// keys without one are served.
+    Closed,
+}
+
+impl OnRedisDown {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OnRedisDown::Local => "local",
+            OnRedisDown::Closed => "closed",
+        }
+    }
 }
 
 /// `prices:` entry: one provider's model (or every model, `*`) and its rates.

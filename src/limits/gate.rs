@@ -8,18 +8,35 @@
 //! ([`Charge::settle`]), so a window's token count is what was really used.
 
 use std::cell::RefCell;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::lease::{batch_for, Lease, Ledger, Windows};
 use crate::config::{Config, Quota};
 
-/// The process-wide epoch windows are aligned to: every generation counts the
-/// same windows, so a reload never restarts one.
-fn epoch() -> Instant {
-    static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
-    *EPOCH.get_or_init(Instant::now)
+/// The process-wide epoch windows count from, and its wall-clock time (unix
+/// ms): every generation counts the same windows, so a reload never restarts
+/// one. A node's own limits count from its first generation. A fleet's count
+/// from the start of the hour on the wall clock, so every node starts its
+/// windows at the same moments (to within the clocks' skew) whenever it
+/// started, for any window that divides an hour.
+fn epoch(fleet: bool) -> (Instant, u64) {
+    use std::sync::OnceLock;
+    static NODE: OnceLock<(Instant, u64)> = OnceLock::new();
+    static FLEET: OnceLock<(Instant, u64)> = OnceLock::new();
+    let cell = if fleet { &FLEET } else { &NODE };
+    *cell.get_or_init(|| {
+        let (now, wall) = (Instant::now(), std::time::SystemTime::now());
+        let unix_ms = wall
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let into_hour = if fleet { unix_ms % 3_600_000 } else { 0 };
+        match now.checked_sub(Duration::from_millis(into_hour)) {
+            Some(start) => (start, unix_ms - into_hour),
+            None => (now, unix_ms),
+        }
+    })
 }
 
 /// One limited subject's gateway-wide counts: requests and tokens per window.
@@ -30,11 +47,21 @@ pub struct Limiter {
 }
 
 impl Limiter {
-    fn new(quota: Quota) -> Limiter {
+    /// `fleet`: the limit is the fleet's, this node granting what the
+    /// cluster's limits thread leased for it.
+    fn new(quota: Quota, fleet: bool) -> Limiter {
+        let ledger = if fleet { Ledger::fleet } else { Ledger::new };
         Limiter {
-            rpm: quota.rpm.map(Ledger::new),
-            tpm: quota.tpm.map(Ledger::new),
+            rpm: quota.rpm.map(ledger),
+            tpm: quota.tpm.map(ledger),
         }
+    }
+
+    /// Every ledger with its kind (`rpm`, `tpm`).
+    pub fn ledgers(&self) -> impl Iterator<Item = (&'static str, &Ledger)> {
+        [("rpm", &self.rpm), ("tpm", &self.tpm)]
+            .into_iter()
+            .filter_map(|(kind, ledger)| Some((kind, ledger.as_ref()?)))
     }
 
     fn quota(&self) -> Quota {
@@ -50,12 +77,38 @@ impl Limiter {
 }
 
 /// A key's gateway-wide state: its limiter, requests in flight, and what it used.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct KeyState {
     pub limiter: Limiter,
     pub max_concurrency: Option<u32>,
     pub in_flight: AtomicU32,
+    /// Cluster mode: the requests in flight the fleet allows this node
+    /// (`u32::MAX` outside it), set by the cluster's limits thread.
+    pub fleet_concurrency: AtomicU32,
+    /// Cluster mode with `on_redis_down: closed` while Redis is unreachable:
+    /// the key's limits cannot be enforced fleet-wide, so it is refused.
+    pub fleet_closed: AtomicBool,
     pub stats: KeyStats,
+}
+
+impl Default for KeyState {
+    fn default() -> KeyState {
+        KeyState {
+            limiter: Limiter::default(),
+            max_concurrency: None,
+            in_flight: AtomicU32::new(0),
+            fleet_concurrency: AtomicU32::new(u32::MAX),
+            fleet_closed: AtomicBool::new(false),
+            stats: KeyStats::default(),
+        }
+    }
+}
+
+impl KeyState {
+    /// Whether anything limits the key (what `on_redis_down: closed` refuses).
+    pub fn is_limited(&self, budget: bool) -> bool {
+        self.limiter.is_limited() || self.max_concurrency.is_some() || budget
+    }
 }
 
 /// What a key did, for `/admin/keys` and metrics.
@@ -71,6 +124,8 @@ pub struct KeyStats {
 #[derive(Debug)]
 pub struct Limits {
     pub windows: Windows,
+    /// Cluster mode: every ledger is a node's share of a fleet-wide count.
+    pub fleet: bool,
     pub keys: Vec<Arc<KeyState>>,
     /// Each provider's quota (shared by its targets), by provider index.
     pub providers: Vec<Arc<Limiter>>,
@@ -82,28 +137,31 @@ impl Limits {
     /// The limits of `config`; `slot_quotas` is each target slot's quota (from
     /// the first target entry that gives one).
     pub fn build(config: &Config, slot_quotas: &[Quota]) -> Limits {
+        let fleet = config.cluster.is_some();
         let keys = config
             .keys
             .iter()
             .map(|key| {
                 Arc::new(KeyState {
-                    limiter: Limiter::new(key.limits),
+                    limiter: Limiter::new(key.limits, fleet),
                     max_concurrency: key.max_concurrency,
                     ..KeyState::default()
                 })
             })
             .collect();
+        let (epoch, epoch_unix_ms) = epoch(fleet);
         Limits {
-            windows: Windows::new(epoch(), config.rate_window),
+            windows: Windows::at(epoch, epoch_unix_ms, config.rate_window),
+            fleet,
             keys,
             providers: config
                 .providers
                 .iter()
-                .map(|p| Arc::new(Limiter::new(p.quota)))
+                .map(|p| Arc::new(Limiter::new(p.quota, fleet)))
                 .collect(),
             slots: slot_quotas
                 .iter()
-                .map(|q| Arc::new(Limiter::new(*q)))
+                .map(|q| Arc::new(Limiter::new(*q, fleet)))
                 .collect(),
         }
     }
@@ -112,6 +170,11 @@ impl Limits {
     /// exist with the same limits (matched by `same`), so a reload neither
     /// refills a spent window nor forgets what a key used.
     pub fn carry(&mut self, old: &Limits, names: &Names<'_>) {
+        // A ledger counts either the node or the fleet: switching cluster mode
+        // on or off starts every count afresh.
+        if self.fleet != old.fleet {
+            return;
+        }
         carry_each(
             &mut self.keys,
             &old.keys,
@@ -281,13 +344,13 @@ impl ShardLeases {
             .map_or(0, |tpm| tokens.clamp(1, tpm.limit()));
         let mut leases = leases.borrow_mut();
         if let Some(rpm) = &limiter.rpm {
-            let batch = batch_for(rpm.limit(), self.shards);
+            let batch = batch_for(rpm.cap(window), self.shards);
             if !leases.rpm.take(rpm, window, 1, batch) {
                 return Err(refusal(LimitKind::Requests, rpm.limit()));
             }
         }
         if let Some(tpm) = &limiter.tpm {
-            let batch = batch_for(tpm.limit(), self.shards);
+            let batch = batch_for(tpm.cap(window), self.shards);
             if !leases.tpm.take(tpm, window, tokens, batch) {
                 if limiter.rpm.is_some() {
                     leases.rpm.give_back(window, 1);
@@ -393,8 +456,9 @@ impl Drop for InFlight {
 pub fn enter(key: &Arc<KeyState>) -> Result<InFlight, u32> {
     let previous = key.in_flight.fetch_add(1, Ordering::AcqRel);
     let guard = InFlight { key: key.clone() };
+    let here = key.fleet_concurrency.load(Ordering::Acquire);
     match key.max_concurrency {
-        Some(max) if previous >= max => Err(max),
+        Some(max) if previous >= max.min(here) => Err(max),
         _ => Ok(guard),
     }
 }

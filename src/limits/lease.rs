@@ -13,6 +13,11 @@
 //!
 //! Windows are fixed and aligned for the whole gateway ([`Windows`]): window `k`
 //! covers `[epoch + k·length, epoch + (k+1)·length)`.
+//!
+//! In cluster mode a ledger is a node's share of a fleet-wide count: it also
+//! holds an [`Allowance`] per window, what the fleet's Redis granted this node
+//! (written by the cluster's limits thread only), and grants no further than it.
+//! The allowance is leased ahead of need, so a request never waits on Redis.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -21,15 +26,31 @@ use std::time::{Duration, Instant};
 #[derive(Debug, Clone, Copy)]
 pub struct Windows {
     epoch: Instant,
+    /// The epoch's wall-clock time (unix ms), which names windows fleet-wide.
+    epoch_unix_ms: u64,
     length: Duration,
 }
 
 impl Windows {
     pub fn new(epoch: Instant, length: Duration) -> Windows {
+        Windows::at(epoch, 0, length)
+    }
+
+    /// Windows from `epoch`, which was `epoch_unix_ms` on the wall clock.
+    pub fn at(epoch: Instant, epoch_unix_ms: u64, length: Duration) -> Windows {
         Windows {
             epoch,
+            epoch_unix_ms,
             length: length.max(Duration::from_millis(1)),
         }
+    }
+
+    /// When window `index` starts on the wall clock (unix ms): its name in the
+    /// fleet, the same on every node whose epoch is a whole number of windows
+    /// away (gate aligns epochs to the hour; cluster mode needs windows that
+    /// divide it).
+    pub fn start_unix_ms(&self, index: u32) -> u64 {
+        self.epoch_unix_ms + self.length.as_millis() as u64 * u64::from(index)
     }
 
     pub fn length(&self) -> Duration {
@@ -54,6 +75,31 @@ impl Windows {
 pub struct Ledger {
     limit: u64,
     state: AtomicU64,
+    /// Cluster mode: the node's allowance per window (grants stop there).
+    allowance: Option<Allowance>,
+}
+
+/// What the fleet allows this node in a window, for the current window and the
+/// next (leased before it starts), by window parity; each slot packs
+/// (window, units) like a ledger's state. One writer: the limits thread.
+#[derive(Debug, Default)]
+pub struct Allowance {
+    slots: [AtomicU64; 2],
+}
+
+impl Allowance {
+    /// Units allowed in `window` (0 when nothing was set for it).
+    pub fn get(&self, window: u32) -> u64 {
+        match unpack(self.slots[(window % 2) as usize].load(Ordering::Acquire)) {
+            (w, units) if w == window => units,
+            _ => 0,
+        }
+    }
+
+    /// Allows `units` in `window` (replacing what was allowed).
+    pub fn set(&self, window: u32, units: u64) {
+        self.slots[(window % 2) as usize].store(pack(window, units), Ordering::Release);
+    }
 }
 
 const UNITS: u64 = u32::MAX as u64;
@@ -72,11 +118,36 @@ impl Ledger {
         Ledger {
             limit: limit.min(UNITS),
             state: AtomicU64::new(pack(0, 0)),
+            allowance: None,
+        }
+    }
+
+    /// A node's ledger of a fleet-wide limit: it grants only what its
+    /// allowance for the window holds (nothing until the fleet allows some).
+    pub fn fleet(limit: u64) -> Ledger {
+        Ledger {
+            allowance: Some(Allowance::default()),
+            ..Ledger::new(limit)
         }
     }
 
     pub fn limit(&self) -> u64 {
         self.limit
+    }
+
+    /// The fleet's allowance, in cluster mode.
+    pub fn allowance(&self) -> Option<&Allowance> {
+        self.allowance.as_ref()
+    }
+
+    /// The most this ledger grants in `window`: the limit, or in cluster mode
+    /// the node's allowance (which shards size their batches by, so that one
+    /// shard does not take a small allowance whole).
+    pub fn cap(&self, window: u32) -> u64 {
+        match &self.allowance {
+            None => self.limit,
+            Some(allowance) => allowance.get(window).min(self.limit),
+        }
     }
 
     /// Units granted (or charged) in `window` so far.
@@ -92,8 +163,9 @@ impl Ledger {
     /// ledger's starts it afresh; an earlier one (a shard that read the clock
     /// before another rolled the window) is granted nothing.
     pub fn grant(&self, window: u32, want: u64) -> u64 {
+        let cap = self.cap(window);
         self.update(window, |granted| {
-            let given = want.min(self.limit.saturating_sub(granted));
+            let given = want.min(cap.saturating_sub(granted));
             (granted + given, given)
         })
     }
@@ -276,6 +348,32 @@ mod tests {
             .map(|t| t.join().unwrap())
             .sum();
         assert_eq!(admitted, 1000);
+    }
+
+    #[test]
+    fn a_fleet_ledger_grants_only_its_allowance_per_window() {
+        let ledger = Ledger::fleet(100);
+        assert_eq!(ledger.grant(4, 10), 0, "nothing allowed yet");
+        let allowance = ledger.allowance().unwrap();
+        allowance.set(4, 6);
+        allowance.set(5, 3);
+        assert_eq!(ledger.grant(4, 10), 6);
+        assert_eq!(ledger.grant(4, 1), 0);
+        allowance.set(4, 8);
+        assert_eq!(
+            ledger.grant(4, 10),
+            2,
+            "a larger allowance lets more through"
+        );
+        assert_eq!(
+            ledger.grant(5, 10),
+            3,
+            "the next window's allowance was set ahead"
+        );
+        assert_eq!(allowance.get(6), 0);
+        allowance.set(6, 200);
+        assert_eq!(ledger.grant(6, 500), 100, "never past the limit");
+        assert_eq!(allowance.get(4), 0, "slot reused by window 6");
     }
 
     #[test]

@@ -24,6 +24,9 @@ pub(super) enum Limited {
     Concurrency(u32),
     /// Its budget for the period is spent.
     Budget(BudgetStatus),
+    /// Cluster mode, `on_redis_down: closed`: Redis is unreachable, so the
+    /// key's limits cannot be enforced fleet-wide.
+    FleetDown,
 }
 
 /// Admits the caller's request against its key's limits (nothing for an open
@@ -44,6 +47,9 @@ pub(super) fn admit_key(
         state.stats.limited.fetch_add(1, Ordering::Relaxed);
         Err(limited)
     };
+    if state.fleet_closed.load(Ordering::Acquire) {
+        return refused(Limited::FleetDown);
+    }
     // Only a key with a budget can run out (the clock and period math are
     // skipped for the others).
     if caller.key.budget.is_some() {
@@ -138,6 +144,7 @@ pub(super) fn refusal_answer(
 ) -> (ApiError, Vec<(&'static str, String)>) {
     let (message, retry_after, kind) = match limited {
         Limited::Budget(budget) => return budget_answer(budget, key_name),
+        Limited::FleetDown => return fleet_down_answer(key_name),
         Limited::Concurrency(max) => (
             format!("key `{key_name}` has {max} requests in flight, its max_concurrency; retry when one finishes"),
             Duration::from_secs(1),
@@ -185,6 +192,17 @@ fn budget_answer(budget: &BudgetStatus, key_name: &str) -> (ApiError, Vec<(&'sta
     );
     let error = ApiError::new(429, "insufficient_quota", "insufficient_quota", message);
     (error, vec![("x-should-retry", "false".to_string())])
+}
+
+/// A limited key while the fleet's Redis is unreachable and the cluster says
+/// `on_redis_down: closed`: a 503 (the SDKs retry it) with a short
+/// `Retry-After`.
+fn fleet_down_answer(key_name: &str) -> (ApiError, Vec<(&'static str, String)>) {
+    let message = format!(
+        "Key `{key_name}` has limits enforced fleet-wide and the fleet's Redis is unreachable (cluster.on_redis_down: closed); retry shortly."
+    );
+    let error = ApiError::new(503, "server_error", "fleet_limits_unavailable", message);
+    (error, retry_headers(Duration::from_secs(1)))
 }
 
 /// `Retry-After` in whole seconds (rounded up, at least 1) and OpenAI's
