@@ -321,6 +321,43 @@ fn redis_down_closed_refuses_limited_keys_only() {
     }
 }
 
+/// A target's quota (an Azure deployment's TPM, say) is shared by every node:
+/// requests sent through 3 nodes within one window reach the primary at most
+/// its quota; the rest are served by the fallback, none refused.
+#[test]
+fn a_target_quota_holds_for_the_whole_fleet() {
+    let Some(redis) = redis() else { return };
+    let (primary, fallback) = primary_and_fallback();
+    let nodes: Vec<Gateway> = ["n1", "n2", "n3"]
+        .iter()
+        .map(|name| {
+            let yaml = format!(
+                "listen: 127.0.0.1:0\nshards: 2\nshutdown_grace: 2s\nrate_window: 1m\n\
+                 admin: {{ listen: 127.0.0.1:0 }}\n\
+                 cluster: {{ redis: \"{}\", node_id: {name}, sync_interval: 20ms }}\n\
+                 providers:\n{}{}\
+                 routes:\n  - name: chat\n    match: {{ model: chat }}\n    strategy: priority\n    targets:\n\
+                 \x20     - {{ provider: primary, model: primary-model, priority: 0, rpm: 12 }}\n\
+                 \x20     - {{ provider: fallback, model: fallback-model, priority: 1 }}\n",
+                redis.url(),
+                provider("primary", &primary),
+                provider("fallback", &fallback),
+            );
+            gateway(&yaml)
+        })
+        .collect();
+    wait_leasing(&nodes);
+    let statuses: Vec<u16> = (0..45).map(|i| chat(nodes[i % 3].addr()).status).collect();
+    let to_primary = primary.stats().requests;
+    println!("45 requests through 3 nodes, primary quota 12/min: primary served {to_primary}");
+    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+    assert!((6..=12).contains(&to_primary), "{to_primary}");
+    assert_eq!(fallback.stats().requests + to_primary, 45);
+    for gw in nodes {
+        gw.shutdown();
+    }
+}
+
 /// A window that does not divide an hour cannot line up across nodes: a
 /// config error naming the line.
 #[test]
