@@ -53,6 +53,8 @@ pub struct Control {
     pub cluster: Option<Arc<crate::cluster::health::FleetView>>,
     /// Cluster mode's fleet limits (`/admin/cluster`'s `limits`).
     pub fleet_limits: Option<Arc<crate::cluster::limits::LimitsView>>,
+    /// Cluster mode's fleet spend (`/admin/cluster`'s `spend`).
+    pub fleet_spend: Option<Arc<crate::cluster::spend::SpendView>>,
 }
 
 impl Control {

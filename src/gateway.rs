@@ -10,6 +10,7 @@ use std::time::SystemTime;
 
 use crate::cluster::health::FleetHealth;
 use crate::cluster::limits::{FleetLimits, LimitsView};
+use crate::cluster::spend::{FleetSpend, SpendSync};
 use crate::config::{Config, ShardCount};
 use crate::control::{Control, GatewayError};
 use crate::launch::{self, ShardOptions, Shards};
@@ -34,6 +35,7 @@ pub struct Gateway {
     flusher: Option<Flusher>,
     fleet: Option<FleetHealth>,
     fleet_limits: Option<FleetLimits>,
+    fleet_spend: Option<FleetSpend>,
 }
 
 impl Gateway {
@@ -49,6 +51,11 @@ impl Gateway {
         let mut table = Table::build(config.clone(), 1, &resolve_host);
         table.spend = spend.ledger();
         let table = Arc::new(table);
+        // Before any shard charges: what the book holds now is the fleet's.
+        let spend_sync = config
+            .cluster
+            .as_ref()
+            .and_then(|c| FleetSpend::prepare(c, &spend.book()).ok());
         let budget = cpus::detect();
         let count = shard_count(&config, overrides, &budget);
         let (listeners, addr) =
@@ -75,10 +82,12 @@ impl Gateway {
             spend: spend.clone(),
             cluster: view.clone(),
             fleet_limits: config.cluster.as_ref().map(|_| LimitsView::new()),
+            fleet_spend: spend_sync.as_ref().map(SpendSync::view),
         });
         let flusher = Flusher::start(spend);
         let fleet = start_fleet(&config, &control, view);
         let fleet_limits = start_fleet_limits(&config, &control);
+        let fleet_spend = start_fleet_spend(&config, &control, spend_sync);
         let admin = match &config.admin {
             Some(admin) => Some(
                 crate::admin::AdminServer::start(admin, control.clone()).map_err(|source| {
@@ -104,6 +113,7 @@ impl Gateway {
             flusher,
             fleet,
             fleet_limits,
+            fleet_spend,
         })
     }
 
@@ -131,6 +141,10 @@ impl Gateway {
         );
         self.shards.broadcast(|| ShardMsg::Shutdown { grace });
         self.shards.join();
+        // After the drain: its last sync sends the last requests' spend.
+        if let Some(spend) = self.fleet_spend {
+            spend.stop();
+        }
         // After the drain, so the last requests' spend is in the file.
         if let Some(flusher) = self.flusher {
             flusher.stop();
@@ -188,6 +202,22 @@ fn start_fleet_limits(config: &Config, control: &Arc<Control>) -> Option<FleetLi
         }
         Err(e) => {
             crate::event!(Level::Error, "cluster limits not started", error = e);
+            None
+        }
+    }
+}
+
+/// The fleet-spend thread, with `cluster:` (logged when it cannot start).
+fn start_fleet_spend(
+    config: &Config,
+    control: &Arc<Control>,
+    sync: Option<SpendSync>,
+) -> Option<FleetSpend> {
+    let (cluster, sync) = (config.cluster.as_ref()?, sync?);
+    match FleetSpend::start(sync, cluster.sync_interval, control.clone()) {
+        Ok(spend) => Some(spend),
+        Err(e) => {
+            crate::event!(Level::Error, "cluster spend not started", error = e);
             None
         }
     }

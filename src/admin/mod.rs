@@ -228,6 +228,9 @@ fn route(method: Method, path: &str, shared: &Shared) -> Reply {
             if let Some(limits) = &control.fleet_limits {
                 limits.prometheus(&mut text);
             }
+            if let Some(spend) = &control.fleet_spend {
+                spend.prometheus(&mut text);
+            }
             Reply {
                 status: 200,
                 content_type: b"text/plain; version=0.0.4; charset=utf-8",
@@ -240,6 +243,9 @@ fn route(method: Method, path: &str, shared: &Shared) -> Reply {
                 let mut body = fleet.json();
                 if let Some(limits) = &control.fleet_limits {
                     body["limits"] = limits.json();
+                }
+                if let Some(spend) = &control.fleet_spend {
+                    body["spend"] = spend.json();
                 }
                 json(200, body)
             }

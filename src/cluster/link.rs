@@ -313,14 +313,34 @@ redis.call('PEXPIRE', KEYS[2], stale * 4)
 return give
 ";
 
+/// Adds ARGV[2] (signed) to the spend in KEYS[1], first setting a missing key
+/// to ARGV[1] (the caller's last known total: a Redis that lost the key is
+/// reseeded, not reset); expires it at ARGV[3] (unix ms, 0: never); returns
+/// the total.
+const SPEND_SCRIPT: &str = r"
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  redis.call('SET', KEYS[1], ARGV[1])
+end
+local total = redis.call('INCRBY', KEYS[1], ARGV[2])
+if total < 0 then
+  redis.call('SET', KEYS[1], 0)
+  total = 0
+end
+if tonumber(ARGV[3]) > 0 then
+  redis.call('PEXPIREAT', KEYS[1], ARGV[3])
+end
+return total
+";
+
 #[derive(Clone, Copy)]
 enum Script {
     Lease = 0,
     Force = 1,
     Concurrency = 2,
+    Spend = 3,
 }
 
-const SCRIPTS: [&str; 3] = [LEASE_SCRIPT, FORCE_SCRIPT, CONCURRENCY_SCRIPT];
+const SCRIPTS: [&str; 4] = [LEASE_SCRIPT, FORCE_SCRIPT, CONCURRENCY_SCRIPT, SPEND_SCRIPT];
 
 /// A Redis link for one control thread: see the module doc.
 pub struct RedisLink {
@@ -332,7 +352,7 @@ pub struct RedisLink {
     retry_at: Option<Instant>,
     state: LinkState,
     /// The scripts' hashes as loaded into this Redis.
-    shas: [Option<String>; 3],
+    shas: [Option<String>; 4],
     ever_connected: bool,
     /// A CA (PEM) trusted for `rediss://` instead of the webpki roots.
     ca_pem: Option<Vec<u8>>,
@@ -374,7 +394,7 @@ impl RedisLink {
                 reconnects: 0,
                 connect_attempts: 0,
             },
-            shas: [None, None, None],
+            shas: [None, None, None, None],
             ever_connected: false,
             ca_pem: None,
         })
@@ -470,6 +490,20 @@ impl RedisLink {
     pub fn force(&mut self, key: &str, units: u64, window_end_ms: u64) -> Result<u64, LinkError> {
         let args = [units, window_end_ms].map(|a| a.to_string());
         let value = self.eval(Script::Force, &[key], &args)?;
+        redis::from_redis_value(&value).map_err(|e| LinkError::Protocol(e.to_string()))
+    }
+
+    /// Adds `delta` to the fleet's spend in `key` (seeding a missing key with
+    /// `seed`), the key expiring at `expires_ms` (0: never); returns the total.
+    pub fn spend(
+        &mut self,
+        key: &str,
+        seed: u64,
+        delta: i64,
+        expires_ms: u64,
+    ) -> Result<u64, LinkError> {
+        let args = [seed.to_string(), delta.to_string(), expires_ms.to_string()];
+        let value = self.eval(Script::Spend, &[key], &args)?;
         redis::from_redis_value(&value).map_err(|e| LinkError::Protocol(e.to_string()))
     }
 

@@ -15,4 +15,5 @@ pub mod health;
 pub mod limits;
 pub mod link;
 pub mod presence;
+pub mod spend;
 pub mod subscriber;

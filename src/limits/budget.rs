@@ -28,6 +28,18 @@ pub struct BudgetStatus {
     pub exhausted: bool,
 }
 
+/// One key's spend in its current period (see [`SpendBook::reading`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SpendReading<'a> {
+    pub name: &'a str,
+    pub period: BudgetPeriod,
+    /// The period's number (see [`period_index`]).
+    pub index: u64,
+    pub spent: u64,
+    /// Whether the key has a budget (else spend is only counted).
+    pub budget: bool,
+}
+
 /// One key's spend as persisted and restored (see `limits::state`).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SpendEntry {
@@ -102,6 +114,48 @@ impl SpendBook {
                 .filter(|_| word.period != BudgetPeriod::Total),
             exhausted: entry.limit.is_some_and(|limit| spent >= limit),
         })
+    }
+
+    /// Key `key`'s spend as the fleet's spend thread reads it: its name, the
+    /// period it counts (kind and number) and what was spent in it at `now`.
+    pub fn reading(&self, key: usize, now: SystemTime) -> Option<SpendReading<'_>> {
+        let entry = self.keys.get(key)?;
+        let word = Word::decode(entry.cell.load(Ordering::Acquire)).at(now);
+        Some(SpendReading {
+            name: &entry.name,
+            period: word.period,
+            index: word.index,
+            spent: word.spent,
+            budget: entry.limit.is_some(),
+        })
+    }
+
+    /// Adds `delta` micro-dollars (negative: takes off) to key `key`'s spend if
+    /// it still counts period `index` at `now` (never across a boundary: the
+    /// fleet's total for one period must not land in the next); returns
+    /// whether it did.
+    pub fn adjust(&self, key: usize, index: u64, delta: i64, now: SystemTime) -> bool {
+        let Some(entry) = self.keys.get(key) else {
+            return false;
+        };
+        let mut current = entry.cell.load(Ordering::Acquire);
+        loop {
+            let word = Word::decode(current).at(now);
+            if word.index != index {
+                return false;
+            }
+            let spent = word.spent.saturating_add_signed(delta).min(SPENT_MASK);
+            let next = Word { spent, ..word };
+            match entry.cell.compare_exchange_weak(
+                current,
+                next.encode(),
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => return true,
+                Err(seen) => current = seen,
+            }
+        }
     }
 
     /// The index of the key named `name`.

@@ -358,3 +358,28 @@ fn entries_restore_spend_of_running_periods_only() {
     ];
     assert_eq!(SpendBook::new(&keys(list), now).restore(&odd, now), 0);
 }
+
+#[test]
+fn adjust_moves_spend_within_its_period_only() {
+    let book = SpendBook::new(&keys(DAY_KEY), at("2026-03-14T10:00:00Z"));
+    let noon = at("2026-03-14T12:00:00Z");
+    book.charge(0, 500, noon);
+    let reading = book.reading(0, noon).unwrap();
+    assert_eq!(
+        (reading.name, reading.spent, reading.budget),
+        ("d", 500, true)
+    );
+    assert!(
+        book.adjust(0, reading.index, 1_200, noon),
+        "others' spend added"
+    );
+    assert_eq!(book.reading(0, noon).unwrap().spent, 1_700);
+    assert!(book.adjust(0, reading.index, -2_000, noon));
+    assert_eq!(book.reading(0, noon).unwrap().spent, 0, "never below 0");
+    let tomorrow = at("2026-03-15T00:00:01Z");
+    assert!(
+        !book.adjust(0, reading.index, 99, tomorrow),
+        "yesterday's total does not land in today"
+    );
+    assert_eq!(book.reading(0, tomorrow).unwrap().spent, 0);
+}
