@@ -53,7 +53,7 @@ enum Command {
     /// scripted outage with live failover.
     Demo {
         /// Demo length in seconds.
-        #[arg(long, default_value_t = 45)]
+        #[arg(long, default_value_t = 75)]
         seconds: u64,
         /// Requests per second the demo client sends.
         #[arg(long, default_value_t = 20)]
