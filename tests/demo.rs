@@ -26,8 +26,7 @@ fn the_demo_shows_failover_and_ends_with_a_summary() {
     let rows: Vec<Vec<&str>> = stdout
         .lines()
         .filter(|l| {
-            l.trim_start()
-                .split_whitespace()
+            l.split_whitespace()
                 .next()
                 .is_some_and(|t| t.ends_with('s') && t[..t.len() - 1].parse::<u32>().is_ok())
         })
