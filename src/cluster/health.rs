@@ -1179,6 +1179,86 @@ mod tests {
     }
 
     #[test]
+    fn lease_step_table() {
+        use LeaseStep::*;
+        let f = |tripped, near, holding, fleet_sidelined, deferred_live| LeaseFacts {
+            tripped,
+            near,
+            holding,
+            fleet_sidelined,
+            deferred_live,
+        };
+        // (tripped, near, holding, fleet-sidelined, deferred) → step
+        let cases = [
+            (f(false, false, false, false, false), Nothing),
+            (f(false, false, true, false, false), Release),
+            (f(true, false, false, false, false), Nothing),
+            (f(true, false, true, false, false), Contend),
+            (f(true, true, false, false, false), Contend),
+            (f(true, true, true, true, true), Contend),
+            (f(true, true, false, true, false), Watch),
+            (f(true, true, false, false, true), Watch),
+            (f(true, false, false, true, true), Nothing),
+        ];
+        for (facts, want) in cases {
+            assert_eq!(lease_step(facts), want, "{facts:?}");
+        }
+    }
+
+    #[test]
+    fn lease_outcome_table() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let reply = |holder: &str, pttl| LeaseReply {
+            holder: holder.into(),
+            pttl: ms(pttl),
+        };
+        let slack = ms(20);
+        let cases = [
+            (reply("me", 900), None, LeaseOutcome::Held),
+            (reply("me", 900), Some(t0 + ms(500)), LeaseOutcome::Held),
+            (
+                reply("b", 700),
+                None,
+                LeaseOutcome::Defer {
+                    holder: "b".into(),
+                    until: t0 + ms(700),
+                },
+            ),
+            // Gone well before it would run out: released, the probe closed it.
+            (
+                reply("", 0),
+                Some(t0 + ms(500)),
+                LeaseOutcome::ClosedByFleet,
+            ),
+            // Gone about when it ran out: expired (its holder may be gone).
+            (reply("", 0), Some(t0 + ms(10)), LeaseOutcome::Free),
+            (reply("", 0), None, LeaseOutcome::Free),
+        ];
+        for (r, deferred, want) in cases {
+            let got = lease_outcome("me", r.clone(), deferred, t0, slack);
+            assert_eq!(got, want, "{r:?} deferred {deferred:?}");
+        }
+    }
+
+    #[test]
+    fn a_sideline_message_round_trips() {
+        let side = Message {
+            node: "a".into(),
+            target: "p/m".into(),
+            open_until_unix_ms: None,
+            closed: false,
+            sidelined_until_unix_ms: Some(7),
+        };
+        let text = serde_json::to_string(&side).unwrap();
+        assert_eq!(
+            text,
+            r#"{"node":"a","target":"p/m","sidelined_until_unix_ms":7}"#
+        );
+        assert_eq!(serde_json::from_str::<Message>(&text).unwrap(), side);
+    }
+
+    #[test]
     fn margin_is_bounded() {
         assert_eq!(margin(Duration::from_millis(50)), Duration::from_secs(1));
         assert_eq!(margin(Duration::from_millis(500)), Duration::from_secs(5));
