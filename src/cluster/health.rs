@@ -400,8 +400,11 @@ struct Sync {
     margin: Duration,
     link: RedisLink,
     prefix: String,
-    /// Per target label: the open deadline (unix ms) last written to Redis.
-    published: HashMap<String, u64>,
+    /// Per target label: the breaker's open deadline last written to Redis
+    /// (`None`: to write again). Compared as the breaker's own instant: a
+    /// half-open breaker's deadline is past, and as unix ms "now" it would
+    /// read as new every tick.
+    published: HashMap<String, Option<Instant>>,
     view: Arc<FleetView>,
     was_up: bool,
     /// The link's reconnect count when last looked at.
@@ -463,13 +466,12 @@ impl Sync {
             let Some(label) = table.slots.get(slot).map(|s| s.label.clone()) else {
                 continue;
             };
-            let open = breaker.open_until().map(|until| {
-                let ahead = until.saturating_duration_since(now);
-                (unix_ms(wall + ahead), ahead)
-            });
-            let done = match (open, self.published.get(&label).copied()) {
-                (Some((until, _)), Some(seen)) if until == seen => true,
-                (Some((until, ahead)), _) => self.publish_trip(&label, until, ahead),
+            let done = match (breaker.open_until(), self.published.get(&label).copied()) {
+                (Some(until), Some(Some(seen))) if until == seen => true,
+                (Some(until), _) => {
+                    let ahead = until.saturating_duration_since(now);
+                    self.publish_trip(&label, (unix_ms(wall + ahead), until), ahead)
+                }
                 (None, Some(_)) => self.publish_close(&label),
                 (None, None) => true,
             };
@@ -478,7 +480,8 @@ impl Sync {
         all
     }
 
-    fn publish_trip(&mut self, label: &str, until: u64, ahead: Duration) -> bool {
+    fn publish_trip(&mut self, label: &str, at: (u64, Instant), ahead: Duration) -> bool {
+        let (until, deadline) = at;
         let msg = Message {
             node: self.node.clone(),
             target: label.to_string(),
@@ -506,7 +509,7 @@ impl Sync {
             target = label,
             open_until_unix_ms = until
         );
-        self.published.insert(label.to_string(), until);
+        self.published.insert(label.to_string(), Some(deadline));
         true
     }
 
@@ -758,11 +761,17 @@ impl Sync {
                         target = label
                     );
                 }
-                if let Some(d) = held {
-                    breaker.lift_sideline(d.lift);
+                let fleet = self.view.status().sidelined.get(label).cloned();
+                for lift in held
+                    .map(|d| d.lift)
+                    .into_iter()
+                    .chain(fleet.map(|f| f.lift))
+                {
+                    breaker.lift_sideline(lift);
                 }
                 self.view.update(|s| {
                     s.deferred.remove(label);
+                    s.sidelined.remove(label);
                     s.probing.insert(label.to_string());
                 });
             }
@@ -796,11 +805,11 @@ impl Sync {
 
     /// Says once per outage that health is node-local, and once when Redis is
     /// back, when every local trip is written again.
-    /// Marks every published trip unwritten (0 is no deadline), so the next
-    /// tick writes it again, or deletes its key if it closed meanwhile.
+    /// Marks every published trip unwritten, so the next tick writes it
+    /// again, or deletes its key if it closed meanwhile.
     fn republish_all(&mut self) {
         for until in self.published.values_mut() {
-            *until = 0;
+            *until = None;
         }
     }
 
@@ -1123,6 +1132,11 @@ pub(crate) fn apply(
         s.peers.insert(msg.node.clone(), wall);
     });
     if held.is_some_and(|h| h.open_until_unix_ms == until && h.node == msg.node) {
+        return;
+    }
+    // The probe lease's holder is the fleet's prober: another node's trip of
+    // the same target must not stop its probes.
+    if breaker.tripped() && view.status().probing.contains(label) {
         return;
     }
     // Capped: a skewed clock or a stray key must not hold a target off for
