@@ -365,6 +365,201 @@ fn redis_hung_never_hangs_a_request_or_the_shutdown() {
     b.shutdown();
 }
 
+/// The primary's breaker on `gw`'s first shard, as `/admin/targets` shows it.
+fn breaker_of(gw: &Gateway) -> String {
+    let targets = admin_get(gw, "/admin/targets").json();
+    targets["targets"]
+        .as_array()
+        .and_then(|list| list.iter().find(|t| t["target"] == PRIMARY))
+        .and_then(|t| t["shards"][0]["breaker"].as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
+/// Whether `gw`'s `/admin/cluster` list `field` names the primary.
+fn lists_primary(gw: &Gateway, field: &str) -> bool {
+    let status = cluster(gw);
+    status[field]
+        .as_array()
+        .is_some_and(|list| list.iter().any(|t| t == PRIMARY || t["target"] == PRIMARY))
+}
+
+#[test]
+fn a_target_both_nodes_tripped_is_probed_by_one_and_its_close_closes_both() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let (primary, fallback) = (mock("primary"), mock("fallback"));
+    let a = node("a", &redis.url(), &primary, &fallback, "300ms");
+    let b = node("b", &redis.url(), &primary, &fallback, "300ms");
+    assert!(wait_until(BOUND, || redis_up(&a) && redis_up(&b)));
+    // Redis hung while both trip: neither learns the other's trip first, so
+    // both hold a trip of their own when it is back.
+    redis.pause();
+    trip_on(&a, &primary);
+    trip_on(&b, &primary);
+    redis.resume();
+    assert!(
+        wait_until(BOUND, || lists_primary(&a, "probing")
+            || lists_primary(&b, "probing")),
+        "nobody took the probe lease: A {} / B {}",
+        cluster(&a),
+        cluster(&b)
+    );
+    assert!(breaker_of(&a) != "closed" && breaker_of(&b) != "closed");
+
+    // Traffic through both for a while: the lease's holder probes each round.
+    let cooldown = Duration::from_millis(300);
+    let period = Duration::from_secs(3);
+    let before = primary.stats().requests;
+    let started = Instant::now();
+    let mut sent = 0;
+    while started.elapsed() < period && sent < 3_000 {
+        serve_both(&a, &b, 2);
+        sent += 2;
+    }
+    let probes = primary.stats().requests - before;
+    let rounds = (period.as_millis() / cooldown.as_millis()) as u64;
+    eprintln!("both tripped: {probes} probes in {period:?} ({rounds} rounds of {cooldown:?}, {sent} requests)");
+    assert!(
+        probes <= rounds + 1,
+        "{probes} probes in {rounds} rounds: more than one node probes"
+    );
+
+    // Healed: the holder's probe closes it; the other node closes without a
+    // probe of its own (no traffic reaches it meanwhile).
+    let (holder, other) = if lists_primary(&a, "probing") {
+        (&a, &b)
+    } else {
+        (&b, &a)
+    };
+    assert!(lists_primary(other, "deferred"), "{}", cluster(other));
+    primary.set_fault(Fault::None);
+    let before = primary.stats().requests;
+    assert!(
+        wait_until(BOUND, || served(holder) == PRIMARY),
+        "the holder's probe never closed the breaker"
+    );
+    let closed_at = Instant::now();
+    assert!(
+        wait_until(BOUND, || breaker_of(other) == "closed"),
+        "the deferring node kept its trip after the fleet's probe closed it: {} / {}",
+        breaker_of(other),
+        cluster(other)
+    );
+    eprintln!(
+        "fleet close: the deferring node closed {:?} after the holder",
+        closed_at.elapsed()
+    );
+    assert_eq!(
+        served(other),
+        PRIMARY,
+        "the other node sends to the primary again"
+    );
+    let calls = primary.stats().requests - before;
+    assert!(calls <= 40, "{calls} primary calls to close both");
+    a.shutdown();
+    b.shutdown();
+}
+
+#[test]
+fn a_retry_after_seen_by_one_node_pauses_the_other_until_its_end() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let (primary, fallback) = (mock("primary"), mock("fallback"));
+    let a = node("a", &redis.url(), &primary, &fallback, "1s");
+    let b = node("b", &redis.url(), &primary, &fallback, "1s");
+    assert!(wait_until(BOUND, || redis_up(&a) && redis_up(&b)));
+    primary.set_fault(Fault::Status {
+        status: 429,
+        rate: 1.0,
+        retry_after: Some(2),
+        body: None,
+        times: Some(1),
+    });
+    let seen = Instant::now();
+    assert_eq!(served(&a), FALLBACK, "A is asked to pause and falls back");
+    assert!(
+        wait_until(BOUND, || lists_primary(&b, "shared_sidelines")),
+        "B never applied A's Retry-After: {}",
+        cluster(&b)
+    );
+    eprintln!(
+        "Retry-After seen on A applied on B after {:?}",
+        seen.elapsed()
+    );
+    let before = primary.stats().requests;
+    let mut during = 0;
+    while breaker_of(&b) == "sidelined" && during < 50 {
+        assert_eq!(served(&b), FALLBACK);
+        during += 1;
+    }
+    assert_eq!(
+        primary.stats().requests,
+        before,
+        "B sent the primary requests during the pause"
+    );
+    assert!(during > 0, "B was never seen sidelined");
+    assert!(
+        wait_until(BOUND, || served(&b) == PRIMARY),
+        "B never resumed sending to the primary"
+    );
+    eprintln!(
+        "B resumed {:?} after the Retry-After of 2 s",
+        seen.elapsed()
+    );
+    assert_eq!(
+        cluster(&b)["messages_published"],
+        0,
+        "B published back what it applied (an echo)"
+    );
+    a.shutdown();
+    b.shutdown();
+}
+
+#[test]
+fn each_node_lists_the_fleet_and_counts_it() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let (primary, fallback) = (mock("primary"), mock("fallback"));
+    let a = node("a", &redis.url(), &primary, &fallback, "1s");
+    let b = node("b", &redis.url(), &primary, &fallback, "1s");
+    let two = |gw: &Gateway| {
+        cluster(gw)["nodes"]
+            .as_array()
+            .is_some_and(|n| n.len() == 2)
+    };
+    assert!(
+        wait_until(BOUND, || two(&a) && two(&b)),
+        "A {} / B {}",
+        cluster(&a),
+        cluster(&b)
+    );
+    for (gw, me) in [(&a, "a"), (&b, "b")] {
+        let status = cluster(gw);
+        let nodes = status["nodes"].as_array().cloned().unwrap_or_default();
+        let mine: Vec<_> = nodes.iter().filter(|n| n["self"] == true).collect();
+        assert_eq!(mine.len(), 1, "{status}");
+        assert_eq!(mine[0]["node"], me, "{status}");
+        assert!(
+            nodes.iter().all(|n| n["last_seen_unix_ms"].is_u64()),
+            "{status}"
+        );
+        let metrics = admin_get(gw, "/metrics").text();
+        assert!(
+            metrics.contains("switchyard_cluster_nodes 2\n"),
+            "{metrics}"
+        );
+        assert!(
+            metrics.contains("switchyard_cluster_sync_lag_seconds "),
+            "{metrics}"
+        );
+    }
+    a.shutdown();
+    b.shutdown();
+}
+
 #[test]
 fn without_cluster_the_admin_route_says_so() {
     let (primary, fallback) = (mock("primary"), mock("fallback"));

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crate::control::Control;
 
-use super::health::{apply, FleetView, Message};
+use super::health::{apply, apply_sideline, fleet_closed, FleetView, Message};
 use super::link::RedisLink;
 
 /// What the subscriber needs from the cluster config.
@@ -84,8 +84,10 @@ fn run(mut setup: Setup, control: &Control, view: &FleetView, stop: &AtomicBool)
     }
 }
 
-/// Another node's trip or close, applied to the current table's breaker of
-/// that target; this node's own messages and unknown targets are ignored.
+/// Another node's trip, close or `Retry-After` sideline, applied to the
+/// current table's breaker of that target (a close also closes a trip whose
+/// probe this node deferred to that node); this node's own messages and
+/// unknown targets are ignored.
 fn on_message(setup: &Setup, control: &Control, view: &FleetView, payload: &[u8]) {
     let Ok(msg) = serde_json::from_slice::<Message>(payload) else {
         return;
@@ -102,14 +104,14 @@ fn on_message(setup: &Setup, control: &Control, view: &FleetView, payload: &[u8]
         return;
     };
     let label = msg.target.clone();
+    let (now, wall) = (Instant::now(), SystemTime::now());
+    if msg.sidelined_until_unix_ms.is_some() {
+        apply_sideline(view, &label, breaker, msg, now, wall);
+        return;
+    }
+    if msg.closed {
+        fleet_closed(view, &label, breaker, &msg.node);
+    }
     let trip = (!msg.closed).then_some(msg);
-    apply(
-        view,
-        setup.margin,
-        &label,
-        breaker,
-        trip,
-        Instant::now(),
-        SystemTime::now(),
-    );
+    apply(view, setup.margin, &label, breaker, trip, now, wall);
 }

@@ -295,6 +295,13 @@ pub fn closes_after_success(
         && successes >= cfg.half_open_probes.max(1)
 }
 
+/// The word after the fleet's probe of this target succeeded (another node's
+/// breaker closed while this one deferred its probe to it): a tripped word
+/// closes as after its own successful probe; a closed one has nothing to do.
+pub fn after_fleet_close(word: Word) -> Option<Word> {
+    word.open.map(|_| Word::CLOSED)
+}
+
 /// One target's breaker, shared (in an `Arc`) by every shard of the gateway.
 #[derive(Debug)]
 pub struct SharedBreaker {
@@ -446,6 +453,32 @@ impl SharedBreaker {
         self.release_probe();
         closed.then_some(Transition {
             from: StateKind::HalfOpen,
+            to: StateKind::Closed,
+            reason: None,
+            lasts: None,
+        })
+    }
+
+    /// Closes a tripped breaker because the fleet's probe (another node's)
+    /// closed the target: counters reset and `closes` bumped as after a
+    /// successful probe of its own, so shards forget their windows' failures.
+    /// Reports the transition when it closed (not when already closed).
+    pub fn close_by_fleet(&self, now: Instant) -> Option<Transition> {
+        let word = self.load();
+        let next = after_fleet_close(word)?;
+        if !self.publish(word, next) {
+            return None;
+        }
+        self.consecutive.store(0, Ordering::Release);
+        self.failed_probes.store(0, Ordering::Release);
+        self.probe_successes.store(0, Ordering::Release);
+        self.closes.fetch_add(1, Ordering::AcqRel);
+        let from = match phase(word, self.ms(now)) {
+            Phase::Open { .. } => StateKind::Open,
+            _ => StateKind::HalfOpen,
+        };
+        Some(Transition {
+            from,
             to: StateKind::Closed,
             reason: None,
             lasts: None,

@@ -163,6 +163,46 @@ fn close_table() {
 }
 
 #[test]
+fn fleet_close_table() {
+    let c = TripReason::Consecutive;
+    // word → word after the fleet's probe closed the target
+    let cases = [
+        (Word::CLOSED, None),
+        (open(100, c), Some(Word::CLOSED)),
+        (open(0, TripReason::ProbeFailed), Some(Word::CLOSED)),
+        (open(100, TripReason::RetryAfter), Some(Word::CLOSED)),
+    ];
+    for (word, want) in cases {
+        assert_eq!(after_fleet_close(word), want, "{word:?}");
+    }
+}
+
+#[test]
+fn close_by_fleet_closes_like_a_successful_probe() {
+    let t0 = Instant::now();
+    let b = SharedBreaker::new(t0);
+    let cfg = cfg();
+    assert_eq!(b.close_by_fleet(at(t0, 1)), None, "closed: nothing to do");
+    for ms in 0..3 {
+        b.on_failure(&cfg, at(t0, ms), false, &totals(1, 1));
+    }
+    assert!(b.tripped());
+    // A failed probe makes the next cooldown longer; the fleet's close resets it.
+    assert_eq!(b.admit(at(t0, 1_100)), Admission::Probe);
+    b.on_failure(&cfg, at(t0, 1_100), true, &totals(1, 1));
+    assert_eq!(b.next_cooldown(&cfg), Duration::from_secs(4));
+    let closes = b.closes();
+    let t = b.close_by_fleet(at(t0, 1_200)).expect("a transition");
+    assert_eq!((t.from, t.to), (StateKind::Open, StateKind::Closed));
+    assert!(!b.tripped());
+    assert_eq!(b.closes(), closes + 1, "shards clear their windows");
+    assert_eq!(b.consecutive_failures(), 0);
+    assert_eq!(b.next_cooldown(&cfg), Duration::from_secs(2));
+    assert_eq!(b.admit(at(t0, 1_201)), Admission::Allow);
+    assert_eq!(b.close_by_fleet(at(t0, 1_202)), None, "only once");
+}
+
+#[test]
 fn lift_sideline_lifts_only_the_sideline_it_was_given() {
     let t0 = Instant::now();
     let b = SharedBreaker::new(t0);
