@@ -239,7 +239,10 @@ impl FleetLimits {
             prefix: format!("switchyard:{db}:limit"),
             presence: presence::key(db),
             live_for: presence::live_for(config.sync_interval),
-            lead: interval * 3 + Duration::from_millis(10),
+            // Far longer than a hung Redis can hold a tick (a reconnect and a
+            // call timing out, about 250 ms), so the next window's allowance
+            // is set before it starts even then.
+            lead: Duration::from_secs(1),
             link,
             ledgers: HashMap::new(),
             slots: HashMap::new(),
