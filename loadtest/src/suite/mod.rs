@@ -9,6 +9,7 @@
 //! scenario), [`metrics`] (values and verdicts), [`report`] and [`chart`].
 
 pub mod chart;
+pub mod cluster;
 pub mod gateway;
 pub mod metrics;
 pub mod mocks;
@@ -128,7 +129,12 @@ pub fn run(options: &SuiteOptions) -> Result<SuiteReport, SuiteError> {
                 name: sc.name.clone(),
                 file: file.display().to_string(),
                 error: None,
-                verdicts: metrics::evaluate(&sc, &run),
+                skipped: run.cluster.as_ref().and_then(|c| c.skipped.clone()),
+                verdicts: if run.cluster.as_ref().is_some_and(|c| c.skipped.is_some()) {
+                    Vec::new()
+                } else {
+                    metrics::evaluate(&sc, &run)
+                },
                 budgets: metrics::evaluate_budgets(&sc, &run),
                 run: Some(run),
             },
@@ -136,6 +142,7 @@ pub fn run(options: &SuiteOptions) -> Result<SuiteReport, SuiteError> {
                 name: sc.name.clone(),
                 file: file.display().to_string(),
                 error: Some(e.to_string()),
+                skipped: None,
                 verdicts: Vec::new(),
                 budgets: Vec::new(),
                 run: None,
@@ -151,6 +158,10 @@ pub fn run(options: &SuiteOptions) -> Result<SuiteReport, SuiteError> {
 fn print_outcome(outcome: &ScenarioOutcome) {
     if let Some(e) = &outcome.error {
         eprintln!("  ERROR {e}");
+        return;
+    }
+    if let Some(why) = &outcome.skipped {
+        eprintln!("  SKIPPED {why}");
         return;
     }
     let line = |label: &str, v: &metrics::Verdict| {
