@@ -68,7 +68,10 @@ impl ClusterSpec {
             return Err(format!("cluster.nodes must be 2..={MAX_NODES}"));
         }
         if !mocks.contains(&self.dead_mock) {
-            return Err(format!("cluster.dead_mock: unknown mock '{}'", self.dead_mock));
+            return Err(format!(
+                "cluster.dead_mock: unknown mock '{}'",
+                self.dead_mock
+            ));
         }
         let w = self.window.0;
         if w.is_zero() || w.subsec_nanos() != 0 {
@@ -78,8 +81,8 @@ impl ClusterSpec {
             ("health", &self.health, self.smoke_health),
             ("limit", &self.limit, self.smoke_limit),
         ] {
-            if t.rate.is_none_or(|r| !(r > 0.0)) {
-                return Err(format!("cluster.{what}.rate must be a positive rate"));
+            if t.rate.is_none() {
+                return Err(format!("cluster.{what}.rate needs a rate (open loop)"));
             }
             if what == "limit" && (t.duration.0 < w * 2 || smoke.0 < w * 2) {
                 return Err("cluster.limit durations must cover at least 2 windows".into());
@@ -237,7 +240,11 @@ fn fleet(
     mocks: &MockSet,
     redis: Option<SocketAddr>,
 ) -> Result<FleetRun, SuiteError> {
-    let mode = if redis.is_some() { "clustered" } else { "independent" };
+    let mode = if redis.is_some() {
+        "clustered"
+    } else {
+        "independent"
+    };
     let mut nodes = Vec::with_capacity(spec.nodes);
     for n in 1..=spec.nodes {
         let addr = free_port()?;
@@ -357,8 +364,11 @@ impl RedisProcess {
         let addr = free_port()?;
         let log = logs.join(format!("{name}.redis.log"));
         let io = |what: String| move |source| SuiteError::Io { what, source };
-        let file = std::fs::File::create(&log).map_err(io(format!("cannot create {}", log.display())))?;
-        let err = file.try_clone().map_err(io(format!("cannot open {}", log.display())))?;
+        let file =
+            std::fs::File::create(&log).map_err(io(format!("cannot create {}", log.display())))?;
+        let err = file
+            .try_clone()
+            .map_err(io(format!("cannot open {}", log.display())))?;
         let child = Command::new(binary)
             .args(["--bind", "127.0.0.1", "--port", &addr.port().to_string()])
             .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
@@ -423,6 +433,49 @@ mod tests {
         for (per_s, w, d, want) in cases {
             assert_eq!(per_window(per_s, w, d), want, "{per_s:?} {w} {d}");
         }
+    }
+
+    fn fleet(dead_calls: u64, errors: u64, windows: &[u64]) -> FleetRun {
+        FleetRun {
+            dead_calls,
+            health: FleetLoad {
+                errors,
+                ..FleetLoad::default()
+            },
+            limit: FleetLoad::default(),
+            admitted_per_window: windows.to_vec(),
+        }
+    }
+
+    #[test]
+    fn values_come_from_both_fleets() {
+        let run = ClusterRun {
+            clustered: Some(fleet(10, 0, &[60, 58, 61])),
+            independent: Some(fleet(30, 1, &[180, 181, 179])),
+            ..ClusterRun::default()
+        };
+        let v = |m| match value(m, Some(&run)) {
+            Ok(Measure::Value(v)) => v,
+            other => panic!("{m:?}: {other:?}"),
+        };
+        assert_eq!(v(Metric::ClusterClientErrors), 1.0);
+        assert!((v(Metric::ClusterDeadCallsRatio) - 1.0 / 3.0).abs() < 1e-9);
+        assert_eq!(v(Metric::ClusterAdmittedPerWindow), 60.0);
+        // Redis required but missing: a failure, not a gap.
+        let missing = ClusterRun {
+            required_missing: Some("no redis-server".into()),
+            ..ClusterRun::default()
+        };
+        assert!(matches!(
+            value(Metric::ClusterClientErrors, Some(&missing)),
+            Ok(Measure::Failed(_))
+        ));
+        let no_calls = ClusterRun {
+            clustered: Some(fleet(0, 0, &[60])),
+            independent: Some(fleet(0, 0, &[60])),
+            ..ClusterRun::default()
+        };
+        assert!(value(Metric::ClusterDeadCallsRatio, Some(&no_calls)).is_err());
     }
 
     #[test]

@@ -743,6 +743,7 @@ budgets:
             planned_heal_s: Some(4.0),
             settle_s: 0.5,
             neighbour: None,
+            cluster: None,
         }
     }
 

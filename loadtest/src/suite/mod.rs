@@ -116,14 +116,24 @@ pub fn run(options: &SuiteOptions) -> Result<SuiteReport, SuiteError> {
         } else {
             full
         };
-        eprintln!(
-            "suite: {} ({} s{})",
-            sc.name,
-            sc.traffic.duration.secs(),
-            sc.traffic
-                .rate
-                .map_or(", closed loop".to_string(), |r| format!(" at {r:.0} req/s"))
-        );
+        if let Some(c) = &sc.cluster {
+            eprintln!(
+                "suite: {} ({} nodes, clustered then independent: {} s health + {} s limits each)",
+                sc.name,
+                c.nodes,
+                c.health.duration.secs(),
+                c.limit.duration.secs()
+            );
+        } else {
+            eprintln!(
+                "suite: {} ({} s{})",
+                sc.name,
+                sc.traffic.duration.secs(),
+                sc.traffic
+                    .rate
+                    .map_or(", closed loop".to_string(), |r| format!(" at {r:.0} req/s"))
+            );
+        }
         let outcome = match runner::run(&sc, &file, &ctx) {
             Ok(run) => ScenarioOutcome {
                 name: sc.name.clone(),

@@ -263,7 +263,11 @@ pub fn run(sc: &Scenario, file: &Path, ctx: &Context) -> Result<ScenarioRun, Sui
 }
 
 /// A fleet scenario: its own nodes, redis-server and load (see `suite::cluster`).
-fn run_cluster(sc: &Scenario, spec: &ClusterSpec, ctx: &Context) -> Result<ScenarioRun, SuiteError> {
+fn run_cluster(
+    sc: &Scenario,
+    spec: &ClusterSpec,
+    ctx: &Context,
+) -> Result<ScenarioRun, SuiteError> {
     let fleets = cluster::run(sc, spec, ctx)?;
     let load = fleets
         .clustered

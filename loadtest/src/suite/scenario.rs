@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::timeline::{PROBE_BATCHES, PROBE_BATCH_GAP};
 use super::cluster::ClusterSpec;
+use super::timeline::{PROBE_BATCHES, PROBE_BATCH_GAP};
 use super::SuiteError;
 use crate::mock::{Continuation, Fault};
 
@@ -1055,5 +1055,58 @@ criteria:
             e.contains("loaded_p99_ratio: needs an `extra_traffic:`"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn cluster_sections_are_checked() {
+        let file = |cluster: &str, criteria: &str| {
+            format!(
+                "name: c\nmocks: [{{ name: primary }}]\ngateway: \"routes: []\"\n\
+                 traffic: {{ rate: 1, duration: 1s }}\n{cluster}criteria:\n  {criteria}\n"
+            )
+        };
+        let good = "cluster:\n  dead_mock: primary\n  health: { rate: 20, duration: 2s }\n  \
+                    limit: { rate: 120, duration: 8s }\n  window: 2s\n  limit_per_window: 60\n  \
+                    smoke_health: 1s\n  smoke_limit: 4s\n";
+        let ok = parse(
+            &file(good, "cluster_dead_calls_ratio: { max: 1.0 }"),
+            Path::new("x.yaml"),
+        )
+        .unwrap();
+        assert_eq!(ok.cluster.as_ref().map(|c| c.nodes), Some(3));
+        let short = smoke(&ok);
+        assert_eq!(short.cluster.map(|c| c.limit.duration.secs()), Some(4.0));
+        // (cluster section, criterion, expected error)
+        let cases = [
+            (
+                "",
+                "cluster_admitted_per_window: { max: 66 }",
+                "needs a `cluster:` section",
+            ),
+            (
+                &good.replace("window: 2s", "window: 1500ms"),
+                "cluster_client_errors: { max: 0 }",
+                "whole number of seconds",
+            ),
+            (
+                &good.replace("dead_mock: primary", "dead_mock: nope"),
+                "cluster_client_errors: { max: 0 }",
+                "unknown mock 'nope'",
+            ),
+            (
+                &good.replace("smoke_limit: 4s", "smoke_limit: 3s"),
+                "cluster_client_errors: { max: 0 }",
+                "at least 2 windows",
+            ),
+            (
+                &good.replace("dead_mock", "nodes: 1\n  dead_mock"),
+                "cluster_client_errors: { max: 0 }",
+                "cluster.nodes",
+            ),
+        ];
+        for (cluster, criterion, want) in cases {
+            let e = err(&file(cluster, criterion));
+            assert!(e.contains(want), "{want}: {e}");
+        }
     }
 }
