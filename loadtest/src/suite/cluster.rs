@@ -120,6 +120,8 @@ pub struct ClusterRun {
 /// One fleet's two phases, summed over its nodes.
 #[derive(Debug, Clone, Serialize)]
 pub struct FleetRun {
+    /// `Cpus_allowed_list` of the first node (all are started alike).
+    pub gateway_cpus: String,
     /// Requests the dead mock received during phase A (every node together).
     pub dead_calls: u64,
     pub health: FleetLoad,
@@ -276,8 +278,10 @@ fn fleet(
         "  {mode}: dead-mock calls {dead_calls}, health errors {}, admitted per window {admitted_per_window:?}",
         health.errors
     );
+    let gateway_cpus = nodes.first().map_or_else(String::new, |g| g.cpus.clone());
     drop(nodes);
     Ok(FleetRun {
+        gateway_cpus,
         dead_calls,
         health,
         limit,
@@ -437,6 +441,7 @@ mod tests {
 
     fn fleet(dead_calls: u64, errors: u64, windows: &[u64]) -> FleetRun {
         FleetRun {
+            gateway_cpus: String::new(),
             dead_calls,
             health: FleetLoad {
                 errors,

@@ -280,7 +280,10 @@ fn run_cluster(
         rate: spec.limit.rate,
         duration_s: spec.health.duration.secs() * 2.0 + spec.limit.duration.secs() * 2.0,
         stream: false,
-        gateway_cpus: String::from("see logs"),
+        gateway_cpus: fleets
+            .clustered
+            .as_ref()
+            .map_or_else(|| "-".to_string(), |f| f.gateway_cpus.clone()),
         load,
         phases: BTreeMap::new(),
         slices: BTreeMap::new(),
