@@ -194,6 +194,11 @@ fn value(metric: Metric, sc: &Scenario, run: &ScenarioRun) -> Result<Measure, St
         | Metric::ExtraAdmittedPerS
         | Metric::ExtraRefused
         | Metric::UpstreamExcess => super::neighbour::value(metric, run.neighbour.as_ref())?,
+        Metric::ClusterClientErrors
+        | Metric::ClusterDeadCallsRatio
+        | Metric::ClusterAdmittedPerWindow => {
+            return super::cluster::value(metric, run.cluster.as_ref())
+        }
         Metric::UpstreamCallsPerRequest => {
             let calls = upstream_calls(&run.timeline.samples)
                 .ok_or("no mock counter sample before and after the measured window")?;
@@ -738,6 +743,7 @@ budgets:
             planned_heal_s: Some(4.0),
             settle_s: 0.5,
             neighbour: None,
+            cluster: None,
         }
     }
 

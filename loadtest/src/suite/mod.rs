@@ -9,6 +9,7 @@
 //! scenario), [`metrics`] (values and verdicts), [`report`] and [`chart`].
 
 pub mod chart;
+pub mod cluster;
 pub mod gateway;
 pub mod metrics;
 pub mod mocks;
@@ -115,20 +116,35 @@ pub fn run(options: &SuiteOptions) -> Result<SuiteReport, SuiteError> {
         } else {
             full
         };
-        eprintln!(
-            "suite: {} ({} s{})",
-            sc.name,
-            sc.traffic.duration.secs(),
-            sc.traffic
-                .rate
-                .map_or(", closed loop".to_string(), |r| format!(" at {r:.0} req/s"))
-        );
+        if let Some(c) = &sc.cluster {
+            eprintln!(
+                "suite: {} ({} nodes, clustered then independent: {} s health + {} s limits each)",
+                sc.name,
+                c.nodes,
+                c.health.duration.secs(),
+                c.limit.duration.secs()
+            );
+        } else {
+            eprintln!(
+                "suite: {} ({} s{})",
+                sc.name,
+                sc.traffic.duration.secs(),
+                sc.traffic
+                    .rate
+                    .map_or(", closed loop".to_string(), |r| format!(" at {r:.0} req/s"))
+            );
+        }
         let outcome = match runner::run(&sc, &file, &ctx) {
             Ok(run) => ScenarioOutcome {
                 name: sc.name.clone(),
                 file: file.display().to_string(),
                 error: None,
-                verdicts: metrics::evaluate(&sc, &run),
+                skipped: run.cluster.as_ref().and_then(|c| c.skipped.clone()),
+                verdicts: if run.cluster.as_ref().is_some_and(|c| c.skipped.is_some()) {
+                    Vec::new()
+                } else {
+                    metrics::evaluate(&sc, &run)
+                },
                 budgets: metrics::evaluate_budgets(&sc, &run),
                 run: Some(run),
             },
@@ -136,6 +152,7 @@ pub fn run(options: &SuiteOptions) -> Result<SuiteReport, SuiteError> {
                 name: sc.name.clone(),
                 file: file.display().to_string(),
                 error: Some(e.to_string()),
+                skipped: None,
                 verdicts: Vec::new(),
                 budgets: Vec::new(),
                 run: None,
@@ -151,6 +168,10 @@ pub fn run(options: &SuiteOptions) -> Result<SuiteReport, SuiteError> {
 fn print_outcome(outcome: &ScenarioOutcome) {
     if let Some(e) = &outcome.error {
         eprintln!("  ERROR {e}");
+        return;
+    }
+    if let Some(why) = &outcome.skipped {
+        eprintln!("  SKIPPED {why}");
         return;
     }
     let line = |label: &str, v: &metrics::Verdict| {

@@ -18,6 +18,10 @@ pub struct ScenarioOutcome {
     pub file: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Why the scenario was skipped (a fleet scenario without redis-server); a
+    /// skip neither passes nor fails anything.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub skipped: Option<String>,
     /// The criteria: these decide the suite's verdict.
     pub verdicts: Vec<Verdict>,
     /// DESIGN.md budgets: reported, never part of the verdict.
@@ -170,6 +174,10 @@ pub fn table(report: &SuiteReport) -> String {
             );
             continue;
         }
+        if let Some(why) = &s.skipped {
+            let _ = writeln!(md, "| {} | (run) | {} | - | SKIPPED |", s.name, cell(why));
+            continue;
+        }
         if s.verdicts.is_empty() {
             let _ = writeln!(md, "| {} | (none) | - | - | - |", s.name);
         }
@@ -279,7 +287,9 @@ fn markdown(report: &SuiteReport) -> String {
                 run.settle_s
             );
         }
-        if let Some(n) = &run.neighbour {
+        if let Some(c) = &run.cluster {
+            cluster_fleets(&mut md, c);
+        } else if let Some(n) = &run.neighbour {
             neighbour_slices(&mut md, n);
         } else if run.phases.is_empty() {
             summary(&mut md, "run", &run.load);
@@ -349,6 +359,38 @@ fn markdown(report: &SuiteReport) -> String {
 
 /// A neighbour scenario's slices, in the order run: the main stream's figures,
 /// each extra stream's admitted and refused counts, the mocks' requests.
+fn cluster_fleets(md: &mut String, c: &super::cluster::ClusterRun) {
+    if let Some(why) = c.skipped.as_ref().or(c.required_missing.as_ref()) {
+        let _ = writeln!(md, "Skipped: {why}.\n");
+        return;
+    }
+    md.push_str("| fleet | phase A requests | errors | dead-primary calls | phase B ok / 429 | admitted per window (limit {}) |\n|---|---|---|---|---|---|\n".replace("{}", &c.limit_per_window.to_string()).as_str());
+    for (name, f) in [("clustered", &c.clustered), ("independent", &c.independent)] {
+        let Some(f) = f else { continue };
+        let _ = writeln!(
+            md,
+            "| {name} | {} | {} | {} | {} / {} | {:?} |",
+            f.health.requests,
+            f.health.errors,
+            f.dead_calls,
+            f.limit.ok,
+            f.limit.statuses.get(&429).copied().unwrap_or(0),
+            f.admitted_per_window
+        );
+    }
+    if let (Some(a), Some(b)) = (&c.clustered, &c.independent) {
+        if b.dead_calls > 0 {
+            let _ = writeln!(
+                md,
+                "\nDead-primary calls clustered ÷ independent: {:.2} (each independent node learns the failure itself: ≈ 1/{} expected).",
+                a.dead_calls as f64 / b.dead_calls as f64,
+                a.health.per_node.len()
+            );
+        }
+    }
+    md.push('\n');
+}
+
 fn neighbour_slices(md: &mut String, n: &super::neighbour::NeighbourRun) {
     let _ = writeln!(
         md,
@@ -450,6 +492,7 @@ mod tests {
             name: "s".into(),
             file: "s.yaml".into(),
             error: error.then(|| "gateway: not ready".into()),
+            skipped: None,
             verdicts: criteria.iter().copied().map(verdict).collect(),
             budgets: budgets.iter().copied().map(verdict).collect(),
             run: None,

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
+use super::cluster::{self, ClusterRun, ClusterSpec};
 use super::gateway::{free_port, render_config, GatewayProcess};
 use super::mocks::MockSet;
 use super::neighbour::{self, NeighbourRun};
@@ -85,6 +86,9 @@ pub struct ScenarioRun {
     /// Neighbour scenarios only: the quiet and loaded slices.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub neighbour: Option<NeighbourRun>,
+    /// Fleet scenarios only: both fleets, or why the scenario was skipped.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<ClusterRun>,
 }
 
 /// The counts and figures of one compare slice.
@@ -122,6 +126,9 @@ impl SliceSummary {
 
 /// Runs `sc` (already shortened for smoke mode) from `file`.
 pub fn run(sc: &Scenario, file: &Path, ctx: &Context) -> Result<ScenarioRun, SuiteError> {
+    if let Some(spec) = &sc.cluster {
+        return run_cluster(sc, spec, ctx);
+    }
     let mocks = MockSet::start(&sc.mocks, ctx.placement.load)?;
     let addr = free_port()?;
     let config = render_config(&sc.gateway, &mocks.urls(), addr).map_err(|problem| {
@@ -161,6 +168,7 @@ pub fn run(sc: &Scenario, file: &Path, ctx: &Context) -> Result<ScenarioRun, Sui
         planned_heal_s: scenario::heal_at(sc).map(|d| d.secs()),
         settle_s: sc.settle.secs(),
         neighbour: None,
+        cluster: None,
     };
     match &sc.compare {
         None if sc.extra_traffic.is_some() => {
@@ -252,6 +260,64 @@ pub fn run(sc: &Scenario, file: &Path, ctx: &Context) -> Result<ScenarioRun, Sui
     drop(gateway);
     drop(mocks);
     Ok(out)
+}
+
+/// A fleet scenario: its own nodes, redis-server and load (see `suite::cluster`).
+fn run_cluster(
+    sc: &Scenario,
+    spec: &ClusterSpec,
+    ctx: &Context,
+) -> Result<ScenarioRun, SuiteError> {
+    let fleets = cluster::run(sc, spec, ctx)?;
+    let load = fleets
+        .clustered
+        .as_ref()
+        .map_or_else(empty_report, |f| fleet_report(&f.limit));
+    Ok(ScenarioRun {
+        name: sc.name.clone(),
+        description: sc.description.trim().to_string(),
+        kind: "cluster",
+        rate: spec.limit.rate,
+        duration_s: spec.health.duration.secs() * 2.0 + spec.limit.duration.secs() * 2.0,
+        stream: false,
+        gateway_cpus: fleets
+            .clustered
+            .as_ref()
+            .map_or_else(|| "-".to_string(), |f| f.gateway_cpus.clone()),
+        load,
+        phases: BTreeMap::new(),
+        slices: BTreeMap::new(),
+        timeline: TimelineLog::default(),
+        fault_start_s: None,
+        heal_s: None,
+        planned_fault_start_s: None,
+        planned_heal_s: None,
+        settle_s: 0.0,
+        neighbour: None,
+        cluster: Some(fleets),
+    })
+}
+
+/// The clustered fleet's phase B as a report for the chart (ok per second).
+fn fleet_report(f: &cluster::FleetLoad) -> LoadReport {
+    let mut r = empty_report();
+    r.requests = f.requests;
+    r.ok = f.ok;
+    r.errors = f.errors;
+    r.statuses = f.statuses.clone();
+    r.series = f
+        .ok_per_s
+        .iter()
+        .enumerate()
+        .map(|(i, ok)| crate::loadgen::SecondStats {
+            second: u32::try_from(i).unwrap_or(u32::MAX),
+            ok: *ok,
+            sent: *ok,
+            sent_ok: *ok,
+            ..Default::default()
+        })
+        .collect();
+    r
 }
 
 /// One load run with the timeline thread beside it.

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::cluster::ClusterSpec;
 use super::timeline::{PROBE_BATCHES, PROBE_BATCH_GAP};
 use super::SuiteError;
 use crate::mock::{Continuation, Fault};
@@ -49,6 +50,10 @@ pub struct Scenario {
     /// loaded slices, and in every loaded slice these streams run beside it.
     #[serde(default)]
     pub extra_traffic: Option<ExtraTraffic>,
+    /// Makes this a fleet scenario: N nodes sharing a real redis-server, then the
+    /// same N independent (see `suite::cluster`).
+    #[serde(default)]
+    pub cluster: Option<ClusterSpec>,
     /// Pass criteria: metric → bound. These decide the verdict, so they must be
     /// counts and ratios measured within the run (see loadtest/README.md).
     #[serde(default)]
@@ -234,6 +239,9 @@ pub enum Metric {
     GatewayMaxRps,
     DownThroughputRatio,
     DownRetriedRatio,
+    ClusterClientErrors,
+    ClusterDeadCallsRatio,
+    ClusterAdmittedPerWindow,
 }
 
 impl Metric {
@@ -265,6 +273,9 @@ impl Metric {
             Metric::GatewayMaxRps => "gateway_max_rps",
             Metric::DownThroughputRatio => "down_throughput_ratio",
             Metric::DownRetriedRatio => "down_retried_ratio",
+            Metric::ClusterClientErrors => "cluster_client_errors",
+            Metric::ClusterDeadCallsRatio => "cluster_dead_calls_ratio",
+            Metric::ClusterAdmittedPerWindow => "cluster_admitted_per_window",
         }
     }
 
@@ -293,6 +304,15 @@ impl Metric {
                 | Metric::GatewayMaxRps
                 | Metric::DownThroughputRatio
                 | Metric::DownRetriedRatio
+        )
+    }
+
+    fn needs_cluster(self) -> bool {
+        matches!(
+            self,
+            Metric::ClusterClientErrors
+                | Metric::ClusterDeadCallsRatio
+                | Metric::ClusterAdmittedPerWindow
         )
     }
 
@@ -508,6 +528,12 @@ fn validate(s: &Scenario) -> Result<(), String> {
         }
     };
     validate_traffic(&s.traffic, &s.smoke)?;
+    if let Some(c) = &s.cluster {
+        validate_traffic(&c.health, &SmokeOverride::default())?;
+        validate_traffic(&c.limit, &SmokeOverride::default())?;
+        let names: Vec<String> = s.mocks.iter().map(|m| m.name.clone()).collect();
+        c.validate(&names).map_err(|e| e.to_string())?;
+    }
     let duration = s.traffic.duration;
     for (i, step) in s.faults.iter().enumerate() {
         known(&format!("faults[{i}].mock"), &step.mock)?;
@@ -681,6 +707,9 @@ fn validate_metric(
     if metric.needs_compare() && s.compare.is_none() {
         return Err(format!("{name}: needs a `compare:` section"));
     }
+    if metric.needs_cluster() && s.cluster.is_none() {
+        return Err(format!("{name}: needs a `cluster:` section"));
+    }
     if metric.needs_extra_traffic() && s.extra_traffic.is_none() {
         return Err(format!("{name}: needs an `extra_traffic:` section"));
     }
@@ -799,6 +828,9 @@ pub fn smoke(s: &Scenario) -> Scenario {
     // of them (best-of-N is what makes its p99 ratio robust, so not too few).
     if let (Some(x), Some(rounds)) = (&mut out.extra_traffic, s.smoke.rounds) {
         x.rounds = rounds;
+    }
+    if let Some(c) = &mut out.cluster {
+        c.smoke();
     }
     out
 }
@@ -1023,5 +1055,58 @@ criteria:
             e.contains("loaded_p99_ratio: needs an `extra_traffic:`"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn cluster_sections_are_checked() {
+        let file = |cluster: &str, criteria: &str| {
+            format!(
+                "name: c\nmocks: [{{ name: primary }}]\ngateway: \"routes: []\"\n\
+                 traffic: {{ rate: 1, duration: 1s }}\n{cluster}criteria:\n  {criteria}\n"
+            )
+        };
+        let good = "cluster:\n  dead_mock: primary\n  health: { rate: 20, duration: 2s }\n  \
+                    limit: { rate: 120, duration: 8s }\n  window: 2s\n  limit_per_window: 60\n  \
+                    smoke_health: 1s\n  smoke_limit: 4s\n";
+        let ok = parse(
+            &file(good, "cluster_dead_calls_ratio: { max: 1.0 }"),
+            Path::new("x.yaml"),
+        )
+        .unwrap();
+        assert_eq!(ok.cluster.as_ref().map(|c| c.nodes), Some(3));
+        let short = smoke(&ok);
+        assert_eq!(short.cluster.map(|c| c.limit.duration.secs()), Some(4.0));
+        // (cluster section, criterion, expected error)
+        let cases = [
+            (
+                "",
+                "cluster_admitted_per_window: { max: 66 }",
+                "needs a `cluster:` section",
+            ),
+            (
+                &good.replace("window: 2s", "window: 1500ms"),
+                "cluster_client_errors: { max: 0 }",
+                "whole number of seconds",
+            ),
+            (
+                &good.replace("dead_mock: primary", "dead_mock: nope"),
+                "cluster_client_errors: { max: 0 }",
+                "unknown mock 'nope'",
+            ),
+            (
+                &good.replace("smoke_limit: 4s", "smoke_limit: 3s"),
+                "cluster_client_errors: { max: 0 }",
+                "at least 2 windows",
+            ),
+            (
+                &good.replace("dead_mock", "nodes: 1\n  dead_mock"),
+                "cluster_client_errors: { max: 0 }",
+                "cluster.nodes",
+            ),
+        ];
+        for (cluster, criterion, want) in cases {
+            let e = err(&file(cluster, criterion));
+            assert!(e.contains(want), "{want}: {e}");
+        }
     }
 }
