@@ -163,6 +163,16 @@ impl FleetLoad {
     }
 }
 
+/// Sleeps until the wall clock is at a whole multiple of `window` (unix time).
+fn sleep_to_window_start(window: std::time::Duration) {
+    let window_ms = window.as_millis().max(1) as u64;
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    let wait = window_ms - now_ms % window_ms;
+    std::thread::sleep(std::time::Duration::from_millis(wait));
+}
+
 /// Ok answers per whole window of `window_s` seconds inside `duration_s`.
 pub fn per_window(ok_per_s: &[u64], window_s: u64, duration_s: f64) -> Vec<u64> {
     let w = usize::try_from(window_s.max(1)).unwrap_or(1);
@@ -268,6 +278,9 @@ fn fleet(
     let health = round_robin(&spec.health, &addrs, ctx)?;
     let dead_calls = dead.requests().saturating_sub(before);
     eprintln!("  {mode}: phase B (limits)");
+    // The gateway's windows start on the wall clock (every node's at the same
+    // moments); so do the counted ones, so each counted window is one of theirs.
+    sleep_to_window_start(spec.window.0);
     let limit = round_robin(&spec.limit, &addrs, ctx)?;
     let admitted_per_window = per_window(
         &limit.ok_per_s,
