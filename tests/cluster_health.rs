@@ -375,6 +375,20 @@ fn breaker_of(gw: &Gateway) -> String {
         .unwrap_or_default()
 }
 
+/// The probes of the primary that ended on `gw` in `to` (`open`: failed,
+/// `closed`: succeeded), summed over shards from `/metrics`: that node probed.
+fn probes_ended(gw: &Gateway, to: &str) -> u64 {
+    let target = format!("target=\"{PRIMARY}\"");
+    let change = format!("from=\"half_open\",to=\"{to}\"");
+    admin_get(gw, "/metrics")
+        .text()
+        .lines()
+        .filter(|l| l.starts_with("switchyard_breaker_transitions_total{"))
+        .filter(|l| l.contains(&target) && l.contains(&change))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
+}
+
 /// Whether `gw`'s `/admin/cluster` list `field` names the primary.
 fn lists_primary(gw: &Gateway, field: &str) -> bool {
     let status = cluster(gw);
@@ -411,6 +425,7 @@ fn a_target_both_nodes_tripped_is_probed_by_one_and_its_close_closes_both() {
     let cooldown = Duration::from_millis(300);
     let period = Duration::from_secs(3);
     let before = primary.stats().requests;
+    let probed_before = (probes_ended(&a, "open"), probes_ended(&b, "open"));
     let started = Instant::now();
     let mut sent = 0;
     while started.elapsed() < period && sent < 3_000 {
@@ -418,12 +433,20 @@ fn a_target_both_nodes_tripped_is_probed_by_one_and_its_close_closes_both() {
         sent += 2;
     }
     let probes = primary.stats().requests - before;
+    let by_a = probes_ended(&a, "open") - probed_before.0;
+    let by_b = probes_ended(&b, "open") - probed_before.1;
     let rounds = (period.as_millis() / cooldown.as_millis()) as u64;
-    eprintln!("both tripped: {probes} probes in {period:?} ({rounds} rounds of {cooldown:?}, {sent} requests)");
+    eprintln!(
+        "both tripped: {probes} probes in {period:?} ({rounds} rounds of {cooldown:?}, \
+         {sent} requests); failed probes by A {by_a}, by B {by_b}"
+    );
     assert!(
         probes <= rounds + 1,
         "{probes} probes in {rounds} rounds: more than one node probes"
     );
+    // One prober: the node that defers never probes (one round of slack
+    // for a lease taken while a probe of its own was already in flight).
+    assert!(by_a.min(by_b) <= 1, "both nodes probed: A {by_a}, B {by_b}");
 
     // Healed: the holder's probe closes it; the other node closes without a
     // probe of its own (no traffic reaches it meanwhile).
@@ -435,6 +458,7 @@ fn a_target_both_nodes_tripped_is_probed_by_one_and_its_close_closes_both() {
     assert!(lists_primary(other, "deferred"), "{}", cluster(other));
     primary.set_fault(Fault::None);
     let before = primary.stats().requests;
+    let other_before = (probes_ended(other, "open"), probes_ended(other, "closed"));
     assert!(
         wait_until(BOUND, || served(holder) == PRIMARY),
         "the holder's probe never closed the breaker"
@@ -457,6 +481,18 @@ fn a_target_both_nodes_tripped_is_probed_by_one_and_its_close_closes_both() {
     );
     let calls = primary.stats().requests - before;
     assert!(calls <= 40, "{calls} primary calls to close both");
+    let other_probes = (
+        probes_ended(other, "open") - other_before.0,
+        probes_ended(other, "closed") - other_before.1,
+    );
+    eprintln!(
+        "the deferring node's own probes while healing (failed, succeeded): {other_probes:?}"
+    );
+    assert_eq!(
+        other_probes,
+        (0, 0),
+        "the deferring node probed instead of taking the fleet's close"
+    );
     a.shutdown();
     b.shutdown();
 }

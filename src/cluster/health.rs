@@ -16,6 +16,15 @@
 //!   or expired) lifts that sideline at once. What was applied from others is
 //!   a sideline, never a trip, so it is never published again (no echo).
 //!
+//! - holds or watches the probe lease of each local trip near its half-open
+//!   (one probe per fleet for a target several nodes tripped: a node that
+//!   finds another holding it sidelines its own breaker until the lease runs
+//!   out, and closes its trip when the holder's probe closes the target);
+//! - publishes local `Retry-After` sidelines (their own key and message) and
+//!   applies other nodes' until their deadline, never re-publishing what it
+//!   applied;
+//! - touches this node's presence and counts the fleet's live nodes.
+//!
 //! The published messages are applied as they come by [`super::subscriber`];
 //! the keys are the source of truth and the resync: a node that starts or
 //! reconnects learns the current trips from them, and a message missed in an
