@@ -1,5 +1,6 @@
-//! Build script: stamps the git commit into `--version` (`unknown` outside a
-//! git checkout, e.g. a source tarball or a Docker build without `.git`).
+//! Build script: stamps the git commit into `--version`: `$SWITCHYARD_COMMIT`
+//! when set (the Dockerfile's build argument, as its context has no `.git`),
+//! else `git rev-parse --short HEAD`, else `unknown` (a source tarball).
 
 use std::process::Command;
 
@@ -13,9 +14,14 @@ fn git(args: &[&str]) -> Option<String> {
 }
 
 fn main() {
-    let commit = git(&["rev-parse", "--short", "HEAD"]).unwrap_or_else(|| "unknown".into());
+    let commit = std::env::var("SWITCHYARD_COMMIT")
+        .ok()
+        .filter(|c| !c.trim().is_empty() && c != "unknown")
+        .or_else(|| git(&["rev-parse", "--short", "HEAD"]))
+        .unwrap_or_else(|| "unknown".into());
     println!("cargo:rustc-env=SWITCHYARD_COMMIT={commit}");
     println!("cargo:rerun-if-changed=build.rs");
+    println!("cargo:rerun-if-env-changed=SWITCHYARD_COMMIT");
     // A new commit moves HEAD's reflog; rebuilding then keeps the stamp honest.
     if let Some(dir) = git(&["rev-parse", "--git-dir"]) {
         println!("cargo:rerun-if-changed={dir}/HEAD");
