@@ -164,7 +164,8 @@ mod tests {
     #[test]
     fn lock_dir_prefers_state_then_runtime_then_xdg_then_tmp() {
         let state = Path::new("/var/lib/sy");
-        let table: [(Option<&Path>, Option<&str>, Option<&str>, &str); 5] = [
+        type Case<'a> = (Option<&'a Path>, Option<&'a str>, Option<&'a str>, &'a str);
+        let table: [Case; 5] = [
             (
                 Some(state),
                 Some("/run/sy"),
