@@ -115,23 +115,22 @@ install_once() {
 #    build of the user who cloned the repository.
 build_cmd=(cargo build --release --locked --bin switchyard)
 if [ -z "$binary" ]; then
+    # Under sudo, the user who cloned the repository builds it; otherwise
+    # whoever runs this does (root in a root-only container is fine).
     as_user=()
-    if [ "$(id -u)" = 0 ]; then
-        if [ -n "${SUDO_USER:-}" ] && [ "$SUDO_USER" != root ]; then
-            # A login shell, so the user's ~/.cargo/bin is on PATH.
-            as_user=(sudo -u "$SUDO_USER" -H bash -lc 'cd "$1" && shift && "$@"' build "$repo")
-        else
-            die "not building as root: run 'cargo build --release --bin switchyard' as your user, then: sudo $0 --binary target/release/switchyard"
-        fi
+    if [ "$(id -u)" = 0 ] && [ -n "${SUDO_USER:-}" ] && [ "$SUDO_USER" != root ]; then
+        # A login shell, so the user's ~/.cargo/bin is on PATH.
+        as_user=(sudo -u "$SUDO_USER" -H bash -lc 'cd "$1" && shift && "$@"' build "$repo")
     fi
-    echo "build: ${build_cmd[*]} in $repo${SUDO_USER:+ (as $SUDO_USER)}"
+    hint="build it as your user (cargo build --release --bin switchyard), then: sudo $0 --binary target/release/switchyard"
+    echo "build: ${build_cmd[*]} in $repo${as_user[*]:+ (as $SUDO_USER)}"
     if [ "$dry_run" = 1 ]; then
         echo "would run: ${as_user[*]:+${as_user[*]} }${build_cmd[*]}"
     elif [ ${#as_user[@]} -gt 0 ]; then
-        "${as_user[@]}" "${build_cmd[@]}" || die "the build failed; build it yourself and pass --binary PATH"
+        "${as_user[@]}" "${build_cmd[@]}" || die "the build as $SUDO_USER failed; $hint"
     else
-        command -v cargo >/dev/null 2>&1 || die "cargo not found; install Rust (https://rustup.rs) or pass --binary PATH"
-        (cd "$repo" && "${build_cmd[@]}") || die "the build failed; build it yourself and pass --binary PATH"
+        command -v cargo >/dev/null 2>&1 || die "cargo is not on PATH; $hint"
+        (cd "$repo" && "${build_cmd[@]}") || die "the build failed; $hint"
     fi
     binary="$repo/target/release/switchyard"
 else
