@@ -9,6 +9,10 @@
 #   systemd/install.sh --prefix /tmp/root --binary target/debug/switchyard
 #                                                # install under a root directory; no systemctl
 #
+# It never runs cargo as root on someone's behalf: under sudo it builds as
+# $SUDO_USER. It ends by printing what to do next (replace the placeholder
+# secrets that `check` warned about, then start).
+#
 # Options:
 #   --binary PATH   install this binary instead of building one
 #   --config PATH   initial config to install when none exists
