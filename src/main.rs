@@ -1,10 +1,12 @@
 //! The `switchyard` command: run the gateway, check a config, or watch the demo.
 
-use std::path::PathBuf;
+mod instance_lock;
+
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use switchyard::config::{self, DriverChoice};
 use switchyard::gateway::{Gateway, Overrides};
@@ -19,7 +21,7 @@ const DNS_REFRESH: Duration = Duration::from_secs(30);
 #[derive(Parser)]
 #[command(
     name = "switchyard",
-    version,
+    version = concat!(env!("CARGO_PKG_VERSION"), " (", env!("SWITCHYARD_COMMIT"), ")"),
     about = "A thread-per-core LLM gateway that keeps applications answering when model providers fail.",
     long_about = "switchyard sits between applications and LLM providers. It retries what is worth retrying, \
 falls back across providers, opens circuit breakers on failing targets and keeps streams alive — \
@@ -35,7 +37,7 @@ enum Command {
     /// Run the gateway. SIGHUP reloads the config; SIGTERM/SIGINT drain and stop.
     Run {
         /// Path to the YAML config (see config/switchyard.example.yaml).
-        #[arg(short, long, value_name = "FILE")]
+        #[arg(short, long, value_name = "FILE", env = "SWITCHYARD_CONFIG")]
         config: PathBuf,
         /// Number of shards (threads pinned to cores); overrides `shards:`.
         #[arg(long, value_name = "N")]
@@ -43,11 +45,19 @@ enum Command {
         /// Force the I/O driver: auto, io_uring or legacy; overrides `driver:`.
         #[arg(long, value_name = "DRIVER")]
         driver: Option<String>,
+        /// Start even though another instance serves the same listen address (a
+        /// zero-downtime upgrade: start the new one, then SIGTERM the old, which drains).
+        #[arg(long)]
+        takeover: bool,
     },
-    /// Validate a config file: prints every mistake with file:line and exits non-zero.
+    /// Validate a config file: prints every mistake with file:line and exits non-zero;
+    /// warns (exit 0) about placeholder secrets and `$VAR` written without braces.
     Check {
-        #[arg(short, long, value_name = "FILE")]
-        config: PathBuf,
+        /// The config to check (or --config FILE, or SWITCHYARD_CONFIG).
+        #[arg(value_name = "FILE", conflicts_with = "config")]
+        file: Option<PathBuf>,
+        #[arg(short, long, value_name = "FILE", env = "SWITCHYARD_CONFIG")]
+        config: Option<PathBuf>,
     },
     /// Run the built-in demo: two mock providers, the gateway, steady traffic and a
     /// scripted outage with live failover.
@@ -59,16 +69,30 @@ enum Command {
         #[arg(long, default_value_t = 20)]
         rate: u32,
     },
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions {
+        #[arg(value_name = "SHELL")]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff): `switchyard man > /usr/local/share/man/man1/switchyard.1`.
+    Man,
 }
 
 fn main() -> ExitCode {
     match Cli::parse().command {
-        Command::Check { config } => check(&config),
+        Command::Check { file, config } => match file.or(config) {
+            Some(path) => check(&path),
+            None => {
+                eprintln!("switchyard check: no config given: pass FILE, --config FILE or set SWITCHYARD_CONFIG");
+                ExitCode::FAILURE
+            }
+        },
         Command::Run {
             config,
             shards,
             driver,
-        } => run(&config, shards, driver.as_deref()),
+            takeover,
+        } => run(&config, shards, driver.as_deref(), takeover),
         Command::Demo { seconds, rate } => {
             match switchyard::demo::run(Duration::from_secs(seconds), rate) {
                 Ok(()) => ExitCode::SUCCESS,
@@ -78,11 +102,33 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Completions { shell } => {
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "switchyard",
+                &mut std::io::stdout(),
+            );
+            ExitCode::SUCCESS
+        }
+        Command::Man => {
+            match clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout()) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("switchyard man: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
     }
 }
 
-fn check(path: &std::path::Path) -> ExitCode {
-    match config::load_file(path) {
+fn check(path: &Path) -> ExitCode {
+    let result = config::load_file(path);
+    for warning in config::lint_file(path, &|name| std::env::var(name).ok()) {
+        eprintln!("warning: {warning}");
+    }
+    match result {
         Ok(config) => {
             println!(
                 "{}: OK ({} providers, {} routes)",
@@ -109,7 +155,7 @@ fn parse_driver(name: &str) -> Option<DriverChoice> {
     }
 }
 
-fn run(path: &std::path::Path, shards: Option<usize>, driver: Option<&str>) -> ExitCode {
+fn run(path: &Path, shards: Option<usize>, driver: Option<&str>, takeover: bool) -> ExitCode {
     let mut config = match config::load_file(path) {
         Ok(config) => config,
         Err(errors) => {
@@ -129,6 +175,10 @@ fn run(path: &std::path::Path, shards: Option<usize>, driver: Option<&str>) -> E
         return ExitCode::FAILURE;
     }
     switchyard::log::set_format(config.log.format);
+    if let Err(e) = lock_instance(&config, takeover) {
+        eprintln!("switchyard: {e}");
+        return ExitCode::FAILURE;
+    }
     let signals = match signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP]) {
         Ok(signals) => signals,
         Err(e) => {
@@ -148,6 +198,35 @@ fn run(path: &std::path::Path, shards: Option<usize>, driver: Option<&str>) -> E
     switchyard::systemd::notify_stopping();
     gateway.shutdown();
     ExitCode::SUCCESS
+}
+
+/// Refuses a second instance on the same listen address (see [`instance_lock`]);
+/// port 0 (any free port) never collides, so it takes no lock.
+fn lock_instance(config: &config::Config, takeover: bool) -> Result<(), instance_lock::LockError> {
+    if config.listen.port() == 0 {
+        return Ok(());
+    }
+    let dir = instance_lock::lock_dir(
+        config
+            .state
+            .configured
+            .then_some(config.state.dir.as_path()),
+        std::env::var("RUNTIME_DIRECTORY").ok().as_deref(),
+        std::env::var("XDG_RUNTIME_DIR").ok().as_deref(),
+    );
+    if !takeover {
+        // Held for the life of the process.
+        std::mem::forget(instance_lock::acquire(&dir, config.listen)?);
+        return Ok(());
+    }
+    if let Some(pid) = instance_lock::acquire_or_wait(&dir, config.listen)? {
+        switchyard::event!(
+            Level::Info,
+            "--takeover: starting beside the running instance; SIGTERM it to finish the upgrade",
+            pid = pid
+        );
+    }
+    Ok(())
 }
 
 /// Waits for signals, reloading on SIGHUP, until SIGTERM/SIGINT.

@@ -3,11 +3,15 @@
 # differs, never overwrites an existing config or env file, and checks the config
 # before it enables or restarts anything.
 #
-#   sudo systemd/install.sh                      # cargo build --release, install, enable --now
+#   sudo systemd/install.sh                      # cargo build --release (as $SUDO_USER), install, enable --now
 #   sudo systemd/install.sh --binary ./switchyard  # install a binary built elsewhere
 #   systemd/install.sh --dry-run                 # print what would be done, change nothing
 #   systemd/install.sh --prefix /tmp/root --binary target/debug/switchyard
 #                                                # install under a root directory; no systemctl
+#
+# It never runs cargo as root on someone's behalf: under sudo it builds as
+# $SUDO_USER. It ends by printing what to do next (replace the placeholder
+# secrets that `check` warned about, then start).
 #
 # Options:
 #   --binary PATH   install this binary instead of building one
@@ -110,13 +114,27 @@ install_once() {
     run install -D -m "$mode" "$src" "$dest"
 }
 
-# 1. The binary: the one given, or a fresh release build.
+# 1. The binary: the one given, or a fresh release build. Never cargo as root:
+#    root rarely has cargo on its PATH, and a root-owned target/ breaks the next
+#    build of the user who cloned the repository.
+build_cmd=(cargo build --release --locked --bin switchyard)
 if [ -z "$binary" ]; then
-    echo "build: cargo build --release in $repo"
+    # Under sudo, the user who cloned the repository builds it; otherwise
+    # whoever runs this does (root in a root-only container is fine).
+    as_user=()
+    if [ "$(id -u)" = 0 ] && [ -n "${SUDO_USER:-}" ] && [ "$SUDO_USER" != root ]; then
+        # A login shell, so the user's ~/.cargo/bin is on PATH.
+        as_user=(sudo -u "$SUDO_USER" -H bash -lc 'cd "$1" && shift && "$@"' build "$repo")
+    fi
+    hint="build it as your user (cargo build --release --bin switchyard), then: sudo $0 --binary target/release/switchyard"
+    echo "build: ${build_cmd[*]} in $repo${as_user[*]:+ (as $SUDO_USER)}"
     if [ "$dry_run" = 1 ]; then
-        echo "would run: cargo build --release --bin switchyard"
+        echo "would run: ${as_user[*]:+${as_user[*]} }${build_cmd[*]}"
+    elif [ ${#as_user[@]} -gt 0 ]; then
+        "${as_user[@]}" "${build_cmd[@]}" || die "the build as $SUDO_USER failed; $hint"
     else
-        (cd "$repo" && cargo build --release --bin switchyard)
+        command -v cargo >/dev/null 2>&1 || die "cargo is not on PATH; $hint"
+        (cd "$repo" && "${build_cmd[@]}") || die "the build failed; $hint"
     fi
     binary="$repo/target/release/switchyard"
 else
@@ -173,18 +191,37 @@ else
     fi
 fi
 
+# What to do now: the secrets are still the example's placeholders (check warned
+# about each one), and the service is not started with them.
+next_steps() {
+    echo
+    echo "Next:"
+    echo "  1. Put real secrets in $env_dest (check warns about every placeholder left)."
+    echo "  2. Review $config_dest (providers, routes, keys); see config/switchyard.example.yaml."
+    echo "  3. Check it: $bin_dest check $config_dest  (with the env file's values exported)"
+    if [ -n "$prefix" ]; then
+        echo "  4. Run it:   $bin_dest run --config $config_dest"
+    else
+        echo "  4. Start it: systemctl enable --now switchyard; logs: journalctl -u switchyard -f"
+        echo "     After editing: systemctl reload switchyard (a changed secret needs restart)."
+    fi
+}
+
 # 4. systemd.
 if [ -n "$prefix" ]; then
     echo "skip: systemctl (--prefix $prefix)"
+    next_steps
     exit 0
 fi
 if ! command -v systemctl >/dev/null 2>&1; then
     echo "skip: systemctl not found"
+    next_steps
     exit 0
 fi
 run systemctl daemon-reload
 if [ "$start" = 0 ]; then
     echo "skip: systemctl enable --now (--no-start)"
+    next_steps
     exit 0
 fi
 if [ "$changed" = 1 ] && [ "$dry_run" = 0 ] && systemctl is-active --quiet switchyard.service; then
@@ -192,3 +229,4 @@ if [ "$changed" = 1 ] && [ "$dry_run" = 0 ] && systemctl is-active --quiet switc
     run systemctl restart switchyard.service
 fi
 run systemctl enable --now switchyard.service
+echo "started: systemctl status switchyard; logs: journalctl -u switchyard -f"

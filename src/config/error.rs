@@ -59,6 +59,8 @@ pub struct Report<'t> {
     errors: Vec<ConfigError>,
     /// Paths whose further errors are echoes of one already reported.
     muted: Vec<YamlPath>,
+    /// Mappings whose further errors are echoes of one already reported inside.
+    muted_within: Vec<YamlPath>,
     /// Environment values no message may quote (see [`env::hide`]).
     hidden: Vec<Hidden>,
 }
@@ -70,13 +72,15 @@ impl<'t> Report<'t> {
             origin,
             errors: Vec::new(),
             muted: Vec::new(),
+            muted_within: Vec::new(),
             hidden: Vec::new(),
         }
     }
 
     /// Records a mistake at `path`; its line is the deepest part of the path found.
     pub fn error(&mut self, path: &YamlPath, message: impl Into<String>) {
-        if self.muted.contains(path) {
+        let inside = |m: &YamlPath| path.segments().starts_with(m.segments());
+        if self.muted.contains(path) || self.muted_within.iter().any(inside) {
             return;
         }
         let line = self.line_of(path);
@@ -108,6 +112,14 @@ impl<'t> Report<'t> {
     /// Records nothing more at `path` (its value is known to be a placeholder).
     pub fn mute(&mut self, path: &YamlPath) {
         self.muted.push(path.clone());
+    }
+
+    /// Records nothing more at `path` or inside it (a mapping with a mistyped key:
+    /// its "required" errors would be echoes). The root is never muted this way.
+    pub fn mute_within(&mut self, path: &YamlPath) {
+        if !path.segments().is_empty() {
+            self.muted_within.push(path.clone());
+        }
     }
 
     pub fn has_errors(&self) -> bool {

@@ -115,7 +115,10 @@ impl SideFiles<'_> {
     }
 }
 
-/// Parses, shape-checks and expands; `None` once any of that failed. An empty
+/// Parses, shape-checks and expands; `None` only when the text is not YAML or
+/// nothing of it could be read. A node of the wrong shape is reported and cut
+/// out, and the rest is still validated, so one pass shows every mistake; later
+/// errors at a cut node's path would only echo it, so they are muted. An empty
 /// document reads as `empty`.
 fn read<T: serde::de::DeserializeOwned>(
     text: &str,
@@ -134,33 +137,32 @@ fn read<T: serde::de::DeserializeOwned>(
             return None;
         }
     };
-    let shape = raw::read_shape::<T>(&doc, empty.clone());
-    if let Err(errors) = &shape {
-        for error in errors {
-            report.error(&error.path, error.message.clone());
+    let shape = raw::read_pruned::<T>(&doc, empty.clone());
+    for error in &shape.errors {
+        report.error(&error.path, error.message.clone());
+        report.mute(&error.path);
+        if error.message.starts_with("unknown key") {
+            let segments = error.path.segments();
+            let parent = segments[..segments.len().saturating_sub(1)].iter();
+            report.mute_within(&parent.fold(YamlPath::default(), |p, s| p.with(s.clone())));
         }
     }
+    shape.value.as_ref()?;
     // A string whose `${VAR}` failed stays unexpanded; validation goes on, but
     // errors at that path would only echo the env error, so they are muted.
-    let mut expanded = doc;
+    let mut expanded = shape.tree;
     let found = env::expand_tree(&mut expanded, &YamlPath::default(), env);
     report.hide(found.hidden);
     for (path, error) in found.errors {
         report.error(&path, error.to_string());
         report.mute(&path);
     }
-    if shape.is_err() {
-        return None;
+    let after = raw::read_pruned::<T>(&expanded, empty);
+    for error in &after.errors {
+        report.error(&error.path, "invalid value after ${VAR} expansion");
+        report.mute(&error.path);
     }
-    match raw::read_shape::<T>(&expanded, empty) {
-        Ok(raw) => Some(raw),
-        Err(errors) => {
-            for error in errors {
-                report.error(&error.path, "invalid value after ${VAR} expansion");
-            }
-            None
-        }
-    }
+    after.value
 }
 
 fn build(raw: RawConfig, r: &mut Report<'_>, side: &mut SideFiles<'_>) -> Config {

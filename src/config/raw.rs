@@ -366,30 +366,59 @@ pub fn read_raw(doc: &Value) -> Result<RawConfig, Vec<ShapeError>> {
     read_shape(doc, Value::Mapping(serde_yaml::Mapping::new()))
 }
 
-/// Reads any tree into `T` like [`read_raw`] (for side files: `keys_file`,
-/// `prices_file`); an empty document reads as `empty`.
+/// Reads any tree into `T` like [`read_raw`]; an empty document reads as `empty`.
+#[cfg(test)]
 pub fn read_shape<T: serde::de::DeserializeOwned>(
     doc: &Value,
     empty: Value,
 ) -> Result<T, Vec<ShapeError>> {
-    let mut scratch = match doc {
+    let pruned = read_pruned::<T>(doc, empty);
+    match pruned.value {
+        Some(raw) if pruned.errors.is_empty() => Ok(raw),
+        _ => Err(pruned.errors),
+    }
+}
+
+/// What [`read_pruned`] made of a tree.
+pub struct Pruned<T> {
+    /// The tree read without its offending nodes; `None` when even that failed.
+    pub value: Option<T>,
+    /// One error per node cut out.
+    pub errors: Vec<ShapeError>,
+    /// The tree without those nodes.
+    pub tree: Value,
+}
+
+/// Reads the tree into `T`, cutting out each node of the wrong shape (and
+/// noting why) until the rest reads, so validation can go on over the rest.
+pub fn read_pruned<T: serde::de::DeserializeOwned>(doc: &Value, empty: Value) -> Pruned<T> {
+    let mut tree = match doc {
         Value::Null => empty,
         other => other.clone(),
     };
     let mut errors = Vec::new();
     for _ in 0..MAX_SHAPE_ERRORS {
-        let error = match serde_path_to_error::deserialize::<_, T>(&scratch) {
-            Ok(raw) if errors.is_empty() => return Ok(raw),
-            Ok(_) => return Err(errors),
+        let error = match serde_path_to_error::deserialize::<_, T>(&tree) {
+            Ok(raw) => {
+                return Pruned {
+                    value: Some(raw),
+                    errors,
+                    tree,
+                }
+            }
             Err(error) => shape_error(&error),
         };
-        let removed = remove_node(&mut scratch, error.path.segments());
+        let removed = remove_node(&mut tree, error.path.segments());
         errors.push(error);
         if !removed {
             break;
         }
     }
-    Err(errors)
+    Pruned {
+        value: None,
+        errors,
+        tree,
+    }
 }
 
 fn shape_error(error: &serde_path_to_error::Error<serde_yaml::Error>) -> ShapeError {
