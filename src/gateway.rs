@@ -42,6 +42,7 @@ impl Gateway {
         overrides: &Overrides,
     ) -> Result<Gateway, GatewayError> {
         let config = Arc::new(config);
+        crate::log::configure(&config.log);
         // Before any shard: an unusable state_dir or state file stops the start.
         let spend = Arc::new(SpendKeeper::start(&config, SystemTime::now())?);
         let mut table = Table::build(config.clone(), 1, &resolve_host);
@@ -91,7 +92,11 @@ impl Gateway {
             "switchyard listening",
             addr = addr,
             shards = shards.len(),
-            driver = shards.drivers.first().copied().unwrap_or("-")
+            driver = shards.drivers.first().copied().unwrap_or("-"),
+            config = control
+                .source
+                .as_deref()
+                .map_or_else(|| "-".into(), |p| p.display().to_string())
         );
         Ok(Gateway {
             control,

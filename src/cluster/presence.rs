@@ -26,7 +26,12 @@ fn unix_ms(t: SystemTime) -> u64 {
 
 /// Marks `node` live now, and drops members silent for over a day (a node
 /// that went away without a word) so the set stays small.
-pub fn touch(link: &mut RedisLink, key: &str, node: &str, now: SystemTime) -> Result<(), LinkError> {
+pub fn touch(
+    link: &mut RedisLink,
+    key: &str,
+    node: &str,
+    now: SystemTime,
+) -> Result<(), LinkError> {
     let now = unix_ms(now);
     link.call(redis::cmd("ZADD").arg(key).arg(now).arg(node))?;
     let stale = now.saturating_sub(86_400_000);

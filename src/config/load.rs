@@ -34,8 +34,11 @@ const KINDS: &[(&str, ProviderKind)] = &[
     ("bedrock", ProviderKind::Bedrock),
 ];
 
-const LOG_FORMATS: &[(&str, LogFormat)] =
-    &[("logfmt", LogFormat::Logfmt), ("json", LogFormat::Json)];
+const LOG_FORMATS: &[(&str, LogFormat)] = &[
+    ("logfmt", LogFormat::Logfmt),
+    ("text", LogFormat::Logfmt),
+    ("json", LogFormat::Json),
+];
 
 /// Reads and validates a config file; `${VAR}` comes from the process environment.
 pub fn load_file(path: &Path) -> Result<Config, ConfigErrors> {
@@ -746,6 +749,12 @@ fn log(raw: RawLog, path: &YamlPath, r: &mut Report<'_>) -> LogConfig {
             &path.key("format"),
             LOG_FORMATS,
             LogFormat::Logfmt,
+        ),
+        level: r.choice(
+            raw.level.as_deref(),
+            &path.key("level"),
+            crate::log::Level::NAMES,
+            crate::log::Level::Info,
         ),
         request_sample: r.fraction(raw.request_sample, &path.key("request_sample"), 0.0, true),
     }

@@ -278,6 +278,7 @@ pub struct RawLimits {
 #[serde(deny_unknown_fields, default)]
 pub struct RawLog {
     pub format: Option<String>,
+    pub level: Option<String>,
     pub request_sample: Option<f64>,
 }
 

@@ -552,6 +552,8 @@ pub enum LogFormat {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct LogConfig {
     pub format: LogFormat,
+    /// The least level written (`SWITCHYARD_LOG` overrides it at start and reload).
+    pub level: crate::log::Level,
     /// Fraction of requests logged one line each (0 = none, 1 = all).
     pub request_sample: f64,
 }

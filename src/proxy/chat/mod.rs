@@ -104,6 +104,8 @@ struct Request<'a> {
     estimate: u64,
     /// The usage every attempt reported so far (what the key is charged).
     used: std::cell::Cell<crate::wire::Usage>,
+    /// When a stream reached its first content, after `started` (for the log line).
+    ttft: std::cell::Cell<Option<Duration>>,
     started: Instant,
     deadline: Instant,
 }
@@ -314,6 +316,7 @@ pub async fn handle(
         native,
         estimate,
         used: Default::default(),
+        ttft: Default::default(),
         started: req.started,
         deadline: deadline_for(req, &routing.table.config.routes[route]),
     };
@@ -375,7 +378,7 @@ async fn refuse(
     let standing = admission::standing(routing, req.key);
     let (error, headers) = admission::refusal_answer(limited, name, standing, req.dialect);
     let extra: Vec<(&str, &[u8])> = headers.iter().map(|(n, v)| (*n, v.as_bytes())).collect();
-    shard.record_bad_request(error.status);
+    shard.record_bad_request(&error);
     reply.meta.write_error(reply.out, &error, &extra);
     reply.flush().await
 }
@@ -469,7 +472,7 @@ fn deadline_for(req: &Incoming<'_>, route: &Route) -> Instant {
 }
 
 async fn reject(shard: &Shard, reply: &mut Reply<'_>, error: &ApiError) -> std::io::Result<()> {
-    shard.record_bad_request(error.status);
+    shard.record_bad_request(error);
     reply.meta.write_error(reply.out, error, &[]);
     reply.flush().await
 }
