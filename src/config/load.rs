@@ -34,11 +34,8 @@ const KINDS: &[(&str, ProviderKind)] = &[
     ("bedrock", ProviderKind::Bedrock),
 ];
 
-const LOG_FORMATS: &[(&str, LogFormat)] = &[
-    ("logfmt", LogFormat::Logfmt),
-    ("text", LogFormat::Logfmt),
-    ("json", LogFormat::Json),
-];
+const LOG_FORMATS: &[(&str, LogFormat)] =
+    &[("logfmt", LogFormat::Logfmt), ("json", LogFormat::Json)];
 
 /// Reads and validates a config file; `${VAR}` comes from the process environment.
 pub fn load_file(path: &Path) -> Result<Config, ConfigErrors> {
