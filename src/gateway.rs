@@ -32,6 +32,7 @@ pub struct Gateway {
     admin: Option<crate::admin::AdminServer>,
     flusher: Option<Flusher>,
     fleet: Option<FleetHealth>,
+    exporter: Option<crate::telemetry::exporter::Exporter>,
 }
 
 impl Gateway {
@@ -76,6 +77,7 @@ impl Gateway {
         });
         let flusher = Flusher::start(spend);
         let fleet = start_fleet(&config, &control, view);
+        let exporter = start_exporter(&config);
         let admin = match &config.admin {
             Some(admin) => Some(
                 crate::admin::AdminServer::start(admin, control.clone()).map_err(|source| {
@@ -104,6 +106,7 @@ impl Gateway {
             admin,
             flusher,
             fleet,
+            exporter,
         })
     }
 
@@ -142,12 +145,49 @@ impl Gateway {
         if let Some(admin) = self.admin {
             admin.stop();
         }
+        // Last: the drained requests' spans go out (bounded by its deadlines).
+        if let Some(exporter) = self.exporter {
+            exporter.stop();
+        }
         crate::event!(Level::Info, "stopped");
     }
 }
 
 /// The fleet-health thread, with `cluster:`; the URL was checked at load, so
 /// a failure here is only a thread that could not be spawned (logged).
+/// The OTLP exporter thread when `telemetry:` is set; a failed spawn is logged
+/// and the gateway runs without traces.
+fn start_exporter(config: &Config) -> Option<crate::telemetry::exporter::Exporter> {
+    use crate::telemetry::AttrValue;
+    let telemetry = config.telemetry.clone()?;
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let mut resource = vec![
+        ("service.name", AttrValue::Str("switchyard".into())),
+        (
+            "service.version",
+            AttrValue::Str(env!("CARGO_PKG_VERSION").into()),
+        ),
+        ("host.name", AttrValue::Str(host.trim().to_string())),
+    ];
+    if let Some(cluster) = &config.cluster {
+        resource.push((
+            "service.instance.id",
+            AttrValue::Str(cluster.node_id.clone()),
+        ));
+    }
+    let endpoint = telemetry.endpoint.text.clone();
+    match crate::telemetry::exporter::Exporter::start(telemetry, resource) {
+        Ok(exporter) => {
+            crate::event!(Level::Info, "trace export on", endpoint = endpoint);
+            Some(exporter)
+        }
+        Err(e) => {
+            crate::event!(Level::Error, "trace exporter not started", error = e);
+            None
+        }
+    }
+}
+
 fn start_fleet(
     config: &Config,
     control: &Arc<Control>,

@@ -157,6 +157,28 @@ fn render_process(out: &mut String) {
         env!("CARGO_PKG_VERSION"),
         escape_label(option_env!("SWITCHYARD_COMMIT").unwrap_or("unknown"))
     );
+    let (dropped, exported, failed) = crate::telemetry::queue::counts();
+    let traces: [(&str, &str, u64); 3] = [
+        (
+            "switchyard_trace_spans_dropped_total",
+            "Spans dropped: the export queue was full or their batch failed.",
+            dropped,
+        ),
+        (
+            "switchyard_trace_spans_exported_total",
+            "Spans a collector accepted.",
+            exported,
+        ),
+        (
+            "switchyard_trace_export_failures_total",
+            "Span batches a collector refused or did not answer in time.",
+            failed,
+        ),
+    ];
+    for (name, help, value) in traces {
+        header(out, name, "counter", help);
+        let _ = writeln!(out, "{name} {value}");
+    }
     let Some(process) = ProcessStats::read() else {
         return;
     };

@@ -16,6 +16,7 @@ mod executor;
 mod hedge;
 mod record;
 mod relay;
+mod trace;
 mod whole;
 
 use std::rc::Rc;
