@@ -298,6 +298,12 @@ fn traces_export_over_otlp_and_never_hold_requests() {
         200
     );
     assert_eq!(attempts[0].status.as_ref().map(|s| s.code), Some(2));
+    // The provider's traceparent names the gateway's request span, not the client's.
+    let upstream = fallback.last_request().expect("the fallback was asked");
+    assert_eq!(
+        upstream.header("traceparent"),
+        Some(format!("00-{TRACE}-{}-01", hex(&root.span_id)).as_str())
+    );
     let requests = receiver.requests.lock().unwrap();
     let (headers, request) = &requests[0];
     assert!(headers

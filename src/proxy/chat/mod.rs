@@ -107,6 +107,9 @@ struct Request<'a> {
     used: std::cell::Cell<crate::wire::Usage>,
     /// When a stream reached its first content, after `started` (for the log line).
     ttft: std::cell::Cell<Option<Duration>>,
+    /// The request's span (and its parent) when `telemetry:` is set and the
+    /// trace sampled: providers get it as their `traceparent`.
+    trace: Option<(crate::telemetry::TraceContext, [u8; 8])>,
     started: Instant,
     deadline: Instant,
 }
@@ -318,6 +321,7 @@ pub async fn handle(
         estimate,
         used: Default::default(),
         ttft: Default::default(),
+        trace: trace::start(&routing.table.config, req.head),
         started: req.started,
         deadline: deadline_for(req, &routing.table.config.routes[route]),
     };

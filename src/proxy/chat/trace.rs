@@ -8,18 +8,24 @@
 use super::*;
 use crate::telemetry::{context, queue, AttrValue, SpanKind, SpanRecord, TraceContext};
 
-/// Builds and queues the request's spans when `telemetry:` is set and the trace
-/// is sampled; nothing else runs without it.
+/// The request's span and its parent, when `telemetry:` is set and the trace is
+/// sampled (the client's flag, else `sample_ratio`); `None` costs one check.
+pub(super) fn start(
+    config: &crate::config::Config,
+    head: &crate::http::request::RequestHead,
+) -> Option<(TraceContext, [u8; 8])> {
+    let telemetry = config.telemetry.as_ref()?;
+    let client = head.header("traceparent").and_then(TraceContext::parse);
+    let (root, parent) = context::root(client, telemetry.sample_ratio, fastrand::f64());
+    root.sampled.then_some((root, parent))
+}
+
+/// Builds and queues the request's spans when its trace is sampled.
 pub(super) fn finished(req: &Request<'_>, route: usize, meta: &Meta, status: u16, trail: &Trail) {
-    let config = &req.routing.table.config;
-    let Some(telemetry) = &config.telemetry else {
+    let Some((root, parent)) = req.trace else {
         return;
     };
-    let client = req.head.header("traceparent").and_then(TraceContext::parse);
-    let (root, parent) = context::root(client, telemetry.sample_ratio, fastrand::f64());
-    if !root.sampled {
-        return;
-    }
+    let config = &req.routing.table.config;
     let end = unix_nanos();
     let start = end.saturating_sub(req.started.elapsed().as_nanos() as u64);
     let mut at = start;
