@@ -356,7 +356,8 @@ fn overhead_is_own_time_in_ms_with_three_decimals() {
 fn traceparent_is_the_gateways_when_traced() {
     let ours: &[u8] = b"00-aa-bb-01";
     let client: Vec<(&str, &[u8])> = vec![("traceparent", b"00-cc-dd-01"), ("x-a", b"1")];
-    let table: [(&[(&str, &[u8])], Option<&[u8]>, bool, &[(&str, &[u8])]); 4] = [
+    type Pairs<'a> = &'a [(&'a str, &'a [u8])];
+    let table: [(Pairs, Option<&[u8]>, bool, Pairs); 4] = [
         (
             &client,
             Some(ours),
