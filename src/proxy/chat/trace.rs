@@ -28,48 +28,7 @@ pub(super) fn finished(req: &Request<'_>, route: usize, meta: &Meta, status: u16
     let config = &req.routing.table.config;
     let end = unix_nanos();
     let start = end.saturating_sub(req.started.elapsed().as_nanos() as u64);
-    let mut at = start;
-    let count = trail.attempts.len();
-    for (i, attempt) in trail.attempts.iter().enumerate() {
-        let finish = (at + attempt.elapsed.as_nanos() as u64).min(end);
-        let next = trail.attempts.get(i + 1).map(|a| a.target.as_str());
-        let decision = match (next, meta.target.as_deref()) {
-            (Some(n), _) | (None, Some(n)) if n == attempt.target => "retry",
-            (Some(_), _) | (None, Some(_)) => "fallback",
-            (None, None) => "return",
-        };
-        let mut attrs = vec![
-            ("switchyard.target", AttrValue::Str(attempt.target.clone())),
-            (
-                "switchyard.failure_class",
-                AttrValue::Str(attempt.class.as_str().into()),
-            ),
-            ("switchyard.decision", AttrValue::Str(decision.into())),
-            ("switchyard.detail", AttrValue::Str(attempt.detail.clone())),
-        ];
-        if let Some(s) = attempt.status {
-            attrs.push(("http.response.status_code", AttrValue::Int(i64::from(s))));
-        }
-        queue::push(span(&root, &attempt.target, at, finish, attrs, true));
-        at = finish;
-    }
-    if let Some(target) = &meta.target {
-        let mut attrs = vec![
-            ("switchyard.target", AttrValue::Str(target.clone())),
-            (
-                "http.response.status_code",
-                AttrValue::Int(i64::from(status)),
-            ),
-            ("switchyard.decision", AttrValue::Str("return".into())),
-        ];
-        if let Some(ttft) = req.ttft.get() {
-            attrs.push((
-                "switchyard.ttft_ms",
-                AttrValue::Float(ttft.as_secs_f64() * 1e3),
-            ));
-        }
-        queue::push(span(&root, target, at, end, attrs, status >= 400));
-    }
+    attempt_spans(req, &root, meta, status, trail, start, end);
     let used = req.used.get();
     let overhead = req.started.elapsed().saturating_sub(meta.waited);
     let attrs = vec![
@@ -105,7 +64,7 @@ pub(super) fn finished(req: &Request<'_>, route: usize, meta: &Meta, status: u16
         ),
         (
             "switchyard.attempts",
-            AttrValue::Int(i64::from(meta.attempts).max(count as i64)),
+            AttrValue::Int(i64::from(meta.attempts).max(trail.attempts.len() as i64)),
         ),
         (
             "switchyard.overhead_ms",
@@ -123,6 +82,60 @@ pub(super) fn finished(req: &Request<'_>, route: usize, meta: &Meta, status: u16
         attributes: attrs,
         error: status >= 500,
     });
+}
+
+/// One client span per attempt: the trail's failures back to back from `start`,
+/// then the served attempt up to `end`.
+fn attempt_spans(
+    req: &Request<'_>,
+    root: &TraceContext,
+    meta: &Meta,
+    status: u16,
+    trail: &Trail,
+    start: u64,
+    end: u64,
+) {
+    let mut at = start;
+    for (i, attempt) in trail.attempts.iter().enumerate() {
+        let finish = (at + attempt.elapsed.as_nanos() as u64).min(end);
+        let next = trail.attempts.get(i + 1).map(|a| a.target.as_str());
+        let decision = match (next, meta.target.as_deref()) {
+            (Some(n), _) | (None, Some(n)) if n == attempt.target => "retry",
+            (Some(_), _) | (None, Some(_)) => "fallback",
+            (None, None) => "return",
+        };
+        let mut attrs = vec![
+            ("switchyard.target", AttrValue::Str(attempt.target.clone())),
+            (
+                "switchyard.failure_class",
+                AttrValue::Str(attempt.class.as_str().into()),
+            ),
+            ("switchyard.decision", AttrValue::Str(decision.into())),
+            ("switchyard.detail", AttrValue::Str(attempt.detail.clone())),
+        ];
+        if let Some(s) = attempt.status {
+            attrs.push(("http.response.status_code", AttrValue::Int(i64::from(s))));
+        }
+        queue::push(span(root, &attempt.target, at, finish, attrs, true));
+        at = finish;
+    }
+    if let Some(target) = &meta.target {
+        let mut attrs = vec![
+            ("switchyard.target", AttrValue::Str(target.clone())),
+            (
+                "http.response.status_code",
+                AttrValue::Int(i64::from(status)),
+            ),
+            ("switchyard.decision", AttrValue::Str("return".into())),
+        ];
+        if let Some(ttft) = req.ttft.get() {
+            attrs.push((
+                "switchyard.ttft_ms",
+                AttrValue::Float(ttft.as_secs_f64() * 1e3),
+            ));
+        }
+        queue::push(span(root, target, at, end, attrs, status >= 400));
+    }
 }
 
 fn span(
