@@ -31,7 +31,7 @@ pub(super) fn finished(req: &Request<'_>, route: usize, meta: &Meta, status: u16
     attempt_spans(req, &root, meta, status, trail, start, end);
     let used = req.used.get();
     let overhead = req.started.elapsed().saturating_sub(meta.waited);
-    let attrs = vec![
+    let mut attrs = vec![
         (
             "http.route",
             AttrValue::Str(
@@ -71,6 +71,10 @@ pub(super) fn finished(req: &Request<'_>, route: usize, meta: &Meta, status: u16
             AttrValue::Float(overhead.as_secs_f64() * 1e3),
         ),
     ];
+    if trail.hedged.is_some() {
+        attrs.push(("switchyard.hedged", AttrValue::Bool(true)));
+        attrs.push(("switchyard.hedge_won", AttrValue::Bool(trail.hedge_served)));
+    }
     queue::push(SpanRecord {
         trace_id: root.trace_id,
         span_id: root.span_id,
