@@ -101,7 +101,7 @@ impl Control {
                 );
             }
         }
-        crate::log::set_format(config.log.format);
+        crate::log::configure(&config.log);
         // Spend carried by key name (keys_file reloads with the config); the
         // ledger's Arcs are what the new table's shards charge.
         let ledger = self.spend.install(&config, std::time::SystemTime::now());

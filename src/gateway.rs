@@ -36,6 +36,7 @@ pub struct Gateway {
     fleet: Option<FleetHealth>,
     fleet_limits: Option<FleetLimits>,
     fleet_spend: Option<FleetSpend>,
+    exporter: Option<crate::telemetry::exporter::Exporter>,
 }
 
 impl Gateway {
@@ -46,6 +47,7 @@ impl Gateway {
         overrides: &Overrides,
     ) -> Result<Gateway, GatewayError> {
         let config = Arc::new(config);
+        crate::log::configure(&config.log);
         // Before any shard: an unusable state_dir or state file stops the start.
         let spend = Arc::new(SpendKeeper::start(&config, SystemTime::now())?);
         let mut table = Table::build(config.clone(), 1, &resolve_host);
@@ -88,6 +90,7 @@ impl Gateway {
         let fleet = start_fleet(&config, &control, view);
         let fleet_limits = start_fleet_limits(&config, &control);
         let fleet_spend = start_fleet_spend(&config, &control, spend_sync);
+        let exporter = start_exporter(&config);
         let admin = match &config.admin {
             Some(admin) => Some(
                 crate::admin::AdminServer::start(admin, control.clone()).map_err(|source| {
@@ -104,7 +107,11 @@ impl Gateway {
             "switchyard listening",
             addr = addr,
             shards = shards.len(),
-            driver = shards.drivers.first().copied().unwrap_or("-")
+            driver = shards.drivers.first().copied().unwrap_or("-"),
+            config = control
+                .source
+                .as_deref()
+                .map_or_else(|| "-".into(), |p| p.display().to_string())
         );
         Ok(Gateway {
             control,
@@ -114,6 +121,7 @@ impl Gateway {
             fleet,
             fleet_limits,
             fleet_spend,
+            exporter,
         })
     }
 
@@ -159,12 +167,49 @@ impl Gateway {
         if let Some(admin) = self.admin {
             admin.stop();
         }
+        // Last: the drained requests' spans go out (bounded by its deadlines).
+        if let Some(exporter) = self.exporter {
+            exporter.stop();
+        }
         crate::event!(Level::Info, "stopped");
     }
 }
 
 /// The fleet-health thread, with `cluster:`; the URL was checked at load, so
 /// a failure here is only a thread that could not be spawned (logged).
+/// The OTLP exporter thread when `telemetry:` is set; a failed spawn is logged
+/// and the gateway runs without traces.
+fn start_exporter(config: &Config) -> Option<crate::telemetry::exporter::Exporter> {
+    use crate::telemetry::AttrValue;
+    let telemetry = config.telemetry.clone()?;
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let mut resource = vec![
+        ("service.name", AttrValue::Str("switchyard".into())),
+        (
+            "service.version",
+            AttrValue::Str(env!("CARGO_PKG_VERSION").into()),
+        ),
+        ("host.name", AttrValue::Str(host.trim().to_string())),
+    ];
+    if let Some(cluster) = &config.cluster {
+        resource.push((
+            "service.instance.id",
+            AttrValue::Str(cluster.node_id.clone()),
+        ));
+    }
+    let endpoint = telemetry.endpoint.text.clone();
+    match crate::telemetry::exporter::Exporter::start(telemetry, resource) {
+        Ok(exporter) => {
+            crate::event!(Level::Info, "trace export on", endpoint = endpoint);
+            Some(exporter)
+        }
+        Err(e) => {
+            crate::event!(Level::Error, "trace exporter not started", error = e);
+            None
+        }
+    }
+}
+
 fn start_fleet(
     config: &Config,
     control: &Arc<Control>,

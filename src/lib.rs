@@ -23,5 +23,6 @@ pub mod route;
 pub mod server;
 pub mod shard;
 pub mod systemd;
+pub mod telemetry;
 pub mod upstream;
 pub mod wire;

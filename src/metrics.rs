@@ -3,7 +3,12 @@
 //! Each shard counts into plain owned fields (no atomics, no locks on the request
 //! path): [`RouteCounters`] and [`TargetCounters`] live in the shard's routing
 //! cells. The admin thread asks every shard for a [`ShardSnapshot`] over its inbox,
-//! merges them and renders the Prometheus text format.
+//! merges them and renders the Prometheus text format, with the process's own
+//! series (build info, memory, fds, CPU) read from `/proc/self` on that thread.
+//!
+//! Series are written when they carry information: an attempt outcome class a
+//! target never had is absent (not a zero per target × shard × class), which
+//! keeps a many-target scrape small.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -134,7 +139,142 @@ pub fn render_prometheus(snapshots: &[ShardSnapshot]) -> String {
     render_routes(&mut out, snapshots);
     render_targets(&mut out, snapshots);
     render_shards(&mut out, snapshots);
+    render_process(&mut out);
     out
+}
+
+/// `switchyard_build_info` and the `process_*` series of the running process.
+fn render_process(out: &mut String) {
+    header(
+        out,
+        "switchyard_build_info",
+        "gauge",
+        "Always 1; the labels say which build is running.",
+    );
+    let _ = writeln!(
+        out,
+        "switchyard_build_info{{version=\"{}\",commit=\"{}\"}} 1",
+        env!("CARGO_PKG_VERSION"),
+        escape_label(option_env!("SWITCHYARD_COMMIT").unwrap_or("unknown"))
+    );
+    let (dropped, exported, failed) = crate::telemetry::queue::counts();
+    let traces: [(&str, &str, u64); 3] = [
+        (
+            "switchyard_trace_spans_dropped_total",
+            "Spans dropped: the export queue was full or their batch failed.",
+            dropped,
+        ),
+        (
+            "switchyard_trace_spans_exported_total",
+            "Spans a collector accepted.",
+            exported,
+        ),
+        (
+            "switchyard_trace_export_failures_total",
+            "Span batches a collector refused or did not answer in time.",
+            failed,
+        ),
+    ];
+    for (name, help, value) in traces {
+        header(out, name, "counter", help);
+        let _ = writeln!(out, "{name} {value}");
+    }
+    let Some(process) = ProcessStats::read() else {
+        return;
+    };
+    let series: [(&str, &str, &str, f64); 4] = [
+        (
+            "process_resident_memory_bytes",
+            "gauge",
+            "Resident memory size in bytes.",
+            process.resident_bytes as f64,
+        ),
+        (
+            "process_open_fds",
+            "gauge",
+            "Open file descriptors (client and upstream sockets included).",
+            process.open_fds as f64,
+        ),
+        (
+            "process_cpu_seconds_total",
+            "counter",
+            "User and system CPU time spent, in seconds.",
+            process.cpu_seconds,
+        ),
+        (
+            "process_start_time_seconds",
+            "gauge",
+            "Start time of the process since the Unix epoch, in seconds.",
+            process.start_time_seconds,
+        ),
+    ];
+    for (name, kind, help, value) in series {
+        header(out, name, kind, help);
+        let _ = writeln!(out, "{name} {value}");
+    }
+}
+
+/// What `/proc/self` says about this process.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProcessStats {
+    pub resident_bytes: u64,
+    pub open_fds: u64,
+    pub cpu_seconds: f64,
+    pub start_time_seconds: f64,
+}
+
+impl ProcessStats {
+    /// Reads `/proc/self/{stat,statm,fd}` and `/proc/stat`; `None` off Linux or
+    /// when procfs is not mounted.
+    pub fn read() -> Option<ProcessStats> {
+        let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+        let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+        let boot = std::fs::read_to_string("/proc/stat").ok()?;
+        // Bounded: the fd table is capped by RLIMIT_NOFILE.
+        let open_fds = std::fs::read_dir("/proc/self/fd").ok()?.count() as u64;
+        // SAFETY: sysconf only reads a constant of the running system.
+        let (ticks, page) = unsafe {
+            (
+                libc::sysconf(libc::_SC_CLK_TCK),
+                libc::sysconf(libc::_SC_PAGESIZE),
+            )
+        };
+        let ticks = u64::try_from(ticks).ok().filter(|t| *t > 0)?;
+        let page = u64::try_from(page).ok().filter(|p| *p > 0)?;
+        parse_process(&stat, &statm, &boot, ticks, page, open_fds)
+    }
+}
+
+/// [`ProcessStats`] from the text of `/proc/self/stat`, `/proc/self/statm` and
+/// `/proc/stat`. The command name in `stat` may hold spaces and parentheses,
+/// so fields are counted from its last `)`.
+pub fn parse_process(
+    stat: &str,
+    statm: &str,
+    boot: &str,
+    ticks_per_second: u64,
+    page_bytes: u64,
+    open_fds: u64,
+) -> Option<ProcessStats> {
+    let after_comm = &stat[stat.rfind(')')? + 1..];
+    // Fields after the command: state is field 3, so field n is index n - 3.
+    let fields: Vec<&str> = after_comm.split_whitespace().collect();
+    let field = |n: usize| fields.get(n - 3)?.parse::<u64>().ok();
+    let (utime, stime, start_ticks) = (field(14)?, field(15)?, field(22)?);
+    let resident_pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    let boot_time: u64 = boot
+        .lines()
+        .find_map(|l| l.strip_prefix("btime "))?
+        .trim()
+        .parse()
+        .ok()?;
+    let ticks = ticks_per_second as f64;
+    Some(ProcessStats {
+        resident_bytes: resident_pages * page_bytes,
+        open_fds,
+        cpu_seconds: (utime + stime) as f64 / ticks,
+        start_time_seconds: boot_time as f64 + start_ticks as f64 / ticks,
+    })
 }
 
 /// (metric name, help, read-out) of a per-route counter.
@@ -255,8 +395,12 @@ fn render_targets(out: &mut String, snapshots: &[ShardSnapshot]) {
             let label = escape_label(&t.label);
             let shard = snap.shard;
             let _ = writeln!(out, "switchyard_attempts_total{{target=\"{label}\",shard=\"{shard}\",outcome=\"success\"}} {}", t.counters.successes);
+            // A class the target never had on this shard is absent, not 0.
             for class in FailureClass::ALL {
                 let n = t.counters.failures[class.index()];
+                if n == 0 {
+                    continue;
+                }
                 let _ = writeln!(out, "switchyard_attempts_total{{target=\"{label}\",shard=\"{shard}\",outcome=\"{}\"}} {n}", class.as_str());
             }
         }
@@ -441,4 +585,35 @@ fn histogram(out: &mut String, name: &str, labels: &str, h: &Histogram) {
     let _ = writeln!(out, "{name}_bucket{{{labels},le=\"+Inf\"}} {}", h.count);
     let _ = writeln!(out, "{name}_sum{{{labels}}} {}", h.sum_seconds);
     let _ = writeln!(out, "{name}_count{{{labels}}} {}", h.count);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const STAT: &str = "4242 (sw (shard) 1) S 1 4242 4242 0 -1 4194560 2000 0 0 0 250 50 0 0 20 0 5 0 12345 100000000 3000 18446744073709551615";
+    const STATM: &str = "25000 3000 800 100 0 5000 0\n";
+    const BOOT: &str = "cpu  1 2 3\nbtime 1764633600\nprocesses 9\n";
+
+    #[test]
+    fn process_stats_from_proc_text() {
+        let stats = parse_process(STAT, STATM, BOOT, 100, 4096, 17).unwrap();
+        assert_eq!(
+            stats,
+            ProcessStats {
+                resident_bytes: 3000 * 4096,
+                open_fds: 17,
+                cpu_seconds: 3.0,
+                start_time_seconds: 1_764_633_600.0 + 123.45,
+            }
+        );
+        assert_eq!(parse_process("garbage", STATM, BOOT, 100, 4096, 1), None);
+        assert_eq!(parse_process(STAT, STATM, "cpu 1\n", 100, 4096, 1), None);
+    }
+
+    #[test]
+    fn this_process_has_stats() {
+        let stats = ProcessStats::read().expect("procfs on Linux");
+        assert!(stats.resident_bytes > 0 && stats.open_fds > 0, "{stats:?}");
+    }
 }

@@ -229,9 +229,38 @@ fn build(raw: RawConfig, r: &mut Report<'_>, side: &mut SideFiles<'_>) -> Config
         prices,
         state,
         cluster: raw.cluster.map(|c| cluster(c, &root.key("cluster"), r)),
+        telemetry: raw
+            .telemetry
+            .and_then(|t| telemetry(t, &root.key("telemetry"), r)),
     };
     check_fleet_window(&config, &root.key("rate_window"), r);
     config
+}
+
+/// `telemetry:`: `otlp_endpoint` is required and must be http://.
+fn telemetry(
+    raw: raw::RawTelemetry,
+    path: &YamlPath,
+    r: &mut Report<'_>,
+) -> Option<TelemetryConfig> {
+    let sample_ratio = r.fraction(raw.sample_ratio, &path.key("sample_ratio"), 1.0, true);
+    let headers = r.headers(raw.headers.as_ref(), &path.key("headers"), true);
+    let here = path.key("otlp_endpoint");
+    let Some(text) = raw.otlp_endpoint else {
+        r.error(&here, "is required, e.g. http://127.0.0.1:4318/v1/traces");
+        return None;
+    };
+    match OtlpEndpoint::parse(text.trim()) {
+        Ok(endpoint) => Some(TelemetryConfig {
+            endpoint,
+            sample_ratio,
+            headers,
+        }),
+        Err(e) => {
+            r.error(&here, e);
+            None
+        }
+    }
 }
 
 /// `cluster:`: `redis` is required and must parse; `node_id: auto` (or left
@@ -774,6 +803,12 @@ fn log(raw: RawLog, path: &YamlPath, r: &mut Report<'_>) -> LogConfig {
             &path.key("format"),
             LOG_FORMATS,
             LogFormat::Logfmt,
+        ),
+        level: r.choice(
+            raw.level.as_deref(),
+            &path.key("level"),
+            crate::log::Level::NAMES,
+            crate::log::Level::Info,
         ),
         request_sample: r.fraction(raw.request_sample, &path.key("request_sample"), 0.0, true),
     }

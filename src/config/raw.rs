@@ -38,6 +38,16 @@ pub struct RawConfig {
     pub limits: Option<RawLimits>,
     pub log: Option<RawLog>,
     pub cluster: Option<RawCluster>,
+    pub telemetry: Option<RawTelemetry>,
+}
+
+/// `telemetry:`: OpenTelemetry trace export.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawTelemetry {
+    pub otlp_endpoint: Option<String>,
+    pub sample_ratio: Option<f64>,
+    pub headers: Option<OrderedMap<String>>,
 }
 
 /// `cluster:`: several nodes sharing provider health through Redis.
@@ -280,6 +290,7 @@ pub struct RawLimits {
 #[serde(deny_unknown_fields, default)]
 pub struct RawLog {
     pub format: Option<String>,
+    pub level: Option<String>,
     pub request_sample: Option<f64>,
 }
 

@@ -35,6 +35,7 @@ pub fn redacted_json(config: &Config) -> Value {
         "limits": limits(&config.limits),
         "log": {
             "format": match config.log.format { LogFormat::Json => "json", LogFormat::Logfmt => "logfmt" },
+            "level": config.log.level.as_str(),
             "request_sample": config.log.request_sample,
         },
         "cluster": config.cluster.as_ref().map(|c| json!({

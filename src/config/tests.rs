@@ -1203,3 +1203,55 @@ fn cluster_section_errors_have_lines() {
         )],
     );
 }
+
+#[test]
+fn telemetry_is_checked_with_lines() {
+    let base = with_routes(ONE_ROUTE);
+    let lines = base.lines().count();
+    let text = format!(
+        "{base}telemetry:\n  otlp_endpoint: https://collector:4318/v1/traces\n  sample_ratio: 2\n"
+    );
+    assert_errors(
+        &text,
+        &[
+            &format!("t.yaml:{}: telemetry.otlp_endpoint: `https://collector:4318/v1/traces`: must start with http:// (https is not supported; export to a local collector)", lines + 2),
+            &format!("t.yaml:{}: telemetry.sample_ratio: must be a number from 0 to 1, got 2", lines + 3),
+        ],
+    );
+    let ok = load(&format!(
+        "{base}telemetry: {{ otlp_endpoint: \"http://127.0.0.1:4318\", headers: {{ X-Api-Key: k }} }}\n"
+    ));
+    let telemetry = ok.unwrap().telemetry.expect("telemetry");
+    assert_eq!(telemetry.endpoint.port, 4318);
+    assert_eq!(telemetry.endpoint.path, "/v1/traces");
+    assert_eq!(telemetry.sample_ratio, 1.0);
+    assert_eq!(
+        telemetry.headers,
+        vec![("x-api-key".to_string(), "k".to_string())]
+    );
+}
+
+#[test]
+fn otlp_endpoints_parse() {
+    type Parts<'a> = Option<(&'a str, u16, &'a str)>;
+    let table: [(&str, Parts); 5] = [
+        (
+            "http://otel:4318/v1/traces",
+            Some(("otel", 4318, "/v1/traces")),
+        ),
+        ("http://otel/custom", Some(("otel", 80, "/custom"))),
+        (
+            "http://127.0.0.1:4318",
+            Some(("127.0.0.1", 4318, "/v1/traces")),
+        ),
+        ("http://:4318/v1/traces", None),
+        ("http://otel:99999/v1/traces", None),
+    ];
+    for (text, want) in table {
+        let got = OtlpEndpoint::parse(text).ok();
+        let got = got
+            .as_ref()
+            .map(|e| (e.host.as_str(), e.port, e.path.as_str()));
+        assert_eq!(got, want, "{text}");
+    }
+}

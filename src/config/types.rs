@@ -33,6 +33,8 @@ pub struct Config {
     pub state: StateConfig,
     /// Cluster mode (shared provider health through Redis); `None`: a lone node.
     pub cluster: Option<ClusterConfig>,
+    /// `telemetry:`: traces exported over OTLP/HTTP; `None` costs nothing.
+    pub telemetry: Option<TelemetryConfig>,
 }
 
 /// `cluster:`: the Redis the fleet shares and this node's name in it.
@@ -575,6 +577,59 @@ pub enum LogFormat {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct LogConfig {
     pub format: LogFormat,
+    /// The least level written (`SWITCHYARD_LOG` overrides it at start and reload).
+    pub level: crate::log::Level,
     /// Fraction of requests logged one line each (0 = none, 1 = all).
     pub request_sample: f64,
+}
+
+/// `telemetry:`: where and how much of the request traces go.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TelemetryConfig {
+    pub endpoint: OtlpEndpoint,
+    /// Fraction of new traces kept (a client's sampled flag wins).
+    pub sample_ratio: f64,
+    /// Sent with every export (a collector's API key).
+    pub headers: Vec<(String, String)>,
+}
+
+/// An `http://host:port/path` OTLP/HTTP traces endpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OtlpEndpoint {
+    pub host: String,
+    pub port: u16,
+    pub path: String,
+    /// As written, for logs.
+    pub text: String,
+}
+
+impl OtlpEndpoint {
+    /// `http://host[:port][/path]` (port 80, path `/v1/traces` by default).
+    /// Plain HTTP only: a collector is usually a local agent or sidecar.
+    pub fn parse(text: &str) -> Result<OtlpEndpoint, String> {
+        let rest = text.strip_prefix("http://").ok_or_else(|| {
+            format!("`{text}`: must start with http:// (https is not supported; export to a local collector)")
+        })?;
+        let (authority, path) = match rest.find('/') {
+            Some(i) => (&rest[..i], &rest[i..]),
+            None => (rest, "/v1/traces"),
+        };
+        let (host, port) = match authority.rsplit_once(':') {
+            Some((host, port)) => (
+                host,
+                port.parse::<u16>()
+                    .map_err(|_| format!("`{text}`: bad port `{port}`"))?,
+            ),
+            None => (authority, 80),
+        };
+        if host.is_empty() || path.contains([' ', '\r', '\n']) {
+            return Err(format!("`{text}`: expected http://host:port/path"));
+        }
+        Ok(OtlpEndpoint {
+            host: host.to_string(),
+            port,
+            path: path.to_string(),
+            text: text.to_string(),
+        })
+    }
 }

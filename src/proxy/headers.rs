@@ -291,6 +291,28 @@ impl Forwarding {
     }
 }
 
+/// The forwarded headers with the gateway's own `traceparent` (its request
+/// span, when traced) in place of the client's, or added when the client sent
+/// none: the provider's spans then hang under the gateway's. Only where the
+/// policy forwards `traceparent` (`allowed`).
+pub fn with_traceparent<'a>(
+    mut forwarded: Vec<(&'a str, &'a [u8])>,
+    ours: Option<&'a [u8]>,
+    allowed: bool,
+) -> Vec<(&'a str, &'a [u8])> {
+    let Some(ours) = ours.filter(|_| allowed) else {
+        return forwarded;
+    };
+    match forwarded
+        .iter_mut()
+        .find(|(name, _)| name.eq_ignore_ascii_case("traceparent"))
+    {
+        Some((_, value)) => *value = ours,
+        None => forwarded.push(("traceparent", ours)),
+    }
+    forwarded
+}
+
 /// A byte a header value may carry (visible ASCII, space, tab, obs-text).
 fn valid_value_byte(b: u8) -> bool {
     b == b'\t' || b == b' ' || (0x21..=0x7e).contains(&b) || b >= 0x80

@@ -351,3 +351,29 @@ fn overhead_is_own_time_in_ms_with_three_decimals() {
     // Waiting longer than the span (clock granularity) never goes negative.
     assert_eq!(overhead_ms(start, Duration::from_secs(1), now), "0.000");
 }
+
+#[test]
+fn traceparent_is_the_gateways_when_traced() {
+    let ours: &[u8] = b"00-aa-bb-01";
+    let client: Vec<(&str, &[u8])> = vec![("traceparent", b"00-cc-dd-01"), ("x-a", b"1")];
+    type Pairs<'a> = &'a [(&'a str, &'a [u8])];
+    let table: [(Pairs, Option<&[u8]>, bool, Pairs); 4] = [
+        (
+            &client,
+            Some(ours),
+            true,
+            &[("traceparent", ours), ("x-a", b"1")],
+        ),
+        (&client, None, true, &client),
+        (
+            &client[1..],
+            Some(ours),
+            true,
+            &[("x-a", b"1"), ("traceparent", ours)],
+        ),
+        (&client[1..], Some(ours), false, &client[1..]),
+    ];
+    for (forwarded, ours, allowed, want) in table {
+        assert_eq!(with_traceparent(forwarded.to_vec(), ours, allowed), want);
+    }
+}

@@ -110,7 +110,7 @@ async fn reply_and_close(
     error: &ApiError,
     dialect: Dialect,
 ) {
-    shard.record_bad_request(error.status);
+    shard.record_bad_request(error);
     out.clear();
     let meta = Meta {
         request_id: shard.next_request_id(),

@@ -270,7 +270,7 @@ async fn answer_error(
     error: &ApiError,
     extra: &[(&str, &[u8])],
 ) -> std::io::Result<()> {
-    shard.record_bad_request(error.status);
+    shard.record_bad_request(error);
     meta.write_error(out, error, extra);
     write_out(client, out).await
 }

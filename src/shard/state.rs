@@ -64,6 +64,7 @@ pub struct Shard {
     tls: TlsConnector,
     /// Requests refused before routing, by status.
     pub bad_requests: RefCell<BTreeMap<u16, u64>>,
+    rejections: RefCell<crate::log::RejectSampler>,
     pub inbox: Inbox,
     pub peers: Vec<Inbox>,
     /// Set once SIGTERM arrived: finish what is in flight, accept nothing new.
@@ -86,6 +87,7 @@ impl Shard {
             routing: RefCell::new(Rc::new(routing)),
             tls,
             bad_requests: RefCell::new(BTreeMap::new()),
+            rejections: RefCell::default(),
             inbox,
             peers,
             draining: Cell::new(None),
@@ -117,8 +119,28 @@ impl Shard {
         *self.routing.borrow_mut() = Rc::new(next);
     }
 
-    pub fn record_bad_request(&self, status: u16) {
-        *self.bad_requests.borrow_mut().entry(status).or_default() += 1;
+    /// Counts a request refused before routing, and logs it (sampled per status).
+    pub fn record_bad_request(&self, error: &crate::http::ApiError) {
+        *self
+            .bad_requests
+            .borrow_mut()
+            .entry(error.status)
+            .or_default() += 1;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let Some(suppressed) = self.rejections.borrow_mut().admit(error.status, now) else {
+            return;
+        };
+        crate::event!(
+            crate::log::Level::Info,
+            "request rejected",
+            status = error.status,
+            code = error.code,
+            reason = error.message,
+            shard = self.id,
+            suppressed = suppressed
+        );
     }
 
     /// A request id unique across shards and restarts in practice.

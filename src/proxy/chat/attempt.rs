@@ -445,7 +445,12 @@ fn encode_request(
     let mut request = Vec::with_capacity(outbound.body.len() + 512);
     let client = &req.head.headers;
     let user_agent = policy.headers.user_agent(req.head.header("user-agent"));
-    let forwarded = policy.headers.select(client);
+    let traceparent = req.trace.map(|(span, _)| span.header());
+    let forwarded = headers::with_traceparent(
+        policy.headers.select(client),
+        traceparent.as_deref().map(str::as_bytes),
+        policy.headers.forwards("traceparent"),
+    );
     let merged = headers::merge(
         &outbound.headers,
         &provider.headers,

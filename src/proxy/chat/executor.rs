@@ -71,6 +71,7 @@ pub(super) async fn run(
         }
     };
     record::finished(req, route, &reply.meta, status);
+    super::trace::finished(req, route, &reply.meta, status, &trail);
     Ok(())
 }
 

@@ -16,6 +16,7 @@ mod executor;
 mod hedge;
 mod record;
 mod relay;
+mod trace;
 mod whole;
 
 use std::rc::Rc;
@@ -104,6 +105,11 @@ struct Request<'a> {
     estimate: u64,
     /// The usage every attempt reported so far (what the key is charged).
     used: std::cell::Cell<crate::wire::Usage>,
+    /// When a stream reached its first content, after `started` (for the log line).
+    ttft: std::cell::Cell<Option<Duration>>,
+    /// The request's span (and its parent) when `telemetry:` is set and the
+    /// trace sampled: providers get it as their `traceparent`.
+    trace: Option<(crate::telemetry::TraceContext, [u8; 8])>,
     started: Instant,
     deadline: Instant,
 }
@@ -314,6 +320,8 @@ pub async fn handle(
         native,
         estimate,
         used: Default::default(),
+        ttft: Default::default(),
+        trace: trace::start(&routing.table.config, req.head),
         started: req.started,
         deadline: deadline_for(req, &routing.table.config.routes[route]),
     };
@@ -375,7 +383,7 @@ async fn refuse(
     let standing = admission::standing(routing, req.key);
     let (error, headers) = admission::refusal_answer(limited, name, standing, req.dialect);
     let extra: Vec<(&str, &[u8])> = headers.iter().map(|(n, v)| (*n, v.as_bytes())).collect();
-    shard.record_bad_request(error.status);
+    shard.record_bad_request(&error);
     reply.meta.write_error(reply.out, &error, &extra);
     reply.flush().await
 }
@@ -469,7 +477,7 @@ fn deadline_for(req: &Incoming<'_>, route: &Route) -> Instant {
 }
 
 async fn reject(shard: &Shard, reply: &mut Reply<'_>, error: &ApiError) -> std::io::Result<()> {
-    shard.record_bad_request(error.status);
+    shard.record_bad_request(error);
     reply.meta.write_error(reply.out, error, &[]);
     reply.flush().await
 }

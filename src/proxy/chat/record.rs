@@ -241,15 +241,27 @@ pub(super) fn finished(
     if config.log.request_sample <= 0.0 || fastrand::f64() >= config.log.request_sample {
         return;
     }
+    let used = req.used.get();
+    let overhead = elapsed.saturating_sub(meta.waited);
     crate::event!(
         crate::log::Level::Info,
         "request",
         id = meta.request_id,
         key = req.caller.map_or("-", |caller| caller.key.name.as_str()),
         route = config.routes.get(route).map_or("", |r| r.name.as_str()),
+        model = req.chat.model,
         target = meta.target.as_deref().unwrap_or("-"),
         attempts = meta.attempts,
         status = status,
-        latency_ms = format!("{:.3}", elapsed.as_secs_f64() * 1e3),
+        tokens_in = used.prompt_tokens,
+        tokens_out = used.completion_tokens,
+        ttft_ms = req.ttft.get().map(millis),
+        overhead_ms = millis(overhead),
+        latency_ms = millis(elapsed),
     );
+}
+
+/// A duration in milliseconds, to the microsecond (a JSON number in the log).
+fn millis(d: Duration) -> f64 {
+    (d.as_secs_f64() * 1e6).round() / 1e3
 }

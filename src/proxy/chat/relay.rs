@@ -92,7 +92,9 @@ fn open_stream(
         .meta
         .write_stream_head(reply.out, 200, b"text/event-stream");
     let counters = &req.routing.routes[route].counters;
-    counters.borrow_mut().ttft.observe(req.started.elapsed());
+    let ttft = req.started.elapsed();
+    counters.borrow_mut().ttft.observe(ttft);
+    req.ttft.set(Some(ttft));
     let output = match native {
         true if reply.meta.dialect != Dialect::OpenAi => stream::Output::Native,
         _ => stream::Output::for_dialect(reply.meta.dialect, reply.meta.echo.as_deref()),
