@@ -19,18 +19,6 @@ use switchyard::gateway::Gateway;
 const BOUND: Duration = Duration::from_secs(10);
 const WINDOW_MS: u64 = 3000;
 
-fn redis() -> Option<RedisServer> {
-    let server = RedisServer::start();
-    if server.is_none() {
-        assert!(
-            std::env::var_os("SWITCHYARD_REQUIRE_REDIS").is_none(),
-            "redis-server is required (SWITCHYARD_REQUIRE_REDIS is set) but not found"
-        );
-        eprintln!("redis-server not found: skipping");
-    }
-    server
-}
-
 /// A node of the fleet on `redis` serving route `chat` from `upstream`, with
 /// two keys: `limited` (`key_limits`) and `open` (no limit).
 fn node(name: &str, redis: &str, upstream: &MockHandle, key_limits: &str, extra: &str) -> Gateway {
@@ -106,7 +94,9 @@ fn wait_leasing(nodes: &[Gateway]) {
 /// straddling a boundary. Three independent nodes would admit 180.
 #[test]
 fn a_key_rpm_holds_for_the_whole_fleet() {
-    let Some(redis) = redis() else { return };
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
     let upstream = mock("primary");
     let nodes = fleet(&redis.url(), &upstream, ", rpm: 60", "");
     wait_leasing(&nodes);
@@ -148,7 +138,9 @@ fn a_key_rpm_holds_for_the_whole_fleet() {
 /// node, at most 2 are admitted together (each node alone would admit 2).
 #[test]
 fn a_key_concurrency_cap_holds_for_the_whole_fleet() {
-    let Some(redis) = redis() else { return };
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
     let upstream = mock_with(MockConfig {
         name: "primary".into(),
         latency: Duration::from_millis(1500),
@@ -195,7 +187,9 @@ fn wait_leasing_slots(nodes: &[Gateway]) {
 /// they lease from it again.
 #[test]
 fn redis_down_keeps_serving_on_node_shares() {
-    let Some(mut redis) = redis() else { return };
+    let Some(mut redis) = RedisServer::start() else {
+        return;
+    };
     let upstream = mock("primary");
     let nodes = fleet(&redis.url(), &upstream, ", rpm: 600", "");
     wait_leasing(&nodes);
@@ -256,7 +250,9 @@ fn redis_down_keeps_serving_on_node_shares() {
 /// run on their shares) and nothing hangs; resumed, the fleet leases again.
 #[test]
 fn redis_hung_keeps_serving() {
-    let Some(redis) = redis() else { return };
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
     let upstream = mock("primary");
     let nodes = fleet(&redis.url(), &upstream, ", rpm: 600", "");
     wait_leasing(&nodes);
@@ -291,7 +287,9 @@ fn redis_hung_keeps_serving() {
 /// while Redis is unreachable; a key without one is served throughout.
 #[test]
 fn redis_down_closed_refuses_limited_keys_only() {
-    let Some(mut redis) = redis() else { return };
+    let Some(mut redis) = RedisServer::start() else {
+        return;
+    };
     let upstream = mock("primary");
     let nodes = fleet(
         &redis.url(),
@@ -333,7 +331,9 @@ fn redis_down_closed_refuses_limited_keys_only() {
 /// its quota; the rest are served by the fallback, none refused.
 #[test]
 fn a_target_quota_holds_for_the_whole_fleet() {
-    let Some(redis) = redis() else { return };
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
     let (primary, fallback) = primary_and_fallback();
     let nodes: Vec<Gateway> = ["n1", "n2", "n3"]
         .iter()

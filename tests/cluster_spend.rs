@@ -19,18 +19,6 @@ const BOUND: Duration = Duration::from_secs(10);
 /// The key's budget: $1.
 const BUDGET: u64 = 1_000_000;
 
-fn redis() -> Option<RedisServer> {
-    let server = RedisServer::start();
-    if server.is_none() {
-        assert!(
-            std::env::var_os("SWITCHYARD_REQUIRE_REDIS").is_none(),
-            "redis-server is required (SWITCHYARD_REQUIRE_REDIS is set) but not found"
-        );
-        eprintln!("redis-server not found: skipping");
-    }
-    server
-}
-
 fn node(name: &str, redis: &str, upstream: &MockHandle) -> Gateway {
     let yaml = chain_yaml(
         &[("primary", upstream)],
@@ -80,7 +68,9 @@ fn redis_total(url: &str) -> Option<u64> {
 
 #[test]
 fn spend_on_one_node_counts_against_the_budget_on_every_node() {
-    let Some(redis) = redis() else { return };
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
     let upstream = mock("primary");
     let (a, b) = (
         node("a", &redis.url(), &upstream),
@@ -111,7 +101,9 @@ fn spend_on_one_node_counts_against_the_budget_on_every_node() {
 
 #[test]
 fn a_redis_restarted_empty_is_reseeded_not_reset() {
-    let Some(mut redis) = redis() else { return };
+    let Some(mut redis) = RedisServer::start() else {
+        return;
+    };
     let upstream = mock("primary");
     let (a, b) = (
         node("a", &redis.url(), &upstream),
@@ -142,7 +134,9 @@ fn a_redis_restarted_empty_is_reseeded_not_reset() {
 
 #[test]
 fn spend_while_redis_is_down_reaches_it_when_it_is_back() {
-    let Some(mut redis) = redis() else { return };
+    let Some(mut redis) = RedisServer::start() else {
+        return;
+    };
     let upstream = mock("primary");
     let (a, b) = (
         node("a", &redis.url(), &upstream),
