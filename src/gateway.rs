@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use crate::cluster::health::FleetHealth;
-use crate::cluster::limits::{FleetLimits, LimitsView};
+use crate::cluster::limits::{FleetLimits, LimitsSync, LimitsView};
 use crate::cluster::spend::{FleetSpend, SpendSync};
 use crate::config::{Config, ShardCount};
 use crate::control::{Control, GatewayError};
@@ -58,6 +58,8 @@ impl Gateway {
             .cluster
             .as_ref()
             .and_then(|c| FleetSpend::prepare(c, &spend.book()).ok());
+        let limits_view = config.cluster.as_ref().map(|_| LimitsView::new());
+        let limits_sync = prepare_fleet_limits(&config, limits_view.clone(), &table);
         let budget = cpus::detect();
         let count = shard_count(&config, overrides, &budget);
         let (listeners, addr) =
@@ -83,12 +85,12 @@ impl Gateway {
             drivers: shards.drivers.clone(),
             spend: spend.clone(),
             cluster: view.clone(),
-            fleet_limits: config.cluster.as_ref().map(|_| LimitsView::new()),
+            fleet_limits: limits_view,
             fleet_spend: spend_sync.as_ref().map(SpendSync::view),
         });
         let flusher = Flusher::start(spend);
         let fleet = start_fleet(&config, &control, view);
-        let fleet_limits = start_fleet_limits(&config, &control);
+        let fleet_limits = start_fleet_limits(limits_sync, &control);
         let fleet_spend = start_fleet_spend(&config, &control, spend_sync);
         let exporter = start_exporter(&config);
         let admin = match &config.admin {
@@ -233,15 +235,36 @@ fn start_fleet(
     }
 }
 
-/// The fleet-limits thread, with `cluster:` (logged when it cannot start).
-fn start_fleet_limits(config: &Config, control: &Arc<Control>) -> Option<FleetLimits> {
-    let (cluster, view) = (config.cluster.as_ref()?, control.fleet_limits.clone()?);
-    match FleetLimits::start(cluster, control.clone(), view) {
+/// The fleet-limits thread's first tick, with `cluster:`, before any shard
+/// serves (logged when it cannot be made).
+fn prepare_fleet_limits(
+    config: &Config,
+    view: Option<Arc<LimitsView>>,
+    table: &Table,
+) -> Option<LimitsSync> {
+    let (cluster, view) = (config.cluster.as_ref()?, view?);
+    match FleetLimits::prepare(cluster, view, table) {
+        Ok(sync) => Some(sync),
+        Err(e) => {
+            crate::event!(Level::Error, "cluster limits not started", error = e);
+            None
+        }
+    }
+}
+
+/// The fleet-limits thread (logged when it cannot start).
+fn start_fleet_limits(sync: Option<LimitsSync>, control: &Arc<Control>) -> Option<FleetLimits> {
+    match FleetLimits::start(sync?, control.clone()) {
         Ok(limits) => {
             crate::event!(
                 Level::Info,
                 "cluster mode: key limits and quotas leased fleet-wide through redis",
-                on_redis_down = cluster.on_redis_down.as_str()
+                on_redis_down = control
+                    .current()
+                    .config
+                    .cluster
+                    .as_ref()
+                    .map_or("local", |c| c.on_redis_down.as_str())
             );
             Some(limits)
         }

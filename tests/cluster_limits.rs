@@ -365,6 +365,23 @@ fn a_target_quota_holds_for_the_whole_fleet() {
     }
 }
 
+/// A node's very first request of a limited key is admitted: the first
+/// lease is made before the shards serve (a helper saw a 429 here when the
+/// limits thread's first tick came after the first request).
+#[test]
+fn a_fresh_node_admits_its_first_limited_request() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let upstream = mock("primary");
+    for name in ["fresh1", "fresh2", "fresh3"] {
+        let gw = node(name, &redis.url(), &upstream, ", rpm: 600", "");
+        let reply = chat_as(&gw, "sk-limited");
+        assert_eq!(reply.status, 200, "{name}: {}", reply.text());
+        gw.shutdown();
+    }
+}
+
 /// A window that does not divide an hour cannot line up across nodes: a
 /// config error naming the line.
 #[test]

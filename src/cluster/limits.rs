@@ -226,14 +226,16 @@ fn tick_interval(sync_interval: Duration) -> Duration {
 }
 
 impl FleetLimits {
-    pub fn start(
+    /// The thread's state, having made its first tick on `table`: call before
+    /// any shard serves, so a node's first requests find their allowance
+    /// leased (or, Redis unreachable, their share) rather than nothing.
+    pub fn prepare(
         config: &ClusterConfig,
-        control: Arc<Control>,
         view: Arc<LimitsView>,
-    ) -> Result<FleetLimits, StartError> {
+        table: &Table,
+    ) -> Result<LimitsSync, StartError> {
         let link = RedisLink::new(&config.redis, link_config())?;
         let db = link.url().db;
-        let interval = tick_interval(config.sync_interval);
         let mut sync = Sync {
             node: config.node_id.clone(),
             prefix: format!("switchyard:{db}:limit"),
@@ -251,6 +253,15 @@ impl FleetLimits {
             was: Mode::Fleet,
             view,
         };
+        sync.tick(table);
+        Ok(LimitsSync {
+            sync,
+            interval: tick_interval(config.sync_interval),
+        })
+    }
+
+    pub fn start(prepared: LimitsSync, control: Arc<Control>) -> Result<FleetLimits, StartError> {
+        let LimitsSync { mut sync, interval } = prepared;
         let (stop, stopped) = mpsc::channel();
         let thread = std::thread::Builder::new()
             .name("cluster-limits".into())
@@ -266,6 +277,12 @@ impl FleetLimits {
         let _ = self.stop.send(());
         let _ = self.thread.join();
     }
+}
+
+/// The limits thread before it runs (see [`FleetLimits::prepare`]).
+pub struct LimitsSync {
+    sync: Sync,
+    interval: Duration,
 }
 
 /// What the thread knows of one ledger's current window.
