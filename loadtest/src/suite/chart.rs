@@ -613,4 +613,41 @@ mod tests {
             assert!(ys.iter().all(|y| *y == ys[0]), "{l}");
         }
     }
+
+    #[test]
+    fn fault_labels_that_would_collide_go_on_separate_rows() {
+        let shade = |from: f64, mock: &str| Shade {
+            from,
+            to: from + 2.0,
+            mock: mock.into(),
+        };
+        let panel = Panel {
+            top: 0.0,
+            max: 1.0,
+            log: false,
+        };
+        let x = |t: f64| LEFT + t * 10.0;
+        let mut svg = String::new();
+        let shades = [
+            shade(1.0, "primary"),
+            shade(1.5, "fallback"),
+            shade(60.0, "third"),
+        ];
+        shade_windows(&mut svg, &panel, &shades, &x);
+        let rows: Vec<&str> = svg
+            .lines()
+            .filter_map(|l| {
+                l.split("<text")
+                    .nth(1)?
+                    .split("y=\"")
+                    .nth(1)?
+                    .split('"')
+                    .next()
+            })
+            .collect();
+        // primary and fallback overlap: two rows; third is far right: back to row 0.
+        assert_eq!(rows, ["12.0", "25.0", "12.0"], "{svg}");
+        // Every label starts inside the plot and ends before the legend.
+        assert!(!svg.contains("x=\"-"), "{svg}");
+    }
 }
