@@ -50,7 +50,8 @@ struct Series {
 
 /// The SVG document for `run`.
 pub fn render(run: &ScenarioRun) -> String {
-    let span = run.duration_s.max(run.load.series.len() as f64).max(1.0);
+    let loads = compared_loads(run);
+    let span = time_span(run, &loads);
     let height = TOP + 3.0 * (PANEL + GAP);
     let mut svg = String::new();
     let _ = writeln!(
@@ -69,7 +70,6 @@ pub fn render(run: &ScenarioRun) -> String {
             if run.stream { ", streaming" } else { "" }
         ))
     );
-    let loads = compared_loads(run);
     let rates: Vec<Series> = loads.iter().flat_map(rate_series).collect();
     let latencies: Vec<Series> = loads.iter().flat_map(latency_series).collect();
     let mocks: Vec<Series> = mock_rates(run)
@@ -111,6 +111,17 @@ pub fn render(run: &ScenarioRun) -> String {
     }
     svg.push_str("</svg>\n");
     svg
+}
+
+/// The time axis: the scenario's duration, or for a compare run the length of
+/// the slices shown (each a fraction of it).
+fn time_span(run: &ScenarioRun, loads: &[(&'static str, &LoadReport)]) -> f64 {
+    let seconds = run.load.series.len() as f64;
+    if loads.len() > 1 {
+        let slice = loads.iter().map(|(_, l)| l.elapsed_s).fold(0.0, f64::max);
+        return slice.max(1.0);
+    }
+    run.duration_s.max(seconds).max(1.0)
 }
 
 /// The loads a chart shows: the gateway's, and for a compare run the direct
@@ -337,6 +348,14 @@ fn frame(svg: &mut String, title: &str, p: &Panel, span: f64, x: &impl Fn(f64) -
 }
 
 fn line(svg: &mut String, colour: &str, dashed: bool, points: &[(f64, f64)]) {
+    if let [(x, y)] = points {
+        // One point (a slice shorter than two seconds) draws no line: a dot.
+        let _ = writeln!(
+            svg,
+            r#"<circle cx="{x:.1}" cy="{y:.1}" r="3" fill="{colour}"/>"#
+        );
+        return;
+    }
     if points.is_empty() {
         return;
     }
