@@ -32,6 +32,14 @@ fn node(name: &str, redis: &str, upstream: &MockHandle) -> Gateway {
     gateway(&yaml)
 }
 
+/// Nodes `a` and `b` on `redis`, both in front of one mock (returned to keep it up).
+fn pair(redis: &RedisServer) -> (MockHandle, Gateway, Gateway) {
+    let upstream = mock("primary");
+    let a = node("a", &redis.url(), &upstream);
+    let b = node("b", &redis.url(), &upstream);
+    (upstream, a, b)
+}
+
 fn spent(gw: &Gateway) -> u64 {
     let book = gw.spend();
     let key = book.index_of("team").expect("key team");
@@ -71,11 +79,7 @@ fn spend_on_one_node_counts_against_the_budget_on_every_node() {
     let Some(redis) = RedisServer::start() else {
         return;
     };
-    let upstream = mock("primary");
-    let (a, b) = (
-        node("a", &redis.url(), &upstream),
-        node("b", &redis.url(), &upstream),
-    );
+    let (_upstream, a, b) = pair(&redis);
     charge(&a, 600_000);
     assert!(
         wait_until(BOUND, || spent(&b) == 600_000),
@@ -104,11 +108,7 @@ fn a_redis_restarted_empty_is_reseeded_not_reset() {
     let Some(mut redis) = RedisServer::start() else {
         return;
     };
-    let upstream = mock("primary");
-    let (a, b) = (
-        node("a", &redis.url(), &upstream),
-        node("b", &redis.url(), &upstream),
-    );
+    let (_upstream, a, b) = pair(&redis);
     charge(&a, 300_000);
     assert!(wait_until(BOUND, || spent(&b) == 300_000));
     redis.restart();
@@ -137,11 +137,7 @@ fn spend_while_redis_is_down_reaches_it_when_it_is_back() {
     let Some(mut redis) = RedisServer::start() else {
         return;
     };
-    let upstream = mock("primary");
-    let (a, b) = (
-        node("a", &redis.url(), &upstream),
-        node("b", &redis.url(), &upstream),
-    );
+    let (_upstream, a, b) = pair(&redis);
     charge(&a, 100_000);
     assert!(wait_until(BOUND, || spent(&b) == 100_000));
     redis.kill();

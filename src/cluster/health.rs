@@ -38,7 +38,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime};
 
 use crate::config::ClusterConfig;
 use crate::control::Control;
@@ -47,6 +47,7 @@ use crate::log::Level;
 use crate::route::Table;
 
 use super::link::{LinkConfig, LinkState, RedisLink, UrlError};
+use super::unix_ms;
 
 /// Why the fleet-health thread did not start.
 #[derive(Debug, thiserror::Error)]
@@ -397,11 +398,6 @@ fn margin(sync_interval: Duration) -> Duration {
 
 /// The longest another node's trip is taken to last here.
 const MAX_REMOTE_OPEN: Duration = Duration::from_secs(600);
-
-fn unix_ms(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
 
 /// The thread's state.
 struct Sync {

@@ -42,6 +42,7 @@ use crate::route::Table;
 
 use super::link::{LinkConfig, RedisLink, UrlError};
 use super::presence;
+use super::unix_ms;
 
 /// How the node enforces fleet limits right now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -148,11 +149,6 @@ impl LimitsView {
             self.units_leased.load(Ordering::Relaxed),
         );
     }
-}
-
-fn unix_ms(t: SystemTime) -> u64 {
-    t.duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// The batch a node leases at a time for `limit` across `nodes`: what one

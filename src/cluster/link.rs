@@ -19,7 +19,7 @@
 //! has forgotten them (NOSCRIPT).
 
 use std::fmt;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime};
 
 use redis::{Cmd, ConnectionAddr, ConnectionInfo, ConnectionLike, RedisConnectionInfo, Value};
 
@@ -519,9 +519,7 @@ impl RedisLink {
         cap: u32,
         stale: Duration,
     ) -> Result<u32, LinkError> {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64);
+        let now = super::unix_ms(SystemTime::now());
         let args = [
             node.to_string(),
             want.to_string(),

@@ -17,3 +17,10 @@ pub mod link;
 pub mod presence;
 pub mod spend;
 pub mod subscriber;
+
+/// Wall-clock time as the fleet exchanges it: unix milliseconds (0 before
+/// 1970, a clock no node should have).
+pub fn unix_ms(t: std::time::SystemTime) -> u64 {
+    t.duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}

@@ -4,9 +4,10 @@
 //! count sizes node-local shares of a limit when Redis is gone, and
 //! `/admin/cluster` lists them.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use super::link::{LinkError, RedisLink};
+use super::unix_ms;
 
 /// The sorted set of nodes for the fleet on database `db`.
 pub fn key(db: i64) -> String {
@@ -17,11 +18,6 @@ pub fn key(db: i64) -> String {
 /// every `sync_interval`: several missed ticks, never under 3 s.
 pub fn live_for(sync_interval: Duration) -> Duration {
     (sync_interval * 10).max(Duration::from_secs(3))
-}
-
-fn unix_ms(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// Marks `node` live now, and drops members silent for over a day (a node

@@ -44,8 +44,7 @@ impl SpendView {
             .last_sync
             .lock()
             .map_or(None, |t| *t)
-            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-            .map(|d| d.as_millis() as u64);
+            .map(super::unix_ms);
         serde_json::json!({
             "syncs": self.syncs.load(Ordering::Relaxed),
             "last_sync_unix_ms": last,
@@ -199,7 +198,5 @@ fn expiry(period: BudgetPeriod, index: u64) -> u64 {
     if period == BudgetPeriod::Total {
         return 0;
     }
-    period_start(period, index + 1)
-        .and_then(|end| end.duration_since(std::time::UNIX_EPOCH).ok())
-        .map_or(0, |d| d.as_millis() as u64 + 86_400_000)
+    period_start(period, index + 1).map_or(0, |end| super::unix_ms(end) + 86_400_000)
 }
