@@ -96,8 +96,11 @@ impl ChatBody {
         let raw_model = fields.model.ok_or(BodyError::MissingModel)?;
         let model: String =
             serde_json::from_str(raw_model.get()).map_err(|_| BodyError::MissingModel)?;
+        // Only an object says anything: serde would read `[true]` as the
+        // struct's fields in order, which no provider does.
         let options: StreamOptions = fields
             .stream_options
+            .filter(|raw| raw.get().trim_start().starts_with('{'))
             .and_then(|raw| serde_json::from_str(raw.get()).ok())
             .unwrap_or_default();
         Ok(ChatBody {
@@ -169,6 +172,18 @@ fn merged_stream_options(raw: &[u8]) -> Vec<u8> {
 mod tests {
     use super::*;
     use serde_json::Value;
+
+    #[test]
+    fn stream_options_that_are_not_an_object_are_replaced_by_one() {
+        let v = rewritten(
+            r#"{"model":"chat","stream":true,"stream_options":[true]}"#,
+            "gpt-4o",
+        );
+        assert_eq!(v["stream_options"]["include_usage"], true);
+        let parsed =
+            ChatBody::parse(br#"{"model":"chat","stream":true,"stream_options":[true]}"#).unwrap();
+        assert!(!parsed.client_wants_usage);
+    }
 
     fn rewritten(body: &str, model: &str) -> Value {
         let parsed = ChatBody::parse(body.as_bytes()).unwrap();
