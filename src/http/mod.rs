@@ -10,12 +10,14 @@
 pub mod chunked;
 pub mod encoding;
 pub mod error;
+pub mod fields;
 pub mod request;
 pub mod response;
 pub mod sse;
 
 pub use chunked::{encode_chunk, ChunkedDecoder, ChunkedError, Progress, LAST_CHUNK};
 pub use error::ApiError;
+pub use fields::Fields;
 pub use request::{parse_request_head, Method, RequestBody, RequestHead};
 pub use response::{
     parse_response_head, reason_phrase, write_request_head, write_response_head, BodyFraming,
@@ -133,22 +135,6 @@ pub(crate) fn keep_alive_of(minor_version: u8, headers: &[httparse::Header<'_>])
         }
     }
     !close && (minor_version >= 1 || keep_alive)
-}
-
-/// Copies parsed headers out of the buffer, names lower-cased, order kept.
-pub(crate) fn owned_headers(headers: &[httparse::Header<'_>]) -> Vec<(String, Vec<u8>)> {
-    headers
-        .iter()
-        .map(|h| (h.name.to_ascii_lowercase(), h.value.to_vec()))
-        .collect()
-}
-
-/// First value of a header whose (already lower-case) name matches.
-pub(crate) fn find_header<'a>(headers: &'a [(String, Vec<u8>)], name: &str) -> Option<&'a [u8]> {
-    headers
-        .iter()
-        .find(|(n, _)| n.eq_ignore_ascii_case(name))
-        .map(|(_, v)| v.as_slice())
 }
 
 /// Appends the decimal form of `n` without going through `fmt`.

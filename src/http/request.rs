@@ -1,7 +1,7 @@
 //! Parsing a client's request head (server side): method, target, headers, and the
 //! body framing and connection semantics they imply.
 
-use super::{framing_of, keep_alive_of, owned_headers, Framing, HeadError, MAX_HEADERS};
+use super::{framing_of, keep_alive_of, Fields, Framing, HeadError, MAX_HEADERS};
 
 /// The request method; anything outside the common set is `Other`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -66,7 +66,7 @@ pub struct RequestHead {
     /// 0 for HTTP/1.0, 1 for HTTP/1.1.
     pub minor_version: u8,
     /// Header names lower-cased, in the order sent.
-    pub headers: Vec<(String, Vec<u8>)>,
+    pub headers: Fields,
     pub body: RequestBody,
     /// HTTP/1.1 unless `Connection: close`; HTTP/1.0 only with `Connection: keep-alive`.
     pub keep_alive: bool,
@@ -86,7 +86,7 @@ impl RequestHead {
 
     /// First value of the header with this (lower-case) name.
     pub fn header(&self, lowercase_name: &str) -> Option<&[u8]> {
-        super::find_header(&self.headers, lowercase_name)
+        self.headers.get(lowercase_name)
     }
 }
 
@@ -122,7 +122,7 @@ pub fn parse_request_head(
         minor_version,
         keep_alive: keep_alive_of(minor_version, headers),
         expect_continue: minor_version >= 1 && expects_continue(headers),
-        headers: owned_headers(headers),
+        headers: Fields::from_parsed(headers),
         body,
         head_len,
     }))
@@ -163,7 +163,7 @@ mod tests {
         assert!(!head.expect_continue);
         assert_eq!(&buf[head.head_len..head.head_len + 2], b"{}");
         assert_eq!(head.header("content-type"), Some(&b"application/json"[..]));
-        assert_eq!(head.headers[0].0, "host");
+        assert_eq!(head.headers.iter().next().map(|(n, _)| n), Some("host"));
         assert_eq!(head.header("x-missing"), None);
     }
 

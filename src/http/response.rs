@@ -2,8 +2,8 @@
 //! heads the gateway sends — responses to clients and requests to upstreams.
 
 use super::{
-    framing_of, keep_alive_of, owned_headers, push_decimal, push_field, push_header, Framing,
-    HeadError, MAX_HEADERS,
+    framing_of, keep_alive_of, push_decimal, push_field, push_header, Fields, Framing, HeadError,
+    MAX_HEADERS,
 };
 
 /// How an upstream response body is delimited.
@@ -22,7 +22,7 @@ pub enum BodyFraming {
 pub struct ResponseHead {
     pub status: u16,
     /// Header names lower-cased, in the order received.
-    pub headers: Vec<(String, Vec<u8>)>,
+    pub headers: Fields,
     pub framing: BodyFraming,
     /// Whether the connection may be reused; always false with `UntilClose`.
     pub keep_alive: bool,
@@ -32,7 +32,7 @@ pub struct ResponseHead {
 impl ResponseHead {
     /// First value of the header with this (lower-case) name.
     pub fn header(&self, lowercase_name: &str) -> Option<&[u8]> {
-        super::find_header(&self.headers, lowercase_name)
+        self.headers.get(lowercase_name)
     }
 }
 
@@ -69,7 +69,7 @@ pub fn parse_response_head(
     let keep_alive = framing != BodyFraming::UntilClose && keep_alive_of(minor_version, headers);
     Ok(Some(ResponseHead {
         status,
-        headers: owned_headers(headers),
+        headers: Fields::from_parsed(headers),
         framing,
         keep_alive,
         head_len,

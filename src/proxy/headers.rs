@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use crate::config::{ForwardHeaders, ProviderKind};
 use crate::http::response::ResponseHead;
+use crate::http::Fields;
 
 /// Most client headers forwarded on one upstream request.
 pub const MAX_FORWARDED: usize = 32;
@@ -252,10 +253,10 @@ impl Forwarding {
     /// The client's headers this policy forwards, in the client's order, within
     /// [`MAX_FORWARDED`] headers and [`MAX_FORWARDED_BYTES`] bytes (the rest are
     /// dropped). A repeated name is forwarded once (its first value).
-    pub fn select<'h>(&self, client: &'h [(String, Vec<u8>)]) -> Vec<(&'h str, &'h [u8])> {
+    pub fn select<'h>(&self, client: &'h Fields) -> Vec<(&'h str, &'h [u8])> {
         let mut out: Vec<(&str, &[u8])> = Vec::new();
         let mut bytes = 0;
-        for (name, value) in client {
+        for (name, value) in client.iter() {
             if out.len() == MAX_FORWARDED {
                 break;
             }
@@ -267,7 +268,7 @@ impl Forwarding {
                 continue;
             }
             bytes += size;
-            out.push((name.as_str(), value.as_slice()));
+            out.push((name, value));
         }
         out
     }
@@ -276,15 +277,19 @@ impl Forwarding {
     /// (trimmed, cut to [`MAX_CLIENT_USER_AGENT`] bytes) appended when sent and
     /// not denied.
     pub fn user_agent(&self, client: Option<&[u8]>) -> Vec<u8> {
-        let mut ua = OUR_USER_AGENT.as_bytes().to_vec();
-        let Some(client) = client.filter(|_| self.user_agent) else {
-            return ua;
+        let client = client
+            .filter(|_| self.user_agent)
+            .map(|c| {
+                let c = c.trim_ascii();
+                &c[..c.len().min(MAX_CLIENT_USER_AGENT)]
+            })
+            .filter(|c| !c.is_empty() && c.iter().all(|&b| valid_value_byte(b)));
+        let Some(client) = client else {
+            return OUR_USER_AGENT.as_bytes().to_vec();
         };
-        let client = client.trim_ascii();
-        let client = &client[..client.len().min(MAX_CLIENT_USER_AGENT)];
-        if client.is_empty() || !client.iter().all(|&b| valid_value_byte(b)) {
-            return ua;
-        }
+        // One allocation of the final size.
+        let mut ua = Vec::with_capacity(OUR_USER_AGENT.len() + 1 + client.len());
+        ua.extend_from_slice(OUR_USER_AGENT.as_bytes());
         ua.push(b' ');
         ua.extend_from_slice(client);
         ua
@@ -379,68 +384,14 @@ pub const RETURNED_REQUEST_ID: &str = "x-switchyard-upstream-request-id";
 /// The provider's answer headers the client gets back, renamed, held in one
 /// buffer (a request path that returns eight rate-limit headers should not make
 /// sixteen allocations for them).
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Returned {
-    text: Vec<u8>,
-    /// (name, value) ranges into `text`.
-    fields: Vec<(std::ops::Range<usize>, std::ops::Range<usize>)>,
-}
-
-impl Returned {
-    pub fn len(&self) -> usize {
-        self.fields.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.fields.is_empty()
-    }
-
-    /// The headers, in order (names are token characters, so always UTF-8).
-    pub fn iter(&self) -> impl Iterator<Item = (&str, &[u8])> {
-        self.fields.iter().map(|(name, value)| {
-            let name = std::str::from_utf8(&self.text[name.clone()]).unwrap_or("");
-            (name, &self.text[value.clone()])
-        })
-    }
-
-    /// The headers as owned pairs (for comparisons).
-    pub fn to_pairs(&self) -> Vec<(String, Vec<u8>)> {
-        self.iter()
-            .map(|(name, value)| (name.to_string(), value.to_vec()))
-            .collect()
-    }
-
-    fn has(&self, name: &[&str]) -> bool {
-        let wanted: usize = name.iter().map(|part| part.len()).sum();
-        self.fields.iter().any(|(range, _)| {
-            range.len() == wanted && {
-                let mut at = range.start;
-                name.iter().all(|part| {
-                    let same = &self.text[at..at + part.len()] == part.as_bytes();
-                    at += part.len();
-                    same
-                })
-            }
-        })
-    }
-
-    fn push(&mut self, name: &[&str], value: &[u8]) {
-        let start = self.text.len();
-        for part in name {
-            self.text.extend_from_slice(part.as_bytes());
-        }
-        let middle = self.text.len();
-        self.text.extend_from_slice(value);
-        self.fields.push((start..middle, middle..self.text.len()));
-    }
-}
+pub type Returned = Fields;
 
 /// The provider's answer headers the client gets back, renamed: rate limits and
 /// the (first) request id, within [`MAX_RETURNED`] headers; a value longer than
 /// [`MAX_RETURNED_VALUE`] or with bytes no header may carry is dropped.
 pub fn returned(head: &ResponseHead) -> Returned {
     let mut out = Returned::default();
-    for (name, value) in &head.headers {
+    for (name, value) in head.headers.iter() {
         if out.len() == MAX_RETURNED {
             break;
         }
@@ -450,10 +401,14 @@ pub fn returned(head: &ResponseHead) -> Returned {
         if value.len() > MAX_RETURNED_VALUE || !value.iter().all(|&b| valid_value_byte(b)) {
             continue;
         }
-        if out.has(&renamed) {
+        if out.has_name_parts(&renamed) {
             continue;
         }
-        out.push(&renamed, value);
+        if out.is_empty() {
+            // Room for a provider's usual set (OpenAI's six rate limits and an id).
+            out = Returned::with_capacity(384, 8);
+        }
+        out.push_parts(&renamed, value);
     }
     out
 }
@@ -474,11 +429,20 @@ fn returned_name(name: &str) -> Option<[&str; 2]> {
 /// `x-switchyard-overhead-ms`: the gateway's own time on a request, in ms with
 /// three decimals — from `started` (the request read) to `now` (its response
 /// head written), less `waited` (on providers and retry backoff); never negative.
-pub fn overhead_ms(started: Instant, waited: Duration, now: Instant) -> String {
+pub fn push_overhead_ms(out: &mut Vec<u8>, started: Instant, waited: Duration, now: Instant) {
     let own = now
         .saturating_duration_since(started)
         .saturating_sub(waited);
-    format!("{:.3}", own.as_secs_f64() * 1e3)
+    let micros = (own.as_nanos() + 500) / 1000;
+    let micros = u64::try_from(micros).unwrap_or(u64::MAX);
+    crate::http::push_decimal(out, micros / 1000);
+    let frac = micros % 1000;
+    out.extend_from_slice(&[
+        b'.',
+        b'0' + (frac / 100) as u8,
+        b'0' + (frac / 10 % 10) as u8,
+        b'0' + (frac % 10) as u8,
+    ]);
 }
 
 #[cfg(test)]

@@ -20,11 +20,8 @@ fn config(allow: &[&str], deny: &[&str]) -> ForwardHeaders {
     }
 }
 
-fn client(headers: &[(&str, &str)]) -> Vec<(String, Vec<u8>)> {
-    headers
-        .iter()
-        .map(|(n, v)| (n.to_string(), v.as_bytes().to_vec()))
-        .collect()
+fn client(headers: &[(&str, &str)]) -> Fields {
+    headers.iter().copied().collect()
 }
 
 fn names(selected: &[(&str, &[u8])]) -> Vec<String> {
@@ -192,11 +189,11 @@ fn select_keeps_client_order_and_drops_the_rest() {
 #[test]
 fn select_is_capped_in_count_and_bytes() {
     let policy = Forwarding::resolve(ProviderKind::OpenAi, &config(&["x-many-*"], &[]));
-    let many: Vec<(String, Vec<u8>)> = (0..MAX_FORWARDED + 10)
+    let many: Fields = (0..MAX_FORWARDED + 10)
         .map(|i| (format!("x-many-{i}"), b"v".to_vec()))
         .collect();
     assert_eq!(policy.select(&many).len(), MAX_FORWARDED);
-    let big: Vec<(String, Vec<u8>)> = (0..4)
+    let big: Fields = (0..4)
         .map(|i| (format!("x-many-{i}"), vec![b'a'; 3000]))
         .collect();
     let selected = policy.select(&big);
@@ -276,10 +273,7 @@ fn configured_headers_win_over_forwarded_ones() {
 fn head(headers: &[(&str, &[u8])]) -> ResponseHead {
     ResponseHead {
         status: 200,
-        headers: headers
-            .iter()
-            .map(|(n, v)| (n.to_string(), v.to_vec()))
-            .collect(),
+        headers: headers.iter().copied().collect(),
         framing: BodyFraming::ContentLength(0),
         keep_alive: true,
         head_len: 0,
@@ -332,7 +326,7 @@ fn returned_headers_are_renamed_and_bounded() {
             "{name}"
         );
     }
-    let many: Vec<(String, Vec<u8>)> = (0..MAX_RETURNED + 5)
+    let many: Fields = (0..MAX_RETURNED + 5)
         .map(|i| (format!("x-ratelimit-n{i}"), b"1".to_vec()))
         .collect();
     let many_head = ResponseHead {
@@ -344,12 +338,19 @@ fn returned_headers_are_renamed_and_bounded() {
 
 #[test]
 fn overhead_is_own_time_in_ms_with_three_decimals() {
+    let overhead_ms = |start, waited, now| {
+        let mut out = Vec::new();
+        push_overhead_ms(&mut out, start, waited, now);
+        String::from_utf8(out).unwrap_or_default()
+    };
     let start = Instant::now();
     let now = start + Duration::from_micros(12_345);
     assert_eq!(overhead_ms(start, Duration::ZERO, now), "12.345");
     assert_eq!(overhead_ms(start, Duration::from_millis(12), now), "0.345");
     // Waiting longer than the span (clock granularity) never goes negative.
     assert_eq!(overhead_ms(start, Duration::from_secs(1), now), "0.000");
+    let later = start + Duration::from_nanos(1_234_567_890);
+    assert_eq!(overhead_ms(start, Duration::ZERO, later), "1234.568");
 }
 
 #[test]

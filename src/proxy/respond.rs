@@ -13,8 +13,8 @@ use std::rc::Rc;
 use super::anthropic;
 use super::headers;
 use super::responses::{self, Echo};
-use crate::http::response::{write_response_head, BodyLen};
-use crate::http::ApiError;
+use crate::http::response::{finish_response_head, write_status_line, BodyLen};
+use crate::http::{push_decimal, push_header, ApiError, Fields};
 
 /// The API shape a client speaks; answers and errors are written in it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -40,7 +40,7 @@ pub struct Meta {
     pub dialect: Dialect,
     /// Headers of the gateway's own for this response (the caller's key's
     /// `x-ratelimit-*`).
-    pub gateway_headers: Vec<(&'static str, String)>,
+    pub gateway_headers: Fields,
     /// What a Responses answer echoes of its request (`Dialect::Responses`
     /// only: shared, so other dialects pay nothing).
     pub echo: Option<Rc<Echo>>,
@@ -54,50 +54,45 @@ pub struct Meta {
     pub waited: Duration,
 }
 
-/// Header values [`Meta`] formats for one response head.
-struct Formatted {
-    attempts: String,
-    overhead: Option<String>,
-}
-
 impl Meta {
-    fn formatted(&self) -> Formatted {
-        Formatted {
-            attempts: self.attempts.to_string(),
-            overhead: self
-                .started
-                .map(|started| headers::overhead_ms(started, self.waited, Instant::now())),
-        }
-    }
-
-    fn headers<'a>(
-        &'a self,
-        formatted: &'a Formatted,
-        extra: &[(&'a str, &'a [u8])],
-    ) -> Vec<(&'a str, &'a [u8])> {
-        let attempts = &formatted.attempts;
-        let mut headers = Vec::with_capacity(7 + self.upstream_headers.len() + extra.len());
-        headers.push(("x-request-id", self.request_id.as_bytes()));
+    /// Writes the whole head: status line, the gateway's headers, the upstream's
+    /// returned ones, `extra`, the content type and the framing — straight into
+    /// `out`, numbers included, so a head costs no allocation of its own.
+    fn write_head(
+        &self,
+        out: &mut Vec<u8>,
+        status: u16,
+        content_type: &[u8],
+        body: BodyLen,
+        extra: &[(&str, &[u8])],
+    ) {
+        write_status_line(out, status);
+        push_header(out, "x-request-id", self.request_id.as_bytes());
         if let Some(target) = &self.target {
-            headers.push(("x-switchyard-target", target.as_bytes()));
+            push_header(out, "x-switchyard-target", target.as_bytes());
         }
         if self.attempts > 0 {
-            headers.push(("x-switchyard-attempts", attempts.as_bytes()));
+            out.extend_from_slice(b"x-switchyard-attempts: ");
+            push_decimal(out, u64::from(self.attempts));
+            out.extend_from_slice(b"\r\n");
         }
         if self.fallback {
-            headers.push(("x-switchyard-fallback", b"true".as_slice()));
+            out.extend_from_slice(b"x-switchyard-fallback: true\r\n");
         }
-        if let Some(overhead) = &formatted.overhead {
-            headers.push(("x-switchyard-overhead-ms", overhead.as_bytes()));
+        if let Some(started) = self.started {
+            out.extend_from_slice(b"x-switchyard-overhead-ms: ");
+            headers::push_overhead_ms(out, started, self.waited, Instant::now());
+            out.extend_from_slice(b"\r\n");
         }
-        headers.extend(self.upstream_headers.iter());
-        headers.extend(
-            self.gateway_headers
-                .iter()
-                .map(|(name, value)| (*name, value.as_bytes())),
-        );
-        headers.extend_from_slice(extra);
-        headers
+        let returned = self.upstream_headers.iter();
+        let all = returned
+            .chain(self.gateway_headers.iter())
+            .chain(extra.iter().copied());
+        for (name, value) in all {
+            push_header(out, name, value);
+        }
+        push_header(out, "content-type", content_type);
+        finish_response_head(out, status, body, self.keep_alive);
     }
 
     /// A complete response with a known body.
@@ -122,18 +117,13 @@ impl Meta {
         len: usize,
         extra: &[(&str, &[u8])],
     ) {
-        let formatted = self.formatted();
-        let mut headers = self.headers(&formatted, extra);
-        headers.push(("content-type", content_type));
-        write_response_head(out, status, &headers, BodyLen::Fixed(len), self.keep_alive);
+        self.write_head(out, status, content_type, BodyLen::Fixed(len), extra);
     }
 
     /// The head of a chunked response (an event stream).
     pub fn write_stream_head(&self, out: &mut Vec<u8>, status: u16, content_type: &[u8]) {
-        let formatted = self.formatted();
-        let mut headers = self.headers(&formatted, &[("cache-control", b"no-cache")]);
-        headers.push(("content-type", content_type));
-        write_response_head(out, status, &headers, BodyLen::Chunked, self.keep_alive);
+        let extra: [(&str, &[u8]); 1] = [("cache-control", b"no-cache")];
+        self.write_head(out, status, content_type, BodyLen::Chunked, &extra);
     }
 
     /// A whole proxied answer (success or error) with its OpenAI-shaped `body`,

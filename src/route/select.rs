@@ -60,34 +60,48 @@ pub fn candidates<H: std::ops::Deref<Target = TargetHealth>>(
         .collect()
 }
 
-/// The order in which to try the route's targets.
+/// The order in which to try the route's targets (a copy of `candidates`
+/// arranged by [`arrange`]).
 pub fn order(
     route: &Route,
     candidates: &[Candidate],
     balancer: &mut Balancer,
     rng: &mut fastrand::Rng,
 ) -> Vec<usize> {
-    let (mut healthy, mut open): (Vec<Candidate>, Vec<Candidate>) =
-        candidates.iter().partition(|c| c.available);
+    let mut list = candidates.to_vec();
+    arrange(route, &mut list, balancer, rng);
+    list.iter().map(|c| c.target).collect()
+}
+
+/// Puts `list` in the order to try, in place (no allocation for a route of up
+/// to 20 targets): available targets first, each group in the strategy's order.
+pub fn arrange(
+    route: &Route,
+    list: &mut [Candidate],
+    balancer: &mut Balancer,
+    rng: &mut fastrand::Rng,
+) {
+    list.sort_by_key(|c| !c.available);
+    let split = list.iter().take_while(|c| c.available).count();
+    let (healthy, open) = list.split_at_mut(split);
     match route.strategy {
         Strategy::Priority => {
-            priority_order(route, &mut healthy, rng);
-            priority_order(route, &mut open, rng);
+            priority_order(route, healthy, rng);
+            priority_order(route, open, rng);
         }
         Strategy::Weighted => {
-            weighted_order(route, &mut healthy, balancer);
-            weight_desc(route, &mut open);
+            weighted_order(route, healthy, balancer);
+            weight_desc(route, open);
         }
         Strategy::Latency => {
-            latency_order(&mut healthy, rng);
-            latency_order(&mut open, rng);
+            latency_order(healthy, rng);
+            latency_order(open, rng);
         }
         Strategy::LeastBusy => {
-            least_busy_order(&mut healthy, rng);
-            least_busy_order(&mut open, rng);
+            least_busy_order(healthy, rng);
+            least_busy_order(open, rng);
         }
     }
-    healthy.iter().chain(&open).map(|c| c.target).collect()
 }
 
 fn weight(route: &Route, c: &Candidate) -> u32 {
@@ -98,22 +112,38 @@ fn priority(route: &Route, c: &Candidate) -> u32 {
     route.targets.get(c.target).map_or(u32::MAX, |t| t.priority)
 }
 
-/// Tiers by priority; inside a tier a weighted random permutation
-/// (Efraimidis–Spirakis: sort by u^(1/w) descending).
+/// Tiers by priority; inside a tier a weighted random permutation.
 fn priority_order(route: &Route, list: &mut [Candidate], rng: &mut fastrand::Rng) {
-    let mut keyed: Vec<(u32, f64, Candidate)> = list
-        .iter()
-        .map(|c| {
-            (
-                priority(route, c),
-                rng.f64().powf(1.0 / f64::from(weight(route, c))),
-                *c,
-            )
-        })
-        .collect();
-    keyed.sort_by(|a, b| a.0.cmp(&b.0).then(b.1.total_cmp(&a.1)));
-    for (slot, (_, _, c)) in list.iter_mut().zip(keyed) {
-        *slot = c;
+    list.sort_by_key(|c| priority(route, c));
+    let mut start = 0;
+    while start < list.len() {
+        let tier = priority(route, &list[start]);
+        let len = list[start..]
+            .iter()
+            .take_while(|c| priority(route, c) == tier)
+            .count();
+        weighted_shuffle(route, &mut list[start..start + len], rng);
+        start += len;
+    }
+}
+
+/// A weighted random permutation in place: each place is drawn from the targets
+/// left in proportion to their weights (successive sampling, the distribution
+/// Efraimidis–Spirakis keys give, without a keyed copy).
+fn weighted_shuffle(route: &Route, tier: &mut [Candidate], rng: &mut fastrand::Rng) {
+    for i in 0..tier.len().saturating_sub(1) {
+        let total: u64 = tier[i..].iter().map(|c| u64::from(weight(route, c))).sum();
+        let mut draw = rng.u64(..total);
+        let mut pick = i;
+        for (j, c) in tier.iter().enumerate().skip(i) {
+            let w = u64::from(weight(route, c));
+            if draw < w {
+                pick = j;
+                break;
+            }
+            draw -= w;
+        }
+        tier.swap(i, pick);
     }
 }
 

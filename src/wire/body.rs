@@ -137,18 +137,23 @@ impl ChatBody {
         out.reserve(body.len() + target_model.len() + 48);
         let takes_usage_option = matches!(api, Api::ChatCompletions | Api::Completions);
         let ask_usage = self.stream && !self.client_wants_usage && takes_usage_option;
-        let model_json = serde_json::Value::from(target_model).to_string();
         let options_span = self.stream_options_span.clone().filter(|_| ask_usage);
+        // (span, is the model): at most two edits, written in body order straight
+        // into `out` (the model as a JSON string, escaped by serde).
+        let mut edits = [
+            Some((self.model_span.clone(), true)),
+            options_span.map(|span| (span, false)),
+        ];
+        edits.sort_by_key(|edit| edit.as_ref().map_or(usize::MAX, |(span, _)| span.start));
         let mut cursor = 0;
-        let mut edits: Vec<(Range<usize>, Vec<u8>)> =
-            vec![(self.model_span.clone(), model_json.into_bytes())];
-        if let Some(span) = options_span {
-            edits.push((span.clone(), merged_stream_options(&body[span])));
-        }
-        edits.sort_by_key(|(span, _)| span.start);
-        for (span, replacement) in edits {
+        for (span, is_model) in edits.into_iter().flatten() {
             out.extend_from_slice(&body[cursor..span.start]);
-            out.extend_from_slice(&replacement);
+            if is_model {
+                // Writing a &str into a Vec cannot fail.
+                let _ = serde_json::to_writer(&mut *out, target_model);
+            } else {
+                out.extend_from_slice(&merged_stream_options(&body[span.clone()]));
+            }
             cursor = span.end;
         }
         if ask_usage && self.stream_options_span.is_none() {

@@ -6,6 +6,7 @@
 use std::sync::atomic::Ordering;
 
 use super::*;
+use crate::http::{push_decimal, Fields};
 use crate::limits::budget::BudgetStatus;
 use crate::limits::gate::{self, Charge, InFlight, LimitKind, Refusal, Standing, Subject};
 use crate::wire::Usage;
@@ -141,7 +142,7 @@ pub(super) fn refusal_answer(
     key_name: &str,
     standing: Option<Standing>,
     dialect: Dialect,
-) -> (ApiError, Vec<(&'static str, String)>) {
+) -> (ApiError, Fields) {
     let (message, retry_after, kind) = match limited {
         Limited::Budget(budget) => return budget_answer(budget, key_name),
         Limited::FleetDown => return fleet_down_answer(key_name),
@@ -164,11 +165,9 @@ pub(super) fn refusal_answer(
         }
     };
     let mut headers = retry_headers(retry_after);
-    headers.extend(
-        standing
-            .map(|s| rate_headers(&s, dialect))
-            .unwrap_or_default(),
-    );
+    if let Some(standing) = standing {
+        push_rate_headers(&mut headers, &standing, dialect);
+    }
     (
         ApiError::new(429, kind, "rate_limit_exceeded", message),
         headers,
@@ -178,7 +177,7 @@ pub(super) fn refusal_answer(
 /// A spent budget: OpenAI's `insufficient_quota` 429 naming the budget and when
 /// it resets, with `x-should-retry: false` so the official SDKs do not retry it
 /// (and no `Retry-After`, which would invite them to).
-fn budget_answer(budget: &BudgetStatus, key_name: &str) -> (ApiError, Vec<(&'static str, String)>) {
+fn budget_answer(budget: &BudgetStatus, key_name: &str) -> (ApiError, Fields) {
     let usd = |micros: u64| micros as f64 / 1e6;
     let limit = budget.limit_micros.unwrap_or(0);
     let resets = match budget.resets_at {
@@ -191,13 +190,14 @@ fn budget_answer(budget: &BudgetStatus, key_name: &str) -> (ApiError, Vec<(&'sta
         usd(limit)
     );
     let error = ApiError::new(429, "insufficient_quota", "insufficient_quota", message);
-    (error, vec![("x-should-retry", "false".to_string())])
+    let headers = [("x-should-retry", "false")].into_iter().collect();
+    (error, headers)
 }
 
 /// A limited key while the fleet's Redis is unreachable and the cluster says
 /// `on_redis_down: closed`: a 503 (the SDKs retry it) with a short
 /// `Retry-After`.
-fn fleet_down_answer(key_name: &str) -> (ApiError, Vec<(&'static str, String)>) {
+fn fleet_down_answer(key_name: &str) -> (ApiError, Fields) {
     let message = format!(
         "Key `{key_name}` has limits enforced fleet-wide and the fleet's Redis is unreachable (cluster.on_redis_down: closed); retry shortly."
     );
@@ -207,17 +207,17 @@ fn fleet_down_answer(key_name: &str) -> (ApiError, Vec<(&'static str, String)>) 
 
 /// `Retry-After` in whole seconds (rounded up, at least 1) and OpenAI's
 /// `retry-after-ms`, which its SDKs read first.
-fn retry_headers(wait: Duration) -> Vec<(&'static str, String)> {
-    let ms = wait.as_millis().max(1);
-    vec![
-        ("retry-after", ms.div_ceil(1000).to_string()),
-        ("retry-after-ms", ms.to_string()),
-    ]
+fn retry_headers(wait: Duration) -> Fields {
+    let ms = wait.as_millis().max(1) as u64;
+    let mut headers = Fields::default();
+    headers.push_with("retry-after", |v| push_decimal(v, ms.div_ceil(1000)));
+    headers.push_with("retry-after-ms", |v| push_decimal(v, ms));
+    headers
 }
 
 /// The headers that describe a key's standing: OpenAI's `x-ratelimit-*` (reset
 /// as a wait), or on Anthropic's API `anthropic-ratelimit-*` (reset as a time).
-pub(super) fn rate_headers(standing: &Standing, dialect: Dialect) -> Vec<(&'static str, String)> {
+pub(super) fn push_rate_headers(headers: &mut Fields, standing: &Standing, dialect: Dialect) {
     let names: [&'static str; 6] = match dialect {
         Dialect::Anthropic => [
             "anthropic-ratelimit-requests-limit",
@@ -236,34 +236,35 @@ pub(super) fn rate_headers(standing: &Standing, dialect: Dialect) -> Vec<(&'stat
             "x-ratelimit-reset-tokens",
         ],
     };
-    let reset = match dialect {
+    let write_reset = |out: &mut Vec<u8>| match dialect {
         Dialect::Anthropic => {
+            use std::io::Write;
             let at = std::time::SystemTime::now() + standing.reset;
-            humantime::format_rfc3339_seconds(at).to_string()
+            let _ = write!(out, "{}", humantime::format_rfc3339_seconds(at));
         }
-        _ => format_reset(standing.reset),
+        _ => push_reset(out, standing.reset),
     };
-    let mut headers = Vec::with_capacity(6);
     for (counted, names) in [standing.requests, standing.tokens]
         .iter()
         .zip(names.chunks(3))
     {
-        if let Some((limit, remaining)) = counted {
-            headers.push((names[0], limit.to_string()));
-            headers.push((names[1], remaining.to_string()));
-            headers.push((names[2], reset.clone()));
+        if let Some((limit, remaining)) = *counted {
+            headers.push_with(names[0], |v| push_decimal(v, limit));
+            headers.push_with(names[1], |v| push_decimal(v, remaining));
+            headers.push_with(names[2], write_reset);
         }
     }
-    headers
 }
 
 /// A wait as OpenAI writes it in `x-ratelimit-reset-*`: `850ms`, `12s`.
-fn format_reset(wait: Duration) -> String {
-    let ms = wait.as_millis();
+fn push_reset(out: &mut Vec<u8>, wait: Duration) {
+    let ms = wait.as_millis() as u64;
     if ms < 1000 {
-        format!("{ms}ms")
+        push_decimal(out, ms);
+        out.extend_from_slice(b"ms");
     } else {
-        format!("{}s", ms.div_ceil(1000))
+        push_decimal(out, ms.div_ceil(1000));
+        out.push(b's');
     }
 }
 
@@ -271,31 +272,46 @@ fn format_reset(wait: Duration) -> String {
 mod tests {
     use super::*;
 
+    fn reset(wait: Duration) -> String {
+        let mut out = Vec::new();
+        push_reset(&mut out, wait);
+        String::from_utf8(out).unwrap_or_default()
+    }
+
+    fn rate_headers(standing: &Standing, dialect: Dialect) -> Vec<(String, Vec<u8>)> {
+        let mut headers = Fields::default();
+        push_rate_headers(&mut headers, standing, dialect);
+        headers.to_pairs()
+    }
+
     #[test]
     fn resets_are_written_as_openai_does() {
-        assert_eq!(format_reset(Duration::from_millis(850)), "850ms");
-        assert_eq!(format_reset(Duration::from_millis(11_001)), "12s");
-        assert_eq!(format_reset(Duration::ZERO), "0ms");
-        let headers = retry_headers(Duration::from_millis(1_200));
-        assert_eq!(headers[0], ("retry-after", "2".to_string()));
-        assert_eq!(headers[1], ("retry-after-ms", "1200".to_string()));
+        assert_eq!(reset(Duration::from_millis(850)), "850ms");
+        assert_eq!(reset(Duration::from_millis(11_001)), "12s");
+        assert_eq!(reset(Duration::ZERO), "0ms");
+        let headers = retry_headers(Duration::from_millis(1_200)).to_pairs();
+        assert_eq!(headers[0], ("retry-after".to_string(), b"2".to_vec()));
+        assert_eq!(headers[1], ("retry-after-ms".to_string(), b"1200".to_vec()));
         let standing = Standing {
             requests: Some((60, 0)),
             tokens: None,
             reset: Duration::from_secs(3),
         };
         let headers = rate_headers(&standing, Dialect::OpenAi);
-        let names: Vec<&str> = headers.iter().map(|(n, _)| *n).collect();
+        let pairs: Vec<(&str, &[u8])> = headers
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_slice()))
+            .collect();
         assert_eq!(
-            names,
+            pairs,
             [
-                "x-ratelimit-limit-requests",
-                "x-ratelimit-remaining-requests",
-                "x-ratelimit-reset-requests"
+                ("x-ratelimit-limit-requests", &b"60"[..]),
+                ("x-ratelimit-remaining-requests", b"0"),
+                ("x-ratelimit-reset-requests", b"3s")
             ]
         );
         let anthropic = rate_headers(&standing, Dialect::Anthropic);
         assert_eq!(anthropic[0].0, "anthropic-ratelimit-requests-limit");
-        assert!(anthropic[2].1.ends_with('Z'), "{anthropic:?}");
+        assert!(anthropic[2].1.ends_with(b"Z"), "{anthropic:?}");
     }
 }

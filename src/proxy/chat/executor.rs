@@ -155,7 +155,7 @@ fn order(req: &Request<'_>, route: usize) -> Vec<usize> {
     let now = Instant::now();
     let routing = &req.routing;
     let targets = &routing.table.routes[route].targets;
-    let candidates = select::candidates(
+    let mut candidates = select::candidates(
         targets
             .iter()
             .map(|t| routing.targets[t.slot].health.borrow()),
@@ -163,7 +163,9 @@ fn order(req: &Request<'_>, route: usize) -> Vec<usize> {
     );
     let mut rng = fastrand::Rng::new();
     let mut balancer = routing.routes[route].balancer.borrow_mut();
-    select::order(req.route(route), &candidates, &mut balancer, &mut rng)
+    select::arrange(req.route(route), &mut candidates, &mut balancer, &mut rng);
+    // Collected in place: the candidates' allocation becomes the order's.
+    candidates.into_iter().map(|c| c.target).collect()
 }
 
 /// Whether any of the route's `targets` would be admitted now (a breaker that is

@@ -305,7 +305,9 @@ pub async fn handle(
         Err(limited) => return refuse(shard, &routing, req, &limited, &mut reply).await,
     };
     if let Some(standing) = admission::standing(&routing, req.key) {
-        reply.meta.gateway_headers = admission::rate_headers(&standing, req.dialect);
+        // Room for the six headers of a key with both limits.
+        reply.meta.gateway_headers = crate::http::Fields::with_capacity(256, 6);
+        admission::push_rate_headers(&mut reply.meta.gateway_headers, &standing, req.dialect);
     }
     let request = Request {
         api: req.api,
@@ -382,7 +384,7 @@ async fn refuse(
     let name = req.key.map_or("", |caller| caller.key.name.as_str());
     let standing = admission::standing(routing, req.key);
     let (error, headers) = admission::refusal_answer(limited, name, standing, req.dialect);
-    let extra: Vec<(&str, &[u8])> = headers.iter().map(|(n, v)| (*n, v.as_bytes())).collect();
+    let extra: Vec<(&str, &[u8])> = headers.iter().collect();
     shard.record_bad_request(&error);
     reply.meta.write_error(reply.out, &error, &extra);
     reply.flush().await
