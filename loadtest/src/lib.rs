@@ -4,3 +4,4 @@ pub mod client;
 pub mod loadgen;
 pub mod mock;
 pub mod suite;
+pub mod taskclock;

@@ -20,6 +20,8 @@ pub(crate) struct StreamVerdict {
     pub continued: bool,
     /// Whether the text is an expected full answer (`None`: not verified).
     pub verified: Option<bool>,
+    /// SSE events received (`[DONE]` included).
+    pub events: u64,
 }
 
 /// What happened to one request.
@@ -68,6 +70,8 @@ pub(crate) struct Recorder {
     ttft: Histogram<u64>,
     series: Vec<Second>,
     last_done: Option<Instant>,
+    /// Task clock of the recording thread(s) over the measured time, ns.
+    cpu_ns: Option<u64>,
 }
 
 impl Recorder {
@@ -88,6 +92,7 @@ impl Recorder {
             latency,
             series: Vec::new(),
             last_done: None,
+            cpu_ns: Some(0),
         })
     }
 
@@ -110,6 +115,9 @@ impl Recorder {
             let wrong = v.verified == Some(false);
             self.streams.bad_success += u64::from(v.completed && wrong);
             self.streams.continued_full += u64::from(v.completed && v.continued && right);
+            if v.completed {
+                self.streams.add_events(v.events);
+            }
         }
         if let Some(t) = o.first_token {
             self.ttft
@@ -176,6 +184,12 @@ impl Recorder {
         }
     }
 
+    /// Sets this thread's task clock over the measured time: `start` read at
+    /// the end of warmup, `end` after its last request.
+    pub(crate) fn set_cpu(&mut self, start: Option<u64>, end: Option<u64>) {
+        self.cpu_ns = start.zip(end).map(|(a, b)| b.saturating_sub(a));
+    }
+
     pub(crate) fn merge(&mut self, other: Recorder) -> Result<(), LoadError> {
         let hist_err = |e| LoadError::Histogram(format!("{e:?}"));
         self.requests += other.requests;
@@ -185,11 +199,8 @@ impl Recorder {
         merge_counts(&mut self.statuses, other.statuses);
         merge_counts(&mut self.targets, other.targets);
         merge_counts(&mut self.attempts, other.attempts);
-        self.streams.completed += other.streams.completed;
-        self.streams.errored += other.streams.errored;
-        self.streams.continued += other.streams.continued;
-        self.streams.bad_success += other.streams.bad_success;
-        self.streams.continued_full += other.streams.continued_full;
+        self.streams.merge(&other.streams);
+        self.cpu_ns = self.cpu_ns.zip(other.cpu_ns).map(|(a, b)| a + b);
         self.latency.add(&other.latency).map_err(hist_err)?;
         self.ttft.add(&other.ttft).map_err(hist_err)?;
         for (index, theirs) in other.series.into_iter().enumerate() {
@@ -231,6 +242,7 @@ impl Recorder {
             ttft_us: spec.stream.then(|| Percentiles::of(&self.ttft)),
             streams: spec.stream.then_some(self.streams),
             series: series_stats(&self.series),
+            cpu_ns: self.cpu_ns,
         }
     }
 }
@@ -349,6 +361,7 @@ mod tests {
                 completed,
                 continued,
                 verified,
+                events: 3,
             });
             o
         };
@@ -362,6 +375,10 @@ mod tests {
         let s = r.into_report(&spec).streams.unwrap();
         assert_eq!((s.completed, s.errored, s.continued), (4, 1, 4));
         assert_eq!((s.continued_full, s.bad_success), (1, 1));
+        assert_eq!(
+            (s.events, s.events_min, s.events_max),
+            (12, Some(3), Some(3))
+        );
     }
 
     #[test]

@@ -43,6 +43,11 @@ pub struct LoadReport {
     pub streams: Option<StreamCounts>,
     /// One entry per second of completion time, relative to the end of warmup.
     pub series: Vec<SecondStats>,
+    /// The load threads' own time on CPU (their task clocks) from the end of
+    /// warmup until each finished its last request, in nanoseconds; `None` when
+    /// a thread could not read its clock.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_ns: Option<u64>,
 }
 
 /// Percentiles of a histogram in microseconds.
@@ -91,6 +96,40 @@ pub struct StreamCounts {
     /// answer: a cut stream the client got whole; 0 when texts are not verified.
     #[serde(default)]
     pub continued_full: u64,
+    /// SSE events the completed streams carried (`[DONE]` included).
+    #[serde(default)]
+    pub events: u64,
+    /// The fewest and the most events of one completed stream (`None`: no
+    /// stream completed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub events_min: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub events_max: Option<u64>,
+}
+
+impl StreamCounts {
+    /// Adds one completed stream of `events` events.
+    pub(crate) fn add_events(&mut self, events: u64) {
+        self.events += events;
+        self.events_min = Some(self.events_min.map_or(events, |m| m.min(events)));
+        self.events_max = Some(self.events_max.map_or(events, |m| m.max(events)));
+    }
+
+    /// Adds another recording's counts.
+    pub(crate) fn merge(&mut self, other: &StreamCounts) {
+        self.completed += other.completed;
+        self.errored += other.errored;
+        self.continued += other.continued;
+        self.bad_success += other.bad_success;
+        self.continued_full += other.continued_full;
+        self.events += other.events;
+        let pick = |a: Option<u64>, b: Option<u64>, f: fn(u64, u64) -> u64| match (a, b) {
+            (Some(x), Some(y)) => Some(f(x, y)),
+            (x, y) => x.or(y),
+        };
+        self.events_min = pick(self.events_min, other.events_min, u64::min);
+        self.events_max = pick(self.events_max, other.events_max, u64::max);
+    }
 }
 
 /// One second of the run: `ok`, `errors`, `retried` and the latencies bucketed

@@ -1,5 +1,6 @@
 //! The request every connection sends: one pre-encoded HTTP/1.1 POST of a realistic
-//! OpenAI chat-completions body.
+//! OpenAI chat-completions body, or the same conversation as an Anthropic Messages
+//! body when the path ends in `/messages` (to call such a provider directly).
 
 use serde_json::json;
 
@@ -15,7 +16,12 @@ parcel is actually on its way, and what I can do if it does not arrive before Fr
 
 /// The full request bytes (head and body) for `spec`.
 pub(crate) fn build(spec: &LoadSpec) -> Vec<u8> {
-    let body = body(&spec.model, spec.stream);
+    let anthropic = spec.path.ends_with("/messages");
+    let body = if anthropic {
+        messages_body(&spec.model, spec.stream)
+    } else {
+        body(&spec.model, spec.stream)
+    };
     let mut head = format!(
         "POST {} HTTP/1.1\r\nhost: {}\r\nuser-agent: switchyard-loadgen\r\n\
          content-type: application/json\r\ncontent-length: {}\r\n",
@@ -26,8 +32,13 @@ pub(crate) fn build(spec: &LoadSpec) -> Vec<u8> {
     if spec.stream {
         head.push_str("accept: text/event-stream\r\n");
     }
-    if let Some(key) = &spec.api_key {
-        head.push_str(&format!("authorization: Bearer {key}\r\n"));
+    match (&spec.api_key, anthropic) {
+        (Some(key), false) => head.push_str(&format!("authorization: Bearer {key}\r\n")),
+        (Some(key), true) => head.push_str(&format!("x-api-key: {key}\r\n")),
+        (None, _) => {}
+    }
+    if anthropic {
+        head.push_str("anthropic-version: 2023-06-01\r\n");
     }
     head.push_str("\r\n");
     let mut bytes = head.into_bytes();
@@ -42,6 +53,19 @@ fn body(model: &str, stream: bool) -> String {
             { "role": "system", "content": SYSTEM_PROMPT },
             { "role": "user", "content": USER_PROMPT },
         ],
+        "max_tokens": 256,
+        "temperature": 0.2,
+        "stream": stream,
+    })
+    .to_string()
+}
+
+/// The same conversation as [`body`], shaped for Anthropic's Messages API.
+fn messages_body(model: &str, stream: bool) -> String {
+    json!({
+        "model": model,
+        "system": SYSTEM_PROMPT,
+        "messages": [{ "role": "user", "content": USER_PROMPT }],
         "max_tokens": 256,
         "temperature": 0.2,
         "stream": stream,
@@ -79,5 +103,21 @@ mod tests {
         assert_eq!(body["model"], "demo");
         let text = body["messages"].to_string();
         assert!((350..700).contains(&text.len()), "{}", text.len());
+    }
+
+    #[test]
+    fn a_messages_path_gets_an_anthropic_body_and_key_header() {
+        let mut spec = LoadSpec::new("127.0.0.1:8080".parse().unwrap());
+        spec.path = "/v1/messages".into();
+        spec.api_key = Some("K".into());
+        let bytes = build(&spec);
+        let text = String::from_utf8_lossy(&bytes);
+        assert!(text.contains("x-api-key: K\r\n"), "{text}");
+        assert!(!text.contains("authorization"), "{text}");
+        let at = text.find("\r\n\r\n").unwrap() + 4;
+        let body: serde_json::Value = serde_json::from_str(&text[at..]).unwrap();
+        assert_eq!(body["system"], SYSTEM_PROMPT);
+        assert_eq!(body["messages"][0]["role"], "user");
+        assert_eq!(body["max_tokens"], 256);
     }
 }

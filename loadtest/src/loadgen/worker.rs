@@ -96,13 +96,22 @@ async fn drive(plan: ThreadPlan, recorder: Recorder) -> Recorder {
         recorder: RefCell::new(recorder),
         spec,
     });
+    // The thread's task clock at the end of warmup, read by a task of its own
+    // so the connections need not watch the time.
+    let warm_end = plan.timeline.warm_end;
+    let cpu_start = monoio::spawn(async move {
+        wait_until(warm_end).await;
+        crate::taskclock::thread_self_ns()
+    });
     let tasks: Vec<_> = (0..plan.connections)
         .map(|_| monoio::spawn(connection_loop(Rc::clone(&shared))))
         .collect();
     for task in tasks {
         task.await;
     }
+    let start = cpu_start.await;
     let mut recorder = shared.recorder.borrow().clone();
+    recorder.set_cpu(start, crate::taskclock::thread_self_ns());
     recorder.add_unsent(shared.schedule.unsent_in_window());
     recorder
 }
@@ -179,6 +188,7 @@ fn from_response(
         completed: r.complete && t.done && !t.error,
         continued: t.continued || r.continued,
         verified: (!expected.is_empty()).then(|| !t.text_overflow && expected.contains(&t.text)),
+        events: t.events,
     });
     Outcome {
         status: r.status,

@@ -249,6 +249,13 @@ impl MockHandle {
         self.inner.shared.stats()
     }
 
+    /// The OS thread ids of the mock's runtime threads (each noted as it
+    /// started, so all of them once [`start`] returned): their task clocks in
+    /// `/proc/self/task/<tid>/schedstat` are the mock's CPU time.
+    pub fn thread_ids(&self) -> Vec<u32> {
+        self.inner.shared.thread_ids()
+    }
+
     /// The last provider request, body whole (control requests excluded).
     pub fn last_request(&self) -> Option<RecordedRequest> {
         self.inner.shared.last_request()

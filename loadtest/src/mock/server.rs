@@ -119,6 +119,9 @@ pub(crate) fn spawn(
 }
 
 fn run_thread(shared: Arc<Shared>, spec: ThreadSpec, ready: Sender<io::Result<()>>) {
+    if let Some(tid) = crate::taskclock::thread_self_id() {
+        shared.add_thread_id(tid);
+    }
     if let Some(core) = spec.pin_core {
         core_affinity::set_for_current(core_affinity::CoreId {
             id: core + spec.place.index,

@@ -40,6 +40,8 @@ pub(crate) struct Shared {
     responses: Mutex<IssuedIds>,
     /// Random per process: response ids name it, so a mock accepts only its own.
     pub tag: u32,
+    /// The OS thread id of each runtime thread, as it started (for task clocks).
+    thread_ids: Mutex<Vec<u32>>,
 }
 
 /// How many recent requests `GET /_mock/requests` shows.
@@ -134,7 +136,18 @@ impl Shared {
             }),
             responses: Mutex::new(IssuedIds::default()),
             tag: fastrand::u32(0x1000_0000..=u32::MAX),
+            thread_ids: Mutex::new(Vec::with_capacity(threads)),
         }
+    }
+
+    /// Notes the calling runtime thread's id.
+    pub(crate) fn add_thread_id(&self, tid: u32) {
+        lock(&self.thread_ids).push(tid);
+    }
+
+    /// The runtime threads' ids noted so far.
+    pub(crate) fn thread_ids(&self) -> Vec<u32> {
+        lock(&self.thread_ids).clone()
     }
 
     /// The generation of the current fault; it changes on every `set_fault`.

@@ -598,6 +598,7 @@ mod tests {
             planned_heal_s: None,
             settle_s: 0.0,
             neighbour: None,
+            efficiency: None,
             cluster: None,
         }
     }

@@ -177,6 +177,11 @@ impl GatewayProcess {
         Ok(gateway)
     }
 
+    /// The process id (its task clocks are under `/proc/<pid>/task`).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     fn wait_ready(&mut self, model: &str) -> Result<(), SuiteError> {
         let deadline = Instant::now() + READY_TIMEOUT;
         let body = chat_body(model, false);
@@ -224,7 +229,7 @@ impl Drop for GatewayProcess {
 
 /// Spawns `cmd` from a short-lived thread pinned to `core`: the child inherits
 /// that thread's affinity mask, so the gateway's `shards: auto`/pinning sees one core.
-fn spawn_pinned(mut cmd: Command, core: Option<usize>) -> std::io::Result<Child> {
+pub(crate) fn spawn_pinned(mut cmd: Command, core: Option<usize>) -> std::io::Result<Child> {
     let Some(core) = core else {
         return cmd.spawn();
     };

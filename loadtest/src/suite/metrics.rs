@@ -199,6 +199,18 @@ fn value(metric: Metric, sc: &Scenario, run: &ScenarioRun) -> Result<Measure, St
         | Metric::ClusterAdmittedPerWindow => {
             return super::cluster::value(metric, run.cluster.as_ref())
         }
+        Metric::EfficiencyClientErrors
+        | Metric::StreamEventsMismatch
+        | Metric::DeadPrimaryCallsPerSlice
+        | Metric::CpuFiguresMissing
+        | Metric::PassthroughCpuUs
+        | Metric::StreamingCpuUsPerEvent
+        | Metric::TranslatedCpuUs
+        | Metric::FailoverCpuUs
+        | Metric::LimitCheckCpuUs
+        | Metric::GatewayHaproxyCpuRatio => {
+            return super::efficiency::value(metric, run.efficiency.as_ref())
+        }
         Metric::UpstreamCallsPerRequest => {
             let calls = upstream_calls(&run.timeline.samples)
                 .ok_or("no mock counter sample before and after the measured window")?;
@@ -744,6 +756,7 @@ budgets:
             settle_s: 0.5,
             neighbour: None,
             cluster: None,
+            efficiency: None,
         }
     }
 

@@ -6,11 +6,15 @@
 //!
 //! Layout: [`scenario`] (file schema and validation), [`gateway`] (child process),
 //! [`mocks`], [`timeline`] (faults, probes, sampling, progress), [`runner`] (one
-//! scenario), [`metrics`] (values and verdicts), [`report`] and [`chart`].
+//! scenario), [`metrics`] (values and verdicts), [`report`] and [`chart`]; the
+//! scenario kinds of their own: [`neighbour`], [`cluster`], [`efficiency`] (with
+//! [`haproxy`] as its reference proxy).
 
 pub mod chart;
 pub mod cluster;
+pub mod efficiency;
 pub mod gateway;
+pub mod haproxy;
 pub mod metrics;
 pub mod mocks;
 pub mod neighbour;
@@ -116,7 +120,18 @@ pub fn run(options: &SuiteOptions) -> Result<SuiteReport, SuiteError> {
         } else {
             full
         };
-        if let Some(c) = &sc.cluster {
+        if let Some(e) = &sc.efficiency {
+            eprintln!(
+                "suite: {} ({} workloads, about {:.0} s: {} round(s) of {} s closed loop and {} s at {:.0} req/s per side)",
+                sc.name,
+                e.workloads.len(),
+                efficiency::duration_s(e),
+                e.timing.rounds,
+                e.timing.slice.secs(),
+                e.timing.latency_slice.secs(),
+                e.timing.latency_rate
+            );
+        } else if let Some(c) = &sc.cluster {
             eprintln!(
                 "suite: {} ({} nodes, clustered then independent: {} s health + {} s limits each)",
                 sc.name,
@@ -200,5 +215,9 @@ fn print_outcome(outcome: &ScenarioOutcome) {
             metrics::Outcome::NotMeasured => "budget n/m",
         };
         line(label, v);
+    }
+    // The efficiency table is the scenario's result for a human: on stdout.
+    if let Some(e) = outcome.run.as_ref().and_then(|r| r.efficiency.as_ref()) {
+        println!("\n{}:\n\n{}", outcome.name, efficiency::table(e));
     }
 }

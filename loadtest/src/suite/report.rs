@@ -289,6 +289,13 @@ fn markdown(report: &SuiteReport) -> String {
         }
         if let Some(c) = &run.cluster {
             cluster_fleets(&mut md, c);
+        } else if let Some(e) = &run.efficiency {
+            md.push_str(&super::efficiency::method(e));
+            md.push('\n');
+            md.push_str(&super::efficiency::table(e));
+            md.push_str("\nEvery slice, in the order run:\n\n");
+            md.push_str(&super::efficiency::slices(e));
+            md.push('\n');
         } else if let Some(n) = &run.neighbour {
             neighbour_slices(&mut md, n);
         } else if run.phases.is_empty() {

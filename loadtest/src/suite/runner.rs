@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use super::cluster::{self, ClusterRun, ClusterSpec};
+use super::efficiency::{self, EfficiencyRun};
 use super::gateway::{free_port, render_config, GatewayProcess};
 use super::mocks::MockSet;
 use super::neighbour::{self, NeighbourRun};
@@ -22,10 +23,10 @@ use crate::loadgen::{self, LoadReport, LoadSpec};
 use crate::mock::Fault;
 
 /// `loadgen::run` starts its clock this long after it is called (its START_DELAY).
-const LOADGEN_START_DELAY: Duration = Duration::from_millis(30);
+pub(crate) const LOADGEN_START_DELAY: Duration = Duration::from_millis(30);
 /// Warmup of each compare slice: enough to open the connections and let a
 /// breaker that the phase trips settle, short enough that slices stay cheap.
-const SLICE_WARMUP: Duration = Duration::from_millis(250);
+pub(crate) const SLICE_WARMUP: Duration = Duration::from_millis(250);
 
 /// Which cores the gateway and the load side (load threads, mocks, timeline) use.
 #[derive(Debug, Clone, Copy, Default, Serialize)]
@@ -89,6 +90,9 @@ pub struct ScenarioRun {
     /// Fleet scenarios only: both fleets, or why the scenario was skipped.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cluster: Option<ClusterRun>,
+    /// Efficiency scenarios only: every workload's slices and the table's rows.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub efficiency: Option<EfficiencyRun>,
 }
 
 /// The counts and figures of one compare slice.
@@ -149,10 +153,11 @@ pub fn run(sc: &Scenario, file: &Path, ctx: &Context) -> Result<ScenarioRun, Sui
     let mut out = ScenarioRun {
         name: sc.name.clone(),
         description: sc.description.trim().to_string(),
-        kind: match (&sc.compare, &sc.extra_traffic) {
-            (Some(_), _) => "compare",
-            (None, Some(_)) => "neighbour",
-            (None, None) => "timeline",
+        kind: match (&sc.compare, &sc.extra_traffic, &sc.efficiency) {
+            (Some(_), _, _) => "compare",
+            (None, Some(_), _) => "neighbour",
+            (None, None, Some(_)) => "efficiency",
+            (None, None, None) => "timeline",
         },
         rate: sc.traffic.rate,
         duration_s: sc.traffic.duration.secs(),
@@ -169,16 +174,29 @@ pub fn run(sc: &Scenario, file: &Path, ctx: &Context) -> Result<ScenarioRun, Sui
         settle_s: sc.settle.secs(),
         neighbour: None,
         cluster: None,
+        efficiency: None,
     };
-    match &sc.compare {
-        None if sc.extra_traffic.is_some() => {
+    match (&sc.compare, &sc.efficiency) {
+        (None, Some(spec)) => {
+            let run = efficiency::run(sc, spec, ctx, &mocks, &gateway)?;
+            out.rate = Some(spec.timing.latency_rate);
+            out.duration_s = efficiency::duration_s(spec);
+            // The chart: the first workload's best latency slices, direct dashed.
+            if let Some((direct, through)) = &run.chart {
+                out.load = through.clone();
+                out.phases.insert("direct".into(), direct.clone());
+                out.phases.insert("gateway".into(), through.clone());
+            }
+            out.efficiency = Some(run);
+        }
+        (None, None) if sc.extra_traffic.is_some() => {
             let run = neighbour::run(sc, &mocks, gateway.addr, ctx.placement.load)?;
             if let Some(best) = run.best_loaded() {
                 out.load = best.clone();
             }
             out.neighbour = Some(run);
         }
-        None => {
+        (None, None) => {
             let mut spec = load_spec(&sc.traffic, gateway.addr, ctx.placement.load);
             if sc.traffic.stream {
                 spec.expected_answers = sc.mocks.iter().map(full_answer).collect();
@@ -188,7 +206,7 @@ pub fn run(sc: &Scenario, file: &Path, ctx: &Context) -> Result<ScenarioRun, Sui
             out.load = report;
             out.timeline = log;
         }
-        Some(compare) => {
+        (Some(compare), _) => {
             let direct = mocks.get(&compare.direct)?.handle.addr();
             let rounds = u32::try_from(compare.rounds).unwrap_or(1);
             let slice = |target, rate: bool| {
@@ -295,6 +313,7 @@ fn run_cluster(
         settle_s: 0.0,
         neighbour: None,
         cluster: Some(fleets),
+        efficiency: None,
     })
 }
 
@@ -437,6 +456,7 @@ pub(crate) fn empty_report() -> LoadReport {
         ttft_us: None,
         streams: None,
         series: Vec::new(),
+        cpu_ns: None,
     }
 }
 

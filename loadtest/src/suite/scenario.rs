@@ -8,6 +8,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::cluster::ClusterSpec;
+use super::efficiency::{self, EfficiencySpec};
 use super::timeline::{PROBE_BATCHES, PROBE_BATCH_GAP};
 use super::SuiteError;
 use crate::mock::{Continuation, Fault};
@@ -54,6 +55,11 @@ pub struct Scenario {
     /// same N independent (see `suite::cluster`).
     #[serde(default)]
     pub cluster: Option<ClusterSpec>,
+    /// Makes this an efficiency scenario: each workload direct and through the
+    /// gateway (and HAProxy), CPU per request from task clocks (see
+    /// `suite::efficiency`; `traffic` is then only the readiness model and timeout).
+    #[serde(default)]
+    pub efficiency: Option<EfficiencySpec>,
     /// Pass criteria: metric → bound. These decide the verdict, so they must be
     /// counts and ratios measured within the run (see loadtest/README.md).
     #[serde(default)]
@@ -242,6 +248,16 @@ pub enum Metric {
     ClusterClientErrors,
     ClusterDeadCallsRatio,
     ClusterAdmittedPerWindow,
+    EfficiencyClientErrors,
+    StreamEventsMismatch,
+    DeadPrimaryCallsPerSlice,
+    CpuFiguresMissing,
+    PassthroughCpuUs,
+    StreamingCpuUsPerEvent,
+    TranslatedCpuUs,
+    FailoverCpuUs,
+    LimitCheckCpuUs,
+    GatewayHaproxyCpuRatio,
 }
 
 impl Metric {
@@ -276,6 +292,16 @@ impl Metric {
             Metric::ClusterClientErrors => "cluster_client_errors",
             Metric::ClusterDeadCallsRatio => "cluster_dead_calls_ratio",
             Metric::ClusterAdmittedPerWindow => "cluster_admitted_per_window",
+            Metric::EfficiencyClientErrors => "efficiency_client_errors",
+            Metric::StreamEventsMismatch => "stream_events_mismatch",
+            Metric::DeadPrimaryCallsPerSlice => "dead_primary_calls_per_slice",
+            Metric::CpuFiguresMissing => "cpu_figures_missing",
+            Metric::PassthroughCpuUs => "passthrough_cpu_us",
+            Metric::StreamingCpuUsPerEvent => "streaming_cpu_us_per_event",
+            Metric::TranslatedCpuUs => "translated_cpu_us",
+            Metric::FailoverCpuUs => "failover_cpu_us",
+            Metric::LimitCheckCpuUs => "limit_check_cpu_us",
+            Metric::GatewayHaproxyCpuRatio => "gateway_haproxy_cpu_ratio",
         }
     }
 
@@ -290,6 +316,27 @@ impl Metric {
                 | Metric::OverheadP50Us
                 | Metric::OverheadP99Us
                 | Metric::GatewayMaxRps
+                | Metric::PassthroughCpuUs
+                | Metric::StreamingCpuUsPerEvent
+                | Metric::TranslatedCpuUs
+                | Metric::FailoverCpuUs
+                | Metric::LimitCheckCpuUs
+        )
+    }
+
+    fn needs_efficiency(self) -> bool {
+        matches!(
+            self,
+            Metric::EfficiencyClientErrors
+                | Metric::StreamEventsMismatch
+                | Metric::DeadPrimaryCallsPerSlice
+                | Metric::CpuFiguresMissing
+                | Metric::PassthroughCpuUs
+                | Metric::StreamingCpuUsPerEvent
+                | Metric::TranslatedCpuUs
+                | Metric::FailoverCpuUs
+                | Metric::LimitCheckCpuUs
+                | Metric::GatewayHaproxyCpuRatio
         )
     }
 
@@ -595,6 +642,22 @@ fn validate(s: &Scenario) -> Result<(), String> {
     if let Some(x) = &s.extra_traffic {
         validate_extra(s, x)?;
     }
+    if let Some(e) = &s.efficiency {
+        let alone = s.compare.is_none()
+            && s.extra_traffic.is_none()
+            && s.cluster.is_none()
+            && s.faults.is_empty()
+            && s.probe.is_none();
+        if !alone {
+            return Err(
+                "efficiency: an efficiency scenario has no compare, extra_traffic, cluster, \
+                 faults or probe"
+                    .into(),
+            );
+        }
+        let names: Vec<String> = s.mocks.iter().map(|m| m.name.clone()).collect();
+        e.validate(&names)?;
+    }
     validate_criteria(s)
 }
 
@@ -712,6 +775,18 @@ fn validate_metric(
     }
     if metric.needs_extra_traffic() && s.extra_traffic.is_none() {
         return Err(format!("{name}: needs an `extra_traffic:` section"));
+    }
+    if metric.needs_efficiency() {
+        let Some(e) = &s.efficiency else {
+            return Err(format!("{name}: needs an `efficiency:` section"));
+        };
+        let (workload, haproxy) = efficiency::metric_needs(metric);
+        if let Some(w) = workload.filter(|w| e.get(*w).is_none()) {
+            return Err(format!("{name}: needs the {} workload", w.name()));
+        }
+        if haproxy && !e.haproxy {
+            return Err(format!("{name}: needs `efficiency.haproxy: true`"));
+        }
     }
     if metric == Metric::ExtraAdmittedPerS {
         // The median is taken over the whole seconds of a loaded slice but its
@@ -831,6 +906,9 @@ pub fn smoke(s: &Scenario) -> Scenario {
     }
     if let Some(c) = &mut out.cluster {
         c.smoke();
+    }
+    if let Some(e) = &mut out.efficiency {
+        e.smoke();
     }
     out
 }
