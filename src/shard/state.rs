@@ -5,7 +5,6 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -148,15 +147,12 @@ impl Shard {
     pub fn next_request_id(&self) -> String {
         let seq = self.request_seq.get().wrapping_add(1);
         self.request_seq.set(seq);
-        // Sized up front: one allocation, where `format!` grew the string twice.
+        // Hex digits written straight into a string of the final size: one
+        // allocation and no formatter (`format!` grew it twice).
         let mut id = String::with_capacity(22);
-        let _ = write!(
-            id,
-            "{:08x}{:02x}{:012x}",
-            self.id_prefix,
-            self.id & 0xff,
-            seq
-        );
+        push_hex_digits(&mut id, u64::from(self.id_prefix), 8);
+        push_hex_digits(&mut id, (self.id & 0xff) as u64, 2);
+        push_hex_digits(&mut id, seq, 12);
         id
     }
 
@@ -448,4 +444,34 @@ fn build_routes(table: &Table, old: Option<&Routing>) -> Vec<RouteCell> {
             }
         })
         .collect()
+}
+
+/// Appends the low `digits` hex digits of `n`, zero-padded, lower case (what
+/// `{:0width$x}` writes for a value that fits).
+fn push_hex_digits(out: &mut String, n: u64, digits: u32) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    for shift in (0..digits).rev() {
+        let nibble = (n >> (shift * 4)) & 0xf;
+        out.push(char::from(HEX[nibble as usize]));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::push_hex_digits;
+
+    #[test]
+    fn hex_digits_match_the_formatter() {
+        for (n, digits) in [
+            (0u64, 8),
+            (0xdead_beef, 8),
+            (0xab, 2),
+            (7, 12),
+            (0xffff_ffff_ffff, 12),
+        ] {
+            let mut out = String::new();
+            push_hex_digits(&mut out, n, digits);
+            assert_eq!(out, format!("{n:0width$x}", width = digits as usize));
+        }
+    }
 }

@@ -554,17 +554,12 @@ pub(super) fn hold_failed(adapter: &dyn provider::Adapter, failure: HoldFailure)
     failed(class, None, &failure.reason)
 }
 
-/// The usage a whole answer reports, in either naming (see `ReportedUsage`).
+/// The usage a whole answer reports, in either naming (see `ReportedUsage`):
+/// the value of its last `"usage"` key, read without parsing the rest of the
+/// answer (a whole answer's usage comes last, and the body is the provider's,
+/// relayed as it is).
 pub(super) fn usage_of(body: &[u8]) -> Option<Usage> {
-    #[derive(serde::Deserialize)]
-    struct WithUsage {
-        #[serde(default)]
-        usage: Option<crate::wire::usage::ReportedUsage>,
-    }
-    serde_json::from_slice::<WithUsage>(body)
-        .ok()?
-        .usage
-        .map(Usage::from)
+    crate::wire::usage::scan_usage(body).map(Usage::from)
 }
 
 #[cfg(test)]
