@@ -10,6 +10,7 @@
 //! Events reach the client through its [`Output`]: as they are for OpenAI clients,
 //! translated for other dialects.
 
+use std::borrow::Cow;
 use std::time::{Duration, Instant};
 
 use serde::de::IgnoredAny;
@@ -27,14 +28,27 @@ use crate::proxy::responses;
 use crate::upstream::{BodyError, Response};
 use crate::wire::Usage;
 
+/// A string borrowed from the event where it has no escapes (the usual delta),
+/// so inspecting an event allocates only its choice list. (A bare `Cow` field
+/// inside an `Option` would always be copied.)
+#[derive(Deserialize, Default)]
+struct Text<'a>(#[serde(borrow)] Cow<'a, str>);
+
+impl std::ops::Deref for Text<'_> {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
 #[derive(Deserialize, Default)]
 struct ChunkFields<'a> {
     /// Set on Responses API events (`response.output_text.delta`, ...), never on
     /// chat chunks.
     #[serde(default, rename = "type", borrow)]
     event_type: Option<&'a str>,
-    #[serde(default)]
-    choices: Vec<ChoiceFields>,
+    #[serde(default, borrow)]
+    choices: Vec<ChoiceFields<'a>>,
     #[serde(default)]
     usage: Option<Usage>,
     #[serde(default)]
@@ -42,30 +56,30 @@ struct ChunkFields<'a> {
 }
 
 #[derive(Deserialize, Default)]
-struct ChoiceFields {
-    #[serde(default)]
-    delta: Option<DeltaFields>,
+struct ChoiceFields<'a> {
+    #[serde(default, borrow)]
+    delta: Option<DeltaFields<'a>>,
     /// Legacy completions carry their text here.
+    #[serde(default, borrow)]
+    text: Option<Text<'a>>,
     #[serde(default)]
-    text: Option<String>,
-    #[serde(default)]
-    finish_reason: Option<String>,
+    finish_reason: Option<IgnoredAny>,
 }
 
 #[derive(Deserialize, Default)]
-struct DeltaFields {
-    #[serde(default)]
-    content: Option<String>,
+struct DeltaFields<'a> {
+    #[serde(default, borrow)]
+    content: Option<Text<'a>>,
     #[serde(default)]
     tool_calls: Option<IgnoredAny>,
-    #[serde(default)]
-    refusal: Option<String>,
+    #[serde(default, borrow)]
+    refusal: Option<Text<'a>>,
     /// Reasoning deltas (DeepSeek, vLLM, OpenRouter): content for commit purposes,
     /// or a long think would pile up in the pre-content hold.
-    #[serde(default)]
-    reasoning_content: Option<String>,
-    #[serde(default)]
-    reasoning: Option<String>,
+    #[serde(default, borrow)]
+    reasoning_content: Option<Text<'a>>,
+    #[serde(default, borrow)]
+    reasoning: Option<Text<'a>>,
 }
 
 /// What one upstream event means for the relay.
@@ -131,7 +145,7 @@ pub fn inspect(event: &SseEvent) -> EventKind {
         text.push_str(choice.text.as_deref().unwrap_or(""));
         if let Some(delta) = &choice.delta {
             text.push_str(delta.content.as_deref().unwrap_or(""));
-            let non_empty = |s: &Option<String>| s.as_deref().is_some_and(|s| !s.is_empty());
+            let non_empty = |s: &Option<Text>| s.as_deref().is_some_and(|s| !s.is_empty());
             tool_call |= delta.tool_calls.is_some();
             reasoning |= non_empty(&delta.refusal)
                 || non_empty(&delta.reasoning_content)
