@@ -8,20 +8,10 @@ use switchyard::http::{
     LAST_CHUNK,
 };
 
-const OPENAI_SDK_HEAD: &[u8] = b"POST /v1/chat/completions HTTP/1.1\r\n\
-host: gateway.internal:8080\r\n\
-accept-encoding: gzip, deflate\r\n\
-connection: keep-alive\r\n\
-accept: application/json\r\n\
-content-type: application/json\r\n\
-user-agent: OpenAI/Python 1.54.3\r\n\
-x-stainless-lang: python\r\n\
-x-stainless-package-version: 1.54.3\r\n\
-x-stainless-os: Linux\r\n\
-x-stainless-arch: x64\r\n\
-x-stainless-runtime: CPython\r\n\
-authorization: Bearer sk-sy-0123456789abcdef0123456789abcdef\r\n\
-content-length: 187\r\n\r\n";
+#[path = "../tests/hot_path/fixture.rs"]
+#[allow(dead_code)]
+mod fixture;
+use fixture::OPENAI_SDK_HEAD;
 
 fn bench_request_head(c: &mut Criterion) {
     let mut g = c.benchmark_group("request_head");
