@@ -86,11 +86,15 @@ pub async fn serve(shard: Rc<Shard>, stream: monoio::net::TcpStream) {
             }
         };
         let keep_alive = head.keep_alive && shard.draining.get().is_none();
+        let bytes = match &body {
+            Body::Buffered(n) => &buf[..*n],
+            Body::Owned(owned) => owned.as_slice(),
+        };
         let served = super::dispatch::dispatch(
             &shard,
             admitted,
             &head,
-            &body,
+            bytes,
             keep_alive,
             started,
             &mut stream,
@@ -99,6 +103,9 @@ pub async fn serve(shard: Rc<Shard>, stream: monoio::net::TcpStream) {
         .await;
         if served.is_err() || !keep_alive {
             return;
+        }
+        if let Body::Buffered(n) = body {
+            consume(&mut buf, n);
         }
     }
 }
@@ -173,9 +180,18 @@ async fn linger_close(stream: &mut ClientStream) {
     }
 }
 
-/// Bodies up to this size that arrived with their head are copied out of the
+/// Bodies up to this size that arrived with their head are served from the
 /// connection's buffer rather than taking it over.
 const SMALL_BODY: usize = 64 * 1024;
+
+/// Where a request's body is.
+enum Body {
+    /// The first `n` bytes of the connection's buffer (the usual small request,
+    /// read with its head): served in place and consumed after the answer, so
+    /// the buffer keeps its capacity and the body is never copied.
+    Buffered(usize),
+    Owned(Vec<u8>),
+}
 
 /// Reads the next request head. Waiting for its first byte is bounded by the idle
 /// timeout (then the connection just closes); a started head must complete within
@@ -231,21 +247,19 @@ async fn read_body(
     head: &RequestHead,
     limits: &Limits,
     started: Instant,
-) -> Result<Vec<u8>, ReadError> {
+) -> Result<Body, ReadError> {
     let deadline = started + limits.request_timeout;
     let max = limits.max_body_bytes;
     match head.body {
-        RequestBody::Empty | RequestBody::ContentLength(0) => Ok(Vec::new()),
+        RequestBody::Empty | RequestBody::ContentLength(0) => Ok(Body::Buffered(0)),
         RequestBody::ContentLength(n) if n > max as u64 => Err(too_large(max)),
         RequestBody::ContentLength(n) => {
             let n = n as usize;
-            // A body already in the connection's buffer (the usual small request)
-            // is copied out, so the buffer keeps its capacity for the next request:
-            // handing the buffer itself over cost every request a fresh one.
+            // A small body already in the connection's buffer stays there: handing
+            // the buffer itself over cost every request a fresh one, copying the
+            // body out an allocation and a copy.
             if buf.len() >= n && n <= SMALL_BODY {
-                let body = buf[..n].to_vec();
-                consume(buf, n);
-                return Ok(body);
+                return Ok(Body::Buffered(n));
             }
             // The length is known (and within the limit): one allocation with room
             // for the last read, instead of doubling up to twice the body.
@@ -257,7 +271,7 @@ async fn read_body(
                 fill(stream, buf, deadline).await?;
             }
             let rest = buf.split_off(n);
-            Ok(std::mem::replace(buf, rest))
+            Ok(Body::Owned(std::mem::replace(buf, rest)))
         }
         RequestBody::Chunked => {
             if head.expect_continue && buf.is_empty() {
@@ -276,7 +290,7 @@ async fn read_body(
                     return Err(too_large(max));
                 }
                 if progress.done {
-                    return Ok(body);
+                    return Ok(Body::Owned(body));
                 }
                 fill(stream, buf, deadline).await?;
             }

@@ -205,6 +205,11 @@ fn reconcile(
     match (acceptor, fault.refuses()) {
         (Some(open), false) => Ok(Some(open)),
         (Some(open), true) => {
+            // Stop listening now: the runtime's duplicate descriptor may be
+            // closed asynchronously (io_uring), and until then the port would
+            // still accept — a refusing mock must refuse once `set_fault`
+            // returns. On Linux, shutting a listening socket down closes it.
+            let _ = socket2::SockRef::from(&open.std).shutdown(std::net::Shutdown::Both);
             drop(open);
             local.cancel(false);
             Ok(None)
