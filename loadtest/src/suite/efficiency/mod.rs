@@ -6,10 +6,14 @@
 //!
 //! A task clock counts only the time a thread ran, so a busy machine that takes
 //! throughput away moves CPU per request far less (it still adds some: wakeups
-//! that serve fewer requests each, a neighbour's cache traffic): that is the
-//! noise-robust figure, and the least of a few slices is the least disturbed. The mock's and the load generator's clocks (threads of
-//! this process) are reported beside it, both ways, so a reader sees what the
-//! load side costs and what going through a proxy does to that.
+//! that serve fewer requests each, a neighbour's cache traffic), and the least
+//! of a few slices is the least disturbed. It is not steady enough to show a
+//! 10–20 % change on a shared VM (one build moved ±25 % run to run in session
+//! 14; the mock's own figure moved with it), so compare rows of the same run
+//! and use callgrind's instruction counts for small changes. The mock's and the
+//! load generator's clocks (threads of this process) are reported beside it,
+//! both ways, so a reader sees what the load side costs and what going through
+//! a proxy does to that.
 //!
 //! The figures themselves (rows, criteria values, the table) are in `figures`.
 
