@@ -195,5 +195,5 @@ fn a_proxied_request_stays_within_its_allocation_ceiling_on_the_shard() {
     );
 }
 
-const WHOLE_REQUEST_CEILING: usize = 23;
-const STREAM_REQUEST_CEILING: usize = 68;
+const WHOLE_REQUEST_CEILING: usize = 20;
+const STREAM_REQUEST_CEILING: usize = 65;

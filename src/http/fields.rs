@@ -34,14 +34,33 @@ impl Fields {
     /// Copies httparse's headers, names lower-cased: exactly one allocation for
     /// the bytes and one for the positions.
     pub fn from_parsed(headers: &[httparse::Header<'_>]) -> Fields {
-        let bytes = headers.iter().map(|h| h.name.len() + h.value.len()).sum();
-        let mut fields = Fields::with_capacity(bytes, headers.len());
-        for h in headers {
-            let start = fields.text.len();
-            fields.push(h.name, h.value);
-            fields.text[start..start + h.name.len()].make_ascii_lowercase();
-        }
+        let mut fields = Fields::default();
+        fields.extend_parsed(headers);
         fields
+    }
+
+    /// Appends httparse's headers, names lower-cased, growing at most once (not
+    /// at all when a recycled list is large enough).
+    pub fn extend_parsed(&mut self, headers: &[httparse::Header<'_>]) {
+        let bytes = headers.iter().map(|h| h.name.len() + h.value.len()).sum();
+        self.text.reserve(bytes);
+        self.spans.reserve(headers.len());
+        for h in headers {
+            let start = self.text.len();
+            self.push(h.name, h.value);
+            self.text[start..start + h.name.len()].make_ascii_lowercase();
+        }
+    }
+
+    /// Bytes the list can hold before it grows.
+    pub fn capacity(&self) -> usize {
+        self.text.capacity()
+    }
+
+    /// Drops every field, keeping the capacity (for reuse).
+    pub fn clear(&mut self) {
+        self.text.clear();
+        self.spans.clear();
     }
 
     /// Empty, with room for `fields` fields of `bytes` bytes in all.

@@ -18,7 +18,9 @@ pub mod sse;
 pub use chunked::{encode_chunk, ChunkedDecoder, ChunkedError, Progress, LAST_CHUNK};
 pub use error::ApiError;
 pub use fields::Fields;
-pub use request::{parse_request_head, Method, RequestBody, RequestHead};
+pub use request::{
+    parse_request_head, parse_request_head_into, HeadStorage, Method, RequestBody, RequestHead,
+};
 pub use response::{
     parse_response_head, reason_phrase, write_request_head, write_response_head, BodyFraming,
     BodyLen, ResponseHead,

@@ -90,14 +90,51 @@ impl RequestHead {
     }
 }
 
-/// Parses a request head from the start of `buf`.
+/// What a connection keeps between requests so the next head is parsed into
+/// the last one's storage: once it is large enough, a head costs no allocation.
+#[derive(Debug, Default)]
+pub struct HeadStorage {
+    target: String,
+    headers: Fields,
+}
+
+/// Storage larger than this (a head far over the usual ~1 KiB) is not kept, so an
+/// idle connection holds no more than this for its next head.
+const MAX_KEPT_BYTES: usize = 4 * 1024;
+
+impl HeadStorage {
+    /// Takes back a served head's storage, emptied (dropped instead when large).
+    pub fn recycle(&mut self, head: RequestHead) {
+        if head.target.capacity() + head.headers.capacity() > MAX_KEPT_BYTES {
+            *self = HeadStorage::default();
+            return;
+        }
+        self.target = head.target;
+        self.target.clear();
+        self.headers = head.headers;
+        self.headers.clear();
+    }
+}
+
+/// Parses a request head from the start of `buf` (into fresh storage; see
+/// [`parse_request_head_into`]).
+pub fn parse_request_head(
+    buf: &[u8],
+    max_header_bytes: usize,
+) -> Result<Option<RequestHead>, HeadError> {
+    parse_request_head_into(buf, max_header_bytes, &mut HeadStorage::default())
+}
+
+/// Parses a request head from the start of `buf`, into `storage`'s buffers
+/// when it completes.
 ///
 /// `Ok(None)`: incomplete, read more. `Err(HeadError::TooLarge)` when the head is
 /// still incomplete at `max_header_bytes`, is longer than that, or has more than
 /// [`MAX_HEADERS`] lines. Ambiguous body framing is rejected (see [`HeadError`]).
-pub fn parse_request_head(
+pub fn parse_request_head_into(
     buf: &[u8],
     max_header_bytes: usize,
+    storage: &mut HeadStorage,
 ) -> Result<Option<RequestHead>, HeadError> {
     let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut slots);
@@ -116,13 +153,17 @@ pub fn parse_request_head(
         Framing::Length(n) => RequestBody::ContentLength(n),
         Framing::Chunked => RequestBody::Chunked,
     };
+    let mut owned_target = std::mem::take(&mut storage.target);
+    owned_target.push_str(target);
+    let mut fields = std::mem::take(&mut storage.headers);
+    fields.extend_parsed(headers);
     Ok(Some(RequestHead {
         method: Method::from_token(method),
-        target: target.to_owned(),
+        target: owned_target,
         minor_version,
         keep_alive: keep_alive_of(minor_version, headers),
         expect_continue: minor_version >= 1 && expects_continue(headers),
-        headers: Fields::from_parsed(headers),
+        headers: fields,
         body,
         head_len,
     }))
@@ -148,6 +189,39 @@ mod tests {
 
     fn parse_ok(buf: &[u8]) -> RequestHead {
         parse(buf).unwrap().unwrap()
+    }
+
+    #[test]
+    fn recycled_storage_parses_the_same_and_keeps_nothing_stale() {
+        let first = b"POST /a?x=1 HTTP/1.1\r\nHost: gw\r\nX-One: 1\r\nX-Two: 2\r\nContent-Length: 0\r\n\r\n";
+        let second = b"GET /b HTTP/1.1\r\nHost: other\r\n\r\n";
+        let mut storage = HeadStorage::default();
+        let head = parse_request_head_into(first, 8192, &mut storage)
+            .unwrap()
+            .unwrap();
+        assert_eq!(head.headers.len(), 4);
+        storage.recycle(head);
+        let again = parse_request_head_into(second, 8192, &mut storage)
+            .unwrap()
+            .unwrap();
+        assert_eq!(again, parse_ok(second));
+        assert_eq!(again.target, "/b");
+        assert_eq!(again.header("x-one"), None);
+        // An incomplete head leaves the storage as it was.
+        assert_eq!(
+            parse_request_head_into(b"GET / HT", 8192, &mut storage),
+            Ok(None)
+        );
+        let big = format!("GET / HTTP/1.1\r\nX-Big: {}\r\n\r\n", "a".repeat(6000));
+        let head = parse_request_head_into(big.as_bytes(), 8192, &mut storage)
+            .unwrap()
+            .unwrap();
+        storage.recycle(head);
+        assert_eq!(
+            storage.headers.capacity(),
+            0,
+            "a large head's storage is not kept"
+        );
     }
 
     #[test]

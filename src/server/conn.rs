@@ -13,7 +13,7 @@ use monoio::time::timeout_at;
 use crate::bufio::{consume, read_more};
 use crate::config::Limits;
 use crate::http::chunked::ChunkedDecoder;
-use crate::http::request::{parse_request_head, RequestBody, RequestHead};
+use crate::http::request::{parse_request_head_into, HeadStorage, RequestBody, RequestHead};
 use crate::http::ApiError;
 use crate::proxy::respond::{Dialect, Meta};
 use crate::shard::Shard;
@@ -47,10 +47,11 @@ pub async fn serve(shard: Rc<Shard>, stream: monoio::net::TcpStream) {
     let _open = Gauge::up(&shard.open_connections);
     let mut buf: Vec<u8> = Vec::with_capacity(8 * 1024);
     let mut out: Vec<u8> = Vec::with_capacity(8 * 1024);
+    let mut storage = HeadStorage::default();
     loop {
         let limits = shard.table().config.limits;
         stream.set_write_timeout(limits.client_write_timeout);
-        let head = match read_head(&shard, &mut stream, &mut buf, &limits).await {
+        let head = match read_head(&shard, &mut stream, &mut buf, &limits, &mut storage).await {
             Ok(head) => head,
             Err(ReadError::Closed) => return,
             Err(ReadError::Reply(error)) => {
@@ -72,6 +73,7 @@ pub async fn serve(shard: Rc<Shard>, stream: monoio::net::TcpStream) {
                     super::dispatch::answer_rejected(&shard, &mut stream, &mut out, &rejected)
                         .await;
                 if answered.is_ok() && keep_alive {
+                    storage.recycle(head);
                     continue;
                 }
                 return linger_close(&mut stream).await;
@@ -107,6 +109,7 @@ pub async fn serve(shard: Rc<Shard>, stream: monoio::net::TcpStream) {
         if let Body::Buffered(n) = body {
             consume(&mut buf, n);
         }
+        storage.recycle(head);
     }
 }
 
@@ -201,10 +204,11 @@ async fn read_head(
     stream: &mut ClientStream,
     buf: &mut Vec<u8>,
     limits: &Limits,
+    storage: &mut HeadStorage,
 ) -> Result<RequestHead, ReadError> {
     let mut request_deadline: Option<Instant> = None;
     loop {
-        match parse_request_head(buf, limits.max_header_bytes) {
+        match parse_request_head_into(buf, limits.max_header_bytes, storage) {
             Ok(Some(head)) => {
                 consume(buf, head.head_len);
                 return Ok(head);
