@@ -88,15 +88,11 @@ pub async fn serve(shard: Rc<Shard>, stream: monoio::net::TcpStream) {
             }
         };
         let keep_alive = head.keep_alive && shard.draining.get().is_none();
-        let bytes = match &body {
-            Body::Buffered(n) => &buf[..*n],
-            Body::Owned(owned) => owned.as_slice(),
-        };
         let served = super::dispatch::dispatch(
             &shard,
             admitted,
             &head,
-            bytes,
+            body.bytes(&buf),
             keep_alive,
             started,
             &mut stream,
@@ -106,9 +102,7 @@ pub async fn serve(shard: Rc<Shard>, stream: monoio::net::TcpStream) {
         if served.is_err() || !keep_alive {
             return;
         }
-        if let Body::Buffered(n) = body {
-            consume(&mut buf, n);
-        }
+        body.consume(&mut buf);
         storage.recycle(head);
     }
 }
@@ -194,6 +188,22 @@ enum Body {
     /// the buffer keeps its capacity and the body is never copied.
     Buffered(usize),
     Owned(Vec<u8>),
+}
+
+impl Body {
+    fn bytes<'a>(&'a self, buf: &'a [u8]) -> &'a [u8] {
+        match self {
+            Body::Buffered(n) => &buf[..*n],
+            Body::Owned(owned) => owned,
+        }
+    }
+
+    /// Drops a buffered body from the connection's buffer once it is answered.
+    fn consume(self, buf: &mut Vec<u8>) {
+        if let Body::Buffered(n) = self {
+            consume(buf, n);
+        }
+    }
 }
 
 /// Reads the next request head. Waiting for its first byte is bounded by the idle
