@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod bufio;
+pub mod bufpool;
 pub mod cluster;
 pub mod config;
 pub mod control;
@@ -19,6 +20,7 @@ pub mod outcome;
 pub mod peek;
 pub mod provider;
 pub mod proxy;
+pub mod request_id;
 pub mod route;
 pub mod server;
 pub mod shard;

@@ -442,8 +442,7 @@ impl Sync {
     /// sidelines that ran out on their own (Redis down, so no key was read).
     fn forget(&mut self, table: &Table) {
         let now = Instant::now();
-        let live: std::collections::HashSet<&str> =
-            table.slots.iter().map(|s| s.label.as_str()).collect();
+        let live: std::collections::HashSet<&str> = table.slots.iter().map(|s| &*s.label).collect();
         self.published
             .retain(|label, _| live.contains(label.as_str()));
         self.sidelines_published
@@ -468,7 +467,7 @@ impl Sync {
         let (now, wall) = (Instant::now(), SystemTime::now());
         let mut all = true;
         for (slot, breaker) in table.breakers.iter().enumerate() {
-            let Some(label) = table.slots.get(slot).map(|s| s.label.clone()) else {
+            let Some(label) = table.slots.get(slot).map(|s| s.label.to_string()) else {
                 continue;
             };
             let done = match (breaker.open_until(), self.published.get(&label).copied()) {
@@ -549,7 +548,7 @@ impl Sync {
 
     /// Reads every target's key and sidelines (or lifts) accordingly.
     fn apply_remote(&mut self, table: &Table) {
-        let labels: Vec<String> = table.slots.iter().map(|s| s.label.clone()).collect();
+        let labels: Vec<String> = table.slots.iter().map(|s| s.label.to_string()).collect();
         if labels.is_empty() {
             return;
         }
@@ -616,7 +615,7 @@ impl Sync {
     /// published again: a sideline ending where an applied one ends is theirs.
     fn publish_sidelines(&mut self, table: &Table) {
         for (slot, breaker) in table.breakers.iter().enumerate() {
-            let Some(label) = table.slots.get(slot).map(|s| s.label.clone()) else {
+            let Some(label) = table.slots.get(slot).map(|s| s.label.to_string()) else {
                 continue;
             };
             let now = Instant::now();
@@ -674,7 +673,7 @@ impl Sync {
         let now = Instant::now();
         let status = self.view.status();
         for (slot, breaker) in table.breakers.iter().enumerate() {
-            let Some(label) = table.slots.get(slot).map(|s| s.label.clone()) else {
+            let Some(label) = table.slots.get(slot).map(|s| s.label.to_string()) else {
                 continue;
             };
             let open = breaker.open_until();

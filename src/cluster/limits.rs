@@ -589,7 +589,7 @@ fn subjects(table: &Table) -> impl Iterator<Item = (String, &Ledger)> {
         .slots
         .iter()
         .zip(&limits.slots)
-        .map(|(s, l)| ("target", s.label.as_str(), &**l));
+        .map(|(s, l)| ("target", &*s.label, &**l));
     keys.chain(providers)
         .chain(slots)
         .flat_map(|(what, name, limiter)| {

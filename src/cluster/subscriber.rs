@@ -97,7 +97,7 @@ fn on_message(setup: &Setup, control: &Control, view: &FleetView, payload: &[u8]
     }
     view.update(|s| s.last_message = Some(SystemTime::now()));
     let table = control.current();
-    let Some(slot) = table.slots.iter().position(|s| s.label == msg.target) else {
+    let Some(slot) = table.slots.iter().position(|s| *s.label == *msg.target) else {
         return;
     };
     let Some(breaker) = table.breakers.get(slot) else {

@@ -1,15 +1,22 @@
 //! A head's header fields kept in one buffer: every name and value copied into
-//! one byte vector, with their positions in a second, so a parsed head costs two
-//! allocations however many headers it has (it was two per header).
+//! one byte vector, with their positions beside it (inline up to
+//! [`INLINE_FIELDS`] fields), so a parsed head costs one allocation however many
+//! headers it has (it was two per header).
 
 use std::ops::Range;
+
+use smallvec::SmallVec;
+
+/// Fields whose positions are held inline: a provider's answer head and the
+/// OpenAI SDK's request head (13 headers) fit.
+pub const INLINE_FIELDS: usize = 16;
 
 /// Header fields in the order they were added; names as given (parsed heads
 /// store them lower-cased), values as bytes.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Fields {
     text: Vec<u8>,
-    spans: Vec<Span>,
+    spans: SmallVec<[Span; INLINE_FIELDS]>,
 }
 
 /// One field: the name is `text[start..middle]`, the value `text[middle..end]`.
@@ -32,7 +39,7 @@ impl Span {
 
 impl Fields {
     /// Copies httparse's headers, names lower-cased: exactly one allocation for
-    /// the bytes and one for the positions.
+    /// the bytes (and one for the positions past [`INLINE_FIELDS`] fields).
     pub fn from_parsed(headers: &[httparse::Header<'_>]) -> Fields {
         let mut fields = Fields::default();
         fields.extend_parsed(headers);
@@ -67,7 +74,7 @@ impl Fields {
     pub fn with_capacity(bytes: usize, fields: usize) -> Fields {
         Fields {
             text: Vec::with_capacity(bytes),
-            spans: Vec::with_capacity(fields),
+            spans: SmallVec::with_capacity(fields),
         }
     }
 

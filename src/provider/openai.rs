@@ -23,7 +23,7 @@ impl Adapter for PassThrough {
     /// prepared path and headers borrowed; only a target query copies the path.
     fn encode<'a>(&self, parts: &RequestParts<'a>) -> Result<Outbound<'a>, TranslateError> {
         let prepared = parts.prepared;
-        let mut body = Vec::with_capacity(parts.body.len() + 64);
+        let mut body = crate::bufpool::take(parts.body.len() + 64);
         parts
             .chat
             .rewrite_for(parts.api, parts.body, parts.model, &mut body);

@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 use crate::config::{ForwardHeaders, ProviderKind};
 use crate::http::response::ResponseHead;
 use crate::http::Fields;
+use smallvec::SmallVec;
 
 /// Most client headers forwarded on one upstream request.
 pub const MAX_FORWARDED: usize = 32;
@@ -34,6 +35,15 @@ pub const MAX_RETURNED_VALUE: usize = 256;
 
 /// The gateway's own `user-agent`.
 pub const OUR_USER_AGENT: &str = concat!("switchyard/", env!("CARGO_PKG_VERSION"));
+
+/// Headers of one upstream request, by reference, on the stack up to the
+/// usual count (auth, a few forwarded, the gateway's own): listing them costs
+/// no allocation.
+pub type HeaderList<'a> = SmallVec<[(&'a str, &'a [u8]); 16]>;
+
+/// An upstream `user-agent` value: the gateway's and the client's, at most
+/// [`MAX_CLIENT_USER_AGENT`] bytes of it, so always on the stack.
+pub type UserAgent = SmallVec<[u8; OUR_USER_AGENT.len() + 1 + MAX_CLIENT_USER_AGENT]>;
 
 /// Exact names never forwarded, with why.
 const NEVER: &[(&str, &str)] = &[
@@ -253,8 +263,8 @@ impl Forwarding {
     /// The client's headers this policy forwards, in the client's order, within
     /// [`MAX_FORWARDED`] headers and [`MAX_FORWARDED_BYTES`] bytes (the rest are
     /// dropped). A repeated name is forwarded once (its first value).
-    pub fn select<'h>(&self, client: &'h Fields) -> Vec<(&'h str, &'h [u8])> {
-        let mut out: Vec<(&str, &[u8])> = Vec::new();
+    pub fn select<'h>(&self, client: &'h Fields) -> HeaderList<'h> {
+        let mut out = HeaderList::new();
         let mut bytes = 0;
         for (name, value) in client.iter() {
             if out.len() == MAX_FORWARDED {
@@ -276,7 +286,7 @@ impl Forwarding {
     /// The `user-agent` the provider gets: the gateway's, with the client's
     /// (trimmed, cut to [`MAX_CLIENT_USER_AGENT`] bytes) appended when sent and
     /// not denied.
-    pub fn user_agent(&self, client: Option<&[u8]>) -> Vec<u8> {
+    pub fn user_agent(&self, client: Option<&[u8]>) -> UserAgent {
         let client = client
             .filter(|_| self.user_agent)
             .map(|c| {
@@ -285,11 +295,9 @@ impl Forwarding {
             })
             .filter(|c| !c.is_empty() && c.iter().all(|&b| valid_value_byte(b)));
         let Some(client) = client else {
-            return OUR_USER_AGENT.as_bytes().to_vec();
+            return UserAgent::from_slice(OUR_USER_AGENT.as_bytes());
         };
-        // One allocation of the final size.
-        let mut ua = Vec::with_capacity(OUR_USER_AGENT.len() + 1 + client.len());
-        ua.extend_from_slice(OUR_USER_AGENT.as_bytes());
+        let mut ua = UserAgent::from_slice(OUR_USER_AGENT.as_bytes());
         ua.push(b' ');
         ua.extend_from_slice(client);
         ua
@@ -301,10 +309,10 @@ impl Forwarding {
 /// none: the provider's spans then hang under the gateway's. Only where the
 /// policy forwards `traceparent` (`allowed`).
 pub fn with_traceparent<'a>(
-    mut forwarded: Vec<(&'a str, &'a [u8])>,
+    mut forwarded: HeaderList<'a>,
     ours: Option<&'a [u8]>,
     allowed: bool,
-) -> Vec<(&'a str, &'a [u8])> {
+) -> HeaderList<'a> {
     let Some(ours) = ours.filter(|_| allowed) else {
         return forwarded;
     };
@@ -334,11 +342,11 @@ pub fn merge<'a>(
     target: &'a [(String, String)],
     forwarded: &[(&'a str, &'a [u8])],
     user_agent: &'a [u8],
-) -> Vec<(&'a str, &'a [u8])> {
+) -> HeaderList<'a> {
     let set_by = |list: &[(String, String)], name: &str| {
         list.iter().any(|(n, _)| n.eq_ignore_ascii_case(name))
     };
-    let forwarded: Vec<(&str, &[u8])> = forwarded
+    let forwarded: HeaderList = forwarded
         .iter()
         .copied()
         .filter(|(name, _)| !set_by(configured, name) && !set_by(target, name))
@@ -346,8 +354,7 @@ pub fn merge<'a>(
     let replaced = |name: &str| {
         !set_by(configured, name) && forwarded.iter().any(|(n, _)| n.eq_ignore_ascii_case(name))
     };
-    let mut headers: Vec<(&str, &[u8])> =
-        Vec::with_capacity(own.len() + target.len() + forwarded.len() + 6);
+    let mut headers = HeaderList::new();
     headers.extend(
         own.iter()
             .filter(|(name, _)| !replaced(name))

@@ -205,21 +205,24 @@ fn select_is_capped_in_count_and_bytes() {
 #[test]
 fn user_agent_is_appended_capped_and_deniable() {
     let policy = Forwarding::resolve(ProviderKind::Gemini, &ForwardHeaders::default());
-    assert_eq!(policy.user_agent(None), OUR_USER_AGENT.as_bytes());
+    assert_eq!(&policy.user_agent(None)[..], OUR_USER_AGENT.as_bytes());
     let ua = policy.user_agent(Some(b"  openai-python/1.2  "));
     assert_eq!(
-        ua,
-        format!("{OUR_USER_AGENT} openai-python/1.2").into_bytes()
+        ua[..],
+        *format!("{OUR_USER_AGENT} openai-python/1.2").as_bytes()
     );
     let long = vec![b'a'; 1000];
     let ua = policy.user_agent(Some(&long));
     assert_eq!(ua.len(), OUR_USER_AGENT.len() + 1 + MAX_CLIENT_USER_AGENT);
     assert_eq!(
-        policy.user_agent(Some(b"bad\x01ua")),
+        &policy.user_agent(Some(b"bad\x01ua"))[..],
         OUR_USER_AGENT.as_bytes()
     );
     let denied = Forwarding::resolve(ProviderKind::Gemini, &config(&[], &["user-agent"]));
-    assert_eq!(denied.user_agent(Some(b"sdk/1")), OUR_USER_AGENT.as_bytes());
+    assert_eq!(
+        &denied.user_agent(Some(b"sdk/1"))[..],
+        OUR_USER_AGENT.as_bytes()
+    );
     assert!(OUR_USER_AGENT.starts_with("switchyard/"));
 }
 
@@ -246,7 +249,7 @@ fn configured_headers_win_over_forwarded_ones() {
         ("traceparent", b"00-1"),
     ];
     let merged = merge(&own, &configured, &target, &forwarded, b"switchyard/x");
-    let got: Vec<(&str, &[u8])> = merged;
+    let got: Vec<(&str, &[u8])> = merged.to_vec();
     assert_eq!(
         got,
         vec![
@@ -375,6 +378,9 @@ fn traceparent_is_the_gateways_when_traced() {
         (&client[1..], Some(ours), false, &client[1..]),
     ];
     for (forwarded, ours, allowed, want) in table {
-        assert_eq!(with_traceparent(forwarded.to_vec(), ours, allowed), want);
+        assert_eq!(
+            &with_traceparent(forwarded.iter().copied().collect(), ours, allowed)[..],
+            want
+        );
     }
 }

@@ -34,7 +34,7 @@ pub async fn handle(
     };
     let translated = Incoming {
         body: &body,
-        request_id: req.request_id.clone(),
+        request_id: req.request_id,
         dialect: Dialect::Anthropic,
         echo: None,
         ..*req

@@ -9,12 +9,14 @@
 use std::time::{Duration, Instant};
 
 use std::rc::Rc;
+use std::sync::Arc;
 
 use super::anthropic;
 use super::headers;
 use super::responses::{self, Echo};
 use crate::http::response::{finish_response_head, write_status_line, BodyLen};
 use crate::http::{push_decimal, push_header, ApiError, Fields};
+use crate::request_id::RequestId;
 
 /// The API shape a client speaks; answers and errors are written in it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -32,8 +34,8 @@ pub enum Dialect {
 /// The gateway's view of one response, for its headers and body shape.
 #[derive(Debug, Clone, Default)]
 pub struct Meta {
-    pub request_id: String,
-    pub target: Option<String>,
+    pub request_id: RequestId,
+    pub target: Option<Arc<str>>,
     pub attempts: u32,
     pub fallback: bool,
     pub keep_alive: bool,

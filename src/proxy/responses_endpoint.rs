@@ -54,7 +54,7 @@ pub async fn handle(
     };
     let incoming = Incoming {
         body,
-        request_id: req.request_id.clone(),
+        request_id: req.request_id,
         dialect: Dialect::Responses,
         native: Some(native),
         echo,

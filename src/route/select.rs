@@ -12,6 +12,8 @@
 
 use std::time::Instant;
 
+use smallvec::SmallVec;
+
 use crate::config::{Route, Strategy};
 use crate::health::TargetHealth;
 
@@ -43,12 +45,18 @@ pub struct Candidate {
     pub in_flight: u32,
 }
 
+/// A route's candidates, on the stack up to the usual chain length.
+pub type Candidates = SmallVec<[Candidate; 8]>;
+
+/// A route's targets in the order to try them, on the stack likewise.
+pub type Order = SmallVec<[usize; 8]>;
+
 /// Reads the candidates of a route, one per target in route order, from each
 /// target's health on this shard.
 pub fn candidates<H: std::ops::Deref<Target = TargetHealth>>(
     health: impl Iterator<Item = H>,
     now: Instant,
-) -> Vec<Candidate> {
+) -> Candidates {
     health
         .enumerate()
         .map(|(target, h)| Candidate {

@@ -35,8 +35,9 @@ pub struct ProviderEntry {
 pub struct TargetSlot {
     pub provider: usize,
     pub model: String,
-    /// `provider/model`, used in headers, metrics and logs.
-    pub label: String,
+    /// `provider/model`, used in headers, metrics and logs (shared: an answer's
+    /// `x-switchyard-target` takes it without a copy).
+    pub label: Arc<str>,
 }
 
 /// One target of one route, resolved at load: where it sends, which health slot
@@ -270,7 +271,7 @@ fn number_slots(config: &Config) -> (Vec<TargetSlot>, Vec<Vec<usize>>) {
                 slots.push(TargetSlot {
                     provider: target.provider,
                     model: target.model.clone(),
-                    label: format!("{provider_name}/{}", target.model),
+                    label: format!("{provider_name}/{}", target.model).into(),
                 });
                 slots.len() - 1
             });
@@ -289,7 +290,7 @@ fn names<'a>(
     (
         config.keys.iter().map(|k| k.name.as_str()).collect(),
         config.providers.iter().map(|p| p.name.as_str()).collect(),
-        slots.iter().map(|s| s.label.as_str()).collect(),
+        slots.iter().map(|s| &*s.label).collect(),
     )
 }
 

@@ -16,11 +16,9 @@ use crate::http::ApiError;
 use crate::proxy::chat::{self, Api, Incoming};
 use crate::proxy::respond::{Dialect, Meta};
 use crate::proxy::{messages, responses_endpoint};
+use crate::request_id::RequestId;
 use crate::route::Table;
 use crate::shard::Shard;
-
-/// Longest client-supplied `x-request-id` the gateway keeps.
-const MAX_REQUEST_ID: usize = 128;
 
 enum Endpoint {
     /// A request proxied to providers.
@@ -283,18 +281,10 @@ async fn write_out(client: &mut ClientStream, out: &mut Vec<u8>) -> std::io::Res
 }
 
 /// The client's own `x-request-id` when it is short and printable, else a new one.
-fn request_id(shard: &Shard, head: &RequestHead) -> String {
-    let supplied = head.header("x-request-id").filter(|id| {
-        !id.is_empty()
-            && id.len() <= MAX_REQUEST_ID
-            && id
-                .iter()
-                .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(b))
-    });
-    match supplied.and_then(|id| std::str::from_utf8(id).ok()) {
-        Some(id) => id.to_string(),
-        None => shard.next_request_id(),
-    }
+fn request_id(shard: &Shard, head: &RequestHead) -> RequestId {
+    head.header("x-request-id")
+        .and_then(RequestId::from_client)
+        .unwrap_or_else(|| shard.next_request_id())
 }
 
 /// Checks `Authorization: Bearer <key>` (or, with `x_api_key`, Anthropic's

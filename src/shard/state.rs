@@ -13,6 +13,7 @@ use super::messages::{Inbox, ShardMsg};
 use crate::health::{RetryBudget, TargetHealth, TargetSummary};
 use crate::limits::gate::ShardLeases;
 use crate::metrics::{RouteCounters, ShardSnapshot, TargetCounters, TargetSnapshot};
+use crate::request_id::RequestId;
 use crate::route::{Balancer, Table};
 use crate::upstream::stream::TlsConnector;
 use crate::upstream::{tls, Endpoint, Pool};
@@ -144,16 +145,10 @@ impl Shard {
     }
 
     /// A request id unique across shards and restarts in practice.
-    pub fn next_request_id(&self) -> String {
+    pub fn next_request_id(&self) -> RequestId {
         let seq = self.request_seq.get().wrapping_add(1);
         self.request_seq.set(seq);
-        // Hex digits written straight into a string of the final size: one
-        // allocation and no formatter (`format!` grew it twice).
-        let mut id = String::with_capacity(22);
-        push_hex_digits(&mut id, u64::from(self.id_prefix), 8);
-        push_hex_digits(&mut id, (self.id & 0xff) as u64, 2);
-        push_hex_digits(&mut id, seq, 12);
-        id
+        RequestId::generated(self.id_prefix, (self.id & 0xff) as u8, seq)
     }
 
     /// Applies every message waiting in the inbox. Returns a shutdown grace when
@@ -244,7 +239,7 @@ impl Shard {
                 let h = cell.health.borrow();
                 let pool = routing.pools.get(slot.provider);
                 TargetSnapshot {
-                    label: slot.label.clone(),
+                    label: slot.label.to_string(),
                     counters: cell.counters.borrow().clone(),
                     at_quota: routing.leases.at_quota(index, slot.provider, now),
                     breaker: h.state(now),
@@ -444,34 +439,4 @@ fn build_routes(table: &Table, old: Option<&Routing>) -> Vec<RouteCell> {
             }
         })
         .collect()
-}
-
-/// Appends the low `digits` hex digits of `n`, zero-padded, lower case (what
-/// `{:0width$x}` writes for a value that fits).
-fn push_hex_digits(out: &mut String, n: u64, digits: u32) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    for shift in (0..digits).rev() {
-        let nibble = (n >> (shift * 4)) & 0xf;
-        out.push(char::from(HEX[nibble as usize]));
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::push_hex_digits;
-
-    #[test]
-    fn hex_digits_match_the_formatter() {
-        for (n, digits) in [
-            (0u64, 8),
-            (0xdead_beef, 8),
-            (0xab, 2),
-            (7, 12),
-            (0xffff_ffff_ffff, 12),
-        ] {
-            let mut out = String::new();
-            push_hex_digits(&mut out, n, digits);
-            assert_eq!(out, format!("{n:0width$x}", width = digits as usize));
-        }
-    }
 }

@@ -11,6 +11,7 @@ use monoio::time::timeout_at;
 
 use super::pool::{ConnectError, Pool, PooledConn};
 use crate::bufio::{consume, read_more, write_all};
+use crate::bufpool;
 use crate::http::chunked::ChunkedDecoder;
 use crate::http::response::{parse_response_head, BodyFraming, ResponseHead};
 
@@ -135,7 +136,7 @@ impl From<HeadFailure> for ExchangeError {
 }
 
 async fn read_head(mut conn: PooledConn, deadline: Instant) -> Result<Response, HeadFailure> {
-    let mut buf = Vec::with_capacity(crate::bufio::READ_CHUNK);
+    let mut buf = bufpool::take(crate::bufio::READ_CHUNK);
     let mut received_any = false;
     loop {
         match parse_response_head(&buf, MAX_RESPONSE_HEAD, false) {
@@ -246,6 +247,7 @@ impl Response {
         if self.body_done() && self.head.keep_alive && self.buf.is_empty() {
             self.conn.release();
         }
+        bufpool::give(self.buf);
     }
 
     fn decode_buffered(&mut self, out: &mut Vec<u8>) -> Result<(), BodyError> {

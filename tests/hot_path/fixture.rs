@@ -84,7 +84,7 @@ impl HotPath {
     }
 
     /// Matches the route and orders its targets, as the executor does.
-    pub fn route(&mut self, model: &str) -> Vec<usize> {
+    pub fn route(&mut self, model: &str) -> switchyard::route::select::Order {
         let route = self
             .table
             .match_route(model, None, |_| None)

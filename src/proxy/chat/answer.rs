@@ -36,11 +36,13 @@ impl Reply<'_> {
             .write_full_head(self.out, status, &content_type, body.len(), extra);
         if body.len() <= INLINE_BODY {
             self.out.extend_from_slice(&body);
+            crate::bufpool::give(body);
             self.flush().await?;
             return Ok(status);
         }
         self.flush().await?;
-        let (written, _body) = self.client.write_all(body).await;
+        let (written, body) = self.client.write_all(body).await;
+        crate::bufpool::give(body);
         written.map(|()| status)
     }
 
@@ -79,7 +81,7 @@ impl Reply<'_> {
     async fn provider_answer(
         &mut self,
         answer: attempt::ProviderAnswer,
-        target: String,
+        target: Arc<str>,
     ) -> std::io::Result<u16> {
         self.meta.target = Some(target);
         let attempt::ProviderAnswer {

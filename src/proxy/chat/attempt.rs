@@ -15,6 +15,7 @@
 //! time-to-first-token estimate (what `first_token: auto` is learned from).
 
 use super::*;
+use crate::bufpool;
 use crate::config::FirstToken;
 use crate::http::encoding::{Coding, DecodeError};
 use crate::http::response::{parse_retry_after, write_request_head};
@@ -53,6 +54,9 @@ pub(super) struct Failed {
 
 /// What one attempt came to. `native`: the answer is already in the client's
 /// shape (see [`Outgoing`]).
+// The answer's variants hold its returned headers inline (see `http::Fields`);
+// boxing them would be the very allocation that avoids.
+#[allow(clippy::large_enum_variant)]
 pub(super) enum AttemptResult {
     Complete {
         content_type: Vec<u8>,
@@ -209,7 +213,8 @@ pub(super) async fn attempt(
         first_byte_at: first_content.deadline,
         total: req.deadline,
     };
-    let (result, _request) = exchange(pool, request, deadlines).await;
+    let (result, request) = exchange(pool, request, deadlines).await;
+    bufpool::give(request);
     let response = match result {
         Ok(response) => response,
         Err(ExchangeError::FirstByteTimeout) if first_content.cut.is_some() => {
@@ -442,7 +447,7 @@ fn encode_request(
         now: SystemTime::now(),
     };
     let outbound = prepared.adapter.encode(&parts)?;
-    let mut request = Vec::with_capacity(outbound.body.len() + 512);
+    let mut request = bufpool::take(outbound.body.len() + 512);
     let client = &req.head.headers;
     let user_agent = policy.headers.user_agent(req.head.header("user-agent"));
     let traceparent = req.trace.map(|(span, _)| span.header());
@@ -468,6 +473,7 @@ fn encode_request(
         outbound.body.len(),
     );
     request.extend_from_slice(&outbound.body);
+    bufpool::give(outbound.body);
     Ok(request)
 }
 
@@ -475,10 +481,10 @@ fn encode_request(
 /// the forwarded client headers (`merged`, see `proxy::headers::merge`), then the
 /// gateway's.
 fn request_headers<'a>(
-    mut headers: Vec<(&'a str, &'a [u8])>,
+    mut headers: headers::HeaderList<'a>,
     request_id: &'a str,
     stream: bool,
-) -> Vec<(&'a str, &'a [u8])> {
+) -> headers::HeaderList<'a> {
     headers.push(("content-type", b"application/json"));
     headers.push(("x-request-id", request_id.as_bytes()));
     // Without it any coding is acceptable (RFC 9110), and streams are not decoded.

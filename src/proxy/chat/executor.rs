@@ -151,7 +151,7 @@ async fn run_route(
 }
 
 /// The route's targets in the order its strategy tries them.
-fn order(req: &Request<'_>, route: usize) -> Vec<usize> {
+fn order(req: &Request<'_>, route: usize) -> select::Order {
     let now = Instant::now();
     let routing = &req.routing;
     let targets = &routing.table.routes[route].targets;
@@ -164,7 +164,6 @@ fn order(req: &Request<'_>, route: usize) -> Vec<usize> {
     let mut rng = fastrand::Rng::new();
     let mut balancer = routing.routes[route].balancer.borrow_mut();
     select::arrange(req.route(route), &mut candidates, &mut balancer, &mut rng);
-    // Collected in place: the candidates' allocation becomes the order's.
     candidates.into_iter().map(|c| c.target).collect()
 }
 
@@ -280,7 +279,7 @@ async fn try_target(
         record::sideline(req, pick.slot, now, decision.sideline_until);
         trail.keep(
             failed.answer.map(|a| *a),
-            req.label(pick.slot),
+            req.slot_label(pick.slot),
             decision.step,
         );
         match decision.step {
@@ -348,14 +347,14 @@ pub(super) async fn serve(
         } => {
             let usage = attempt::usage_of(&body);
             record::outcome(req, pick, Outcome::Success, Some(ttfb), usage);
-            reply.meta.target = Some(req.label(pick.slot).to_string());
+            reply.meta.target = Some(req.slot_label(pick.slot));
             reply.meta.upstream_headers = upstream;
             let answer = (200, content_type, body);
             let status = reply.send_whole(answer, native, &[]).await?;
             TargetEnd::Answered { status }
         }
         AttemptResult::Stream { held, ttfb, native } => {
-            reply.meta.target = Some(req.label(pick.slot).to_string());
+            reply.meta.target = Some(req.slot_label(pick.slot));
             reply.meta.upstream_headers = crate::proxy::headers::returned(&held.response.head);
             let opening = relay::Opening::New { native };
             relay::relay(req, pick, *held, ttfb, opening, reply).await?
@@ -393,9 +392,9 @@ impl Trail {
 
     /// Keeps a provider answer in case nothing better comes. The plan's `Return`
     /// gives the client this attempt's answer or, without one, the attempt list.
-    fn keep(&mut self, answer: Option<attempt::ProviderAnswer>, label: &str, step: Step) {
+    fn keep(&mut self, answer: Option<attempt::ProviderAnswer>, label: Arc<str>, step: Step) {
         match answer {
-            Some(answer) => self.kept = Some((answer, label.to_string())),
+            Some(answer) => self.kept = Some((answer, label)),
             None if step == Step::Return => self.kept = None,
             None => {}
         }

@@ -72,6 +72,8 @@ impl Lane {
 }
 
 /// What the race came to.
+// `Alone` is an attempt's result, held inline for the reason given there.
+#[allow(clippy::large_enum_variant)]
 enum Raced {
     /// No hedge was sent: the first attempt's result, as a plain send's.
     Alone(AttemptResult),

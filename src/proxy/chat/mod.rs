@@ -31,6 +31,7 @@ use crate::health::SharedBreaker;
 use crate::http::request::RequestHead;
 use crate::http::ApiError;
 use crate::outcome::FailureClass;
+use crate::request_id::RequestId;
 use crate::route::table::TargetPolicy;
 use crate::shard::state::Routing;
 use crate::shard::Shard;
@@ -46,7 +47,7 @@ pub struct Incoming<'a> {
     pub api: Api,
     pub head: &'a RequestHead,
     pub body: &'a [u8],
-    pub request_id: String,
+    pub request_id: RequestId,
     /// The caller's key (none on an open gateway).
     pub key: Option<Caller<'a>>,
     pub started: Instant,
@@ -85,7 +86,7 @@ pub struct NativeBody<'a> {
 /// Fixed for the whole request.
 struct Request<'a> {
     api: Api,
-    request_id: &'a str,
+    request_id: &'a RequestId,
     /// The caller's key (its name for logs, its index for spend).
     caller: Option<Caller<'a>>,
     /// The client's request head (its headers are forwarded by policy).
@@ -134,6 +135,11 @@ impl Request<'_> {
 
     fn label(&self, slot: usize) -> &str {
         &self.routing.table.slots[slot].label
+    }
+
+    /// [`Self::label`], shared.
+    fn slot_label(&self, slot: usize) -> Arc<str> {
+        Arc::clone(&self.routing.table.slots[slot].label)
     }
 
     /// Whether the provider of `pick` takes the client's own body as it is.
@@ -225,7 +231,7 @@ struct AttemptLog {
 #[derive(Default)]
 struct Trail {
     attempts: Vec<AttemptLog>,
-    kept: Option<(attempt::ProviderAnswer, String)>,
+    kept: Option<(attempt::ProviderAnswer, Arc<str>)>,
     refused_until: Option<Instant>,
     /// The (route, target) a hedge was sent to: not tried again if both failed.
     hedged: Option<(usize, usize)>,
@@ -282,7 +288,7 @@ pub async fn handle(
     out: &mut Vec<u8>,
 ) -> std::io::Result<()> {
     let meta = Meta {
-        request_id: req.request_id.clone(),
+        request_id: req.request_id,
         keep_alive: req.keep_alive,
         dialect: req.dialect,
         echo: req.echo.clone(),
@@ -345,7 +351,7 @@ pub async fn refuse_unreadable(
     out: &mut Vec<u8>,
 ) -> std::io::Result<()> {
     let meta = Meta {
-        request_id: req.request_id.clone(),
+        request_id: req.request_id,
         keep_alive: req.keep_alive,
         dialect,
         ..Meta::default()

@@ -125,7 +125,7 @@ fn attempt_spans(
     }
     if let Some(target) = &meta.target {
         let mut attrs = vec![
-            ("switchyard.target", AttrValue::Str(target.clone())),
+            ("switchyard.target", AttrValue::Str(target.to_string())),
             (
                 "http.response.status_code",
                 AttrValue::Int(i64::from(status)),

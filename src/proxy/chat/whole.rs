@@ -49,10 +49,11 @@ pub(super) async fn read(
         BodyFraming::ContentLength(n) if n > limit as u64 => {
             return Err(WholeError::TooLarge { limit })
         }
-        // The framing never yields more than the declared length: one exact
-        // allocation, filled in place.
+        // The framing never yields more than the declared length: one buffer
+        // with room for it (the shard's recycled one when it has one), filled
+        // in place.
         BodyFraming::ContentLength(n) => {
-            let mut body = Vec::with_capacity(n as usize);
+            let mut body = crate::bufpool::take(n as usize);
             while response
                 .read_chunk(&mut body, read_deadline(stall, deadline))
                 .await?
