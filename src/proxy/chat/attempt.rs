@@ -54,9 +54,6 @@ pub(super) struct Failed {
 
 /// What one attempt came to. `native`: the answer is already in the client's
 /// shape (see [`Outgoing`]).
-// The answer's variants hold its returned headers inline (see `http::Fields`);
-// boxing them would be the very allocation that avoids.
-#[allow(clippy::large_enum_variant)]
 pub(super) enum AttemptResult {
     Complete {
         content_type: Vec<u8>,

@@ -72,7 +72,8 @@ impl Lane {
 }
 
 /// What the race came to.
-// `Alone` is an attempt's result, held inline for the reason given there.
+// `Alone` is an attempt's result, answer and returned headers inline; boxing
+// it would be an allocation on every unhedged request.
 #[allow(clippy::large_enum_variant)]
 enum Raced {
     /// No hedge was sent: the first attempt's result, as a plain send's.
