@@ -83,10 +83,10 @@ impl ClientStream {
         self.tcp.shutdown().await
     }
 
-    /// Resolves when the client has hung up (EOF or an error on its socket), watched
-    /// from [`HANG_UP_WATCH_AFTER`] on. Bytes
-    /// waiting to be read are a pipelined request, not a hang-up: then it never
-    /// resolves, and a write is what will notice a client that left.
+    /// Resolves when the client has hung up (EOF or an error on its socket),
+    /// watched from [`HANG_UP_WATCH_AFTER`] on. Bytes waiting to be read are a
+    /// pipelined request, not a hang-up: then it never resolves, and a write is
+    /// what will notice a client that left.
     pub async fn hung_up(&self) {
         monoio::time::sleep(HANG_UP_WATCH_AFTER).await;
         loop {

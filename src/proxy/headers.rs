@@ -294,12 +294,11 @@ impl Forwarding {
                 &c[..c.len().min(MAX_CLIENT_USER_AGENT)]
             })
             .filter(|c| !c.is_empty() && c.iter().all(|&b| valid_value_byte(b)));
-        let Some(client) = client else {
-            return UserAgent::from_slice(OUR_USER_AGENT.as_bytes());
-        };
         let mut ua = UserAgent::from_slice(OUR_USER_AGENT.as_bytes());
-        ua.push(b' ');
-        ua.extend_from_slice(client);
+        if let Some(client) = client {
+            ua.push(b' ');
+            ua.extend_from_slice(client);
+        }
         ua
     }
 }

@@ -75,8 +75,8 @@ pub fn order(
     candidates: &[Candidate],
     balancer: &mut Balancer,
     rng: &mut fastrand::Rng,
-) -> Vec<usize> {
-    let mut list = candidates.to_vec();
+) -> Order {
+    let mut list = Candidates::from_slice(candidates);
     arrange(route, &mut list, balancer, rng);
     list.iter().map(|c| c.target).collect()
 }
@@ -270,8 +270,8 @@ mod tests {
         cands[0].available = false;
         let mut rng = fastrand::Rng::with_seed(1);
         assert_eq!(
-            order(&r, &cands, &mut Balancer::new(2), &mut rng),
-            vec![1, 0]
+            order(&r, &cands, &mut Balancer::new(2), &mut rng)[..],
+            [1, 0]
         );
     }
 

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use switchyard::health::TargetHealth;
 use switchyard::http::{parse_request_head, write_request_head, RequestHead};
 use switchyard::outcome::Outcome;
-use switchyard::route::select::{arrange, candidates, Balancer};
+use switchyard::route::select::{candidates, order, Balancer};
 use switchyard::route::table::Table;
 
 /// What the official OpenAI Python SDK sends (13 headers).
@@ -91,10 +91,9 @@ impl HotPath {
             .expect("the fixture's route matches");
         let targets = &self.table.routes[route].targets;
         let health = targets.iter().map(|t| self.health[t.slot].borrow());
-        let mut list = candidates(health, Instant::now());
+        let list = candidates(health, Instant::now());
         let policy = &self.table.config.routes[route];
-        arrange(policy, &mut list, &mut self.balancer, &mut self.rng);
-        list.into_iter().map(|c| c.target).collect()
+        order(policy, &list, &mut self.balancer, &mut self.rng)
     }
 
     pub fn serialise(&mut self, content_length: usize) {

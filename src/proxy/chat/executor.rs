@@ -155,16 +155,19 @@ fn order(req: &Request<'_>, route: usize) -> select::Order {
     let now = Instant::now();
     let routing = &req.routing;
     let targets = &routing.table.routes[route].targets;
-    let mut candidates = select::candidates(
+    let candidates = select::candidates(
         targets
             .iter()
             .map(|t| routing.targets[t.slot].health.borrow()),
         now,
     );
-    let mut rng = fastrand::Rng::new();
     let mut balancer = routing.routes[route].balancer.borrow_mut();
-    select::arrange(req.route(route), &mut candidates, &mut balancer, &mut rng);
-    candidates.into_iter().map(|c| c.target).collect()
+    select::order(
+        req.route(route),
+        &candidates,
+        &mut balancer,
+        &mut fastrand::Rng::new(),
+    )
 }
 
 /// Whether any of the route's `targets` would be admitted now (a breaker that is
