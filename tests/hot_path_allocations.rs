@@ -198,4 +198,4 @@ fn a_proxied_request_stays_within_its_allocation_ceiling_on_the_shard() {
 }
 
 const WHOLE_REQUEST_CEILING: usize = 7;
-const STREAM_REQUEST_CEILING: usize = 53;
+const STREAM_REQUEST_CEILING: usize = 20;

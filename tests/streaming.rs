@@ -668,7 +668,7 @@ fn usage_chunk_only_when_the_client_asked() {
 /// A realistic provider stream: role delta, content (multi-byte text, a JSON
 /// payload split over two `data:` lines), a comment, an `id:`, a malformed event,
 /// the finish chunk, usage and `[DONE]`. `crlf` picks the line ending.
-fn provider_stream(pieces: &[String], crlf: bool) -> (Vec<u8>, Vec<EventKind>) {
+fn provider_stream(pieces: &[String], crlf: bool) -> (Vec<u8>, Vec<EventKind<'static>>) {
     let nl = if crlf { "\r\n" } else { "\n" };
     let chunk = |delta: Value, finish: Value| {
         json!({
@@ -699,7 +699,7 @@ fn provider_stream(pieces: &[String], crlf: bool) -> (Vec<u8>, Vec<EventKind>) {
             out.push_str(&format!("data:{data}{nl}{nl}"));
         }
         kinds.push(EventKind::Content {
-            text: piece.clone(),
+            text: piece.clone().into(),
             finished: false,
         });
         if i == 0 {
@@ -712,7 +712,7 @@ fn provider_stream(pieces: &[String], crlf: bool) -> (Vec<u8>, Vec<EventKind>) {
         chunk(json!({}), json!("stop"))
     ));
     kinds.push(EventKind::Content {
-        text: String::new(),
+        text: "".into(),
         finished: true,
     });
     out.push_str(&format!(
@@ -730,7 +730,7 @@ fn provider_stream(pieces: &[String], crlf: bool) -> (Vec<u8>, Vec<EventKind>) {
 
 /// Feeds `bytes` cut at `cuts` (sorted, deduplicated inside) and returns the
 /// events' kinds and the text accumulated from them, as the relay does.
-fn relay_view(bytes: &[u8], cuts: &[usize]) -> (Vec<EventKind>, String) {
+fn relay_view(bytes: &[u8], cuts: &[usize]) -> (Vec<EventKind<'static>>, String) {
     let mut cuts: Vec<usize> = cuts.iter().map(|c| c % (bytes.len() + 1)).collect();
     cuts.push(0);
     cuts.push(bytes.len());
@@ -742,7 +742,7 @@ fn relay_view(bytes: &[u8], cuts: &[usize]) -> (Vec<EventKind>, String) {
     let mut collect = |parser: &mut SseParser| {
         while let Some(event) = parser.next_event() {
             let event: SseEvent = event.expect("valid stream");
-            let kind = inspect(&event);
+            let kind = inspect(&event).into_owned();
             if let EventKind::Content { text: t, .. } = &kind {
                 text.push_str(t);
             }

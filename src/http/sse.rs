@@ -90,7 +90,7 @@ impl Pending {
 /// Splits `name: value` (one optional space after the colon); no colon means the
 /// whole line is the name and the value is empty.
 fn split_field(line: &[u8]) -> (&[u8], &[u8]) {
-    let Some(colon) = line.iter().position(|&b| b == b':') else {
+    let Some(colon) = memchr::memchr(b':', line) else {
         return (line, &[]);
     };
     let (name, rest) = line.split_at(colon);
@@ -99,7 +99,7 @@ fn split_field(line: &[u8]) -> (&[u8], &[u8]) {
 }
 
 fn utf8(bytes: &[u8]) -> Result<&str, SseError> {
-    std::str::from_utf8(bytes).map_err(|_| SseError::InvalidUtf8)
+    simdutf8::basic::from_utf8(bytes).map_err(|_| SseError::InvalidUtf8)
 }
 
 /// Incremental event-stream parser: push bytes split anywhere, pull whole events.
@@ -152,6 +152,16 @@ impl SseParser {
         }
     }
 
+    /// Takes back a dispatched event's data buffer for the next event to be
+    /// assembled in (one allocation per event fewer on a long stream).
+    pub fn recycle(&mut self, event: SseEvent) {
+        if self.pending.data.capacity() == 0 && self.failed.is_none() {
+            let mut data = event.data;
+            data.clear();
+            self.pending.data = data;
+        }
+    }
+
     /// Bytes held: unprocessed input plus the partly assembled event.
     pub fn buffered_len(&self) -> usize {
         self.buf.len() - self.pos + self.pending.size()
@@ -185,7 +195,9 @@ impl SseParser {
         }
         let from = self.scanned.max(self.pos);
         let tail = self.buf.get(from..).unwrap_or_default();
-        let Some(offset) = tail.iter().position(|&b| b == b'\n' || b == b'\r') else {
+        // memchr's vectorised scan: a byte-by-byte one was a fifth of the cost of
+        // relaying an event (callgrind).
+        let Some(offset) = memchr::memchr2(b'\n', b'\r', tail) else {
             self.scanned = self.buf.len();
             return None;
         };
@@ -248,7 +260,7 @@ pub fn write_event(out: &mut Vec<u8>, event: Option<&str>, data: &str) {
     }
     let mut rest = data.as_bytes();
     loop {
-        let Some(i) = rest.iter().position(|&b| b == b'\n' || b == b'\r') else {
+        let Some(i) = memchr::memchr2(b'\n', b'\r', rest) else {
             push_data_line(out, rest);
             break;
         };
@@ -257,6 +269,26 @@ pub fn write_event(out: &mut Vec<u8>, event: Option<&str>, data: &str) {
         rest = rest.get(i + if crlf { 2 } else { 1 }..).unwrap_or_default();
     }
     out.push(b'\n');
+}
+
+/// Appends one event as one HTTP chunk (`frame` is scratch). An event whose data
+/// is one line (the usual chunk) is written straight into `out`, its framed length
+/// known up front; others are assembled in `frame` first.
+pub fn write_event_chunk(out: &mut Vec<u8>, frame: &mut Vec<u8>, event: Option<&str>, data: &str) {
+    if memchr::memchr2(b'\n', b'\r', data.as_bytes()).is_some() {
+        frame.clear();
+        write_event(frame, event, data);
+        super::chunked::encode_chunk(frame, out);
+        return;
+    }
+    // `push_field` keeps the name's length (line breaks become spaces).
+    let name_line = event.map_or(0, |name| "event: ".len() + name.len() + 1);
+    let len = name_line + "data: ".len() + data.len() + "\n\n".len();
+    out.reserve(len + 20);
+    super::push_hex(out, len as u64);
+    out.extend_from_slice(b"\r\n");
+    write_event(out, event, data);
+    out.extend_from_slice(b"\r\n");
 }
 
 fn push_data_line(out: &mut Vec<u8>, line: &[u8]) {
@@ -302,6 +334,43 @@ mod tests {
             parse_all(input),
             vec![ev(Some("delta"), "{\"a\":1}\nsecond\n", Some("7"))]
         );
+    }
+
+    #[test]
+    fn an_event_chunk_is_the_event_framed_as_one_chunk() {
+        let table = [
+            (None, "{\"a\":1}"),
+            (Some("response.output_text.delta"), "{\"delta\":\"x\"}"),
+            (Some("two\nlines"), "[DONE]"),
+            (None, ""),
+            (Some("e"), "a\nb\r\nc\rd"),
+        ];
+        for (event, data) in table {
+            let mut expected = Vec::new();
+            let mut framed = Vec::new();
+            write_event(&mut framed, event, data);
+            super::super::chunked::encode_chunk(&framed, &mut expected);
+            let (mut out, mut frame) = (b"before".to_vec(), Vec::new());
+            write_event_chunk(&mut out, &mut frame, event, data);
+            assert_eq!(
+                out.strip_prefix(b"before"),
+                Some(&expected[..]),
+                "{event:?} {data:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_recycled_event_lends_its_buffer_to_the_next_and_nothing_else() {
+        let mut p = SseParser::new();
+        p.push(b"data: first event\n\n");
+        let first = p.next_event().unwrap().unwrap();
+        let room = first.data.capacity();
+        p.recycle(first);
+        p.push(b"data: 2nd\n\n");
+        let second = p.next_event().unwrap().unwrap();
+        assert_eq!(second, ev(None, "2nd", None));
+        assert_eq!(second.data.capacity(), room);
     }
 
     #[test]

@@ -201,6 +201,9 @@ pub trait EventSource {
     fn push(&mut self, bytes: &[u8]);
     /// The next complete event, in order; `None` until more bytes arrive.
     fn next_event(&mut self) -> Option<Result<SseEvent, SseError>>;
+    /// Hands back an event the caller is done with, so a source may assemble the
+    /// next one in its buffers instead of allocating new ones.
+    fn recycle(&mut self, _event: SseEvent) {}
 }
 
 impl EventSource for SseParser {
@@ -210,6 +213,10 @@ impl EventSource for SseParser {
 
     fn next_event(&mut self) -> Option<Result<SseEvent, SseError>> {
         SseParser::next_event(self)
+    }
+
+    fn recycle(&mut self, event: SseEvent) {
+        SseParser::recycle(self, event);
     }
 }
 

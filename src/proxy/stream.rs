@@ -18,7 +18,7 @@ use serde::Deserialize;
 
 use crate::downstream::ClientStream;
 use crate::http::chunked::{encode_chunk, LAST_CHUNK};
-use crate::http::sse::{is_done_marker, write_event, SseEvent};
+use crate::http::sse::{is_done_marker, write_event_chunk, SseEvent};
 use crate::outcome::FailureClass;
 use crate::provider::EventSource;
 use crate::proxy::anthropic::EventTranslator;
@@ -48,7 +48,7 @@ struct ChunkFields<'a> {
     #[serde(default, rename = "type", borrow)]
     event_type: Option<&'a str>,
     #[serde(default, borrow)]
-    choices: Vec<ChoiceFields<'a>>,
+    choices: Choices<'a>,
     #[serde(default)]
     usage: Option<Usage>,
     #[serde(default)]
@@ -82,15 +82,74 @@ struct DeltaFields<'a> {
     reasoning: Option<Text<'a>>,
 }
 
-/// What one upstream event means for the relay.
+/// A chunk's `choices`, folded as they are read: what the relay needs of them,
+/// with no list built (one choice's text stays borrowed from the event).
+#[derive(Default)]
+struct Choices<'a> {
+    count: usize,
+    text: Cow<'a, str>,
+    tool_call: bool,
+    reasoning: bool,
+    finished: bool,
+}
+
+impl<'a> Choices<'a> {
+    fn add(&mut self, choice: ChoiceFields<'a>) {
+        self.count += 1;
+        self.finished |= choice.finish_reason.is_some();
+        self.push_text(choice.text);
+        let Some(delta) = choice.delta else { return };
+        let non_empty = |s: &Option<Text>| s.as_deref().is_some_and(|s| !s.is_empty());
+        self.tool_call |= delta.tool_calls.is_some();
+        self.reasoning |= non_empty(&delta.refusal)
+            || non_empty(&delta.reasoning_content)
+            || non_empty(&delta.reasoning);
+        self.push_text(delta.content);
+    }
+
+    fn push_text(&mut self, text: Option<Text<'a>>) {
+        let Some(Text(text)) = text else { return };
+        if self.text.is_empty() {
+            self.text = text;
+        } else {
+            self.text.to_mut().push_str(&text);
+        }
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Choices<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Fold<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de> serde::de::Visitor<'de> for Fold<'de> {
+            type Value = Choices<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a list of choices")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Self::Value, A::Error> {
+                let mut choices = Choices::default();
+                while let Some(choice) = seq.next_element::<ChoiceFields<'de>>()? {
+                    choices.add(choice);
+                }
+                Ok(choices)
+            }
+        }
+        deserializer.deserialize_seq(Fold(std::marker::PhantomData))
+    }
+}
+
+/// What one upstream event means for the relay. Text is borrowed from the event
+/// where it can be ([`EventKind::into_owned`] for one that outlives it).
 #[derive(Debug, PartialEq)]
-pub enum EventKind {
+pub enum EventKind<'a> {
     Done,
     Error,
     Malformed,
     /// Carries text content, or finishes a choice.
     Content {
-        text: String,
+        text: Cow<'a, str>,
         finished: bool,
     },
     /// Carries a piece of a tool call (and no text). Held before commit until the
@@ -119,7 +178,28 @@ pub enum EventKind {
     },
 }
 
-pub fn inspect(event: &SseEvent) -> EventKind {
+impl EventKind<'_> {
+    /// The same meaning, owning its text.
+    pub fn into_owned(self) -> EventKind<'static> {
+        match self {
+            EventKind::Content { text, finished } => EventKind::Content {
+                text: Cow::Owned(text.into_owned()),
+                finished,
+            },
+            EventKind::Done => EventKind::Done,
+            EventKind::Error => EventKind::Error,
+            EventKind::Malformed => EventKind::Malformed,
+            EventKind::ToolCall { finished } => EventKind::ToolCall { finished },
+            EventKind::Reasoning => EventKind::Reasoning,
+            EventKind::UsageOnly(usage) => EventKind::UsageOnly(usage),
+            EventKind::ToolCallDone => EventKind::ToolCallDone,
+            EventKind::Finished { usage } => EventKind::Finished { usage },
+            EventKind::Empty { usage } => EventKind::Empty { usage },
+        }
+    }
+}
+
+pub fn inspect(event: &SseEvent) -> EventKind<'_> {
     if is_done_marker(&event.data) {
         return EventKind::Done;
     }
@@ -138,44 +218,39 @@ pub fn inspect(event: &SseEvent) -> EventKind {
     if fields.error.is_some() {
         return EventKind::Error;
     }
-    let mut text = String::new();
-    let (mut tool_call, mut reasoning, mut finished) = (false, false, false);
-    for choice in &fields.choices {
-        finished |= choice.finish_reason.is_some();
-        text.push_str(choice.text.as_deref().unwrap_or(""));
-        if let Some(delta) = &choice.delta {
-            text.push_str(delta.content.as_deref().unwrap_or(""));
-            let non_empty = |s: &Option<Text>| s.as_deref().is_some_and(|s| !s.is_empty());
-            tool_call |= delta.tool_calls.is_some();
-            reasoning |= non_empty(&delta.refusal)
-                || non_empty(&delta.reasoning_content)
-                || non_empty(&delta.reasoning);
-        }
+    let choices = fields.choices;
+    if !choices.text.is_empty() {
+        return EventKind::Content {
+            text: choices.text,
+            finished: choices.finished,
+        };
     }
-    if !text.is_empty() {
-        return EventKind::Content { text, finished };
+    if choices.tool_call {
+        return EventKind::ToolCall {
+            finished: choices.finished,
+        };
     }
-    if tool_call {
-        return EventKind::ToolCall { finished };
-    }
-    if reasoning {
+    if choices.reasoning {
         return EventKind::Reasoning;
     }
-    if finished {
-        return EventKind::Content { text, finished };
+    if choices.finished {
+        return EventKind::Content {
+            text: Cow::Borrowed(""),
+            finished: true,
+        };
     }
-    match (fields.choices.is_empty(), fields.usage) {
+    match (choices.count == 0, fields.usage) {
         (true, Some(usage)) => EventKind::UsageOnly(usage),
         (_, usage) => EventKind::Empty { usage },
     }
 }
 
 /// What a Responses API event (passed through natively) means for the relay.
-fn inspect_responses_event(event_type: &str, data: &str) -> EventKind {
+fn inspect_responses_event<'a>(event_type: &str, data: &'a str) -> EventKind<'a> {
     #[derive(Deserialize, Default)]
-    struct Fields {
-        #[serde(default)]
-        delta: Option<String>,
+    struct Fields<'a> {
+        #[serde(default, borrow)]
+        delta: Option<Text<'a>>,
         #[serde(default)]
         item: Option<Item>,
         #[serde(default)]
@@ -191,14 +266,14 @@ fn inspect_responses_event(event_type: &str, data: &str) -> EventKind {
         #[serde(default)]
         usage: Option<crate::wire::usage::ReportedUsage>,
     }
-    let Ok(fields) = serde_json::from_str::<Fields>(data) else {
+    let Ok(fields) = serde_json::from_str::<Fields<'a>>(data) else {
         return EventKind::Malformed;
     };
     let is_call = |item: &Option<Item>| item.as_ref().is_some_and(|i| i.kind != "message");
     match event_type {
         "error" | "response.failed" => EventKind::Error,
         "response.output_text.delta" => EventKind::Content {
-            text: fields.delta.unwrap_or_default(),
+            text: fields.delta.unwrap_or_default().0,
             finished: false,
         },
         "response.completed" | "response.incomplete" => EventKind::Finished {
@@ -221,7 +296,7 @@ pub struct Held {
     pub response: Response,
     parser: Box<dyn EventSource>,
     /// Events received before commit, in order, already inspected.
-    pending: Vec<(SseEvent, EventKind)>,
+    pending: Vec<(SseEvent, EventKind<'static>)>,
     scratch: Vec<u8>,
 }
 
@@ -264,7 +339,7 @@ pub async fn hold(
 ) -> Result<Held, HoldFailure> {
     let mut pending = Vec::new();
     let mut held_bytes = 0usize;
-    let mut scratch = Vec::new();
+    let mut scratch = crate::bufpool::take(crate::bufio::READ_CHUNK);
     let mut calling = false;
     loop {
         scratch.clear();
@@ -322,8 +397,9 @@ fn screen(
     event: SseEvent,
     policy: &HoldPolicy,
     held_bytes: &mut usize,
-) -> Result<Option<(SseEvent, EventKind, bool)>, HoldFailure> {
-    let kind = inspect(&event);
+) -> Result<Option<(SseEvent, EventKind<'static>, bool)>, HoldFailure> {
+    // Held events outlive the read they came in: their meaning owns its text.
+    let kind = inspect(&event).into_owned();
     match kind {
         EventKind::Error => {
             return Err(HoldFailure {
@@ -433,7 +509,7 @@ impl Output {
     /// Sends one relayed chunk event on (`data` already rewritten if need be).
     fn event(&mut self, out: &mut Vec<u8>, frame: &mut Vec<u8>, name: Option<&str>, data: &str) {
         match self {
-            Output::OpenAi | Output::Native => push_event(out, frame, name, data),
+            Output::OpenAi | Output::Native => write_event_chunk(out, frame, name, data),
             Output::Anthropic(translator) => {
                 frame.clear();
                 translator.chunk(data, frame);
@@ -454,7 +530,7 @@ impl Output {
     /// Ends a completed stream (`data: [DONE]` for OpenAI clients).
     fn done(&mut self, out: &mut Vec<u8>, frame: &mut Vec<u8>, usage: Option<Usage>) {
         match self {
-            Output::OpenAi => push_event(out, frame, None, "[DONE]"),
+            Output::OpenAi => write_event_chunk(out, frame, None, "[DONE]"),
             Output::Native => {}
             Output::Anthropic(translator) => {
                 frame.clear();
@@ -577,13 +653,6 @@ struct Identity {
     model: Option<String>,
 }
 
-/// Encodes one SSE event as one HTTP chunk.
-fn push_event(out: &mut Vec<u8>, frame: &mut Vec<u8>, event: Option<&str>, data: &str) {
-    frame.clear();
-    write_event(frame, event, data);
-    encode_chunk(frame, out);
-}
-
 /// Relays a committed stream to `client`. `out` already holds the response head.
 /// A continuation's text goes through `aligner` before any of it is sent.
 pub async fn relay(
@@ -607,27 +676,34 @@ pub async fn relay(
     };
     let mut relaying = Relaying {
         out,
-        frame: Vec::with_capacity(512),
+        // Only events of more than one line are assembled here first.
+        frame: Vec::new(),
         finished: false,
         aligner,
         template: None,
     };
-    let mut end = pending
-        .into_iter()
-        .find_map(|(event, kind)| apply(&event, kind, &mut relaying, policy, stats));
+    let mut end = pending.into_iter().find_map(|(event, kind)| {
+        let end = apply(&event, kind, &mut relaying, policy, stats);
+        upstream.parser.recycle(event);
+        end
+    });
     // Events that arrived in the same read as the first content are still in the
     // parser: relay them now, not after the next read (which may never come).
     if end.is_none() {
         end = drain(upstream.parser.as_mut(), &mut relaying, policy, stats);
     }
-    let end = match end {
-        Some(end) => end,
-        None => match pump(&mut upstream, client, &mut relaying, policy, stats).await {
-            Some(end) => end,
-            None => return (StreamEnd::ClientGone, relaying.out),
-        },
-    };
-    finish(end, client, relaying.out, upstream.response).await
+    if end.is_none() {
+        // `None` still: the client went away.
+        end = pump(&mut upstream, client, &mut relaying, policy, stats).await;
+    }
+    let Upstream {
+        response, scratch, ..
+    } = upstream;
+    crate::bufpool::give(scratch);
+    match end {
+        Some(end) => finish(end, client, relaying.out, response).await,
+        None => (StreamEnd::ClientGone, relaying.out),
+    }
 }
 
 /// The provider's side of one relay: its response, the event parser over it, and
@@ -715,6 +791,7 @@ fn drain(
         if let Some(end) = apply(&event, kind, relaying, policy, stats) {
             return Some(end);
         }
+        parser.recycle(event);
     }
     None
 }
@@ -842,7 +919,7 @@ fn release_held(
 /// event's shape), and a continuation that does not follow ends as misaligned.
 fn content(
     event: &SseEvent,
-    text: String,
+    text: Cow<'_, str>,
     done: bool,
     relaying: &mut Relaying,
     policy: &RelayPolicy<'_>,
@@ -860,14 +937,14 @@ fn content(
                     relaying.template = Some(event.clone());
                     return None;
                 }
-                Aligned::Emit(text) => text,
+                Aligned::Emit(text) => Cow::Owned(text),
                 Aligned::Misaligned => return Some(StreamEnd::Misaligned),
             }
         }
     };
     keep_text(stats, &text, policy.keep_text);
     relaying.finished |= done;
-    let rewritten = relaying.aligner.is_some().then_some(text.as_str());
+    let rewritten = relaying.aligner.is_some().then_some(&*text);
     forward(event, None, rewritten, relaying, policy, stats);
     None
 }
@@ -886,10 +963,11 @@ fn keep_text(stats: &mut StreamStats, text: &str, cap: Option<usize>) {
         stats.text = String::new();
         return;
     }
-    // Grow by doubling, but never past the cap: plain doubling would hold up to
+    // Grow by doubling from a first KiB (a few words at a time would otherwise
+    // reallocate often), but never past the cap: plain doubling would hold up to
     // twice the cap (and briefly three times, while reallocating).
     if needed > stats.text.capacity() {
-        let target = needed.max(stats.text.capacity() * 2).min(cap);
+        let target = needed.max(stats.text.capacity() * 2).max(1024).min(cap);
         stats.text.reserve_exact(target - stats.text.len());
     }
     stats.text.push_str(text);
@@ -964,8 +1042,8 @@ pub async fn end_with_error(
     let mut frame = Vec::with_capacity(256);
     match output {
         Output::OpenAi => {
-            push_event(&mut out, &mut frame, None, &error_event_data(reason));
-            push_event(&mut out, &mut frame, None, "[DONE]");
+            write_event_chunk(&mut out, &mut frame, None, &error_event_data(reason));
+            write_event_chunk(&mut out, &mut frame, None, "[DONE]");
         }
         Output::Anthropic(_) => {
             crate::proxy::anthropic::stream::error_event(reason, &mut frame);
@@ -989,7 +1067,7 @@ pub async fn end_with_error(
                 "param": null,
                 "error": {"type": "server_error", "code": "upstream_stream_interrupted", "message": message},
             });
-            push_event(&mut out, &mut frame, Some("error"), &data.to_string());
+            write_event_chunk(&mut out, &mut frame, Some("error"), &data.to_string());
         }
     }
     out.extend_from_slice(LAST_CHUNK);
@@ -1138,7 +1216,7 @@ mod tests {
         assert_eq!(
             inspect(&ev(stop)),
             EventKind::Content {
-                text: String::new(),
+                text: "".into(),
                 finished: true
             }
         );

@@ -23,11 +23,7 @@ where
     Fut: Future,
 {
     if choice != DriverChoice::Legacy {
-        match RuntimeBuilder::<IoUringDriver>::new()
-            .with_entries(URING_ENTRIES)
-            .enable_timer()
-            .build()
-        {
+        match build_uring() {
             Ok(mut runtime) => return Ok(runtime.block_on(main(IO_URING, None))),
             Err(e) if choice == DriverChoice::Auto => {
                 let why = format!("io_uring unavailable ({e}); using the legacy epoll driver");
@@ -43,4 +39,23 @@ where
         .enable_timer()
         .build()?;
     Ok(runtime.block_on(main(LEGACY, None)))
+}
+
+/// An io_uring runtime whose completions do not interrupt the shard: with
+/// `IORING_SETUP_COOP_TASKRUN` the kernel runs a completion's task work when the
+/// shard next enters it (every turn of its loop does) instead of sending the
+/// running thread an IPI or a signal for it. Only the shard's own thread uses
+/// its ring, the case the flag is made for. Kernels before 5.19 refuse the flag;
+/// the ring is then built without it.
+fn build_uring() -> std::io::Result<monoio::Runtime<monoio::time::TimeDriver<IoUringDriver>>> {
+    let mut cooperative = io_uring::IoUring::builder();
+    cooperative.setup_coop_taskrun();
+    let build = |setup: io_uring::Builder| {
+        RuntimeBuilder::<IoUringDriver>::new()
+            .with_entries(URING_ENTRIES)
+            .uring_builder(setup)
+            .enable_timer()
+            .build()
+    };
+    build(cooperative).or_else(|_| build(io_uring::IoUring::builder()))
 }

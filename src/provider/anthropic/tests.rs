@@ -566,7 +566,8 @@ fn stream_split_at_every_byte_boundary_gives_the_same_events() {
 
 #[test]
 fn relay_reads_the_translated_stream() {
-    let kinds: Vec<EventKind> = decode(&[STREAM.as_bytes()]).iter().map(inspect).collect();
+    let events = decode(&[STREAM.as_bytes()]);
+    let kinds: Vec<EventKind> = events.iter().map(inspect).collect();
     assert_eq!(kinds[0], EventKind::Empty { usage: None });
     assert_eq!(
         kinds[1],
