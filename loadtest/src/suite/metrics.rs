@@ -208,7 +208,8 @@ fn value(metric: Metric, sc: &Scenario, run: &ScenarioRun) -> Result<Measure, St
         | Metric::TranslatedCpuUs
         | Metric::FailoverCpuUs
         | Metric::LimitCheckCpuUs
-        | Metric::GatewayHaproxyCpuRatio => {
+        | Metric::GatewayHaproxyCpuRatio
+        | Metric::StreamingHaproxyCpuRatio => {
             return super::efficiency::value(metric, run.efficiency.as_ref())
         }
         Metric::UpstreamCallsPerRequest => {

@@ -258,6 +258,7 @@ pub enum Metric {
     FailoverCpuUs,
     LimitCheckCpuUs,
     GatewayHaproxyCpuRatio,
+    StreamingHaproxyCpuRatio,
 }
 
 impl Metric {
@@ -302,6 +303,7 @@ impl Metric {
             Metric::FailoverCpuUs => "failover_cpu_us",
             Metric::LimitCheckCpuUs => "limit_check_cpu_us",
             Metric::GatewayHaproxyCpuRatio => "gateway_haproxy_cpu_ratio",
+            Metric::StreamingHaproxyCpuRatio => "streaming_haproxy_cpu_ratio",
         }
     }
 
@@ -337,6 +339,7 @@ impl Metric {
                 | Metric::FailoverCpuUs
                 | Metric::LimitCheckCpuUs
                 | Metric::GatewayHaproxyCpuRatio
+                | Metric::StreamingHaproxyCpuRatio
         )
     }
 

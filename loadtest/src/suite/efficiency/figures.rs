@@ -113,6 +113,9 @@ pub struct WorkloadRun {
     pub per: &'static str,
     pub direct: SideRun,
     pub gateway: SideRun,
+    /// HAProxy in front of the same mock (pass-through and streaming), when run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub haproxy: Option<SideRun>,
 }
 
 /// One row of the table: a workload through the gateway (or HAProxy) against
@@ -137,7 +140,7 @@ pub struct Row {
     /// Client errors over every slice through the proxy, and direct.
     pub errors: u64,
     pub direct_errors: u64,
-    /// Pass-through and HAProxy rows: the gateway's CPU ÷ HAProxy's.
+    /// Pass-through, streaming and their HAProxy rows: the gateway's CPU ÷ HAProxy's.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub gateway_vs_haproxy_cpu: Option<f64>,
     /// Failover: most calls the dead mock got in one slice through the gateway.
@@ -152,14 +155,13 @@ pub struct Row {
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct EfficiencyRun {
     pub workloads: Vec<WorkloadRun>,
-    /// HAProxy in front of the pass-through mock, or why not.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub haproxy: Option<SideRun>,
+    /// Why HAProxy did not run beside the workloads that have a reference.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub haproxy_missing: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub haproxy_config: Option<String>,
-    /// The table, row by row (pass-through, HAProxy, then the others).
+    /// The config of each HAProxy that ran.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub haproxy_configs: Vec<String>,
+    /// The table, row by row (each workload, HAProxy's row after those it proxies).
     pub rows: Vec<Row>,
     /// The first workload's best latency slice direct and through the gateway,
     /// for the chart.
@@ -178,7 +180,7 @@ impl EfficiencyRun {
 }
 
 /// The table rows: each workload through the gateway against direct, HAProxy's
-/// row right after pass-through.
+/// row right after each workload it proxies too.
 pub(super) fn rows(run: &EfficiencyRun) -> Vec<Row> {
     let mut rows = Vec::new();
     for w in &run.workloads {
@@ -199,32 +201,44 @@ pub(super) fn rows(run: &EfficiencyRun) -> Vec<Row> {
                 events_range(&w.gateway)
             ));
         }
-        rows.push(row);
-        if w.name != Workload::Passthrough {
+        if !w.name.has_reference() {
+            rows.push(row);
             continue;
         }
-        let mut reference = match (&run.haproxy, &run.haproxy_missing) {
-            (Some(h), _) => row_of("haproxy", w.per, h, &w.direct),
-            (None, why) => Row {
-                workload: "haproxy".into(),
-                per: w.per,
-                not_measured: Some(why.clone().unwrap_or_else(|| "did not run".into())),
-                ..Row::default()
-            },
-        };
-        let ratio = rows
-            .last()
-            .and_then(|gw: &Row| gw.proxy_cpu_us)
+        let mut reference = reference_row(run, w);
+        let ratio = row
+            .proxy_cpu_us
             .zip(reference.proxy_cpu_us)
             .filter(|(_, h)| *h > 0.0)
             .map(|(g, h)| g / h);
+        row.gateway_vs_haproxy_cpu = ratio;
         reference.gateway_vs_haproxy_cpu = ratio;
-        if let Some(gw) = rows.last_mut() {
-            gw.gateway_vs_haproxy_cpu = ratio;
-        }
+        rows.push(row);
         rows.push(reference);
     }
     rows
+}
+
+/// HAProxy's row for workload `w`, or why it has no figures.
+fn reference_row(run: &EfficiencyRun, w: &WorkloadRun) -> Row {
+    let name = reference_name(w.name);
+    match (&w.haproxy, &run.haproxy_missing) {
+        (Some(h), _) => row_of(name, w.per, h, &w.direct),
+        (None, why) => Row {
+            workload: name.into(),
+            per: w.per,
+            not_measured: Some(why.clone().unwrap_or_else(|| "did not run".into())),
+            ..Row::default()
+        },
+    }
+}
+
+/// The name of HAProxy's row beside workload `w`.
+fn reference_name(w: Workload) -> &'static str {
+    match w {
+        Workload::Streaming => "haproxy_streaming",
+        _ => "haproxy",
+    }
 }
 
 fn row_of(name: &str, per: &'static str, proxied: &SideRun, direct: &SideRun) -> Row {
@@ -308,17 +322,21 @@ pub fn value(metric: Metric, run: Option<&EfficiencyRun>) -> Result<Measure, Str
         Metric::TranslatedCpuUs => cpu("translated")?,
         Metric::FailoverCpuUs => cpu("failover")?,
         Metric::LimitCheckCpuUs => cpu("limit_check")?,
-        Metric::GatewayHaproxyCpuRatio => {
-            if let Some(why) = &run.haproxy_missing {
-                return Err(format!("haproxy: {why}"));
-            }
-            run.row("passthrough")
-                .and_then(|r| r.gateway_vs_haproxy_cpu)
-                .ok_or("no CPU reading of pass-through through both proxies")?
-        }
+        Metric::GatewayHaproxyCpuRatio => haproxy_ratio(run, Workload::Passthrough)?,
+        Metric::StreamingHaproxyCpuRatio => haproxy_ratio(run, Workload::Streaming)?,
         _ => return Err(format!("{} is not an efficiency metric", metric.name())),
     };
     Ok(Measure::Value(v))
+}
+
+/// The gateway's CPU ÷ HAProxy's on workload `w`.
+fn haproxy_ratio(run: &EfficiencyRun, w: Workload) -> Result<f64, String> {
+    if let Some(why) = &run.haproxy_missing {
+        return Err(format!("haproxy: {why}"));
+    }
+    run.row(w.name())
+        .and_then(|r| r.gateway_vs_haproxy_cpu)
+        .ok_or_else(|| format!("no CPU reading of {} through both proxies", w.name()))
 }
 
 /// |events through the gateway − completed streams × E| summed over the
@@ -384,6 +402,7 @@ pub fn table(run: &EfficiencyRun) -> String {
     for r in &run.rows {
         let label = match (r.workload.as_str(), r.per) {
             ("haproxy", _) => "haproxy (reference, pass-through)".to_string(),
+            ("haproxy_streaming", _) => "haproxy (reference, streaming, per SSE event)".to_string(),
             (name, "event") => format!("{name} (per SSE event)"),
             (name, _) => name.to_string(),
         };
@@ -429,8 +448,8 @@ pub fn table(run: &EfficiencyRun) -> String {
         );
     }
     md.push_str(
-        "\nOn the haproxy row the gateway columns are HAProxy's (one thread on the gateway's core, \
-         in front of the pass-through mock); \"via proxy\" is through the row's proxy.\n",
+        "\nOn the haproxy rows the gateway columns are HAProxy's (one thread on the gateway's core, \
+         in front of the same mock as the row above); \"via proxy\" is through the row's proxy.\n",
     );
     md
 }
@@ -447,9 +466,11 @@ pub fn method(run: &EfficiencyRun) -> String {
          (direct: the mock's and load generator's) is lowest; req/s from the slice with the highest; \
          {closed} closed-loop and {open} open-loop slice(s) per side, sides alternating. Added p50/p99: lowest \
          p50 and lowest p99 over the open-loop slices through the proxy minus the same direct.{}\n",
-        run.haproxy_config
-            .as_ref()
-            .map_or(String::new(), |p| format!(" HAProxy config: `{p}`."))
+        if run.haproxy_configs.is_empty() {
+            String::new()
+        } else {
+            format!(" HAProxy configs: `{}`.", run.haproxy_configs.join("`, `"))
+        }
     )
 }
 
@@ -462,10 +483,8 @@ pub fn slices(run: &EfficiencyRun) -> String {
     for w in &run.workloads {
         sides.push((w.name.name(), "direct", &w.direct));
         sides.push((w.name.name(), "gateway", &w.gateway));
-        if w.name == Workload::Passthrough {
-            if let Some(h) = &run.haproxy {
-                sides.push((w.name.name(), "haproxy", h));
-            }
+        if let Some(h) = &w.haproxy {
+            sides.push((w.name.name(), "haproxy", h));
         }
     }
     let cpu = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.2}"));
@@ -566,6 +585,10 @@ mod tests {
                         ],
                         vec![latency(420, 1300), latency(380, 1500)],
                     ),
+                    haproxy: Some(side(
+                        vec![closed(3000, 3000.0, 60_000, 15_000, 15_000)],
+                        vec![latency(350, 1000)],
+                    )),
                 },
                 WorkloadRun {
                     name: Workload::Streaming,
@@ -578,18 +601,20 @@ mod tests {
                         vec![streams(closed(50, 50.0, 9500, 1900, 1900), 19)],
                         vec![streams(latency(1000, 1800), 19)],
                     ),
+                    // 4 µs per event: the gateway costs 2.5 × HAProxy's CPU.
+                    haproxy: Some(side(
+                        vec![streams(closed(100, 100.0, 7600, 1900, 1900), 19)],
+                        vec![streams(latency(950, 1600), 19)],
+                    )),
                 },
                 WorkloadRun {
                     name: Workload::Failover,
                     per: "request",
                     direct: side(vec![closed(3000, 3000.0, 0, 9000, 9000)], Vec::new()),
                     gateway: side(vec![dead], vec![latency(500, 900)]),
+                    haproxy: None,
                 },
             ],
-            haproxy: Some(side(
-                vec![closed(3000, 3000.0, 60_000, 15_000, 15_000)],
-                vec![latency(350, 1000)],
-            )),
             ..EfficiencyRun::default()
         };
         run.rows = rows(&run);
@@ -607,7 +632,16 @@ mod tests {
     fn rows_take_the_best_slice_and_the_lowest_latencies() {
         let run = clean();
         let names: Vec<&str> = run.rows.iter().map(|r| r.workload.as_str()).collect();
-        assert_eq!(names, ["passthrough", "haproxy", "streaming", "failover"]);
+        assert_eq!(
+            names,
+            [
+                "passthrough",
+                "haproxy",
+                "streaming",
+                "haproxy_streaming",
+                "failover"
+            ]
+        );
         let p = &run.rows[0];
         assert_eq!(p.proxy_cpu_us, Some(25.0));
         assert_eq!(
@@ -635,10 +669,16 @@ mod tests {
             run.rows[2].events_per_stream.as_deref(),
             Some("19 direct, 19 through the gateway")
         );
-        assert_eq!(run.rows[3].dead_calls_max, Some(1));
+        assert_eq!(run.rows[3].proxy_cpu_us, Some(4.0));
+        assert_eq!(run.rows[2].gateway_vs_haproxy_cpu, Some(2.5));
+        assert_eq!(run.rows[4].dead_calls_max, Some(1));
         let md = table(&run);
         assert!(md.contains("| passthrough | 25.00 | 6.00 / 5.00 | 5.50 / 5.00 | 2100 | 4000 | 0.53 | +80 | +400 | 1.25 |"), "{md}");
         assert!(md.contains("| streaming (per SSE event) | 10.00 |"), "{md}");
+        assert!(
+            md.contains("| haproxy (reference, streaming, per SSE event) | 4.00 |"),
+            "{md}"
+        );
     }
 
     #[test]
@@ -653,6 +693,7 @@ mod tests {
             (Metric::StreamingCpuUsPerEvent, 10.0),
             (Metric::FailoverCpuUs, 30.0),
             (Metric::GatewayHaproxyCpuRatio, 1.25),
+            (Metric::StreamingHaproxyCpuRatio, 2.5),
         ];
         for (metric, want) in cases {
             assert_eq!(measured(metric, &run), Ok(want), "{}", metric.name());
@@ -709,7 +750,8 @@ mod tests {
             (
                 "haproxy is not installed",
                 |r| {
-                    r.haproxy = None;
+                    r.workloads[0].haproxy = None;
+                    r.workloads[1].haproxy = None;
                     r.haproxy_missing = Some("no haproxy binary".into());
                 },
                 Metric::GatewayHaproxyCpuRatio,
@@ -727,12 +769,19 @@ mod tests {
             }
         }
         let mut run = clean();
-        run.haproxy = None;
+        run.workloads[0].haproxy = None;
+        run.workloads[1].haproxy = None;
         run.haproxy_missing = Some("no haproxy binary".into());
         run.rows = rows(&run);
         let md = table(&run);
         assert!(
             md.contains("| haproxy (reference, pass-through) | NOT MEASURED: no haproxy binary |"),
+            "{md}"
+        );
+        assert!(
+            md.contains(
+                "| haproxy (reference, streaming, per SSE event) | NOT MEASURED: no haproxy binary |"
+            ),
             "{md}"
         );
         assert_eq!(run.rows[0].gateway_vs_haproxy_cpu, None);

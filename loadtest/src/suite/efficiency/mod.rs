@@ -71,6 +71,13 @@ impl Workload {
         self == Workload::Streaming
     }
 
+    /// Whether HAProxy proxies this workload's mock as the reference: plain
+    /// HTTP both ways (pass-through, and streams relayed as they come), which
+    /// an L7 proxy that does no LLM routing can serve.
+    pub fn has_reference(self) -> bool {
+        matches!(self, Workload::Passthrough | Workload::Streaming)
+    }
+
     /// The path a direct request takes to the workload's mock.
     fn direct_path(self) -> &'static str {
         match self {
@@ -196,8 +203,10 @@ impl EfficiencySpec {
             }
             w.validate(mocks)?;
         }
-        if self.haproxy && self.get(Workload::Passthrough).is_none() {
-            return Err("efficiency.haproxy: needs the passthrough workload".into());
+        if self.haproxy && !self.workloads.iter().any(|w| w.name.has_reference()) {
+            return Err(
+                "efficiency.haproxy: needs the passthrough or the streaming workload".into(),
+            );
         }
         Ok(())
     }
@@ -224,6 +233,7 @@ pub fn metric_needs(metric: Metric) -> (Option<Workload>, bool) {
         }
         Metric::PassthroughCpuUs => (Some(Workload::Passthrough), false),
         Metric::GatewayHaproxyCpuRatio => (Some(Workload::Passthrough), true),
+        Metric::StreamingHaproxyCpuRatio => (Some(Workload::Streaming), true),
         Metric::TranslatedCpuUs => (Some(Workload::Translated), false),
         Metric::LimitCheckCpuUs => (Some(Workload::LimitCheck), false),
         _ => (None, false),
@@ -246,7 +256,8 @@ enum Side {
 }
 
 /// Runs every workload of `spec` against `gateway` (started from `sc`'s template
-/// with `mocks`), HAProxy beside pass-through when asked and installed.
+/// with `mocks`), with HAProxy in front of the same mock beside pass-through
+/// and streaming when asked and installed.
 pub fn run(
     sc: &Scenario,
     spec: &EfficiencySpec,
@@ -255,17 +266,6 @@ pub fn run(
     gateway: &GatewayProcess,
 ) -> Result<EfficiencyRun, SuiteError> {
     let mut out = EfficiencyRun::default();
-    let proxy = match spec.get(Workload::Passthrough).filter(|_| spec.haproxy) {
-        Some(w) => start_haproxy(sc, ctx, mocks.get(&w.direct)?.handle.addr()),
-        None => Err("not asked for (efficiency.haproxy: false)".to_string()),
-    };
-    match &proxy {
-        Ok(p) => out.haproxy_config = Some(p.config_path.display().to_string()),
-        Err(why) => {
-            eprintln!("  haproxy: NOT MEASURED ({why})");
-            out.haproxy_missing = Some(why.clone());
-        }
-    }
     for w in &spec.workloads {
         let direct = Target {
             side: Side::Direct,
@@ -280,42 +280,65 @@ pub fn run(
                 pid: Some(gateway.pid()),
             },
         ];
-        if let (Workload::Passthrough, Ok(p)) = (w.name, &proxy) {
+        let reference = reference_for(sc, spec, w, ctx, direct.addr, &mut out);
+        if let Some(p) = &reference {
             targets.push(Target {
                 side: Side::Haproxy,
                 addr: p.addr,
                 pid: Some(p.pid()),
             });
         }
-        let (run, proxied, chart) = run_workload(sc, spec, w, ctx, mocks, &targets)?;
+        let (run, chart) = run_workload(sc, spec, w, ctx, mocks, &targets)?;
+        drop(reference);
         if out.chart.is_none() {
             out.chart = chart;
         }
-        if proxied.is_some() {
-            out.haproxy = proxied;
-        }
         out.workloads.push(run);
     }
-    drop(proxy);
     out.rows = rows(&out);
     Ok(out)
 }
 
-fn start_haproxy(
+/// HAProxy in front of `w`'s mock when the workload has a reference and it is
+/// asked for; why not (once, for the report) when it cannot start.
+fn reference_for(
     sc: &Scenario,
+    spec: &EfficiencySpec,
+    w: &WorkloadSpec,
     ctx: &Context,
     server: SocketAddr,
-) -> Result<HaproxyProcess, String> {
-    let binary = haproxy::binary()
-        .ok_or("no haproxy binary on PATH or at /usr/sbin/haproxy (apt-get install haproxy)")?;
-    HaproxyProcess::start(&binary, server, ctx.logs, &sc.name, ctx.placement.gateway)
+    out: &mut EfficiencyRun,
+) -> Option<HaproxyProcess> {
+    if !w.name.has_reference() || out.haproxy_missing.is_some() {
+        return None;
+    }
+    if !spec.haproxy {
+        out.haproxy_missing = Some("not asked for (efficiency.haproxy: false)".into());
+        return None;
+    }
+    let started = haproxy::binary()
+        .ok_or_else(|| {
+            "no haproxy binary on PATH or at /usr/sbin/haproxy (apt-get install haproxy)".into()
+        })
+        .and_then(|binary| {
+            let name = format!("{}-{}", sc.name, w.name.name());
+            HaproxyProcess::start(&binary, server, ctx.logs, &name, ctx.placement.gateway)
+        });
+    match started {
+        Ok(p) => {
+            out.haproxy_configs
+                .push(p.config_path.display().to_string());
+            Some(p)
+        }
+        Err(why) => {
+            eprintln!("  haproxy: NOT MEASURED ({why})");
+            out.haproxy_missing = Some(why);
+            None
+        }
+    }
 }
 
-type WorkloadResult = (
-    WorkloadRun,
-    Option<SideRun>,
-    Option<(LoadReport, LoadReport)>,
-);
+type WorkloadResult = (WorkloadRun, Option<(LoadReport, LoadReport)>);
 
 /// `rounds` × every target closed loop, then `rounds` × every target at the
 /// latency rate; the sides alternate so a noisy stretch hits them alike.
@@ -371,12 +394,12 @@ fn run_workload(
         per: w.name.unit(),
         direct: take(Side::Direct),
         gateway: take(Side::Gateway),
+        haproxy: sides.remove(&Side::Haproxy),
     };
-    let proxied = sides.remove(&Side::Haproxy);
     let chart = best_latency
         .remove(&Side::Direct)
         .zip(best_latency.remove(&Side::Gateway));
-    Ok((run, proxied, chart))
+    Ok((run, chart))
 }
 
 fn side_name(side: Side) -> &'static str {
@@ -504,7 +527,7 @@ pub fn duration_s(spec: &EfficiencySpec) -> f64 {
         .workloads
         .iter()
         .map(|w| {
-            if w.name == Workload::Passthrough && spec.haproxy {
+            if w.name.has_reference() && spec.haproxy {
                 3
             } else {
                 2
@@ -601,9 +624,13 @@ budgets:
             let e = err(&SCENARIO.replacen(from, to, 1));
             assert!(e.contains(want), "{want}: {e}");
         }
-        let e = err(&SCENARIO.replace("passthrough, model", "translated, model"));
+        let neither = SCENARIO
+            .replace("passthrough, model", "translated, model")
+            .replace("    - { name: streaming, model: s, direct: up }\n", "")
+            .replace("  stream_events_mismatch: { max: 0 }\n", "");
+        let e = err(&neither);
         assert!(
-            e.contains("efficiency.haproxy: needs the passthrough workload"),
+            e.contains("efficiency.haproxy: needs the passthrough or the streaming workload"),
             "{e}"
         );
         let plain =
