@@ -153,9 +153,11 @@ impl SseParser {
     }
 
     /// Takes back a dispatched event's data buffer for the next event to be
-    /// assembled in (one allocation per event fewer on a long stream).
+    /// assembled in (one allocation per event fewer on a long stream). A large
+    /// one (a rare big event) is freed rather than held for the stream's life.
     pub fn recycle(&mut self, event: SseEvent) {
-        if self.pending.data.capacity() == 0 && self.failed.is_none() {
+        let reusable = event.data.capacity() <= crate::bufpool::MAX_KEPT_CAPACITY;
+        if reusable && self.pending.data.capacity() == 0 && self.failed.is_none() {
             let mut data = event.data;
             data.clear();
             self.pending.data = data;

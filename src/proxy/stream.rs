@@ -29,7 +29,7 @@ use crate::upstream::{BodyError, Response};
 use crate::wire::Usage;
 
 /// A string borrowed from the event where it has no escapes (the usual delta),
-/// so inspecting an event allocates only its choice list. (A bare `Cow` field
+/// so inspecting an event allocates nothing. (A bare `Cow` field
 /// inside an `Option` would always be copied.)
 #[derive(Deserialize, Default)]
 struct Text<'a>(#[serde(borrow)] Cow<'a, str>);

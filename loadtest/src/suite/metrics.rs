@@ -209,7 +209,8 @@ fn value(metric: Metric, sc: &Scenario, run: &ScenarioRun) -> Result<Measure, St
         | Metric::FailoverCpuUs
         | Metric::LimitCheckCpuUs
         | Metric::GatewayHaproxyCpuRatio
-        | Metric::StreamingHaproxyCpuRatio => {
+        | Metric::StreamingHaproxyCpuRatio
+        | Metric::GatewayHaproxyP99Ratio => {
             return super::efficiency::value(metric, run.efficiency.as_ref())
         }
         Metric::UpstreamCallsPerRequest => {

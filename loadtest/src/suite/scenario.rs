@@ -259,6 +259,7 @@ pub enum Metric {
     LimitCheckCpuUs,
     GatewayHaproxyCpuRatio,
     StreamingHaproxyCpuRatio,
+    GatewayHaproxyP99Ratio,
 }
 
 impl Metric {
@@ -304,6 +305,7 @@ impl Metric {
             Metric::LimitCheckCpuUs => "limit_check_cpu_us",
             Metric::GatewayHaproxyCpuRatio => "gateway_haproxy_cpu_ratio",
             Metric::StreamingHaproxyCpuRatio => "streaming_haproxy_cpu_ratio",
+            Metric::GatewayHaproxyP99Ratio => "gateway_haproxy_p99_ratio",
         }
     }
 
@@ -340,6 +342,7 @@ impl Metric {
                 | Metric::LimitCheckCpuUs
                 | Metric::GatewayHaproxyCpuRatio
                 | Metric::StreamingHaproxyCpuRatio
+                | Metric::GatewayHaproxyP99Ratio
         )
     }
 

@@ -143,6 +143,9 @@ pub struct Row {
     /// Pass-through, streaming and their HAProxy rows: the gateway's CPU ÷ HAProxy's.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub gateway_vs_haproxy_cpu: Option<f64>,
+    /// The same rows: the gateway's p99 ÷ HAProxy's at the latency rate (lowest of each).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gateway_vs_haproxy_p99: Option<f64>,
     /// Failover: most calls the dead mock got in one slice through the gateway.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dead_calls_max: Option<u64>,
@@ -213,6 +216,13 @@ pub(super) fn rows(run: &EfficiencyRun) -> Vec<Row> {
             .map(|(g, h)| g / h);
         row.gateway_vs_haproxy_cpu = ratio;
         reference.gateway_vs_haproxy_cpu = ratio;
+        let p99 = |side: Option<&SideRun>| side.and_then(SideRun::latency).map(|(_, p99)| p99);
+        let p99_ratio = p99(Some(&w.gateway))
+            .zip(p99(w.haproxy.as_ref()))
+            .filter(|(_, h)| *h > 0)
+            .map(|(g, h)| g as f64 / h as f64);
+        row.gateway_vs_haproxy_p99 = p99_ratio;
+        reference.gateway_vs_haproxy_p99 = p99_ratio;
         rows.push(row);
         rows.push(reference);
     }
@@ -270,6 +280,7 @@ fn row_of(name: &str, per: &'static str, proxied: &SideRun, direct: &SideRun) ->
         errors: proxied.errors(),
         direct_errors: direct.errors(),
         gateway_vs_haproxy_cpu: None,
+        gateway_vs_haproxy_p99: None,
         dead_calls_max: None,
         events_per_stream: None,
     }
@@ -324,6 +335,12 @@ pub fn value(metric: Metric, run: Option<&EfficiencyRun>) -> Result<Measure, Str
         Metric::LimitCheckCpuUs => cpu("limit_check")?,
         Metric::GatewayHaproxyCpuRatio => haproxy_ratio(run, Workload::Passthrough)?,
         Metric::StreamingHaproxyCpuRatio => haproxy_ratio(run, Workload::Streaming)?,
+        Metric::GatewayHaproxyP99Ratio => {
+            haproxy_ratio(run, Workload::Passthrough)?;
+            run.row(Workload::Passthrough.name())
+                .and_then(|r| r.gateway_vs_haproxy_p99)
+                .ok_or("no latency slice of pass-through through both proxies")?
+        }
         _ => return Err(format!("{} is not an efficiency metric", metric.name())),
     };
     Ok(Measure::Value(v))
@@ -424,6 +441,9 @@ pub fn table(run: &EfficiencyRun) -> String {
         }
         if let Some(e) = &r.events_per_stream {
             notes.push(format!("events per stream: {e}"));
+        }
+        if let (Some(v), false) = (r.gateway_vs_haproxy_p99, r.workload.starts_with("haproxy")) {
+            notes.push(format!("p99 ÷ haproxy p99: {v:.2}"));
         }
         let _ = writeln!(
             md,
@@ -660,6 +680,7 @@ mod tests {
         // HAProxy: 20 µs/req, so the gateway costs 1.25 × its CPU.
         assert_eq!(run.rows[1].proxy_cpu_us, Some(20.0));
         assert_eq!(p.gateway_vs_haproxy_cpu, Some(1.25));
+        assert_eq!(p.gateway_vs_haproxy_p99, Some(1.3), "1300 µs ÷ 1000 µs");
         assert_eq!(
             run.rows[2].proxy_cpu_us,
             Some(10.0),
@@ -675,6 +696,7 @@ mod tests {
         let md = table(&run);
         assert!(md.contains("| passthrough | 25.00 | 6.00 / 5.00 | 5.50 / 5.00 | 2100 | 4000 | 0.53 | +80 | +400 | 1.25 |"), "{md}");
         assert!(md.contains("| streaming (per SSE event) | 10.00 |"), "{md}");
+        assert!(md.contains("p99 ÷ haproxy p99: 1.30"), "{md}");
         assert!(
             md.contains("| haproxy (reference, streaming, per SSE event) | 4.00 |"),
             "{md}"
@@ -694,6 +716,7 @@ mod tests {
             (Metric::FailoverCpuUs, 30.0),
             (Metric::GatewayHaproxyCpuRatio, 1.25),
             (Metric::StreamingHaproxyCpuRatio, 2.5),
+            (Metric::GatewayHaproxyP99Ratio, 1.3),
         ];
         for (metric, want) in cases {
             assert_eq!(measured(metric, &run), Ok(want), "{}", metric.name());

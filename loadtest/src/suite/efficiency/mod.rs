@@ -234,6 +234,7 @@ pub fn metric_needs(metric: Metric) -> (Option<Workload>, bool) {
         Metric::PassthroughCpuUs => (Some(Workload::Passthrough), false),
         Metric::GatewayHaproxyCpuRatio => (Some(Workload::Passthrough), true),
         Metric::StreamingHaproxyCpuRatio => (Some(Workload::Streaming), true),
+        Metric::GatewayHaproxyP99Ratio => (Some(Workload::Passthrough), true),
         Metric::TranslatedCpuUs => (Some(Workload::Translated), false),
         Metric::LimitCheckCpuUs => (Some(Workload::LimitCheck), false),
         _ => (None, false),
