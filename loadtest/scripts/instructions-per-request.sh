@@ -4,21 +4,26 @@
 # driver, one shard, a client key) serves N and then N+500 requests from one
 # keep-alive client in front of the mock; the difference / 500 is the cost of a
 # request without start-up.
-# Usage: loadtest/scripts/instructions-per-request.sh [SWITCHYARD_BIN] [N]
+# With `events` as the third argument it counts per relayed SSE event instead:
+# N streams of 4 chunks, then N of 68; the difference / (64 × N) is one event
+# without the request around it.
+# Usage: loadtest/scripts/instructions-per-request.sh [SWITCHYARD_BIN] [N] [events]
 #   (build first: cargo build --release -p switchyard -p loadtest)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 BIN="${1:-target/release/switchyard}"
 N="${2:-100}"
+MODE="${3:-requests}"
 command -v valgrind >/dev/null || { echo "needs valgrind (apt-get install valgrind)" >&2; exit 2; }
 free_port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
 
-# run_once COUNT: prints the gateway's total instruction count for COUNT requests.
+# run_once COUNT CHUNKS: prints the gateway's total instruction count for COUNT
+# requests (streamed in `events` mode) answered with CHUNKS chunks.
 run_once() {
-    local count=$1 work mock_port gw_port mock_pid gw_pid
+    local count=$1 chunks=$2 work mock_port gw_port mock_pid gw_pid
     work="$(mktemp -d)"
     mock_port="$(free_port)"; gw_port="$(free_port)"
-    target/release/mock-provider --listen "127.0.0.1:$mock_port" --name m --chunks 4 >/dev/null 2>&1 &
+    target/release/mock-provider --listen "127.0.0.1:$mock_port" --name m --chunks "$chunks" >/dev/null 2>&1 &
     mock_pid=$!
     cat >"$work/c.yaml" <<YAML
 listen: 127.0.0.1:$gw_port
@@ -37,9 +42,9 @@ routes:
 YAML
     valgrind --tool=callgrind --callgrind-out-file="$work/cg.out" "$BIN" run --config "$work/c.yaml" >"$work/gw.log" 2>&1 &
     gw_pid=$!
-    python3 - "$gw_port" "$count" <<'PY'
+    python3 - "$gw_port" "$count" "$MODE" <<'PY'
 import http.client, json, sys, time
-port, n = int(sys.argv[1]), int(sys.argv[2])
+port, n, stream = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3] == "events"
 for _ in range(600):
     try:
         c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
@@ -47,7 +52,7 @@ for _ in range(600):
     except OSError:
         time.sleep(0.1)
 c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-body = json.dumps({"model": "chat", "messages": [{"role": "user", "content": "hello there"}]})
+body = json.dumps({"model": "chat", "stream": stream, "messages": [{"role": "user", "content": "hello there"}]})
 headers = {"content-type": "application/json", "authorization": "Bearer sk-test",
            "user-agent": "OpenAI/Python 3.57.0", "x-stainless-lang": "python",
            "traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"}
@@ -62,6 +67,12 @@ PY
     rm -rf "$work"
 }
 
-small=$(run_once "$N")
-large=$(run_once $((N + 500)))
+if [ "$MODE" = events ]; then
+    small=$(run_once "$N" 4)
+    large=$(run_once "$N" 68)
+    echo "instructions per event: $(( (large - small) / (64 * N) ))  ($small for $N streams of 4 chunks, $large of 68; $BIN)"
+    exit 0
+fi
+small=$(run_once "$N" 4)
+large=$(run_once $((N + 500)) 4)
 echo "instructions per request: $(( (large - small) / 500 ))  ($small for $N, $large for $((N + 500)); $BIN)"
