@@ -15,8 +15,9 @@ pub const IO_URING: &str = "io_uring";
 pub const LEGACY: &str = "legacy";
 
 /// Builds the runtime `choice` asks for and runs `main` on it to completion. `main`
-/// learns which driver it runs on. With `Auto`, an io_uring that cannot be set up
-/// falls back to the legacy driver and says why.
+/// learns which driver it runs on, and why it is not the best one when it is
+/// not. With `Auto`, an io_uring that cannot be set up falls back to the legacy
+/// driver and says why.
 pub fn run<F, Fut>(choice: DriverChoice, main: F) -> std::io::Result<Fut::Output>
 where
     F: FnOnce(&'static str, Option<String>) -> Fut,
@@ -24,7 +25,7 @@ where
 {
     if choice != DriverChoice::Legacy {
         match build_uring() {
-            Ok(mut runtime) => return Ok(runtime.block_on(main(IO_URING, None))),
+            Ok((mut runtime, plain)) => return Ok(runtime.block_on(main(IO_URING, plain))),
             Err(e) if choice == DriverChoice::Auto => {
                 let why = format!("io_uring unavailable ({e}); using the legacy epoll driver");
                 let mut runtime = RuntimeBuilder::<LegacyDriver>::new()
@@ -48,8 +49,8 @@ where
 /// irq_vectors:reschedule_entry` on a loaded gateway: 16,598 in 2 s without the
 /// flag, 47 with it). Only the shard's own thread uses its ring, the case the
 /// flag is made for. Kernels before 5.19 refuse the flag; the ring is then
-/// built without it.
-fn build_uring() -> std::io::Result<monoio::Runtime<monoio::time::TimeDriver<IoUringDriver>>> {
+/// built without it, and the second value says so (the shard logs it).
+fn build_uring() -> std::io::Result<(UringRuntime, Option<String>)> {
     let mut cooperative = io_uring::IoUring::builder();
     cooperative.setup_coop_taskrun();
     let build = |setup: io_uring::Builder| {
@@ -59,5 +60,16 @@ fn build_uring() -> std::io::Result<monoio::Runtime<monoio::time::TimeDriver<IoU
             .enable_timer()
             .build()
     };
-    build(cooperative).or_else(|_| build(io_uring::IoUring::builder()))
+    match build(cooperative) {
+        Ok(runtime) => Ok((runtime, None)),
+        Err(e) => {
+            let why = format!(
+                "io_uring without IORING_SETUP_COOP_TASKRUN ({e}; kernels before 5.19): \
+                 completions interrupt the shard"
+            );
+            build(io_uring::IoUring::builder()).map(|runtime| (runtime, Some(why)))
+        }
+    }
 }
+
+type UringRuntime = monoio::Runtime<monoio::time::TimeDriver<IoUringDriver>>;
