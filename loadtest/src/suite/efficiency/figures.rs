@@ -143,7 +143,8 @@ pub struct Row {
     /// Pass-through, streaming and their HAProxy rows: the gateway's CPU ÷ HAProxy's.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub gateway_vs_haproxy_cpu: Option<f64>,
-    /// The same rows: the gateway's p99 ÷ HAProxy's at the latency rate (lowest of each).
+    /// Pass-through and streaming: the gateway's p99 ÷ HAProxy's at the latency
+    /// rate (lowest of each).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub gateway_vs_haproxy_p99: Option<f64>,
     /// Failover: most calls the dead mock got in one slice through the gateway.
@@ -222,7 +223,6 @@ pub(super) fn rows(run: &EfficiencyRun) -> Vec<Row> {
             .filter(|(_, h)| *h > 0)
             .map(|(g, h)| g as f64 / h as f64);
         row.gateway_vs_haproxy_p99 = p99_ratio;
-        reference.gateway_vs_haproxy_p99 = p99_ratio;
         rows.push(row);
         rows.push(reference);
     }
@@ -333,27 +333,37 @@ pub fn value(metric: Metric, run: Option<&EfficiencyRun>) -> Result<Measure, Str
         Metric::TranslatedCpuUs => cpu("translated")?,
         Metric::FailoverCpuUs => cpu("failover")?,
         Metric::LimitCheckCpuUs => cpu("limit_check")?,
-        Metric::GatewayHaproxyCpuRatio => haproxy_ratio(run, Workload::Passthrough)?,
-        Metric::StreamingHaproxyCpuRatio => haproxy_ratio(run, Workload::Streaming)?,
-        Metric::GatewayHaproxyP99Ratio => {
-            haproxy_ratio(run, Workload::Passthrough)?;
-            run.row(Workload::Passthrough.name())
-                .and_then(|r| r.gateway_vs_haproxy_p99)
-                .ok_or("no latency slice of pass-through through both proxies")?
-        }
+        Metric::GatewayHaproxyCpuRatio => haproxy_ratio(run, Workload::Passthrough, Compared::Cpu)?,
+        Metric::StreamingHaproxyCpuRatio => haproxy_ratio(run, Workload::Streaming, Compared::Cpu)?,
+        Metric::GatewayHaproxyP99Ratio => haproxy_ratio(run, Workload::Passthrough, Compared::P99)?,
         _ => return Err(format!("{} is not an efficiency metric", metric.name())),
     };
     Ok(Measure::Value(v))
 }
 
-/// The gateway's CPU ÷ HAProxy's on workload `w`.
-fn haproxy_ratio(run: &EfficiencyRun, w: Workload) -> Result<f64, String> {
+/// The gateway's CPU or p99 ÷ HAProxy's on workload `w`.
+fn haproxy_ratio(run: &EfficiencyRun, w: Workload, of: Compared) -> Result<f64, String> {
     if let Some(why) = &run.haproxy_missing {
         return Err(format!("haproxy: {why}"));
     }
-    run.row(w.name())
-        .and_then(|r| r.gateway_vs_haproxy_cpu)
-        .ok_or_else(|| format!("no CPU reading of {} through both proxies", w.name()))
+    let (ratio, what) = match of {
+        Compared::Cpu => (
+            run.row(w.name()).and_then(|r| r.gateway_vs_haproxy_cpu),
+            "CPU reading",
+        ),
+        Compared::P99 => (
+            run.row(w.name()).and_then(|r| r.gateway_vs_haproxy_p99),
+            "latency slice",
+        ),
+    };
+    ratio.ok_or_else(|| format!("no {what} of {} through both proxies", w.name()))
+}
+
+/// What a gateway ÷ HAProxy ratio compares.
+#[derive(Clone, Copy)]
+enum Compared {
+    Cpu,
+    P99,
 }
 
 /// |events through the gateway − completed streams × E| summed over the
@@ -442,7 +452,7 @@ pub fn table(run: &EfficiencyRun) -> String {
         if let Some(e) = &r.events_per_stream {
             notes.push(format!("events per stream: {e}"));
         }
-        if let (Some(v), false) = (r.gateway_vs_haproxy_p99, r.workload.starts_with("haproxy")) {
+        if let Some(v) = r.gateway_vs_haproxy_p99 {
             notes.push(format!("p99 ÷ haproxy p99: {v:.2}"));
         }
         let _ = writeln!(
