@@ -182,7 +182,7 @@ impl Control {
         true
     }
 
-    /// Asks every shard for its counters and health view (answered at its next tick).
+    /// Asks every shard for its counters and health view (the delivery wakes it).
     pub fn snapshots(&self) -> Vec<ShardSnapshot> {
         let (tx, rx) = mpsc::sync_channel(self.inboxes.len());
         for inbox in &self.inboxes {

@@ -6,16 +6,12 @@ use std::rc::Rc;
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
 
 use crate::config::DriverChoice;
 use crate::log::Level;
 use crate::route::Table;
 use crate::shard::stop::StopSignal;
-use crate::shard::{deliver, messages, runtime, Inbox, Shard, ShardMsg};
-
-/// How often a shard drains its inbox and publishes its health summary.
-pub const TICK: Duration = Duration::from_millis(25);
+use crate::shard::{deliver, housekeeping, messages, runtime, Inbox, Shard, ShardMsg};
 
 /// Options for starting shards.
 #[derive(Debug, Clone)]
@@ -129,9 +125,6 @@ fn shard_thread(
     }
 }
 
-/// How long after the drain deadline open streams get to send their final error.
-const LAST_WORDS: Duration = Duration::from_millis(500);
-
 async fn run_shard(shard: Rc<Shard>, listener: monoio::net::TcpListener) {
     let stop = Rc::new(StopSignal::default());
     monoio::spawn(crate::server::accept_loop(
@@ -139,30 +132,7 @@ async fn run_shard(shard: Rc<Shard>, listener: monoio::net::TcpListener) {
         listener,
         stop.clone(),
     ));
-    let mut ticker = monoio::time::interval(TICK);
-    let mut ticks: u64 = 0;
-    loop {
-        ticker.tick().await;
-        let now = Instant::now();
-        if let Some(grace) = shard.drain_inbox(now) {
-            if shard.draining.get().is_none() {
-                shard.draining.set(Some(now + grace));
-                stop.stop();
-            }
-        }
-        shard.publish_health(now);
-        ticks += 1;
-        if ticks.is_multiple_of(40) {
-            shard.evict_idle(now);
-        }
-        if let Some(until) = shard.draining.get() {
-            // Past the grace, streams still open end with an error event on their
-            // next read; give them a moment to get it out before the runtime stops.
-            if shard.active_requests.get() == 0 || now >= until + LAST_WORDS {
-                break;
-            }
-        }
-    }
+    housekeeping::run(shard, stop).await;
 }
 
 impl Shards {

@@ -713,7 +713,7 @@ fn invalid_reload_keeps_the_old_config_and_a_fixed_file_goes_live() {
     let mark = gw.log_count();
     signal(&gw.child, libc::SIGHUP);
     gw.wait_for_log(mark, "config reloaded", Duration::from_secs(5));
-    // Each shard takes the new table at its next tick: wait until a run of requests
+    // Each shard takes the new table when its inbox wakes it: wait until a run of requests
     // (spread over both shards) all see it.
     let mut last = String::new();
     let mut all_switched = || {
@@ -1252,7 +1252,7 @@ fn metrics_parse_and_count_requests() {
         .unwrap();
     assert_eq!(r.status, 404, "{}", r.text());
 
-    // Shards answer snapshots on their next tick: poll until the counts settle.
+    // Shards answer snapshots when the request wakes them: poll until the counts settle.
     let mut after = Vec::new();
     wait_until(Duration::from_secs(2), || {
         after = scrape(admin);

@@ -59,6 +59,7 @@ pub async fn serve(shard: Rc<Shard>, stream: monoio::net::TcpStream) {
             }
         };
         let _active = Gauge::up(&shard.active_requests);
+        shard.note_request();
         let started = Instant::now();
         let admitted = match super::dispatch::admit(&shard, &head) {
             Ok(admitted) => admitted,

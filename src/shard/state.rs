@@ -7,6 +7,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use super::messages::{Inbox, ShardMsg};
@@ -75,6 +76,19 @@ pub struct Shard {
     pub open_connections: Cell<usize>,
     request_seq: Cell<u64>,
     id_prefix: u32,
+    /// A request started since the housekeeping last looked.
+    requests_seen: Cell<bool>,
+    /// The housekeeping, while it sleeps and a request would give it work.
+    on_request: Cell<Option<Waker>>,
+}
+
+/// What draining the inbox found that the housekeeping acts on.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Drained {
+    /// Asked to stop, with this grace.
+    pub shutdown: Option<Duration>,
+    /// A peer's health summary arrived.
+    pub heard_peers: bool,
 }
 
 impl Shard {
@@ -96,6 +110,8 @@ impl Shard {
             open_connections: Cell::new(0),
             request_seq: Cell::new(0),
             id_prefix: fastrand::u32(..),
+            requests_seen: Cell::new(false),
+            on_request: Cell::new(None),
         })
     }
 
@@ -151,10 +167,10 @@ impl Shard {
         RequestId::generated(self.id_prefix, (self.id & 0xff) as u8, seq)
     }
 
-    /// Applies every message waiting in the inbox. Returns a shutdown grace when
-    /// asked to stop.
-    pub fn drain_inbox(&self, now: Instant) -> Option<Duration> {
-        let mut shutdown = None;
+    /// Applies every message waiting in the inbox: what it asked for is done, and
+    /// what the housekeeping has to know is returned.
+    pub fn drain_inbox(&self, now: Instant) -> Drained {
+        let mut drained = Drained::default();
         while let Some(msg) = self.inbox.pop() {
             match msg {
                 ShardMsg::Table(table) => self.install_table(table),
@@ -163,14 +179,45 @@ impl Shard {
                     generation,
                     at,
                     summaries,
-                } => self.merge_health(from, generation, at, &summaries, now),
-                ShardMsg::Shutdown { grace } => shutdown = Some(grace),
+                } => {
+                    drained.heard_peers = true;
+                    self.merge_health(from, generation, at, &summaries, now);
+                }
+                ShardMsg::Shutdown { grace } => drained.shutdown = Some(grace),
                 ShardMsg::Snapshot(reply) => {
                     let _ = reply.try_send(self.snapshot(now));
                 }
             }
         }
-        shutdown
+        drained
+    }
+
+    /// A request started: the housekeeping, if it listens for that, wakes.
+    pub fn note_request(&self) {
+        self.requests_seen.set(true);
+        if let Some(housekeeping) = self.on_request.take() {
+            housekeeping.wake();
+        }
+    }
+
+    /// Whether a request started since the last call.
+    pub fn take_requests_seen(&self) -> bool {
+        self.requests_seen.replace(false)
+    }
+
+    /// Ready when a request started since [`Shard::take_requests_seen`]; else the
+    /// next one wakes `cx` (once).
+    pub fn poll_request_seen(&self, cx: &Context<'_>) -> Poll<()> {
+        if self.requests_seen.get() {
+            return Poll::Ready(());
+        }
+        self.on_request.set(Some(cx.waker().clone()));
+        Poll::Pending
+    }
+
+    /// Stops waking the housekeeping for requests.
+    pub fn stop_listening_for_requests(&self) {
+        self.on_request.set(None);
     }
 
     fn merge_health(
@@ -192,10 +239,13 @@ impl Shard {
         }
     }
 
-    /// Sends this shard's health summary to every peer.
-    pub fn publish_health(&self, now: Instant) {
+    /// Sends this shard's health summary to every peer, unless it is a summary
+    /// of nothing and the last one (`told_volume`) was too: peers forget a
+    /// summary soon after it stops coming. Returns whether this one told of any
+    /// request.
+    pub fn publish_health(&self, now: Instant, told_volume: bool) -> bool {
         if self.peers.len() < 2 {
-            return;
+            return false;
         }
         let routing = self.routing();
         let summaries: Arc<[TargetSummary]> = routing
@@ -203,19 +253,24 @@ impl Shard {
             .iter()
             .map(|cell| cell.health.borrow().summary(now))
             .collect();
+        let has_volume = summaries.iter().any(|s| s.requests > 0 || s.failures > 0);
+        if !has_volume && !told_volume {
+            return false;
+        }
         let generation = routing.table.generation;
         for (index, peer) in self.peers.iter().enumerate() {
             if index == self.id {
                 continue;
             }
             // A full inbox drops this summary; the next one follows within a tick.
-            let _ = peer.push(ShardMsg::Health {
+            let _ = peer.post(ShardMsg::Health {
                 from: self.id,
                 generation,
                 at: now,
                 summaries: summaries.clone(),
             });
         }
+        has_volume
     }
 
     /// Closes idle upstream sockets past their idle timeout.
