@@ -384,3 +384,13 @@ fn traceparent_is_the_gateways_when_traced() {
         );
     }
 }
+
+#[test]
+fn byte_classes_are_rfc_9110_tokens_and_field_values() {
+    for b in 0..=255u8 {
+        let token = b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+        let value = b == b'\t' || b == b' ' || (0x21..=0x7e).contains(&b) || b >= 0x80;
+        assert_eq!(is_token_byte(b), token, "token {b:#x}");
+        assert_eq!(valid_value_byte(b), value, "value {b:#x}");
+    }
+}

@@ -10,6 +10,7 @@ use std::time::Instant;
 use crate::downstream::ClientStream;
 use monoio::time::timeout_at;
 
+use super::dispatch::KeyMemo;
 use crate::bufio::{consume, read_more};
 use crate::config::Limits;
 use crate::http::chunked::ChunkedDecoder;
@@ -48,6 +49,7 @@ pub async fn serve(shard: Rc<Shard>, stream: monoio::net::TcpStream) {
     let mut buf: Vec<u8> = Vec::with_capacity(8 * 1024);
     let mut out: Vec<u8> = Vec::with_capacity(8 * 1024);
     let mut storage = HeadStorage::default();
+    let mut keys = KeyMemo::default();
     loop {
         let limits = shard.table().config.limits;
         stream.set_write_timeout(limits.client_write_timeout);
@@ -61,7 +63,7 @@ pub async fn serve(shard: Rc<Shard>, stream: monoio::net::TcpStream) {
         let _active = Gauge::up(&shard.active_requests);
         shard.note_request();
         let started = Instant::now();
-        let admitted = match super::dispatch::admit(&shard, &head) {
+        let admitted = match super::dispatch::admit(&shard, &head, &mut keys) {
             Ok(admitted) => admitted,
             Err(mut rejected) => {
                 // Refused on its head: a small body already on its way is skipped
