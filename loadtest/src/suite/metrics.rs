@@ -210,7 +210,8 @@ fn value(metric: Metric, sc: &Scenario, run: &ScenarioRun) -> Result<Measure, St
         | Metric::LimitCheckCpuUs
         | Metric::GatewayHaproxyCpuRatio
         | Metric::StreamingHaproxyCpuRatio
-        | Metric::GatewayHaproxyP99Ratio => {
+        | Metric::GatewayHaproxyP99Ratio
+        | Metric::GatewayHaproxyCpuAtRateRatio => {
             return super::efficiency::value(metric, run.efficiency.as_ref())
         }
         Metric::UpstreamCallsPerRequest => {

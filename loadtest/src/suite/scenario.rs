@@ -260,6 +260,7 @@ pub enum Metric {
     GatewayHaproxyCpuRatio,
     StreamingHaproxyCpuRatio,
     GatewayHaproxyP99Ratio,
+    GatewayHaproxyCpuAtRateRatio,
 }
 
 impl Metric {
@@ -306,6 +307,7 @@ impl Metric {
             Metric::GatewayHaproxyCpuRatio => "gateway_haproxy_cpu_ratio",
             Metric::StreamingHaproxyCpuRatio => "streaming_haproxy_cpu_ratio",
             Metric::GatewayHaproxyP99Ratio => "gateway_haproxy_p99_ratio",
+            Metric::GatewayHaproxyCpuAtRateRatio => "gateway_haproxy_cpu_at_rate_ratio",
         }
     }
 
@@ -343,6 +345,7 @@ impl Metric {
                 | Metric::GatewayHaproxyCpuRatio
                 | Metric::StreamingHaproxyCpuRatio
                 | Metric::GatewayHaproxyP99Ratio
+                | Metric::GatewayHaproxyCpuAtRateRatio
         )
     }
 

@@ -89,6 +89,17 @@ impl SideRun {
             .map(|(s, _)| s)
     }
 
+    /// The proxy's least CPU per unit over the latency slices: at a low rate
+    /// each request also pays for the proxy waking up (from idle, for the
+    /// request and the provider's answer, and for any periodic work of its own),
+    /// which the closed loop spreads over many.
+    fn cpu_at_rate(&self) -> Option<f64> {
+        self.latency
+            .iter()
+            .filter_map(|s| s.per_unit(s.proxy_cpu_ns))
+            .min_by(f64::total_cmp)
+    }
+
     /// Lowest p50 and lowest p99 over the latency slices (noise only adds latency).
     fn latency(&self) -> Option<(u64, u64)> {
         let p50 = self.latency.iter().map(|s| s.p50_us).min()?;
@@ -128,6 +139,8 @@ pub struct Row {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub not_measured: Option<String>,
     pub proxy_cpu_us: Option<f64>,
+    /// The proxy's CPU-µs per unit at the latency rate (see `SideRun::cpu_at_rate`).
+    pub proxy_cpu_at_rate_us: Option<f64>,
     pub mock_cpu_us: Option<f64>,
     pub direct_mock_cpu_us: Option<f64>,
     pub load_cpu_us: Option<f64>,
@@ -147,6 +160,10 @@ pub struct Row {
     /// rate (lowest of each).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub gateway_vs_haproxy_p99: Option<f64>,
+    /// Pass-through and streaming: the gateway's CPU at the latency rate ÷
+    /// HAProxy's (the wake-up cost a closed loop hides).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gateway_vs_haproxy_cpu_at_rate: Option<f64>,
     /// Failover: most calls the dead mock got in one slice through the gateway.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dead_calls_max: Option<u64>,
@@ -223,6 +240,11 @@ pub(super) fn rows(run: &EfficiencyRun) -> Vec<Row> {
             .filter(|(_, h)| *h > 0)
             .map(|(g, h)| g as f64 / h as f64);
         row.gateway_vs_haproxy_p99 = p99_ratio;
+        row.gateway_vs_haproxy_cpu_at_rate = row
+            .proxy_cpu_at_rate_us
+            .zip(reference.proxy_cpu_at_rate_us)
+            .filter(|(_, h)| *h > 0.0)
+            .map(|(g, h)| g / h);
         rows.push(row);
         rows.push(reference);
     }
@@ -265,6 +287,7 @@ fn row_of(name: &str, per: &'static str, proxied: &SideRun, direct: &SideRun) ->
         per,
         not_measured: None,
         proxy_cpu_us: p.and_then(|s| s.per_unit(s.proxy_cpu_ns)),
+        proxy_cpu_at_rate_us: proxied.cpu_at_rate(),
         mock_cpu_us: p.and_then(|s| s.per_unit(s.mock_cpu_ns)),
         direct_mock_cpu_us: d.and_then(|s| s.per_unit(s.mock_cpu_ns)),
         load_cpu_us: p.and_then(|s| s.per_unit(s.load_cpu_ns)),
@@ -281,6 +304,7 @@ fn row_of(name: &str, per: &'static str, proxied: &SideRun, direct: &SideRun) ->
         direct_errors: direct.errors(),
         gateway_vs_haproxy_cpu: None,
         gateway_vs_haproxy_p99: None,
+        gateway_vs_haproxy_cpu_at_rate: None,
         dead_calls_max: None,
         events_per_stream: None,
     }
@@ -336,6 +360,9 @@ pub fn value(metric: Metric, run: Option<&EfficiencyRun>) -> Result<Measure, Str
         Metric::GatewayHaproxyCpuRatio => haproxy_ratio(run, Workload::Passthrough, Compared::Cpu)?,
         Metric::StreamingHaproxyCpuRatio => haproxy_ratio(run, Workload::Streaming, Compared::Cpu)?,
         Metric::GatewayHaproxyP99Ratio => haproxy_ratio(run, Workload::Passthrough, Compared::P99)?,
+        Metric::GatewayHaproxyCpuAtRateRatio => {
+            haproxy_ratio(run, Workload::Passthrough, Compared::CpuAtRate)?
+        }
         _ => return Err(format!("{} is not an efficiency metric", metric.name())),
     };
     Ok(Measure::Value(v))
@@ -355,6 +382,11 @@ fn haproxy_ratio(run: &EfficiencyRun, w: Workload, of: Compared) -> Result<f64, 
             run.row(w.name()).and_then(|r| r.gateway_vs_haproxy_p99),
             "latency slice",
         ),
+        Compared::CpuAtRate => (
+            run.row(w.name())
+                .and_then(|r| r.gateway_vs_haproxy_cpu_at_rate),
+            "CPU reading at the latency rate",
+        ),
     };
     ratio.ok_or_else(|| format!("no {what} of {} through both proxies", w.name()))
 }
@@ -364,6 +396,7 @@ fn haproxy_ratio(run: &EfficiencyRun, w: Workload, of: Compared) -> Result<f64, 
 enum Compared {
     Cpu,
     P99,
+    CpuAtRate,
 }
 
 /// |events through the gateway − completed streams × E| summed over the
@@ -451,6 +484,12 @@ pub fn table(run: &EfficiencyRun) -> String {
         }
         if let Some(e) = &r.events_per_stream {
             notes.push(format!("events per stream: {e}"));
+        }
+        if let Some(v) = r.proxy_cpu_at_rate_us {
+            notes.push(format!("CPU-µs at the latency rate: {v:.1}"));
+        }
+        if let Some(v) = r.gateway_vs_haproxy_cpu_at_rate {
+            notes.push(format!("÷ haproxy's: {v:.2}"));
         }
         if let Some(v) = r.gateway_vs_haproxy_p99 {
             notes.push(format!("p99 ÷ haproxy p99: {v:.2}"));
@@ -580,6 +619,12 @@ mod tests {
         }
     }
 
+    /// `slice` with the proxy's task clock at `proxy_us` in all.
+    fn costing(mut slice: Slice, proxy_us: u64) -> Slice {
+        slice.proxy_cpu_ns = Some(proxy_us * 1000);
+        slice
+    }
+
     fn side(closed: Vec<Slice>, latency: Vec<Slice>) -> SideRun {
         SideRun { closed, latency }
     }
@@ -613,11 +658,15 @@ mod tests {
                             // Fastest, but a neighbour's cache traffic made it dearer.
                             closed(2100, 2100.0, 63_000, 13_000, 12_000),
                         ],
-                        vec![latency(420, 1300), latency(380, 1500)],
+                        // 100 requests each: 120 and 90 µs per request.
+                        vec![
+                            costing(latency(420, 1300), 12_000),
+                            costing(latency(380, 1500), 9_000),
+                        ],
                     ),
                     haproxy: Some(side(
                         vec![closed(3000, 3000.0, 60_000, 15_000, 15_000)],
-                        vec![latency(350, 1000)],
+                        vec![costing(latency(350, 1000), 6_000)],
                     )),
                 },
                 WorkloadRun {
@@ -692,6 +741,12 @@ mod tests {
         assert_eq!(p.gateway_vs_haproxy_cpu, Some(1.25));
         assert_eq!(p.gateway_vs_haproxy_p99, Some(1.3), "1300 µs ÷ 1000 µs");
         assert_eq!(
+            p.proxy_cpu_at_rate_us,
+            Some(90.0),
+            "the cheaper latency slice"
+        );
+        assert_eq!(p.gateway_vs_haproxy_cpu_at_rate, Some(1.5), "90 µs ÷ 60 µs");
+        assert_eq!(
             run.rows[2].proxy_cpu_us,
             Some(10.0),
             "per event: 9500 µs / 950"
@@ -707,6 +762,10 @@ mod tests {
         assert!(md.contains("| passthrough | 25.00 | 6.00 / 5.00 | 5.50 / 5.00 | 2100 | 4000 | 0.53 | +80 | +400 | 1.25 |"), "{md}");
         assert!(md.contains("| streaming (per SSE event) | 10.00 |"), "{md}");
         assert!(md.contains("p99 ÷ haproxy p99: 1.30"), "{md}");
+        assert!(
+            md.contains("CPU-µs at the latency rate: 90.0; ÷ haproxy's: 1.50"),
+            "{md}"
+        );
         assert!(
             md.contains("| haproxy (reference, streaming, per SSE event) | 4.00 |"),
             "{md}"
@@ -727,6 +786,7 @@ mod tests {
             (Metric::GatewayHaproxyCpuRatio, 1.25),
             (Metric::StreamingHaproxyCpuRatio, 2.5),
             (Metric::GatewayHaproxyP99Ratio, 1.3),
+            (Metric::GatewayHaproxyCpuAtRateRatio, 1.5),
         ];
         for (metric, want) in cases {
             assert_eq!(measured(metric, &run), Ok(want), "{}", metric.name());

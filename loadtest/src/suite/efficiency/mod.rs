@@ -234,7 +234,9 @@ pub fn metric_needs(metric: Metric) -> (Option<Workload>, bool) {
         Metric::PassthroughCpuUs => (Some(Workload::Passthrough), false),
         Metric::GatewayHaproxyCpuRatio => (Some(Workload::Passthrough), true),
         Metric::StreamingHaproxyCpuRatio => (Some(Workload::Streaming), true),
-        Metric::GatewayHaproxyP99Ratio => (Some(Workload::Passthrough), true),
+        Metric::GatewayHaproxyP99Ratio | Metric::GatewayHaproxyCpuAtRateRatio => {
+            (Some(Workload::Passthrough), true)
+        }
         Metric::TranslatedCpuUs => (Some(Workload::Translated), false),
         Metric::LimitCheckCpuUs => (Some(Workload::LimitCheck), false),
         _ => (None, false),
