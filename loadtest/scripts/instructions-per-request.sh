@@ -7,6 +7,8 @@
 # With `events` as the third argument it counts per relayed SSE event instead:
 # N streams of 4 chunks, then N of 68; the difference / (64 × N) is one event
 # without the request around it.
+# With CALLGRIND_KEEP=DIR each run's profile is kept as DIR/callgrind.COUNT.CHUNKS.out
+# (per function: callgrind_annotate --inclusive=yes DIR/callgrind.600.4.out).
 # Usage: loadtest/scripts/instructions-per-request.sh [SWITCHYARD_BIN] [N] [events]
 #   (build first: cargo build --release -p switchyard -p loadtest)
 set -euo pipefail
@@ -64,6 +66,9 @@ PY
     kill -TERM "$gw_pid"; wait "$gw_pid" 2>/dev/null || true
     kill "$mock_pid"; wait "$mock_pid" 2>/dev/null || true
     callgrind_annotate "$work/cg.out" 2>/dev/null | grep -m1 "PROGRAM TOTALS" | awk '{print $1}' | tr -d ,
+    if [ -n "${CALLGRIND_KEEP:-}" ]; then
+        mkdir -p "$CALLGRIND_KEEP" && cp "$work/cg.out" "$CALLGRIND_KEEP/callgrind.$count.$chunks.out"
+    fi
     rm -rf "$work"
 }
 
