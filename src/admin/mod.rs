@@ -39,6 +39,8 @@ pub const MAX_CONNECTIONS: usize = 16;
 pub struct AdminServer {
     pub addr: SocketAddr,
     stop: Arc<AtomicBool>,
+    /// The listening socket (a second handle), shut down to end a blocked accept.
+    listener: TcpListener,
     thread: JoinHandle<()>,
 }
 
@@ -55,8 +57,8 @@ struct Shared {
 impl AdminServer {
     pub fn start(config: &AdminConfig, control: Arc<Control>) -> std::io::Result<AdminServer> {
         let listener = TcpListener::bind(config.listen)?;
-        listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
+        let handle = listener.try_clone()?;
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
         let shared = Arc::new(Shared {
@@ -76,21 +78,31 @@ impl AdminServer {
                 addr = addr
             );
         }
-        Ok(AdminServer { addr, stop, thread })
+        Ok(AdminServer {
+            addr,
+            stop,
+            listener: handle,
+            thread,
+        })
     }
 
     /// Stops accepting. Connections still being served end within their deadlines.
     pub fn stop(self) {
         self.stop.store(true, Ordering::SeqCst);
+        // Linux ends an accept blocked on a listening socket that is shut down
+        // (EINVAL); the loop then sees `stop`.
+        let _ = socket2::SockRef::from(&self.listener).shutdown(std::net::Shutdown::Both);
         let _ = self.thread.join();
     }
 }
 
+/// Accepts until stopped, blocked in accept between connections (a polled
+/// accept woke the thread 50 times a second on an idle gateway).
 fn serve(listener: TcpListener, shared: Arc<Shared>, stop: Arc<AtomicBool>) {
     while !stop.load(Ordering::SeqCst) {
         match listener.accept() {
             Ok((stream, _)) => dispatch(stream, &shared),
-            // Non-blocking accept, polled, so `stop` is seen within one nap.
+            // Out of descriptors and the like: a nap instead of a spin.
             Err(_) => std::thread::sleep(Duration::from_millis(20)),
         }
     }
